@@ -1,0 +1,35 @@
+# Set-up is part of every target: a fresh machine needs only python3.11 and make.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)
+export PROJ_PROFILE ?= demo
+
+.PHONY: install demo test test-slow ui validate bench clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch first, alone and pinned: 2.13.0 is the CPU wheel; a looser spec pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m proj_assets.platform.materialize_all
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+validate: $(STAMP)
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+ui: $(STAMP)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean-data:
+	rm -rf data/dagster data/warehouse data/artifacts data/optuna

@@ -1,0 +1,1 @@
+"""Dagster code location: ML research workflows as software-defined assets."""

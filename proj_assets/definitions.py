@@ -1,0 +1,50 @@
+"""The code location's only Definitions: every domain, resources, jobs, schedules and sensors."""
+
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+# Per-partition asset checks are a preview feature in 1.13; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from proj_assets.market import assets as market_assets
+from proj_assets.market import checks as market_checks
+from proj_assets.probes import assets as probes_assets
+from proj_assets.probes import checks as probes_checks
+from proj_assets.profiles import Profile, data_dir, load_profile
+from proj_assets.scaling import assets as scaling_assets
+from proj_assets.scaling import checks as scaling_checks
+from proj_assets.sft import assets as sft_assets
+from proj_assets.sft import checks as sft_checks
+from proj_resources import ArtifactStore, Compute, MarketSource, Provenance, Warehouse, warehouse_io_manager
+
+ASSET_MODULES = [market_assets, scaling_assets, probes_assets, sft_assets]
+CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks]
+
+
+def build_resources(profile: Profile, root: Path) -> dict:
+    """Resources for `profile`, with every output under `root` (warehouse, artifacts)."""
+    database = str(root / "warehouse" / f"{profile.name}.duckdb")
+    market = profile.market
+    return {
+        "io_manager": warehouse_io_manager(database),
+        "warehouse": Warehouse(database=database),
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "market_source": MarketSource(kind=market.source, csv_dir=market.csv_dir, start=market.start, end=market.end),
+        "compute": Compute(**profile.compute.model_dump()),
+        "provenance": Provenance(),
+    }
+
+
+def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        resources=build_resources(profile, root),
+        executor=dg.multiprocess_executor.configured({"max_concurrent": profile.compute.threads}),
+    )
+
+
+defs = build_definitions(load_profile(), data_dir())

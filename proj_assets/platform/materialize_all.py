@@ -1,0 +1,125 @@
+"""Materialize the whole asset graph of the active profile, recorded in the Dagster instance.
+
+`make demo` runs this. Assets run domain by domain in dependency order; consecutive assets that
+share a partitions definition run together, one in-process run per partition (dynamic partition
+keys are read from the instance when their stage starts, after upstream assets registered them).
+Later passes materialize only partitions that appeared meanwhile (e.g. probe configs promoted to
+stage 2) and re-run what depends on them, until nothing new appears.
+"""
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+DOMAIN_ORDER = ["market", "scaling", "probes", "sft", "platform"]
+MAX_PASSES = 3
+# Step logs stay in the instance (and the UI); the console shows warnings and this runner's lines.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class Stage:
+    keys: list[dg.AssetKey]
+    partitions_def: dg.PartitionsDefinition | None
+
+
+@dataclass
+class RunSummary:
+    label: str
+    partition: str | None
+    success: bool
+    seconds: float
+    failed_checks: list[str] = field(default_factory=list)
+    passed_checks: int = 0
+
+
+def plan_stages(defs: dg.Definitions) -> list[Stage]:
+    graph = defs.resolve_asset_graph()
+    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    stages: list[Stage] = []
+    for domain in DOMAIN_ORDER + sorted({graph.get(k).group_name for k in order} - set(DOMAIN_ORDER)):
+        for key in (k for k in order if graph.get(k).group_name == domain):
+            pdef = graph.get(key).partitions_def
+            if stages and stages[-1].partitions_def == pdef and stages[-1].keys[0].path[0] == domain:
+                stages[-1].keys.append(key)
+            else:
+                stages.append(Stage([key], pdef))
+    return stages
+
+
+def _partitions_to_run(instance: dg.DagsterInstance, stage: Stage, attempted: set) -> list[str | None]:
+    """Every partition in the first pass; afterwards only partitions never attempted before."""
+    if stage.partitions_def is None:
+        return [None]
+    keys = stage.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    return [k for k in keys if (tuple(stage.keys), k) not in attempted]
+
+
+def run_stage(job, instance: dg.DagsterInstance, stage: Stage, partitions: list[str | None]) -> list[RunSummary]:
+    label = ", ".join(k.to_user_string() for k in stage.keys)
+    summaries = []
+    for i, partition in enumerate(partitions, 1):
+        start = time.perf_counter()
+        result = job.execute_in_process(run_config=QUIET, instance=instance, asset_selection=stage.keys,
+                                        partition_key=partition, raise_on_error=False,
+                                        tags={"proj/launched_by": "materialize_all"})
+        evaluations = result.get_asset_check_evaluations()
+        summary = RunSummary(label, partition, result.success, time.perf_counter() - start,
+                             [f"{e.asset_check_key.to_user_string()} ({e.severity.value})"
+                              for e in evaluations if not e.passed],
+                             sum(e.passed for e in evaluations))
+        summaries.append(summary)
+        where = f" [{partition}] ({i}/{len(partitions)})" if partition else ""
+        checks = f"checks {summary.passed_checks} passed" + (
+            f", FAILED: {summary.failed_checks}" if summary.failed_checks else "")
+        print(f"  {'ok' if summary.success else 'FAILED':6} {label}{where} {summary.seconds:.1f}s; {checks}", flush=True)
+    return summaries
+
+
+def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[RunSummary]:
+    job = defs.resolve_implicit_global_asset_job_def()
+    stages = plan_stages(defs)
+    attempted: set = set()
+    summaries: list[RunSummary] = []
+    for n in range(1, MAX_PASSES + 1):
+        print(f"pass {n}:", flush=True)
+        this_pass: list[RunSummary] = []
+        changed_domains: set[str] = set()
+        for stage in stages:
+            domain = stage.keys[0].path[0]
+            if n > 1 and stage.partitions_def is None and domain not in changed_domains:
+                continue  # nothing upstream in its domain changed in this pass
+            partitions = [None] if stage.partitions_def is None else _partitions_to_run(instance, stage, attempted)
+            attempted.update((tuple(stage.keys), p) for p in partitions)
+            runs = run_stage(job, instance, stage, partitions)
+            if runs:
+                changed_domains.add(domain)
+            this_pass += runs
+        summaries += this_pass
+        if n > 1 and not this_pass:
+            break
+    return summaries
+
+
+def main() -> int:
+    from proj_assets.definitions import defs
+    from proj_assets.profiles import data_dir, load_profile
+
+    profile = load_profile()
+    print(f"materializing every asset of profile '{profile.name}' (data under {data_dir()})", flush=True)
+    start = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        summaries = materialize_all(defs, instance)
+    failed = [s for s in summaries if not s.success]
+    failed_checks = sorted({c for s in summaries for c in s.failed_checks})
+    print(f"\n{len(summaries)} runs in {time.perf_counter() - start:.0f}s: "
+          f"{len(summaries) - len(failed)} succeeded, {len(failed)} failed")
+    print(f"failed checks: {failed_checks}" if failed_checks else "every check passed")
+    print("open the UI with `make ui`, then http://127.0.0.1:3000 (Assets -> Global asset lineage)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
