@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from proj_assets.market import assets as market_assets
 from proj_assets.market import checks as market_checks
+from proj_assets.market import schedules as market_schedules
 from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile
@@ -42,6 +43,8 @@ def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        jobs=[market_schedules.market_ohlcv_job],
+        schedules=[market_schedules.market_daily_refresh],
         resources=build_resources(profile, root),
         executor=dg.multiprocess_executor.configured({"max_concurrent": profile.compute.threads}),
     )

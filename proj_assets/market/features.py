@@ -93,5 +93,7 @@ def compute_features(prices: pl.DataFrame, vol_index: pl.DataFrame, fallback: st
         .slice(WARMUP_ROWS)
     )
     if fallback == "intersect":
-        frame = frame.filter(pl.col(PROXY_FLAG) == 0).filter(pl.col("vix_change_5").is_not_null())
+        # vix_change_5 must compare two real index values: drop the index's first 5 days too.
+        real = (pl.col(PROXY_FLAG) == 0) & (pl.col(PROXY_FLAG).shift(5) == 0)
+        frame = frame.filter(real)
     return frame.select("date", *FEATURE_NAMES)
