@@ -47,7 +47,7 @@ def load_arch(ticker: str) -> pl.DataFrame:
 
 
 def _first_bad_row(raw: pl.DataFrame, parsed: pl.Series, column: str) -> int | None:
-    bad = raw[column].is_null() | parsed.is_null() | parsed.cast(pl.Float64, strict=False).is_nan()
+    bad = raw[column].is_null() | parsed.is_null() | ~parsed.cast(pl.Float64, strict=False).is_finite()
     idx = bad.arg_true()
     return int(idx[0]) if len(idx) else None
 
@@ -73,7 +73,7 @@ def parse_ohlcv_csv(path: Path) -> pl.DataFrame:
         parsed = text.str.to_date("%Y-%m-%d", strict=False) if dtype == pl.Date else text.cast(pl.Float64, strict=False)
         row = _first_bad_row(raw, parsed, name)
         if row is not None:
-            expected = "a YYYY-MM-DD date" if dtype == pl.Date else "a number (not empty, not NaN)"
+            expected = "a YYYY-MM-DD date" if dtype == pl.Date else "a finite number (not empty, NaN or inf)"
             raise MarketSourceError(
                 f"{path}: line {row + 2}, field '{name}': got {raw[name][row]!r}, expected {expected}"
             )

@@ -89,11 +89,13 @@ def compute_features(prices: pl.DataFrame, vol_index: pl.DataFrame, fallback: st
             pl.col("_vix").is_null().cast(pl.Float64).alias(PROXY_FLAG),
             pl.coalesce("_vix", pl.col("vol_21") * ANNUALIZE).alias("vix_level"),
         )
-        .with_columns((pl.col("vix_level") / pl.col("vix_level").shift(5)).log().alias("vix_change_5"))
+        .with_columns(
+            (pl.col("vix_level") / pl.col("vix_level").shift(5)).log().alias("vix_change_5"),
+            # vix_change_5 must compare two real index values: with `intersect`, drop the index's first 5 days too
+            ((pl.col(PROXY_FLAG) == 0) & (pl.col(PROXY_FLAG).shift(5) == 0)).alias("_real_index"),
+        )
         .slice(WARMUP_ROWS)
     )
     if fallback == "intersect":
-        # vix_change_5 must compare two real index values: drop the index's first 5 days too.
-        real = (pl.col(PROXY_FLAG) == 0) & (pl.col(PROXY_FLAG).shift(5) == 0)
-        frame = frame.filter(real)
+        frame = frame.filter(pl.col("_real_index"))
     return frame.select("date", *FEATURE_NAMES)

@@ -67,11 +67,16 @@ class MarketSettings(Section):
             raise ValueError(f"csv_dir does not exist or is not a directory: {path}")
         return str(path)
 
+    @field_validator("target_ticker", "vol_index_ticker")
+    @classmethod
+    def _in_tickers(cls, value: str, info: ValidationInfo) -> str:
+        tickers = info.data.get("tickers")  # absent when tickers itself was invalid
+        if tickers is not None and value not in tickers:
+            raise ValueError(f"{value!r} is not in tickers {tickers}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self):
-        for field in ("target_ticker", "vol_index_ticker"):
-            if getattr(self, field) not in self.tickers:
-                raise ValueError(f"{field} {getattr(self, field)!r} is not in tickers {self.tickers}")
         if self.source == "csv" and self.csv_dir is None:
             raise ValueError("source 'csv' needs csv_dir")
         return self

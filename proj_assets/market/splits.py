@@ -26,8 +26,8 @@ def split_boundaries(dates: pl.Series, train: float, val: float, embargo: int) -
     rows = []
     for name in SPLIT_NAMES:
         lo, hi = bounds[name]
-        if hi - lo < 1:
-            raise ValueError(f"split {name!r} is empty: {n} rows are too few for fractions "
+        if hi - lo < 1 or hi > n:
+            raise ValueError(f"split {name!r} does not fit: {n} rows are too few for fractions "
                              f"train={train}, val={val} and embargo={embargo}")
         rows.append({"split": name, "start_date": dates[lo], "end_date": dates[hi - 1], "n_rows": hi - lo})
     return pl.DataFrame(rows).with_columns(pl.lit(embargo).alias("embargo_rows"))

@@ -31,9 +31,10 @@ def target_mismatches(prices: pl.DataFrame, stored: pl.DataFrame, feature_dates:
     expected = compute_targets(prices, horizons, threshold).join(
         pl.DataFrame({"date": feature_dates}), on="date", how="semi")
     columns = [target_column(h) for h in horizons]
-    joined = expected.join(stored.select("date", *columns), on="date", how="full", suffix="_stored",
-                           coalesce=True)
-    bad = pl.any_horizontal(
+    joined = expected.with_columns(pl.lit(True).alias("_in_expected")).join(
+        stored.select("date", *columns).with_columns(pl.lit(True).alias("_in_stored")),
+        on="date", how="full", suffix="_stored", coalesce=True)
+    bad = pl.col("_in_expected").is_null() | pl.col("_in_stored").is_null() | pl.any_horizontal(
         [pl.col(c).eq_missing(pl.col(f"{c}_stored")).not_() for c in columns]
     )
-    return joined.filter(bad).sort("date")
+    return joined.filter(bad).drop("_in_expected", "_in_stored").sort("date")

@@ -1,0 +1,101 @@
+"""Gates across runs: gate_problems reads the latest blocking-check results from a real instance."""
+
+import dagster as dg
+from proj_assets.platform.check_results import threshold_result
+from proj_assets.platform.gates import gate_problems, require_gates_passed
+
+WARN = dg.AssetCheckSeverity.WARN
+
+
+class Level(dg.Config):
+    value: int = 1
+
+
+@dg.asset
+def tiny(config: Level) -> int:
+    return config.value
+
+
+@dg.asset_check(asset=tiny, blocking=True)
+def tiny_positive(tiny: int) -> dg.AssetCheckResult:
+    return threshold_result(tiny > 0, measured=tiny, threshold=0, description="value must be > 0")
+
+
+@dg.asset_check(asset=tiny)
+def tiny_small(tiny: int) -> dg.AssetCheckResult:
+    return threshold_result(tiny < 10, measured=tiny, threshold=10, description="value should be < 10", severity=WARN)
+
+
+letters = dg.StaticPartitionsDefinition(["a", "b"])
+
+
+@dg.asset(partitions_def=letters)
+def tiny_parts(context: dg.AssetExecutionContext, config: Level) -> int:
+    return config.value
+
+
+@dg.asset_check(asset=tiny_parts, partitions_def=letters, blocking=True)
+def parts_positive(tiny_parts: int) -> dg.AssetCheckResult:
+    return threshold_result(tiny_parts > 0, measured=tiny_parts, threshold=0, description="value must be > 0")
+
+
+POSITIVE = dg.AssetCheckKey(dg.AssetKey("tiny"), "tiny_positive")
+SMALL = dg.AssetCheckKey(dg.AssetKey("tiny"), "tiny_small")
+PARTS = dg.AssetCheckKey(dg.AssetKey("tiny_parts"), "parts_positive")
+
+
+def _run(instance, value: int, asset=tiny, partition=None) -> dg.ExecuteInProcessResult:
+    checks = [tiny_positive, tiny_small] if asset is tiny else [parts_positive]
+    return dg.materialize([asset, *checks], instance=instance, partition_key=partition, raise_on_error=False,
+                          run_config={"ops": {asset.op.name: {"config": {"value": value}}}})
+
+
+def test_never_run_check_has_no_result_yet(instance):
+    (problem,) = gate_problems(instance, [POSITIVE])
+    assert problem.startswith("tiny:tiny_positive") and "no result yet" in problem
+
+
+@dg.asset(deps=[tiny])
+def downstream(context: dg.AssetExecutionContext) -> None:
+    require_gates_passed(context, [POSITIVE])
+
+
+def test_failed_blocking_check_closes_the_gate_then_a_pass_opens_it(instance):
+    failed = _run(instance, -3)
+    assert not failed.success
+    (problem,) = gate_problems(instance, [POSITIVE])
+    assert problem.startswith("tiny:tiny_positive failed: value must be > 0")
+    assert "'measured': -3.0" in problem and "'threshold': 0.0" in problem and failed.run_id in problem
+    # a later run of a downstream asset refuses, naming the check
+    later = dg.materialize([downstream], instance=instance, raise_on_error=False)
+    (failure,) = later.get_step_failure_events()
+    assert "refusing to run: upstream gate(s) not passed:\n  tiny:tiny_positive failed" in (
+        failure.event_specific_data.error.message)
+
+    assert _run(instance, 5).success
+    assert gate_problems(instance, [POSITIVE]) == []  # the latest result counts
+    assert dg.materialize([downstream], instance=instance, raise_on_error=False).success
+
+
+def test_warn_failure_does_not_close_the_gate(instance):
+    result = _run(instance, 50)
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "tiny_positive": True, "tiny_small": False}
+    assert gate_problems(instance, [POSITIVE, SMALL]) == []
+
+
+def test_partitioned_gate_reports_only_the_failed_partition(instance):
+    assert _run(instance, 1, tiny_parts, "a").success
+    assert not _run(instance, -1, tiny_parts, "b").success
+    (problem,) = gate_problems(instance, [PARTS])
+    assert "partition 'b' failed" in problem
+    assert gate_problems(instance, [PARTS], partitions=["a"]) == []
+    assert len(gate_problems(instance, [PARTS], partitions=["a", "b"])) == 1
+
+
+def test_partition_without_a_result_keeps_the_gate_closed(instance):
+    """Asked about partitions a and b, a gate must not pass when b never ran."""
+    assert _run(instance, 1, tiny_parts, "a").success
+    problems = gate_problems(instance, [PARTS], partitions=["a", "b"])
+    assert len(problems) == 1 and "'b'" in problems[0] and "no result yet" in problems[0]
