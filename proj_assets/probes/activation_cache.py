@@ -1,0 +1,101 @@
+"""The token-activation cache: one float16 memmap per (model, revision, layer, corpus, max tokens).
+
+Layout of a cache folder (content-addressed by `cache_spec`, so every config that needs the same
+activations reads the same files and re-materializing is a cache hit):
+  activations.f16   raw float16 array [total_tokens, hidden], row-major (np.memmap)
+  index.parquet     uid (sentence, see corpus.with_sentence_uid), offset (first token row), length
+  meta.json         spec, shape and dtype
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+DTYPE = "float16"
+ACTIVATIONS_FILE, INDEX_FILE, META_FILE = "activations.f16", "index.parquet", "meta.json"
+
+
+class CacheError(ValueError):
+    """A cache folder is incomplete or inconsistent with its index."""
+
+
+def cache_spec(model_id: str, revision: str, layer: int, corpus_hash: str, max_tokens: int,
+               context: str) -> dict:
+    """Everything that determines the cached activations; its hash names the cache folder."""
+    return {"model_id": model_id, "revision": revision, "layer": int(layer), "corpus_hash": corpus_hash,
+            "max_tokens": int(max_tokens), "context": context, "dtype": DTYPE}
+
+
+def is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (ACTIVATIONS_FILE, INDEX_FILE, META_FILE))
+
+
+class CacheWriter:
+    """Fills a new cache folder: lengths are known up front, activations arrive per sentence."""
+
+    def __init__(self, folder: Path, spec: dict, uids: np.ndarray, lengths: np.ndarray, hidden: int):
+        self.folder, self.spec = folder, spec
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.index = pl.DataFrame({"uid": uids.astype(np.int64), "offset": offsets, "length": lengths.astype(np.int64)})
+        self._offset = dict(zip(uids.tolist(), offsets.tolist()))
+        self.shape = (int(lengths.sum()), int(hidden))
+        self.array = np.memmap(folder / ACTIVATIONS_FILE, dtype=DTYPE, mode="w+", shape=self.shape)
+
+    def put(self, uid: int, tokens: np.ndarray) -> None:
+        start = self._offset[uid]
+        self.array[start:start + tokens.shape[0]] = tokens.astype(DTYPE)
+
+    def close(self) -> None:
+        self.array.flush()
+        del self.array
+        self.index.write_parquet(self.folder / INDEX_FILE)
+        (self.folder / META_FILE).write_text(json.dumps({"spec": self.spec, "shape": self.shape, "dtype": DTYPE}))
+
+
+def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:
+    """The activations (read-only memmap), the index and the metadata of a cache folder."""
+    if not is_complete(folder):
+        raise CacheError(f"activation cache {folder} is incomplete: expected {ACTIVATIONS_FILE}, "
+                         f"{INDEX_FILE} and {META_FILE}; re-materialize probes/features/token_activations")
+    meta = json.loads((folder / META_FILE).read_text())
+    array = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r", shape=tuple(meta["shape"]))
+    return array, pl.read_parquet(folder / INDEX_FILE), meta
+
+
+def index_problems(index: pl.DataFrame, n_rows: int, expected_uids: set[int]) -> pl.DataFrame:
+    """Index rows that do not tile the activation array exactly (gaps, overlaps, out of range,
+    empty sentences) or that name sentences the corpus does not have / miss ones it has."""
+    ordered = index.sort("offset")
+    expected_offset = pl.concat([pl.Series([0], dtype=pl.Int64), (ordered["offset"] + ordered["length"]).head(-1)])
+    bad = ordered.with_columns(expected_offset=expected_offset).with_columns(
+        problem=pl.when(pl.col("length") <= 0).then(pl.lit("empty sentence"))
+        .when(pl.col("offset") != pl.col("expected_offset")).then(pl.lit("gap or overlap"))
+        .when(pl.col("offset") + pl.col("length") > n_rows).then(pl.lit("past end of array"))
+        .when(~pl.col("uid").is_in(list(expected_uids))).then(pl.lit("uid not in corpus")))
+    problems = bad.filter(pl.col("problem").is_not_null()).drop("expected_offset")
+    missing = sorted(expected_uids - set(index["uid"].to_list()))
+    if missing:
+        problems = pl.concat([problems, pl.DataFrame({"uid": missing, "offset": None, "length": None,
+                                                       "problem": "sentence missing from index"},
+                                                      schema=problems.schema)])
+    end = int((ordered["offset"] + ordered["length"]).max() or 0)
+    if end != n_rows and problems.height == 0:
+        problems = pl.DataFrame({"uid": [None], "offset": [end], "length": [n_rows - end],
+                                 "problem": ["array has rows no sentence owns"]}, schema=problems.schema)
+    return problems
+
+
+def nonfinite_rows(array: np.ndarray, index: pl.DataFrame, chunk: int = 1 << 16) -> pl.DataFrame:
+    """Sentences (uid, offset, length) whose activations contain NaN or inf, scanned in chunks."""
+    bad_rows = []
+    for start in range(0, array.shape[0], chunk):
+        block = np.asarray(array[start:start + chunk], dtype=np.float32)
+        bad_rows.extend((start + np.flatnonzero(~np.isfinite(block).all(axis=1))).tolist())
+    if not bad_rows:
+        return index.head(0)
+    bad = np.asarray(bad_rows)
+    starts, ends = index["offset"].to_numpy(), (index["offset"] + index["length"]).to_numpy()
+    hit = [bool(((bad >= s) & (bad < e)).any()) for s, e in zip(starts, ends)]
+    return index.filter(pl.Series(hit))

@@ -1,0 +1,211 @@
+"""probes domain assets: corpus → cached token activations → sweep manifest → config × fold results
+→ aggregates → staged screening → report. Logic lives in the pure modules beside this file."""
+
+import io
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.partitions import probe_config_fold_partitions
+from proj_assets.platform.gates import require_gates_passed
+from proj_assets.probes.activation_cache import cache_spec, is_complete
+from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
+from proj_assets.probes.extraction import read_model_config, resolve_context
+from proj_assets.probes.folds import lopo_folds
+from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
+from proj_assets.probes.results_store import replace_partition
+from proj_assets.probes.sweep_spec import expand, load_spec, resolve_config, stage1_id, stage2_id
+from proj_assets.profiles import load_profile
+from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
+from proj_resources.artifacts import canonical_hash
+from proj_resources.models import ModelSource, check_model_dir
+
+CORPUS = ["probes", "raw", "corpus"]
+ACTIVATIONS = ["probes", "features", "token_activations"]
+MANIFEST = ["probes", "sweep", "manifest"]
+FOLD_RESULTS = ["probes", "sweep", "fold_results"]
+AGGREGATE = ["probes", "sweep", "aggregate_metrics"]
+SCREENING = ["probes", "sweep", "screening"]
+SUMMARY = ["probes", "report", "summary"]
+GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def activation_folders(corpus: pl.DataFrame, artifacts: ArtifactStore, model: ModelSource) -> dict[int, tuple[dict, Path]]:
+    """Layer → (cache spec, content-addressed folder) for every layer the sweep spec uses."""
+    settings = load_profile().probes
+    layers = sorted(set(load_spec(settings.sweep_spec_path()).factors.layer))
+    config = read_model_config(str(check_model_dir(model.path)))
+    context = resolve_context(config, settings.model.context)
+    model_id = getattr(config, "_name_or_path", "") or Path(model.path).name
+    chash, revision = corpus_hash(corpus), model.resolved_revision()
+    specs = {layer: cache_spec(model_id, revision, layer, chash, settings.model.max_tokens, context) for layer in layers}
+    return {layer: (spec, artifacts.content_path("probes/activations", spec)) for layer, spec in specs.items()}
+
+
+def progress_logger(context: dg.AssetExecutionContext, what: str):
+    """A callback `(done, total)` that logs n of N, rate and ETA."""
+    started = time.perf_counter()
+
+    def log(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        context.log.info(f"{what}: {done} of {total} ({rate:.1f}/s, ETA {(total - done) / max(rate, 1e-9):.0f}s)")
+    return log
+
+
+@dg.asset(key=CORPUS, group_name="probes", kinds={"polars", "duckdb"}, metadata=table_metadata(CORPUS), pool=DUCKDB_POOL)
+def corpus(context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance) -> pl.DataFrame:
+    """Sentences of reasoning traces with their problem (group), position and anchor label."""
+    settings = load_profile().probes.corpus
+    with compute.meter() as meter:
+        df = load_configured_corpus(settings)
+    context.add_output_metadata({
+        "rows": df.height, "groups": df["group_id"].n_unique(), "traces": df["trace_id"].n_unique(),
+        "positive_rate": round(float(df["label"].mean()), 4), "corpus_hash": corpus_hash(df),
+        "source": settings.path or "generated", **meter.metadata(), **provenance.metadata()})
+    return provenance.stamp(df, context.run_id, settings.seed, settings.model_dump())
+
+
+@dg.asset(key=ACTIVATIONS, group_name="probes", kinds={"torch", "numpy"}, ins={"corpus": dg.AssetIn(CORPUS)},
+          automation_condition=GATED)
+def token_activations(context: dg.AssetExecutionContext, corpus: pl.DataFrame, artifacts: ArtifactStore,
+                      compute: Compute, probe_model: ModelSource) -> dg.MaterializeResult:
+    """Per-token float16 activations of every sentence, one shared content-addressed cache per layer."""
+    require_gates_passed(context, [check_key(CORPUS, "groups_and_labels_valid")])
+    from contextlib import ExitStack
+
+    from proj_assets.probes.extraction import extract_into_caches
+    from proj_resources.models import load_encoder, load_tokenizer
+
+    settings = load_profile().probes.model
+    folders = activation_folders(corpus, artifacts, probe_model)
+    missing = {layer: pair for layer, pair in folders.items() if not is_complete(pair[1])}
+    with compute.meter() as meter:
+        if missing:
+            device = compute.torch_device()
+            model, tokenizer = load_encoder(probe_model.path, device), load_tokenizer(probe_model.path)
+            with ExitStack() as stack:  # every layer's folder appears at once, or none does
+                tmp = {layer: stack.enter_context(artifacts.atomic_dir(folder)) for layer, (_s, folder) in missing.items()}
+                extract_into_caches(
+                    model, tokenizer, with_sentence_uid(corpus), tmp, {k: v[0] for k, v in missing.items()},
+                    settings.max_tokens, next(iter(missing.values()))[0]["context"], settings.max_context_tokens,
+                    settings.batch_size, device,
+                    progress=progress_logger(context, "encoded model inputs"))
+    per_layer = {str(layer): {"path": str(folder), "hash": folder.name, "cache_hit": layer not in missing,
+                              **{k: v for k, v in artifacts.describe(folder).items() if k == "bytes"}}
+                 for layer, (_spec, folder) in folders.items()}
+    total = sum(v["bytes"] for v in per_layer.values())
+    return dg.MaterializeResult(metadata={
+        "layers": dg.MetadataValue.json(per_layer), "bytes": total, "cache_hits": len(folders) - len(missing),
+        "path": dg.MetadataValue.path(str(next(iter(folders.values()))[1].parent)),
+        "model_revision": probe_model.resolved_revision(), **meter.metadata()})
+
+
+@dg.asset(key=MANIFEST, group_name="probes", kinds={"polars", "duckdb"}, ins={"corpus": dg.AssetIn(CORPUS)},
+          metadata=table_metadata(MANIFEST), pool=DUCKDB_POOL)
+def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance: Provenance) -> pl.DataFrame:
+    """Stage-1 probe configs of the sweep spec, with stable ids; registers config and fold partitions."""
+    settings = load_profile().probes
+    spec = load_spec(settings.sweep_spec_path())
+    configs = pl.DataFrame(expand(spec, canonical_hash))
+    folds = lopo_folds(corpus)
+    context.instance.add_dynamic_partitions("probe_config", configs["config_id"].to_list())
+    context.instance.add_dynamic_partitions("probe_fold", folds)
+    context.log.info(f"registered {configs.height} configs x {len(folds)} folds")
+    table = configs.with_columns(spec_name=pl.lit(spec.name), n_folds=pl.lit(len(folds)),
+                                 stage2_seeds=pl.lit(spec.stages.stage2_seeds), promote_top_k=pl.lit(spec.stages.promote_top_k))
+    context.add_output_metadata({"configs": configs.height, "folds": len(folds),
+                                 "partitions": configs.height * len(folds), "spec": str(settings.sweep_spec_path())})
+    return provenance.stamp(table, context.run_id, None, spec.model_dump())
+
+
+@dg.asset(key=FOLD_RESULTS, group_name="probes", kinds={"torch", "polars", "duckdb"},
+          partitions_def=probe_config_fold_partitions, pool=DUCKDB_POOL, automation_condition=GATED,
+          ins={"corpus": dg.AssetIn(CORPUS), "manifest": dg.AssetIn(MANIFEST)}, deps=[ACTIVATIONS],
+          metadata={"table": RESULTS_TABLE, "partition_expr": {"config": "config_id", "fold": "fold"}})
+def fold_results(context: dg.AssetExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
+                 artifacts: ArtifactStore, compute: Compute, provenance: Provenance,
+                 probe_model: ModelSource, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Metrics per seed and probe for one config × held-out group, all seeds trained in one batch."""
+    require_gates_passed(context, [check_key(CORPUS, "groups_and_labels_valid"),
+                                   check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
+    from proj_assets.probes.activation_cache import open_cache
+    from proj_assets.probes.fold_run import fold_inputs, run_config_fold
+    from proj_assets.probes.trainer import set_train_threads
+
+    keys = context.partition_key.keys_by_dimension
+    config = resolve_config(keys["config"], {r["config_id"]: r for r in manifest.iter_rows(named=True)})
+    spec, folder = activation_folders(corpus, artifacts, probe_model)[config["layer"]]
+    array, index, _meta = open_cache(folder)
+    seed = compute.seed_everything()
+    set_train_threads(load_profile().probes.train_threads)
+    with compute.meter() as meter:
+        data = fold_inputs(config, with_sentence_uid(corpus), array, index, keys["fold"])
+        context.log.info(f"training {config['probe_type']} x {config['n_seeds']} seeds (+ control, baseline) "
+                         f"on {data.y_train.size} sentences, testing on {keys['fold']}")
+        metrics, predictions = run_config_fold(config, data, keys["fold"], seed)
+    buffer = io.BytesIO()
+    predictions.write_parquet(buffer)
+    pred_path = artifacts.write_bytes(f"probes/predictions/{keys['config']}/{keys['fold']}.parquet", buffer.getvalue())
+    stamped = provenance.stamp(metrics, context.run_id, seed, config, spec["model_id"], spec["revision"])
+    with warehouse.get_connection() as conn:
+        replace_partition(conn, stamped, keys["config"], keys["fold"])
+    cand = metrics.filter(pl.col("role") == "candidate")
+    return dg.MaterializeResult(metadata={
+        "table": f"{RESULTS_TABLE}", "rows": stamped.height, "predictions": dg.MetadataValue.path(str(pred_path)),
+        "seeds": int(config["n_seeds"]), "candidate_pr_auc_mean": round(float(cand["pr_auc"].mean()), 4),
+        "n_train": data.y_train.size, "n_test": data.y_test.size,
+        "fits_per_second": round(metrics.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
+
+
+@dg.asset(key=AGGREGATE, group_name="probes", kinds={"polars", "duckdb"}, ins={"manifest": dg.AssetIn(MANIFEST)},
+          deps=[FOLD_RESULTS], metadata=table_metadata(AGGREGATE), pool=DUCKDB_POOL, automation_condition=GATED)
+def aggregate_metrics(context: dg.AssetExecutionContext, manifest: pl.DataFrame, warehouse: Warehouse) -> pl.DataFrame:
+    """Per config and probe role: mean, spread and 95% CI of PR-AUC over folds × seeds."""
+    require_gates_passed(context, [check_key(FOLD_RESULTS, "no_group_leakage"), check_key(FOLD_RESULTS, "metrics_finite")])
+    from proj_assets.probes.evaluation import aggregate
+
+    results = warehouse.query(f"select * from {RESULTS_TABLE}")
+    current = set(manifest["config_id"].to_list())
+    results = results.filter(pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(list(current)))
+    if results.height == 0:
+        raise dg.Failure("no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first")
+    table = aggregate(results)
+    context.add_output_metadata({"configs": table["config_id"].n_unique(), "fits": results.height})
+    return table
+
+
+@dg.asset(key=SCREENING, group_name="probes", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
+          ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "manifest": dg.AssetIn(MANIFEST)},
+          metadata=table_metadata(SCREENING), automation_condition=GATED)
+def screening(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Stage-1 configs ranked by PR-AUC lower CI bound; the top k become stage-2 partitions."""
+    from proj_assets.probes.evaluation import screen
+
+    first = manifest.row(0, named=True)
+    table = screen(aggregate_metrics, first["n_folds"], first["promote_top_k"], first["stage2_seeds"], stage2_id)
+    waiting = manifest.height - table.filter(pl.col("complete")).height
+    if waiting:  # promoting before every stage-1 config is done could promote the wrong ones
+        table = table.with_columns(promoted=pl.lit(False), stage2_config_id=pl.lit(None, dtype=pl.Utf8))
+        context.log.info(f"{waiting} stage-1 configs still incomplete: nothing promoted yet")
+    promoted = table.filter(pl.col("promoted"))["stage2_config_id"].to_list()
+    if promoted:
+        context.instance.add_dynamic_partitions("probe_config", promoted)
+    context.add_output_metadata({"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting})
+    return table
+
+
+@dg.asset(key=SUMMARY, group_name="probes", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
+          ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "screening": dg.AssetIn(SCREENING)},
+          metadata=table_metadata(SUMMARY), automation_condition=GATED)
+def summary(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, screening: pl.DataFrame) -> pl.DataFrame:
+    """Final result per config (stage 2 where promoted) with baseline and control, as tables and plots."""
+    from proj_assets.probes.evaluation import final_candidates, release_decision
+    from proj_assets.probes.report import summary_metadata
+
+    finals = final_candidates(aggregate_metrics, stage1_id)
+    decision = release_decision(finals, load_profile().probes.release_margin)
+    context.add_output_metadata(summary_metadata(finals, aggregate_metrics, decision))
+    return finals.join(screening.select("config_id", "rank", "promoted"), left_on="base_id", right_on="config_id", how="left")

@@ -1,0 +1,99 @@
+"""probes domain asset checks: corpus structure, activation cache integrity, fold leakage, finite
+metrics and the release gate. A tripwire is switched off only by naming it in the profile's
+`probes.disabled_tripwires`; it then still measures, reports WARN and records that it was off."""
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.partitions import probe_config_fold_partitions
+from proj_assets.platform.check_results import offending_rows_result, threshold_result
+from proj_assets.probes.activation_cache import index_problems, nonfinite_rows, open_cache
+from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, SUMMARY, activation_folders
+from proj_assets.probes.corpus import with_sentence_uid
+from proj_assets.probes.results_store import read_partition
+from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
+from proj_assets.profiles import load_profile
+from proj_resources import ArtifactStore, Warehouse
+from proj_resources.models import ModelSource
+
+
+def _tripwire(name: str) -> dict:
+    """Severity and metadata for check `name`: WARN plus a record when the profile disabled it."""
+    if name in load_profile().probes.disabled_tripwires:
+        return {"severity": dg.AssetCheckSeverity.WARN, "tripwire_disabled": True}
+    return {"severity": dg.AssetCheckSeverity.ERROR, "tripwire_disabled": False}
+
+
+def _rows_result(name: str, offending: pl.DataFrame, total: int, what: str) -> dg.AssetCheckResult:
+    return offending_rows_result(offending, total, what, **_tripwire(name))
+
+
+@dg.asset_check(asset=CORPUS, blocking=True)
+def groups_and_labels_valid(corpus: pl.DataFrame) -> dg.AssetCheckResult:
+    """Every group has both labels and enough sentences; traces are whole and in one group."""
+    problems = group_problems(corpus)
+    return _rows_result("groups_and_labels_valid", problems, corpus["group_id"].n_unique(), "groups or traces with problems")
+
+
+_CACHE_INS = {"corpus": dg.AssetIn(CORPUS)}
+
+
+@dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
+def activations_finite(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+    """No NaN or inf in any cached activation."""
+    offending, total = [], 0
+    for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
+        array, index, _meta = open_cache(folder)
+        offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer)))
+        total += index.height
+    return _rows_result("activations_finite", pl.concat(offending), total, "sentences with non-finite activations")
+
+
+@dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
+def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+    """The index covers every corpus sentence once and tiles the activation array exactly."""
+    uids = set(with_sentence_uid(corpus)["uid"].to_list())
+    offending, total = [], 0
+    for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
+        array, index, _meta = open_cache(folder)
+        offending.append(index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer)))
+        total += index.height
+    return _rows_result("index_matches_cache", pl.concat(offending), total, "index rows that do not match the cache")
+
+
+def _partition_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> tuple[str, str, pl.DataFrame]:
+    keys = context.partition_key.keys_by_dimension
+    with warehouse.get_connection() as conn:
+        rows = read_partition(conn, keys["config"], keys["fold"])
+    return keys["config"], keys["fold"], rows
+
+
+@dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
+def no_group_leakage(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore,
+                     warehouse: Warehouse) -> dg.AssetCheckResult:
+    """The held-out group is the only test group and never among the training groups."""
+    config_id, fold, fold_results = _partition_rows(context, warehouse)
+    predictions = pl.read_parquet(artifacts.path("probes", "predictions", config_id, f"{fold}.parquet"))
+    offending = leakage_rows(fold_results, predictions)
+    return _rows_result("no_group_leakage", offending, fold_results.height + predictions.height, "rows that leak a group")
+
+
+@dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
+def metrics_finite(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    """PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both classes."""
+    _config_id, _fold, fold_results = _partition_rows(context, warehouse)
+    offending = nonfinite_metric_rows(fold_results)
+    return _rows_result("metrics_finite", offending, fold_results.height, "rows with non-finite metrics")
+
+
+@dg.asset_check(asset=SUMMARY, blocking=True)
+def release_gate(summary: pl.DataFrame) -> dg.AssetCheckResult:
+    """The best probe beats the position baseline and the shuffled-label control by its CI."""
+    from proj_assets.probes.evaluation import release_decision
+
+    decision = release_decision(summary.sort("pr_auc_ci_low", descending=True, nulls_last=True),
+                                load_profile().probes.release_margin)
+    best = summary.head(1).select("config_id", "probe", "stage", "pr_auc_mean", "delta_vs_baseline_ci_low",
+                                  "delta_vs_control_ci_low")
+    return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
+                            offending=None if decision["passed"] else best, **_tripwire("release_gate"))

@@ -1,0 +1,125 @@
+"""LOPO folds, the activation cache key and integrity checks, aggregation, screening and the gate."""
+
+import numpy as np
+import polars as pl
+import pytest
+from statsmodels.stats.weightstats import DescrStatsW
+
+from proj_assets.probes.activation_cache import CacheWriter, cache_spec, index_problems, nonfinite_rows, open_cache
+from proj_assets.probes.corpus import coerce_corpus, with_sentence_uid
+from proj_assets.probes.corpus_generator import generate_corpus
+from proj_assets.probes.evaluation import aggregate, final_candidates, release_decision, screen, t_interval
+from proj_assets.probes.folds import build_fold, lopo_folds, split
+from proj_assets.probes.quality import leakage_rows
+from proj_assets.probes.sweep_spec import stage1_id, stage2_id
+from proj_resources.artifacts import canonical_hash
+
+
+def test_lopo_folds_never_share_a_group():
+    corpus = with_sentence_uid(coerce_corpus(generate_corpus(4, 2, 0.0, seed=0), "g"))
+    folds = lopo_folds(corpus)
+    assert folds == sorted(corpus["group_id"].unique().to_list())
+    for fold in folds:
+        train, test = split(corpus, fold)
+        assert set(test["group_id"]) == {fold} and fold not in set(train["group_id"])
+        assert train.height + test.height == corpus.height
+        data = build_fold(corpus, None, None, fold, pooling=None, need_tokens=False)
+        assert len(data.y_test) == test.height
+    with pytest.raises(KeyError, match="not a group"):
+        split(corpus, "problem_99")
+
+
+def test_leakage_rows_catch_a_fold_trained_on_its_own_group():
+    good = pl.DataFrame({"fold": ["g1"], "test_groups": ["g1"], "train_groups": ["g0,g2"]})
+    leaky = good.with_columns(train_groups=pl.lit("g0,g1,g2"))
+    preds = pl.DataFrame({"fold": ["g1", "g1"], "group_id": ["g1", "g2"]})
+    assert leakage_rows(good, preds.head(1)).height == 0
+    assert leakage_rows(leaky, preds.head(1)).height == 1
+    assert leakage_rows(good, preds)["where"].to_list() == ["prediction row"]
+
+
+BASE = dict(model_id="m", revision="r1", layer=3, corpus_hash="c1", max_tokens=24, context="sentence")
+
+
+@pytest.mark.parametrize("field, other", [("model_id", "m2"), ("revision", "r2"), ("layer", 4),
+                                          ("corpus_hash", "c2"), ("max_tokens", 32), ("context", "trace")])
+def test_cache_key_changes_with_every_input_and_only_then(field, other):
+    key = canonical_hash(cache_spec(**BASE))
+    assert canonical_hash(cache_spec(**BASE)) == key
+    assert canonical_hash(cache_spec(**{**BASE, field: other})) != key
+
+
+def test_cache_round_trip_and_integrity_problems(tmp_path):
+    uids, lengths = np.array([0, 1, 2]), np.array([2, 3, 1])
+    writer = CacheWriter(tmp_path, cache_spec(**BASE), uids, lengths, hidden=4)
+    for uid, n in zip(uids, lengths):
+        writer.put(int(uid), np.full((n, 4), uid, dtype=np.float32))
+    writer.close()
+    array, index, meta = open_cache(tmp_path)
+    assert array.shape == (6, 4) and meta["spec"]["layer"] == 3 and array.dtype == np.float16
+    assert float(array[2, 0]) == 1.0
+    assert index_problems(index, 6, {0, 1, 2}).height == 0
+    assert nonfinite_rows(array, index).height == 0
+    gap = index.with_columns(offset=pl.Series([0, 3, 5]))
+    assert "gap or overlap" in index_problems(gap, 6, {0, 1, 2})["problem"].to_list()
+    assert index_problems(index, 6, {0, 1, 2, 3})["problem"].to_list() == ["sentence missing from index"]
+    broken = np.array(array, dtype=np.float32)
+    broken[4, 1] = np.nan
+    assert nonfinite_rows(broken, index)["uid"].to_list() == [1]
+
+
+def test_t_interval_matches_statsmodels():
+    values = np.array([0.61, 0.72, 0.55, 0.68, 0.70])
+    assert t_interval(values) == pytest.approx(DescrStatsW(values).tconfint_mean(alpha=0.05))
+
+
+def _results(gain: float, n_folds: int = 5, seeds=(0, 1), config_id: str = "aaaaaaaaaaaa", stage: int = 1) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for f in range(n_folds):
+        base = 0.5 + 0.05 * rng.normal()
+        for s in seeds:
+            for role, value in (("candidate", base + gain), ("baseline", base), ("control", 0.4)):
+                rows.append({"config_id": config_id, "fold": f"g{f}", "stage": stage, "role": role,
+                             "probe": "linear_probe" if role != "baseline" else "position_baseline",
+                             "probe_seed": s, "pr_auc": value + 0.01 * rng.normal(), "roc_auc": 0.6, "base_rate": 0.4})
+    return pl.DataFrame(rows)
+
+
+def test_release_gate_fails_when_probes_do_not_beat_the_baseline():
+    good = release_decision(final_candidates(aggregate(_results(gain=0.15)), stage1_id), margin=0.0)
+    assert good["passed"] and good["measured"] > 0.1
+    bad = release_decision(final_candidates(aggregate(_results(gain=0.0)), stage1_id), margin=0.0)
+    assert not bad["passed"] and "position baseline" in bad["reason"]
+
+
+def test_screening_promotes_top_k_once_and_converges():
+    stage1 = pl.concat([_results(0.15, config_id="aaaaaaaaaaaa"), _results(0.05, config_id="bbbbbbbbbbbb"),
+                        _results(0.10, config_id="cccccccccccc", n_folds=3)])
+    first = screen(aggregate(stage1), n_folds=5, top_k=1, stage2_seeds=4, id_fn=stage2_id)
+    promoted = first.filter(pl.col("promoted"))["stage2_config_id"].to_list()
+    assert promoted == ["aaaaaaaaaaaa-s2n4"]
+    assert first.filter(pl.col("config_id") == "cccccccccccc")["complete"].to_list() == [False]
+    stage2 = _results(0.15, seeds=(0, 1, 2, 3), config_id=promoted[0], stage=2)
+    both = aggregate(pl.concat([stage1, stage2]))
+    again = screen(both, n_folds=5, top_k=1, stage2_seeds=4, id_fn=stage2_id)
+    assert again.filter(pl.col("promoted"))["stage2_config_id"].to_list() == promoted  # nothing new
+    finals = final_candidates(both, stage1_id)
+    assert finals["config_id"][0] == promoted[0] and finals["n_fits"][0] == 20
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, disabled):
+    import dagster as dg
+
+    from proj_assets.probes.checks import release_gate
+
+    probes_profile(disabled_tripwires=["release_gate"] if disabled else [])
+    summary = final_candidates(aggregate(_results(gain=0.0)), stage1_id)
+    result = release_gate(summary=summary)
+    assert not result.passed
+    assert result.metadata["threshold"].value == 0.0 and result.metadata["measured"].value <= 0.0
+    assert "aaaaaaaaaaaa" in result.metadata["offending_sample"].value
+    assert result.metadata["tripwire_disabled"].value is disabled
+    assert result.severity == (dg.AssetCheckSeverity.WARN if disabled else dg.AssetCheckSeverity.ERROR)
+    assert release_gate(summary=final_candidates(aggregate(_results(gain=0.2)), stage1_id)).passed

@@ -1,0 +1,76 @@
+"""The probes assets in-process on a real Dagster instance: one config x fold end to end, the
+activation cache hit, a corpus gate that blocks downstream work, and partition registration at scale."""
+
+import time
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from proj_assets.probes import assets as A
+from proj_assets.probes import checks as C
+from proj_assets.probes.corpus import coerce_corpus
+from proj_assets.probes.corpus_generator import generate_corpus
+
+ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
+CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
+          C.metrics_finite, C.release_gate]
+
+
+def run(instance, resources, keys, partition=None, raise_on_error=True):
+    return dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(*keys), resources=resources,
+                          instance=instance, partition_key=partition, raise_on_error=raise_on_error)
+
+
+def test_one_config_fold_materializes_in_process(instance, probes_profile, probe_resources):
+    first = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    assert all(e.passed for e in first.get_asset_check_evaluations())
+    configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
+    assert len(configs) == 1 and folds == ["problem_00", "problem_01", "problem_02"]
+
+    result = run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"no_group_leakage": True, "metrics_finite": True}
+    rows = probe_resources["warehouse"].query("select * from probes_sweep.fold_results")
+    assert rows.height == 3 * 2  # candidate, control, baseline x 2 seeds
+    assert set(rows["fold"]) == {"problem_01"} and rows["model_revision"].null_count() == 0
+    assert rows.filter(pl.col("role") == "candidate")["pr_auc"].min() > 0
+
+    again = run(instance, probe_resources, [A.ACTIVATIONS])
+    meta = again.asset_materializations_for_node("probes__features__token_activations")[0].metadata
+    assert meta["cache_hits"].value == 1
+
+
+def test_bad_corpus_fails_its_gate_and_blocks_activations(tmp_path, instance, probes_profile, probe_resources):
+    corpus = coerce_corpus(generate_corpus(3, 2, 0.0, seed=3), "g")
+    bad = corpus.with_columns(label=pl.when(pl.col("group_id") == "problem_02").then(0).otherwise(pl.col("label")))
+    path = tmp_path / "corpus.parquet"
+    bad.write_parquet(path)
+    probes_profile(corpus={"source": "path", "path": str(path)})
+
+    result = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS], raise_on_error=False)
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "groups_and_labels_valid")
+    assert not evaluation.passed and evaluation.metadata["n_failing"].value == 1
+    assert "problem_02" in evaluation.metadata["offending_sample"].value
+    assert not result.asset_materializations_for_node("probes__features__token_activations")
+
+    later = run(instance, probe_resources, [A.ACTIVATIONS], raise_on_error=False)
+    assert not later.success
+    failure = next(e for e in later.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "groups_and_labels_valid" in str(failure.event_specific_data.error.message + str(failure.event_specific_data))
+    assert not (tmp_path / "artifacts" / "probes" / "activations").exists()
+
+
+def test_registering_a_research_sized_sweep_is_fast(instance):
+    configs = [f"{i:012x}" for i in range(768)]
+    folds = [f"problem_{i:02d}" for i in range(20)]
+    started = time.perf_counter()
+    instance.add_dynamic_partitions("probe_config", configs)
+    instance.add_dynamic_partitions("probe_fold", folds)
+    from proj_assets.partitions import probe_config_fold_partitions
+
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        n_keys = len(probe_config_fold_partitions.get_partition_keys())
+    elapsed = time.perf_counter() - started
+    assert n_keys == 768 * 20
+    assert elapsed < 10, f"registering and listing 15360 partitions took {elapsed:.1f}s"
