@@ -7,6 +7,7 @@ Later passes materialize only partitions that appeared meanwhile (e.g. probe con
 stage 2) and re-run what depends on them, until nothing new appears.
 """
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,9 +36,11 @@ class RunSummary:
     passed_checks: int = 0
 
 
-def plan_stages(defs: dg.Definitions) -> list[Stage]:
+def plan_stages(defs: dg.Definitions, groups: list[str] | None = None) -> list[Stage]:
+    """Stages of the whole graph, or of the named groups (domains) only."""
     graph = defs.resolve_asset_graph()
-    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
+             and (not groups or graph.get(k).group_name in groups)]
     stages: list[Stage] = []
     for domain in DOMAIN_ORDER + sorted({graph.get(k).group_name for k in order} - set(DOMAIN_ORDER)):
         for key in (k for k in order if graph.get(k).group_name == domain):
@@ -78,9 +81,10 @@ def run_stage(job, instance: dg.DagsterInstance, stage: Stage, partitions: list[
     return summaries
 
 
-def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[RunSummary]:
+def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance,
+                    groups: list[str] | None = None) -> list[RunSummary]:
     job = defs.resolve_implicit_global_asset_job_def()
-    stages = plan_stages(defs)
+    stages = plan_stages(defs, groups)
     attempted: set = set()
     summaries: list[RunSummary] = []
     for n in range(1, MAX_PASSES + 1):
@@ -103,15 +107,21 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[
     return summaries
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--group", action="append", choices=DOMAIN_ORDER,
+                        help="only this domain (repeatable); its upstream domains must be materialized")
+    args = parser.parse_args(argv)
+
     from proj_assets.definitions import defs
     from proj_assets.profiles import data_dir, load_profile
 
     profile = load_profile()
-    print(f"materializing every asset of profile '{profile.name}' (data under {data_dir()})", flush=True)
+    what = f"groups {args.group}" if args.group else "every asset"
+    print(f"materializing {what} of profile '{profile.name}' (data under {data_dir()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summaries = materialize_all(defs, instance)
+        summaries = materialize_all(defs, instance, args.group)
     failed = [s for s in summaries if not s.success]
     failed_checks = sorted({c for s in summaries for c in s.failed_checks})
     print(f"\n{len(summaries)} runs in {time.perf_counter() - start:.0f}s: "

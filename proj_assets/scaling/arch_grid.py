@@ -1,0 +1,102 @@
+"""The architecture grid: every (d_model, n_layers, n_heads) of the search space within a tolerance
+of each parameter budget, the per-budget limits table, and a meta-device verification.
+
+Depths are solved analytically from `count_parameters` (it is affine in n_layers for a fixed
+d_model), so every feasible depth up to the space's `n_layers_max` is found without a scan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from proj_assets.scaling.memory import plan_batch
+from proj_assets.scaling.model import ArchConfig, build_on_meta, count_parameters
+from proj_assets.scaling.settings import ArchSpace
+
+GRID_SCHEMA = {
+    "budget": pl.Utf8, "budget_params": pl.Int64, "d_model": pl.Int64, "n_layers": pl.Int64,
+    "n_heads": pl.Int64, "head_dim": pl.Int64, "n_params": pl.Int64, "rel_error": pl.Float64,
+}
+
+
+def d_model_values(space: ArchSpace) -> list[int]:
+    return list(range(space.d_model_min, space.d_model_max + 1, space.d_model_step))
+
+
+def valid_heads(d_model: int, space: ArchSpace) -> list[int]:
+    """Head counts of the space that divide d_model and leave at least `min_head_dim` per head."""
+    return sorted(h for h in space.n_heads if d_model % h == 0 and d_model // h >= space.min_head_dim)
+
+
+def depth_range(budget: int, d_model: int, n_features: int, space: ArchSpace) -> range:
+    """All n_layers in [1, n_layers_max] with |count - budget| <= tolerance * budget."""
+    base = count_parameters(n_features, d_model, 0, space.ffn_mult)
+    per_layer = count_parameters(n_features, d_model, 1, space.ffn_mult) - base
+    low, high = budget * (1 - space.tolerance), budget * (1 + space.tolerance)
+    first = max(1, math.ceil((low - base) / per_layer))
+    last = min(space.n_layers_max, math.floor((high - base) / per_layer))
+    return range(first, last + 1)
+
+
+def enumerate_grid(budgets: dict[str, int], space: ArchSpace, n_features: int) -> pl.DataFrame:
+    """One row per (budget, d_model, n_layers, n_heads) inside the tolerance band of its budget."""
+    rows = []
+    for label, budget in budgets.items():
+        for d in d_model_values(space):
+            heads = valid_heads(d, space)
+            for n_layers in depth_range(budget, d, n_features, space) if heads else ():
+                n_params = count_parameters(n_features, d, n_layers, space.ffn_mult)
+                rows.extend(
+                    {"budget": label, "budget_params": budget, "d_model": d, "n_layers": n_layers, "n_heads": h,
+                     "head_dim": d // h, "n_params": n_params, "rel_error": (n_params - budget) / budget}
+                    for h in heads
+                )
+    return pl.DataFrame(rows, schema=GRID_SCHEMA)
+
+
+def with_batch_plans(grid: pl.DataFrame, n_features: int, context_length: int, effective_batch: int,
+                     memory_budget_mb: float, ffn_mult: int) -> pl.DataFrame:
+    """Add the memory estimate, micro-batch and accumulation steps at `context_length` (the space's
+    longest, so the plan is safe for every context the search may pick)."""
+    plans = [plan_batch(r["n_params"], n_features, r["d_model"], r["n_layers"], r["n_heads"], context_length,
+                        effective_batch, memory_budget_mb, ffn_mult) for r in grid.iter_rows(named=True)]
+    return grid.with_columns(
+        pl.Series("memory_estimate_mb", [p.estimate_mb for p in plans], dtype=pl.Float64),
+        pl.Series("micro_batch", [p.micro_batch for p in plans], dtype=pl.Int64),
+        pl.Series("accum_steps", [p.accum_steps for p in plans], dtype=pl.Int64),
+        pl.Series("effective_batch", [p.effective_batch for p in plans], dtype=pl.Int64),
+    )
+
+
+def limits_table(budgets: dict[str, int], grid: pl.DataFrame, space: ArchSpace) -> pl.DataFrame:
+    """Per budget: how many architectures, the n_layers and d_model ranges, and whether the deepest
+    feasible model is cut by the space's n_layers_max (then deeper models exist but are not searched)."""
+    rows = []
+    for label, budget in budgets.items():
+        part = grid.filter(pl.col("budget") == label)
+        empty = part.height == 0
+        rows.append({
+            "budget": label, "budget_params": budget, "n_archs": part.height,
+            "min_n_layers": None if empty else int(part["n_layers"].min()),
+            "max_n_layers": None if empty else int(part["n_layers"].max()),
+            "min_d_model": None if empty else int(part["d_model"].min()),
+            "max_d_model": None if empty else int(part["d_model"].max()),
+            "depth_capped": (not empty) and int(part["n_layers"].max()) == space.n_layers_max,
+        })
+    return pl.DataFrame(rows)
+
+
+def verify_on_meta(grid: pl.DataFrame, n_features: int, ffn_mult: int) -> pl.DataFrame:
+    """Instantiate each distinct (d_model, n_layers) on the meta device, with its largest head count,
+    and compare sum(p.numel()) with the analytic count; returns the mismatching rows (empty when all
+    agree). Head count changes how attention is split, never the parameter count."""
+    shapes = grid.group_by("d_model", "n_layers").agg(pl.col("n_heads").max(), pl.col("n_params").first())
+    bad = []
+    for r in shapes.iter_rows(named=True):
+        real = build_on_meta(ArchConfig(n_features, r["d_model"], r["n_layers"], r["n_heads"], ffn_mult))
+        if real != r["n_params"]:
+            bad.append({**r, "numel_on_meta": real})
+    return pl.DataFrame(bad, schema={**{k: pl.Int64 for k in ("d_model", "n_layers", "n_heads", "n_params")},
+                                     "numel_on_meta": pl.Int64})

@@ -1,0 +1,149 @@
+"""Scaling domain assets: architecture grid -> HPO trials per (budget, horizon) -> best trials,
+scaling curve and the experiment-results table."""
+
+import zlib
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
+from proj_assets.market.features import FEATURE_NAMES
+from proj_assets.partitions import budget_horizon_partitions
+from proj_assets.platform.check_results import markdown_table
+from proj_assets.platform.gates import require_gates_passed
+from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.profiles import active_profile_name, data_dir, load_profile
+from proj_resources import ArtifactStore, Compute, Provenance
+
+ARCH_GRID = ["scaling", "design", "arch_grid"]
+TRIALS = ["scaling", "hpo", "trials"]
+BEST_TRIALS = ["scaling", "hpo", "best_trials"]
+SCALING_CURVE = ["scaling", "report", "scaling_curve"]
+EXPERIMENT_RESULTS = ["scaling", "report", "experiment_results"]
+GRID_GATES = [check_key(ARCH_GRID, "params_within_budget"), check_key(ARCH_GRID, "heads_divide_d_model")]
+MARKET_GATES = [check_key(FEATURES, "no_lookahead"), check_key(TARGETS, "labels_aligned")]
+TRIAL_GATES = [check_key(TRIALS, "extremes_covered"), check_key(TRIALS, "all_params_logged")]
+GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+N_FEATURES = len(FEATURE_NAMES)
+_settings = load_profile().scaling
+
+
+def study_root():
+    return data_dir() / "optuna" / active_profile_name()
+
+
+@dg.asset(key=ARCH_GRID, group_name="scaling", kinds={"pytorch", "polars", "duckdb"},
+          metadata=table_metadata(ARCH_GRID), pool=DUCKDB_POOL)
+def arch_grid(context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance) -> pl.DataFrame:
+    """Every architecture of the search space within tolerance of each budget, with its batch plan."""
+    from proj_assets.scaling.arch_grid import enumerate_grid, limits_table, verify_on_meta, with_batch_plans
+
+    s = _settings
+    with compute.meter() as meter:
+        grid = enumerate_grid(s.budgets, s.arch, N_FEATURES)
+        limits = limits_table(s.budgets, grid, s.arch)
+        empty = limits.filter(pl.col("n_archs") == 0)["budget"].to_list()
+        if empty:
+            raise dg.Failure(f"no architecture of the search space lies within {s.arch.tolerance:.0%} of budget(s) "
+                             f"{empty}; widen scaling.arch (d_model range, n_layers_max) or the tolerance")
+        grid = with_batch_plans(grid, N_FEATURES, max(s.search.context_lengths), s.trainer.effective_batch,
+                                compute.memory_budget_mb, s.arch.ffn_mult)
+        largest = max(s.budgets, key=s.budgets.get)
+        mismatches = verify_on_meta(grid.filter(pl.col("budget") == largest), N_FEATURES, s.arch.ffn_mult)
+    if mismatches.height:
+        raise dg.Failure("analytic parameter count differs from the model built on the meta device",
+                         metadata={"mismatches": markdown_table(mismatches)})
+    context.add_output_metadata({
+        "n_archs": grid.height, "limits": markdown_table(limits, limit=100),
+        "meta_verified_budget": largest, "meta_verified_archs": grid.filter(pl.col("budget") == largest).height,
+        "infeasible_at_memory_budget": grid.filter(pl.col("micro_batch") == 0).height, **meter.metadata(),
+    })
+    return provenance.stamp(grid, context.run_id, seed=None, params=s.model_dump())
+
+
+@dg.asset(key=TRIALS, group_name="scaling", partitions_def=budget_horizon_partitions,
+          kinds={"pytorch", "optuna", "duckdb"}, pool=DUCKDB_POOL, automation_condition=GATED,
+          ins={"arch_grid": dg.AssetIn(key=ARCH_GRID), "features": dg.AssetIn(key=FEATURES),
+               "targets": dg.AssetIn(key=TARGETS), "splits": dg.AssetIn(key=SPLITS)},
+          metadata=table_metadata(TRIALS, partition_expr={"budget": "budget", "horizon": "horizon"}))
+def trials(context: dg.AssetExecutionContext, arch_grid: pl.DataFrame, features: pl.DataFrame,
+           targets: pl.DataFrame, splits: pl.DataFrame, compute: Compute, provenance: Provenance) -> pl.DataFrame:
+    """One resumable Optuna study of the transformer for this (budget, horizon): one row per trial."""
+    from proj_assets.market.panel import split_arrays
+    from proj_assets.scaling.extremes import extreme_architectures
+    from proj_assets.scaling.graceful import GracefulStop
+    from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials
+    from proj_assets.scaling.study import enqueue_missing_extremes, open_study, recover_stale_trials, study_lock, study_path
+    from proj_assets.scaling.trial_table import trials_frame
+
+    require_gates_passed(context, GRID_GATES + MARKET_GATES)
+    keys = context.partition_key.keys_by_dimension
+    budget, horizon = keys["budget"], keys["horizon"]
+    seed = compute.seed_everything(zlib.crc32(context.partition_key.encode()) % 100_000)
+    if _settings.trainer.torch_threads:
+        import torch
+
+        torch.set_num_threads(_settings.trainer.torch_threads)
+    arrays = split_arrays(features, targets, splits, int(horizon.removeprefix("h")))
+    budget_grid = arch_grid.filter(pl.col("budget") == budget)
+    cell = CellContext(budget_grid, {"train": arrays.train, "val": arrays.val, "test": arrays.test}, _settings,
+                       compute.memory_budget_mb, compute.torch_device(), seed)
+    path = study_path(study_root(), budget, horizon)
+    with compute.meter() as meter, GracefulStop() as stop, study_lock(path):
+        study = open_study(path, f"{budget}__{horizon}", *make_sampler_and_pruner(_settings, seed))
+        stale = recover_stale_trials(study)
+        added = enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), _settings))
+        context.log.info(f"study {path}: {len(stale)} stale trial(s) failed and retried; extremes enqueued: {added}")
+        ran = run_trials(study, Objective(cell, stop, context.log.debug), _settings.n_trials, context.log.info)
+    table = trials_frame(study, budget, horizon, _settings.budgets[budget])
+    context.add_output_metadata({
+        "study_path": dg.MetadataValue.path(str(path)), "trials_run_now": ran, "trials_total": table.height,
+        "stale_trials_retried": len(stale), "best_val_loss": table["val_loss"].min(),
+        "trials": markdown_table(table.select("trial_number", "state", "forced_extreme", "d_model", "n_layers",
+                                              "n_heads", "n_params", "val_loss", "val_roc_auc"), limit=60),
+        **meter.metadata(),
+    })
+    return provenance.stamp(table, context.run_id, seed=seed, params=_settings.model_dump())
+
+
+@dg.asset(key=BEST_TRIALS, group_name="scaling", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
+          ins={"trials": dg.AssetIn(key=TRIALS)}, metadata=table_metadata(BEST_TRIALS), automation_condition=GATED)
+def best_trials(context: dg.AssetExecutionContext, trials: pl.DataFrame) -> pl.DataFrame:
+    """The completed trial with the lowest validation loss in every (budget, horizon) cell."""
+    from proj_assets.scaling.report import best_trials as select_best
+
+    require_gates_passed(context, TRIAL_GATES)
+    best = select_best(trials)
+    context.add_output_metadata({"cells": best.height, "best": markdown_table(best, limit=50)})
+    return best
+
+
+@dg.asset(key=SCALING_CURVE, group_name="scaling", kinds={"statsmodels", "polars", "duckdb"}, pool=DUCKDB_POOL,
+          ins={"best_trials": dg.AssetIn(key=BEST_TRIALS)}, metadata=table_metadata(SCALING_CURVE),
+          automation_condition=GATED)
+def scaling_curve(context: dg.AssetExecutionContext, best_trials: pl.DataFrame) -> pl.DataFrame:
+    """Power-law fit of best validation loss against parameters, per horizon, with a plot."""
+    from proj_assets.scaling.curve import fit_per_horizon, plot_curves
+
+    fits = fit_per_horizon(best_trials)
+    fig, ax = new_figure()
+    plot_curves(best_trials, fits, ax)
+    context.add_output_metadata({"fits": markdown_table(fits), "plot": figure_markdown(fig, "scaling curve")})
+    return fits
+
+
+@dg.asset(key=EXPERIMENT_RESULTS, group_name="scaling", kinds={"polars", "duckdb", "csv"}, pool=DUCKDB_POOL,
+          ins={"trials": dg.AssetIn(key=TRIALS), "best_trials": dg.AssetIn(key=BEST_TRIALS)},
+          metadata=table_metadata(EXPERIMENT_RESULTS), automation_condition=GATED)
+def experiment_results(context: dg.AssetExecutionContext, trials: pl.DataFrame, best_trials: pl.DataFrame,
+                       artifacts: ArtifactStore) -> pl.DataFrame:
+    """One row per (budget, horizon) cell: trial outcomes and the best trial, also exported as CSV."""
+    from proj_assets.scaling.report import experiment_results as build_results
+
+    table = build_results(trials, best_trials)
+    csv_path = artifacts.write_bytes(f"scaling/{active_profile_name()}/experiment_results.csv",
+                                     table.write_csv().encode())
+    context.add_output_metadata({"cells": table.height, "results": markdown_table(table, limit=50),
+                                 **artifacts.describe(csv_path)})
+    return table

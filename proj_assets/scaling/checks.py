@@ -1,0 +1,59 @@
+"""Scaling asset checks: the grid respects budgets and head divisibility; every study covers its
+forced extremes, logs every hyperparameter, and reached its trial count."""
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.partitions import budget_horizon_partitions
+from proj_assets.platform.check_results import offending_rows_result
+from proj_assets.scaling.assets import ARCH_GRID, N_FEATURES, TRIALS, _settings
+from proj_assets.scaling.checks_core import (
+    budget_violations,
+    head_violations,
+    incomplete_cells,
+    missing_extremes,
+    missing_logged_values,
+)
+
+WARN = dg.AssetCheckSeverity.WARN
+_grid = dg.AssetKey(ARCH_GRID)
+_trials = dg.AssetKey(TRIALS)
+# Trial checks are per partition (a preview feature in Dagster 1.13): each (budget, horizon)
+# study is judged on its own rows, and gates read the latest result per partition.
+
+
+@dg.asset_check(asset=_grid, blocking=True,
+                description="every architecture's exact parameter count is within tolerance of its budget")
+def params_within_budget(arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
+    bad = budget_violations(arch_grid, _settings.arch.tolerance, N_FEATURES, _settings.arch.ffn_mult)
+    return offending_rows_result(bad, arch_grid.height, "architectures off budget or with a wrong parameter count")
+
+
+@dg.asset_check(asset=_grid, blocking=True,
+                description="n_heads divides d_model and every head has at least min_head_dim dimensions")
+def heads_divide_d_model(arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
+    bad = head_violations(arch_grid, _settings.arch.min_head_dim)
+    return offending_rows_result(bad, arch_grid.height, "architectures whose heads do not divide d_model")
+
+
+@dg.asset_check(asset=_trials, partitions_def=budget_horizon_partitions, blocking=True,
+                additional_ins={"arch_grid": dg.AssetIn(key=ARCH_GRID)},
+                description="the min and max d_model, n_layers and n_heads of the budget's grid were each trained")
+def extremes_covered(trials: pl.DataFrame, arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
+    bad = missing_extremes(trials, arch_grid)
+    return offending_rows_result(bad, 6 * max(trials.select("budget", "horizon").n_unique(), 1),
+                                 "grid extremes never trained")
+
+
+@dg.asset_check(asset=_trials, partitions_def=budget_horizon_partitions, blocking=True,
+                description="every trial row has every hyperparameter (n_heads included) and its outcome fields")
+def all_params_logged(trials: pl.DataFrame) -> dg.AssetCheckResult:
+    return offending_rows_result(missing_logged_values(trials), trials.height, "trials with missing values")
+
+
+@dg.asset_check(asset=_trials, partitions_def=budget_horizon_partitions,
+                description="the study holds the profile's trial count and no unexplained failure")
+def trials_complete(trials: pl.DataFrame) -> dg.AssetCheckResult:
+    bad = incomplete_cells(trials, _settings.n_trials)
+    return offending_rows_result(bad, trials.select("budget", "horizon").n_unique(),
+                                 "cells short of trials or with failed trials", severity=WARN)

@@ -1,0 +1,62 @@
+"""Memory-safe batching: estimate training memory, pick a micro-batch and accumulation steps.
+
+The estimate (fp32, AdamW) is static memory, 16 bytes per parameter (weights, gradients and
+AdamW's two moments), plus activations kept for the backward pass, per sample:
+  input projection   T*(n_features + d)
+  per layer          T*(10*d + 2*f) floats (norms, q/k/v, attention output, residuals,
+                     feed-forward hidden before/after GELU) + 3*n_heads*T^2 (scores, softmax,
+                     dropout mask)
+It is deliberately simple and a little generous; a safety factor covers allocator overhead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+BYTES_PER_FLOAT = 4
+STATIC_BYTES_PER_PARAM = 16
+SAFETY_FACTOR = 1.2
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    micro_batch: int  # 0 when not even one sample fits: the architecture is infeasible here
+    accum_steps: int
+    effective_batch: int
+    static_mb: float
+    per_sample_mb: float
+    estimate_mb: float  # at micro_batch (or at 1 sample when infeasible)
+
+    @property
+    def feasible(self) -> bool:
+        return self.micro_batch > 0
+
+
+def activation_bytes_per_sample(n_features: int, d_model: int, n_layers: int, n_heads: int,
+                                context_length: int, ffn_mult: int = 4) -> int:
+    t, d, f = context_length, d_model, ffn_mult * d_model
+    per_layer = t * (10 * d + 2 * f) + 3 * n_heads * t * t
+    return BYTES_PER_FLOAT * (t * (n_features + d) + n_layers * per_layer)
+
+
+def plan_batch(n_params: int, n_features: int, d_model: int, n_layers: int, n_heads: int,
+               context_length: int, effective_batch: int, memory_budget_mb: float,
+               ffn_mult: int = 4) -> BatchPlan:
+    """The largest micro-batch (<= effective_batch) whose estimate fits the budget, and the fewest
+    accumulation steps that reach `effective_batch`, with the micro-batch then evened out so the
+    steps are balanced (micro_batch * accum_steps >= effective_batch, overshooting by < accum_steps)."""
+    if effective_batch < 1 or memory_budget_mb <= 0:
+        raise ValueError(f"effective_batch must be >= 1 and memory_budget_mb > 0, got {effective_batch}, {memory_budget_mb}")
+    static = SAFETY_FACTOR * STATIC_BYTES_PER_PARAM * n_params
+    per_sample = SAFETY_FACTOR * activation_bytes_per_sample(n_features, d_model, n_layers, n_heads,
+                                                             context_length, ffn_mult)
+    budget = memory_budget_mb * MIB
+    fits = math.floor((budget - static) / per_sample) if budget > static else 0
+    if fits < 1:
+        return BatchPlan(0, 0, 0, static / MIB, per_sample / MIB, (static + per_sample) / MIB)
+    largest = min(fits, effective_batch)
+    accum = math.ceil(effective_batch / largest)
+    micro = math.ceil(effective_batch / accum)
+    return BatchPlan(micro, accum, micro * accum, static / MIB, per_sample / MIB, (static + micro * per_sample) / MIB)

@@ -1,0 +1,189 @@
+"""Training one model: AdamW, gradient accumulation and clipping, early stopping, a time limit.
+
+Each optimizer step sums the loss of `accum_steps` micro-batches and divides by the number of
+samples in the step, so the accumulated gradient equals the gradient of the mean loss over the
+whole effective batch. Out-of-memory becomes `OutOfMemory` (the search records an infeasible
+trial); `should_stop` is polled after every optimizer step so a cancelled run stops cleanly.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score
+from torch import nn
+
+from proj_assets.scaling.windows import WindowData
+
+EVAL_BATCH = 1024
+
+
+class OutOfMemory(RuntimeError):
+    """Training ran out of memory: the architecture is infeasible under this memory budget."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    patience: int
+    min_delta: float
+    micro_batch: int
+    accum_steps: int
+    grad_clip: float
+    time_limit_s: float
+    seed: int
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs without the loss improving by more than `min_delta`."""
+
+    def __init__(self, patience: int, min_delta: float):
+        self.patience, self.min_delta = patience, min_delta
+        self.best = float("inf")
+        self.bad_epochs = 0
+
+    def update(self, loss: float) -> bool:
+        """Record an epoch's loss; True when it improved (the caller keeps this epoch's weights)."""
+        if loss < self.best - self.min_delta:
+            self.best, self.bad_epochs = loss, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one dict of val metrics per epoch
+    best_epoch: int = -1
+    val: dict = field(default_factory=dict)  # metrics at the best epoch
+    test: dict = field(default_factory=dict)  # test metrics of the best epoch's weights
+    epochs_run: int = 0
+    early_stopped: bool = False
+    time_limited: bool = False
+    interrupted: bool = False
+    duration_s: float = 0.0
+    peak_memory_mb: float = 0.0
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Loss, ROC-AUC, PR-AUC and accuracy (scikit-learn); AUCs are NaN when one class is absent."""
+    both = len(np.unique(labels)) == 2
+    return {
+        "loss": float(log_loss(labels, probs, labels=[0, 1])),
+        "roc_auc": float(roc_auc_score(labels, probs)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(labels, probs)) if both else float("nan"),
+        "accuracy": float(accuracy_score(labels, probs >= 0.5)),
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: WindowData, split: str) -> dict:
+    model.eval()
+    ends = data.ends[split]
+    probs, labels = [], []
+    for start in range(0, len(ends), EVAL_BATCH):
+        x, y = data.batch(ends[start:start + EVAL_BATCH])
+        probs.append(torch.sigmoid(model(x)).double().cpu())
+        labels.append(y.cpu())
+    return classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy())
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated by torch in this trial. CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def accumulate_gradients(model: nn.Module, data: WindowData, step: torch.Tensor, micro_batch: int) -> float:
+    """Backward over `step` in micro-batches; each adds sum-loss / len(step), so the accumulated
+    gradient is the gradient of the mean loss over the whole step. Returns that mean loss."""
+    total = 0.0
+    for micro in step.split(micro_batch):
+        x, y = data.batch(micro)
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x), y, reduction="sum") / len(step)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def train(model: nn.Module, data: WindowData, config: TrainConfig,
+          on_epoch: Callable[[int, dict], None] | None = None,
+          should_stop: Callable[[], bool] = lambda: False,
+          log: Callable[[str], None] = lambda _msg: None) -> TrainResult:
+    """Train until early stopping, `max_epochs` or the time limit; evaluate the best weights on test.
+
+    `on_epoch(epoch, val_metrics)` may raise (e.g. a pruner) to end the trial early.
+    """
+    device = data.features.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        return _train(model, data, config, on_epoch, should_stop, log, device)
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise OutOfMemory(f"out of memory at micro_batch={config.micro_batch}: {exc}") from exc
+        raise
+
+
+def _train(model, data, config, on_epoch, should_stop, log, device) -> TrainResult:
+    started = time.perf_counter()
+    result = TrainResult()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    stopper = EarlyStopping(config.patience, config.min_delta)
+    generator = torch.Generator().manual_seed(config.seed)
+    step_size = config.micro_batch * config.accum_steps
+    best_state = None
+    for epoch in range(config.max_epochs):
+        model.train()
+        ends = data.ends["train"]
+        order = ends[torch.randperm(len(ends), generator=generator).to(ends.device)]
+        for step_start in range(0, len(order), step_size):
+            optimizer.zero_grad(set_to_none=True)
+            accumulate_gradients(model, data, order[step_start:step_start + step_size], config.micro_batch)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            if should_stop():
+                result.interrupted = True
+                break
+            if time.perf_counter() - started > config.time_limit_s:
+                result.time_limited = True
+                break
+        if result.interrupted:
+            break
+        metrics = evaluate(model, data, "val")
+        result.history.append({"epoch": epoch, **metrics})
+        result.epochs_run = epoch + 1
+        if stopper.update(metrics["loss"]):
+            result.best_epoch, result.val = epoch, metrics
+            best_state = copy.deepcopy(model.state_dict())
+        log(f"epoch {epoch + 1}/{config.max_epochs}: val loss {metrics['loss']:.4f} roc_auc {metrics['roc_auc']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        if result.time_limited:
+            break
+        if stopper.should_stop:
+            result.early_stopped = True
+            break
+    if best_state is not None and not result.interrupted:
+        model.load_state_dict(best_state)
+        result.test = evaluate(model, data, "test")
+    result.duration_s = time.perf_counter() - started
+    result.peak_memory_mb = _peak_memory_mb(device)
+    return result

@@ -1,0 +1,52 @@
+"""The study as a table: one row per finished trial with every hyperparameter and its metrics."""
+
+from __future__ import annotations
+
+import optuna
+import polars as pl
+from optuna.trial import TrialState
+
+from proj_assets.scaling.study import EXTREME_ATTR, FAILED_REASON_ATTR, INFEASIBLE_ATTR, RETRY_ATTR
+
+HYPERPARAMETERS = ("d_model", "n_layers", "n_heads", "head_dim", "context_length", "lr", "weight_decay",
+                   "dropout", "n_params", "micro_batch", "accum_steps", "effective_batch", "memory_estimate_mb",
+                   "seed")
+METRICS = tuple(f"{split}_{m}" for split in ("val", "test") for m in ("loss", "roc_auc", "pr_auc", "accuracy"))
+TRIAL_SCHEMA = {
+    "budget": pl.Utf8, "horizon": pl.Utf8, "budget_params": pl.Int64, "trial_number": pl.Int64,
+    "state": pl.Utf8, "forced_extreme": pl.Utf8, "retry_of": pl.Int64,
+    **{k: pl.Float64 if k in ("lr", "weight_decay", "dropout", "memory_estimate_mb") else pl.Int64
+       for k in HYPERPARAMETERS},
+    "epochs_run": pl.Int64, "best_epoch": pl.Int64, "early_stopped": pl.Boolean, "time_limited": pl.Boolean,
+    "pruned_at_epoch": pl.Int64, "duration_s": pl.Float64, "peak_memory_mb": pl.Float64,
+    **{m: pl.Float64 for m in METRICS},
+    "objective": pl.Float64, "infeasible_reason": pl.Utf8, "failed_reason": pl.Utf8,
+}
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_params: int) -> dict:
+    attrs = trial.user_attrs
+    hp, result = attrs.get("hp", {}), attrs.get("result", {})
+    intermediate = trial.intermediate_values
+    duration = trial.duration.total_seconds() if trial.duration is not None else None
+    return {
+        "budget": budget, "horizon": horizon, "budget_params": budget_params, "trial_number": trial.number,
+        "state": trial.state.name, "forced_extreme": attrs.get(EXTREME_ATTR), "retry_of": attrs.get(RETRY_ATTR),
+        **{k: hp.get(k) for k in HYPERPARAMETERS},
+        "epochs_run": result.get("epochs_run", len(intermediate) if intermediate else None),
+        "best_epoch": result.get("best_epoch"), "early_stopped": result.get("early_stopped"),
+        "time_limited": result.get("time_limited"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
+        "duration_s": result.get("duration_s", duration), "peak_memory_mb": result.get("peak_memory_mb"),
+        **{m: result.get(m) for m in METRICS},
+        "val_loss": result.get("val_loss", min(intermediate.values()) if intermediate else None),
+        "objective": trial.value, "infeasible_reason": attrs.get(INFEASIBLE_ATTR),
+        "failed_reason": attrs.get(FAILED_REASON_ATTR),
+    }
+
+
+def trials_frame(study: optuna.Study, budget: str, horizon: str, budget_params: int) -> pl.DataFrame:
+    """Finished trials (complete, pruned, failed) in trial order; queued or running ones are left out.
+    A pruned trial's val_loss is the best intermediate value it reported."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return pl.DataFrame([_row(t, budget, horizon, budget_params) for t in trials], schema=TRIAL_SCHEMA)
