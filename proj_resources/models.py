@@ -84,3 +84,13 @@ class ModelSource(dg.ConfigurableResource):
 
     def resolved_revision(self, path: str | None = None) -> str:
         return self.revision or weights_revision(str(path or self.path))
+
+
+def qlora_quantization_config():
+    """4-bit NF4 weights with double quantization and bf16 compute: the QLoRA recipe (needs
+    bitsandbytes; used only where CUDA is present)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)

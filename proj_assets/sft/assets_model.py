@@ -1,0 +1,95 @@
+"""sft model assets: the completion-mode base model and the LoRA/QLoRA adapter."""
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.conventions import check_key
+from proj_assets.platform.gates import require_gates_passed
+from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_limit_threads, sft_settings
+from proj_assets.sft.lineage import latest_artifact_path
+from proj_resources import ArtifactStore, Compute, Provenance
+from proj_resources.artifacts import canonical_hash
+from proj_resources.models import ModelSource, check_model_dir
+
+GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def loss_curve(losses: list[float], title: str) -> dg.MetadataValue:
+    fig, ax = new_figure()
+    ax.plot(range(1, len(losses) + 1), losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    return figure_markdown(fig, title)
+
+
+@dg.asset(key=BASE_MODEL, group_name="sft", kinds={"pytorch", "transformers"})
+def base_model(context: dg.AssetExecutionContext, base_model: ModelSource, artifacts: ArtifactStore,
+               compute: Compute, provenance: Provenance) -> dg.MaterializeResult:
+    """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
+    from proj_assets.sft.demo_model import generator_code_hash, pretrain
+
+    cfg = sft_settings().demo_model
+    meta: dict = {}
+    with compute.meter() as meter:
+        if base_model.path:
+            folder, source = check_model_dir(base_model.path), "local folder"
+        else:
+            import torch
+
+            seed_and_limit_threads(compute)
+            # the thread count changes float reduction order, hence the weights: part of the address
+            spec = {"config": cfg.model_dump(), "code": generator_code_hash(), "threads": torch.get_num_threads()}
+            folder, source = artifacts.content_path("sft_demo_model", spec), "demo model pretrained here"
+            meta["cache_hit"] = folder.exists()
+            if not folder.exists():
+                with artifacts.atomic_dir(folder) as tmp:
+                    summary = pretrain(cfg, tmp, log=context.log.info)
+                meta.update(n_parameters=summary["n_parameters"], vocab_size=summary["vocab_size"],
+                            pretrain_loss_final=summary["losses"][-1],
+                            pretrain_loss=loss_curve(summary["losses"], "demo base model pretraining loss"))
+    revision = base_model.resolved_revision(str(folder))
+    return dg.MaterializeResult(metadata={
+        **artifacts.describe(folder), "source": source, "model_revision": revision,
+        **meter.metadata(), **provenance.metadata(), **meta})
+
+
+@dg.asset(key=ADAPTER, group_name="sft", kinds={"pytorch", "peft"}, deps=[BASE_MODEL],
+          ins={"training_set": dg.AssetIn(key=TRAINING_SET)}, automation_condition=GATED)
+def adapter(context: dg.AssetExecutionContext, training_set: pl.DataFrame, base_model: ModelSource,
+            artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> dg.MaterializeResult:
+    """LoRA adapter (QLoRA 4-bit NF4 when CUDA is present) fine-tuned with the prompt masked out of the loss."""
+    import torch
+
+    from proj_assets.sft.lora_training import bitsandbytes_available, choose_method, load_base_for_training, train_lora
+    from proj_assets.sft.prompts import PromptBuilder
+    from proj_resources.models import load_tokenizer
+
+    require_gates_passed(context, [check_key(TRAINING_SET, "no_test_overlap")])
+    if training_set.height == 0:
+        raise dg.Failure("sft/data/training_set is empty: nothing survived QC, the critic and decontamination")
+    cfg = sft_settings()
+    device = compute.torch_device()
+    method = choose_method(cfg.lora.method, torch.cuda.is_available(), bitsandbytes_available())
+    base_path = latest_artifact_path(context, BASE_MODEL)
+    revision = base_model.resolved_revision(str(base_path))
+    spec = {"base": revision, "lora": cfg.lora.model_dump(), "method": method, "shots": cfg.sft_prompt_shots,
+            "data": canonical_hash(training_set.select("example_id", "instruction", "completion").rows())}
+    folder = artifacts.content_path("sft_adapter", spec)
+    builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
+    with compute.meter() as meter:
+        seed_and_limit_threads(compute, cfg.lora.seed)
+        tokenizer = load_tokenizer(base_path)
+        model = load_base_for_training(base_path, method, device)
+        prompts = [builder.answer_prompt(i) for i in training_set["instruction"]]
+        completions = [builder.completion(c) for c in training_set["completion"]]
+        model, losses = train_lora(model, tokenizer, prompts, completions, cfg.lora, log=context.log.info)
+        with artifacts.atomic_dir(folder) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return dg.MaterializeResult(metadata={
+        **artifacts.describe(folder), "method": method, "base_model_revision": revision, "adapter_hash": folder.name,
+        "n_examples": training_set.height, "trainable_parameters": trainable, "final_loss": losses[-1],
+        "loss_curve": loss_curve(losses, "SFT loss (completion tokens only)"), **meter.metadata(),
+        **provenance.metadata()})

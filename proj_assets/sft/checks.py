@@ -1,0 +1,112 @@
+"""sft asset checks: completion mode, pilot/shard QC gates, decontamination, prompt masking, stage gate."""
+
+import dagster as dg
+import polars as pl
+
+from proj_assets.partitions import sft_shard_partitions
+from proj_assets.platform.check_results import offending_rows_result, threshold_result
+from proj_assets.sft.keys import (ADAPTER, BASE_MODEL, PILOT, RUNAWAY_CHECK, SHARDS, STATS, TEST_INSTRUCTIONS,
+                                  TOKEN_LIMIT_CHECK, TRAINING_SET, sft_settings)
+from proj_assets.sft.lineage import latest_artifact_path
+from proj_resources import Compute
+
+SAMPLE_COLUMNS = ["example_id", "task_type", "instruction", "completion", "finish_reason", "n_tokens"]
+
+
+def rate_result(df: pl.DataFrame, flag: str, threshold: float) -> dg.AssetCheckResult:
+    """Pass when the share of rows with `flag` is below `threshold`; sample the flagged rows."""
+    from proj_assets.sft.qc import flag_rate
+
+    rate = flag_rate(df, flag)
+    offending = df.filter(pl.col(flag)).select([c for c in SAMPLE_COLUMNS if c in df.columns])
+    return threshold_result(rate < threshold, rate, threshold, offending=offending,
+                            description=f"{flag} rate {rate:.1%} (must be below {threshold:.1%}) over {df.height} rows")
+
+
+@dg.asset_check(asset=BASE_MODEL, name="completion_mode_only", blocking=True)
+def completion_mode_only(context: dg.AssetCheckExecutionContext, compute: Compute) -> dg.AssetCheckResult:
+    """No chat template is applied and sentinel prompts come back as plain continuation."""
+    from proj_assets.sft.completion_model import SENTINEL_INSTRUCTIONS, load_completion_model, sentinel_failures
+    from proj_assets.sft.prompts import PromptBuilder
+
+    cm = load_completion_model(latest_artifact_path(context, BASE_MODEL), compute.torch_device())
+    failures = pl.DataFrame(sentinel_failures(cm, PromptBuilder(n_shots=sft_settings().prompt_shots)),
+                            schema={"sentinel": pl.Utf8, "continuation": pl.Utf8, "reason": pl.Utf8})
+    return threshold_result(failures.height == 0, failures.height, 0, offending=failures,
+                            description=f"{failures.height} of {len(SENTINEL_INSTRUCTIONS)} sentinels not plain continuation",
+                            shipped_chat_template_removed=cm.shipped_chat_template)
+
+
+@dg.asset_check(asset=PILOT, name=RUNAWAY_CHECK, blocking=True)
+def pilot_runaway_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
+    """Share of pilot generations that ran on past their answer is below the profile's maximum."""
+    return rate_result(pilot_generations, "runaway", sft_settings().qc.runaway_max)
+
+
+@dg.asset_check(asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True)
+def pilot_token_limit_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
+    """Share of pilot generations cut off by max_new_tokens is below the profile's maximum."""
+    return rate_result(pilot_generations, "token_limit", sft_settings().qc.token_limit_max)
+
+
+@dg.asset_check(asset=SHARDS, name=RUNAWAY_CHECK, blocking=True, partitions_def=sft_shard_partitions)
+def shard_runaway_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
+    """The shard's runaway rate is below the profile's maximum (same gate as the pilot)."""
+    return rate_result(scale_shards, "runaway", sft_settings().qc.runaway_max)
+
+
+@dg.asset_check(asset=SHARDS, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=sft_shard_partitions)
+def shard_token_limit_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
+    """The shard's token-limit rate is below the profile's maximum (same gate as the pilot)."""
+    return rate_result(scale_shards, "token_limit", sft_settings().qc.token_limit_max)
+
+
+@dg.asset_check(asset=TRAINING_SET, name="no_test_overlap", blocking=True,
+                additional_ins={"test_instructions": dg.AssetIn(key=TEST_INSTRUCTIONS)})
+def no_test_overlap(training_set: pl.DataFrame, test_instructions: pl.DataFrame) -> dg.AssetCheckResult:
+    """No training instruction shares an n-gram with a held-out test instruction."""
+    from proj_assets.sft.dataset import find_test_overlap
+
+    n = sft_settings().decontamination_ngram
+    hits = find_test_overlap(training_set, test_instructions["instruction"].to_list(), n)
+    return offending_rows_result(hits.select("example_id", "instruction", "overlap_ngram"), training_set.height,
+                                 f"training rows sharing a {n}-gram with the test set")
+
+
+@dg.asset_check(asset=ADAPTER, name="prompt_tokens_masked", blocking=True,
+                additional_ins={"training_set": dg.AssetIn(key=TRAINING_SET)})
+def prompt_tokens_masked(context: dg.AssetCheckExecutionContext, training_set: pl.DataFrame) -> dg.AssetCheckResult:
+    """On a real training batch, labels are -100 on every prompt and padding token and equal the completion elsewhere."""
+    from proj_assets.sft.masking import collate, encode_example, masking_errors
+    from proj_assets.sft.prompts import PromptBuilder
+    from proj_resources.models import load_tokenizer
+
+    cfg = sft_settings()
+    tokenizer = load_tokenizer(latest_artifact_path(context, BASE_MODEL))
+    builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
+    rows = training_set.head(cfg.lora.batch_size)
+    prompts = [builder.answer_prompt(i) for i in rows["instruction"]]
+    completions = [builder.completion(c) for c in rows["completion"]]
+    batch = collate([encode_example(tokenizer, p, c, cfg.lora.max_length) for p, c in zip(prompts, completions)],
+                    tokenizer.pad_token_id)
+    errors = pl.DataFrame(masking_errors(tokenizer, prompts, completions, batch),
+                          schema={"row": pl.Int64, "prompt_tail": pl.Utf8, "completion": pl.Utf8, "problem": pl.Utf8})
+    return offending_rows_result(errors, rows.height, "batch rows with wrong label masking")
+
+
+@dg.asset_check(asset=STATS, name="stage_gate")
+def stage_gate(stats: pl.DataFrame) -> dg.AssetCheckResult:
+    """The adapter beats the base model: McNemar exact p below alpha and higher accuracy.
+
+    An ERROR-severity verdict, not blocking: nothing is downstream, and an honest "no" must not
+    turn the run that measured it into a failed run."""
+    from proj_assets.sft.evaluation import stage_gate as decide
+
+    alpha = sft_settings().stage_gate_alpha
+    passed, overall = decide(stats, alpha)
+    verdict = "better" if overall["sft_accuracy"] > overall["base_accuracy"] else "not better"
+    return threshold_result(passed, overall["mcnemar_p"], alpha,
+                            description=(f"SFT {overall['sft_accuracy']:.1%} vs base {overall['base_accuracy']:.1%} "
+                                         f"({verdict}), McNemar p={overall['mcnemar_p']:.3g} (needs < {alpha})"),
+                            base_accuracy=overall["base_accuracy"], sft_accuracy=overall["sft_accuracy"],
+                            cohens_h=overall["cohens_h"])

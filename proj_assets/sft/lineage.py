@@ -1,0 +1,18 @@
+"""Finding the files an upstream non-tabular asset wrote: its latest materialization's `path`."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+def latest_artifact_path(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+                         key: list[str]) -> Path:
+    """The `path` metadata of `key`'s latest materialization; a clear error when there is none."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "path" not in meta:
+        raise dg.Failure(f"{'/'.join(key)} has no materialization with a path yet: materialize it first")
+    path = Path(meta["path"].value)
+    if not path.exists():
+        raise dg.Failure(f"{'/'.join(key)} was materialized at {path}, which no longer exists: re-materialize it")
+    return path

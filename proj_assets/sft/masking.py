@@ -1,0 +1,71 @@
+"""Tokenizing SFT examples so only the completion is learned: labels are -100 on prompt and padding.
+
+Prompt and completion are tokenized *separately* and concatenated. Tokenizing the joined text and
+cutting at a character offset breaks when a token straddles the boundary (e.g. `: 8` merged into
+one token); separate tokenization makes the mask exact by construction and gives the model at
+training time exactly the prompt ids it will see at generation time.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    n_prompt_tokens: int
+
+
+def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> Encoded:
+    """Ids and labels for one example; an over-long prompt is cut from the left, never the completion."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if not completion_ids:
+        raise ValueError(f"empty completion for prompt ending {prompt[-40:]!r}")
+    if len(completion_ids) >= max_length:
+        raise ValueError(f"completion of {len(completion_ids)} tokens does not fit max_length {max_length}: "
+                         f"{completion[:60]!r}")
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(completion_ids) - max_length):]
+    return Encoded(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, len(prompt_ids))
+
+
+def collate(examples: Sequence[Encoded], pad_token_id: int) -> dict:
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding)."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids, mask, labels = [], [], []
+    for e in examples:
+        pad = width - len(e.input_ids)
+        ids.append(e.input_ids + [pad_token_id] * pad)
+        mask.append([1] * len(e.input_ids) + [0] * pad)
+        labels.append(e.labels + [IGNORE_INDEX] * pad)
+    return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+
+
+def masking_errors(tokenizer, prompts: Sequence[str], completions: Sequence[str], batch: dict) -> list[dict]:
+    """Rows where a collated batch's labels are not exactly the completion tokens: a prompt or
+    padding position that is not -100, or unmasked labels that do not decode to the completion."""
+    errors = []
+    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        labels = batch["labels"][i].tolist()
+        ids = batch["input_ids"][i].tolist()
+        mask = batch["attention_mask"][i].tolist()
+        kept = [t for t in labels if t != IGNORE_INDEX]
+        problems = []
+        if any(lab != IGNORE_INDEX for lab, m in zip(labels, mask) if m == 0):
+            problems.append("padding position carries a label")
+        if any(lab != IGNORE_INDEX and lab != tok for lab, tok in zip(labels, ids)):
+            problems.append("label differs from its input id")
+        first = next((j for j, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
+        if not prompt.endswith(tokenizer.decode(ids[:first])):
+            problems.append("masked span is not a suffix of the prompt")
+        if tokenizer.decode(kept) != completion:
+            problems.append(f"unmasked labels decode to {tokenizer.decode(kept)!r}")
+        if problems:
+            errors.append({"row": i, "prompt_tail": prompt[-30:], "completion": completion,
+                           "problem": "; ".join(problems)})
+    return errors

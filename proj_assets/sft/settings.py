@@ -1,0 +1,82 @@
+"""SFT section of a profile: base model, data sizes, sampling, QC thresholds, LoRA and evaluation."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from proj_assets.settings_base import Section
+
+
+class DemoModelSettings(Section):
+    """The tiny causal LM the demo pretrains itself when no base model path is configured."""
+
+    n_documents: int = Field(3000, ge=10)
+    blocks_per_document: int = Field(6, ge=1)
+    # Realistic mess in the pretraining text: wrong answers, critic blocks, blocks run together.
+    answer_noise: float = Field(0.2, ge=0, le=1)
+    critic_fraction: float = Field(0.3, ge=0, le=1)
+    unseparated_fraction: float = Field(0.03, ge=0, le=1)
+    vocab_size: int = Field(400, ge=64)
+    hidden_size: int = Field(64, ge=8)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(4, ge=1)
+    seq_len: int = Field(128, ge=16)
+    train_steps: int = Field(1200, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    seed: int = 0
+
+
+class SamplingSettings(Section):
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(24, ge=1)
+    stop: list[str] = Field(default_factory=lambda: ["\n###"], min_length=1)
+    seed: int = 7
+    batch_size: int = Field(64, ge=1)
+
+
+class QcSettings(Section):
+    runaway_max: float = Field(0.05, ge=0, le=1)
+    token_limit_max: float = Field(0.10, ge=0, le=1)
+    repetition_ngram: int = Field(3, ge=1)  # a run of this many symbols repeated ...
+    repetition_times: int = Field(3, ge=2)  # ... this many times in a row is degenerate
+
+
+class LoraSettings(Section):
+    method: Literal["auto", "lora", "qlora"] = "auto"  # auto: qlora when CUDA + bitsandbytes, else lora
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    steps: int = Field(150, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    max_length: int = Field(128, ge=8)
+    seed: int = 5
+
+
+class SftSettings(Section):
+    n_shards: int = Field(ge=1)
+    base_model_path: str | None = None  # a local HF causal LM folder; None: pretrain the demo model
+    base_model_revision: str | None = None  # e.g. the hub commit; default: hash of the weights
+    demo_model: DemoModelSettings = DemoModelSettings()
+    prompt_shots: int = Field(2, ge=0)  # few-shot examples in generation prompts
+    sft_prompt_shots: int = Field(0, ge=0)  # shots in training and evaluation prompts (0: instruction only)
+    critic_shots: int = Field(2, ge=0)
+    pilot_size: int = Field(100, ge=1)
+    examples_per_shard: int = Field(1500, ge=1)
+    test_per_type: int = Field(40, ge=1)
+    test_seed: int = 2024
+    data_seed: int = 11
+    sampling: SamplingSettings = SamplingSettings()
+    qc: QcSettings = QcSettings()
+    critic_margin_threshold: float = 0.0  # keep answers whose log p(A) - log p(B) exceeds this
+    decontamination_ngram: int = Field(8, ge=1)
+    lora: LoraSettings = LoraSettings()
+    eval_max_new_tokens: int = Field(24, ge=1)
+    stage_gate_alpha: float = Field(0.01, gt=0, lt=1)
+    # Intra-op threads for this domain's torch work; None: compute.threads. Tiny models on shared
+    # cores run faster on one thread (see docs/benchmarks.md).
+    torch_threads: int | None = Field(None, ge=1)

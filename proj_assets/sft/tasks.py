@@ -1,0 +1,94 @@
+"""The five demo instruction types: generators, reference solvers and answer checkers.
+
+Every type's answer is computable by a program, so correctness never needs a judge. Payloads are
+space-separated symbols (`k o t a l`, `5 2 9`) so a tokenizer keeps one token per symbol, which a
+tiny model can learn in minutes. Each instruction is generated from its own seeded RNG, so the same
+(seed, index) always gives the same item.
+"""
+
+import random
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TASK_TYPES = ("add", "reverse", "sort", "count", "upper")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    task_type: str
+    instruction: str
+    reference: str  # the program-computed correct answer
+
+
+def _letters(rng: random.Random, low: int = 3, high: int = 6) -> list[str]:
+    return [rng.choice(string.ascii_lowercase) for _ in range(rng.randint(low, high))]
+
+
+def _make_add(rng: random.Random) -> Instruction:
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return Instruction("add", f"Add {a} and {b}.", str(a + b))
+
+
+def _make_reverse(rng: random.Random) -> Instruction:
+    letters = _letters(rng)
+    return Instruction("reverse", f"Reverse the letters: {' '.join(letters)}", " ".join(reversed(letters)))
+
+
+def _make_sort(rng: random.Random) -> Instruction:
+    digits = [str(rng.randint(0, 9)) for _ in range(rng.randint(3, 6))]
+    return Instruction("sort", f"Sort the digits: {' '.join(digits)}", " ".join(sorted(digits)))
+
+
+def _make_count(rng: random.Random) -> Instruction:
+    letters = _letters(rng, 2, 8)
+    return Instruction("count", f"Count the letters: {' '.join(letters)}", str(len(letters)))
+
+
+def _make_upper(rng: random.Random) -> Instruction:
+    letters = _letters(rng)
+    return Instruction("upper", f"Capitalize the letters: {' '.join(letters)}", " ".join(letters).upper())
+
+
+MAKERS: dict[str, Callable[[random.Random], Instruction]] = {
+    "add": _make_add, "reverse": _make_reverse, "sort": _make_sort, "count": _make_count, "upper": _make_upper,
+}
+
+
+def make_instruction(task_type: str, seed: int, index: int) -> Instruction:
+    """The `index`-th instruction of `task_type` for `seed` (independent of every other item)."""
+    if task_type not in MAKERS:
+        raise ValueError(f"unknown task type {task_type!r}; expected one of {TASK_TYPES}")
+    return MAKERS[task_type](random.Random(f"{seed}/{task_type}/{index}"))
+
+
+def make_instructions(n: int, seed: int, types: tuple[str, ...] = TASK_TYPES) -> list[Instruction]:
+    """`n` instructions cycling through `types` (so the mix is balanced)."""
+    return [make_instruction(types[i % len(types)], seed, i // len(types)) for i in range(n)]
+
+
+def normalize_answer(text: str) -> str:
+    """The answer as compared: first line only, surrounding whitespace and a final period removed."""
+    first = text.strip().split("\n", 1)[0].strip()
+    return " ".join(first.rstrip(".").split())
+
+
+def is_correct(answer_text: str, reference: str) -> bool:
+    """Program check: the normalized answer equals the solver's reference answer."""
+    return normalize_answer(answer_text) == normalize_answer(reference)
+
+
+def corrupt_answer(item: Instruction, rng: random.Random) -> str:
+    """A plausible wrong answer (an off-by-one sum, a swapped symbol, a wrong case): used to put
+    realistic noise in the demo pretraining text and to plant bad answers in tests."""
+    ref = item.reference
+    symbols = ref.split(" ")
+    if item.task_type in ("add", "count"):
+        return str(int(ref) + rng.choice([-2, -1, 1, 2, 10]))
+    if len(symbols) >= 2 and len(set(symbols)) > 1:
+        while True:
+            i, j = rng.sample(range(len(symbols)), 2)
+            if symbols[i] != symbols[j]:
+                symbols[i], symbols[j] = symbols[j], symbols[i]
+                return " ".join(symbols)
+    return " ".join(symbols[:-1] + [symbols[-1].swapcase()]) if symbols[-1].isalpha() else ref + " 0"

@@ -1,0 +1,39 @@
+"""The whole SFT chain materializes in-process on a very small profile, checks included."""
+
+from proj_assets.sft import keys as k
+
+
+def _check(result, key, name):
+    evals = [e for e in result.get_asset_check_evaluations() if e.check_name == name and e.asset_key.path == key]
+    assert evals, f"check {name} on {key} did not run"
+    return evals[-1]
+
+
+def test_pipeline_materializes_end_to_end(sft_runner):
+    r = sft_runner([k.BASE_MODEL])
+    assert _check(r, k.BASE_MODEL, "completion_mode_only").passed
+    first = r.asset_materializations_for_node("sft__model__base_model")[0].metadata
+    assert first["cache_hit"].value is False
+    again = sft_runner([k.BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")[0].metadata
+    assert again["cache_hit"].value is True and again["path"].value == first["path"].value
+
+    sft_runner([k.TEST_INSTRUCTIONS, k.PILOT])
+    for shard in ("shard_00", "shard_01"):
+        sft_runner([k.SHARDS, k.CRITIC], partition=shard)
+    r = sft_runner([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])  # a failed stage gate is a verdict, not an error
+    assert _check(r, k.TRAINING_SET, "no_test_overlap").passed
+    assert _check(r, k.ADAPTER, "prompt_tokens_masked").passed
+    gate = _check(r, k.STATS, "stage_gate")
+    assert gate.severity.value == "ERROR"
+    assert {"measured", "threshold", "sft_accuracy", "base_accuracy"} <= set(gate.metadata)
+    adapter_meta = r.asset_materializations_for_node("sft__model__adapter")[0].metadata
+    assert adapter_meta["method"].value == "lora" and adapter_meta["compute_seconds"].value > 0
+    paired = r.output_for_node("sft__eval__paired_results")
+    assert paired.height == 20 and paired["judged_by"].unique().to_list() == ["program"]
+    stats = r.output_for_node("sft__eval__stats")
+    assert set(stats["scope"]) == {"overall", "add", "reverse", "sort", "count", "upper"}
+    pilot = sft_runner.resources["warehouse"].query("select * from sft_data.pilot_generations")
+    assert pilot.height == 20
+    for column in ("git_sha", "run_id", "model_revision", "sampling_params_hash", "prompt_template_hash", "seed",
+                   "runaway", "token_limit", "finish_reason", "n_tokens"):
+        assert pilot[column].null_count() == 0, column
