@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)
 export PROJ_PROFILE ?= demo
 
-.PHONY: install demo test test-slow ui validate bench clean-data
+.PHONY: install demo test test-slow ui validate bench clean-data status browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,11 +22,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) browser
 	$(PY) -m pytest -m slow -q
 
 validate: $(STAMP)
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+# The status report (markdown) from the instance at DAGSTER_HOME.
+status: $(STAMP)
+	$(PY) -m proj_assets.platform.cli status
+
+# Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 ui: $(STAMP)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

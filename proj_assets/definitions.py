@@ -12,6 +12,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from proj_assets.market import assets as market_assets
 from proj_assets.market import checks as market_checks
 from proj_assets.market import schedules as market_schedules
+from proj_assets.platform import assets as platform_assets
+from proj_assets.platform import checks as platform_checks
+from proj_assets.platform import jobs as platform_jobs
+from proj_assets.platform import review_job, schedules as platform_schedules, sensors as platform_sensors
 from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile
@@ -20,9 +24,10 @@ from proj_assets.scaling import checks as scaling_checks
 from proj_assets.sft import assets as sft_assets
 from proj_assets.sft import checks as sft_checks
 from proj_resources import ArtifactStore, Compute, MarketSource, Provenance, Warehouse, warehouse_io_manager
+from proj_resources.models import ModelSource
 
-ASSET_MODULES = [market_assets, scaling_assets, probes_assets, sft_assets]
-CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks]
+ASSET_MODULES = [market_assets, scaling_assets, probes_assets, sft_assets, platform_assets]
+CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks, platform_checks]
 
 
 def build_resources(profile: Profile, root: Path) -> dict:
@@ -36,15 +41,20 @@ def build_resources(profile: Profile, root: Path) -> dict:
         "market_source": MarketSource(kind=market.source, csv_dir=market.csv_dir, start=market.start, end=market.end),
         "compute": Compute(**profile.compute.model_dump()),
         "provenance": Provenance(),
+        "probe_model": ModelSource(path=profile.probes.model.resolved_path()),
+        "base_model": ModelSource(path=profile.sft.base_model_path, revision=profile.sft.base_model_revision),
     }
 
 
 def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
+    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    domain_jobs = platform_jobs.domain_jobs(assets)
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        assets=assets,
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[market_schedules.market_ohlcv_job],
-        schedules=[market_schedules.market_daily_refresh],
+        jobs=[market_schedules.market_ohlcv_job, review_job.gate_review_job, *domain_jobs],
+        schedules=[market_schedules.market_daily_refresh, *platform_schedules.nightly_backfills(domain_jobs)],
+        sensors=platform_sensors.platform_sensors(domain_jobs),
         resources=build_resources(profile, root),
         executor=dg.multiprocess_executor.configured({"max_concurrent": profile.compute.threads}),
     )

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from proj_assets.market.settings import MarketSettings
-from proj_assets.platform.settings import ComputeSettings
+from proj_assets.platform.settings import ComputeSettings, PlatformSettings
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.settings_base import Section
@@ -40,6 +40,7 @@ class Profile(Section):
     scaling: ScalingSettings
     probes: ProbesSettings
     sft: SftSettings
+    platform: PlatformSettings = PlatformSettings()
 
 
 def profile_path(name_or_path: str) -> Path:

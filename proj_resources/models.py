@@ -13,6 +13,8 @@ import dagster as dg
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Per-load tqdm bars flood run logs; progress is logged through context.log instead.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 class ModelPathError(FileNotFoundError):

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.features import FEATURE_NAMES, PROXY_FLAG, compute_features
 from proj_assets.market.manifest import build_manifest
 from proj_assets.market.plots import close_and_target_plot, close_plot
@@ -21,7 +21,6 @@ FEATURES = ["market", "processed", "features"]
 TARGETS = ["market", "processed", "targets"]
 SPLITS = ["market", "processed", "splits"]
 OHLCV_GATES = ["ohlc_consistent", "prices_positive", "dates_unique_and_sorted", "ohlcv_expectations"]
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 _settings = load_profile().market
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.platform.gates import require_gates_passed
 from proj_assets.probes.activation_cache import cache_spec, is_complete
@@ -30,7 +30,6 @@ FOLD_RESULTS = ["probes", "sweep", "fold_results"]
 AGGREGATE = ["probes", "sweep", "aggregate_metrics"]
 SCREENING = ["probes", "sweep", "screening"]
 SUMMARY = ["probes", "report", "summary"]
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def activation_folders(corpus: pl.DataFrame, artifacts: ArtifactStore, model: ModelSource) -> dict[int, tuple[dict, Path]]:

@@ -6,7 +6,7 @@ import zlib
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.partitions import budget_horizon_partitions
@@ -24,7 +24,6 @@ EXPERIMENT_RESULTS = ["scaling", "report", "experiment_results"]
 GRID_GATES = [check_key(ARCH_GRID, "params_within_budget"), check_key(ARCH_GRID, "heads_divide_d_model")]
 MARKET_GATES = [check_key(FEATURES, "no_lookahead"), check_key(TARGETS, "labels_aligned")]
 TRIAL_GATES = [check_key(TRIALS, "extremes_covered"), check_key(TRIALS, "all_params_logged")]
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 N_FEATURES = len(FEATURE_NAMES)
 _settings = load_profile().scaling
 

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.platform.gates import require_gates_passed
 from proj_assets.sft.keys import (BASE_MODEL, CRITIC, PILOT, RUNAWAY_CHECK, SHARDS, TEST_INSTRUCTIONS,
@@ -15,7 +15,6 @@ from proj_resources import ArtifactStore, Compute, Provenance
 from proj_resources.artifacts import canonical_hash
 from proj_resources.models import ModelSource
 
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 

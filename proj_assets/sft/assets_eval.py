@@ -3,14 +3,13 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, check_key, table_metadata
+from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.platform.gates import require_gates_passed
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS, sft_settings
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import Compute, Provenance
 from proj_resources.models import ModelSource
 
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import check_key
+from proj_assets.conventions import GATED, check_key
 from proj_assets.platform.gates import require_gates_passed
 from proj_assets.platform.plots import figure_markdown, new_figure
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_limit_threads, sft_settings
@@ -12,7 +12,6 @@ from proj_resources import ArtifactStore, Compute, Provenance
 from proj_resources.artifacts import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
 
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def loss_curve(losses: list[float], title: str) -> dg.MetadataValue:

@@ -1,0 +1,39 @@
+"""Platform assets: the status report, generated from the Dagster instance."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from proj_assets.profiles import load_profile
+from proj_resources import ArtifactStore, Compute, Warehouse
+
+STATUS = ["platform", "report", "status"]
+
+
+def read_reviews(warehouse: Warehouse) -> list:
+    from proj_assets.platform.reviews import load_reviews
+
+    with warehouse.get_connection() as conn:
+        return load_reviews(conn)
+
+
+@dg.asset(key=STATUS, group_name="platform", kinds={"markdown"})
+def status(context: dg.AssetExecutionContext, warehouse: Warehouse, artifacts: ArtifactStore,
+           compute: Compute) -> dg.MaterializeResult:
+    """Handoff note from the instance: partitions, gates, reviews, stale assets, runs, compute vs budget."""
+    from proj_assets.definitions import defs  # lazy: definitions imports this module
+    from proj_assets.platform.snapshot import build_snapshot
+    from proj_assets.platform.status import next_actions, open_gates, render_markdown
+
+    with compute.meter() as meter:
+        snapshot = build_snapshot(context.instance, defs, load_profile(), read_reviews(warehouse))
+        text = render_markdown(snapshot)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = artifacts.write_bytes(f"reports/status/status_{stamp}.md", text.encode())
+    artifacts.write_bytes("reports/status/latest.md", text.encode())
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.md(text), **artifacts.describe(path),
+        "open_gates": len(open_gates(snapshot)), "next_actions": len(next_actions(snapshot)),
+        "missing_partitions": sum(len(a.missing) for a in snapshot.assets),
+        "failed_partitions": sum(len(a.failed) for a in snapshot.assets),
+        "stale_assets": len(snapshot.stale), "dead_runs": sum(r.died for r in snapshot.failures), **meter.metadata()})
