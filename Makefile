@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# GROUPS="market scaling" limits the demo to those domains (their upstream must exist).
 demo: $(STAMP)
-	$(PY) -m proj_assets.platform.materialize_all
+	$(PY) -m proj_assets.platform.materialize_all $(foreach g,$(GROUPS),--group $(g))
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q
