@@ -36,6 +36,9 @@ N_TRIALS = 10
 EPOCH_REPEATS = 3
 
 
+SEARCH_EPOCHS = 8
+
+
 def demo_splits(profile, horizon=1) -> dict:
     market = profile.market
     prices, index = load_arch(market.target_ticker), load_arch(market.vol_index_ticker)
@@ -107,7 +110,12 @@ def main() -> None:
     splits = demo_splits(profile)
     grid = enumerate_grid(settings.budgets, settings.arch, 25)
     budget = sorted(settings.budgets, key=settings.budgets.get)[1]
-    print(f"search on budget {budget}, horizon h1, {N_TRIALS} trials each (threads={profile.compute.threads})")
+    # The demo trains 2 epochs, which leaves a pruner nothing to cut: compare at SEARCH_EPOCHS.
+    trainer = settings.trainer.model_copy(update={"max_epochs": SEARCH_EPOCHS, "patience": SEARCH_EPOCHS})
+    settings = settings.model_copy(update={"trainer": trainer})
+    print(f"search on budget {budget}, horizon h1, {N_TRIALS} trials each, up to {SEARCH_EPOCHS} epochs "
+          f"(threads={profile.compute.threads}; one untimed warm-up search first)")
+    search(settings, grid, splits, budget, pruning=False)  # warm-up: first-call costs are not counted
     with_rate, with_best = search(settings, grid, splits, budget, pruning=True)
     without_rate, without_best = search(settings, grid, splits, budget, pruning=False)
     print(f"  with median pruner : {with_rate:6.2f} trials/min, best val loss {with_best:.4f}")
