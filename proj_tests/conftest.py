@@ -1,7 +1,7 @@
 """Shared fixtures: a temporary data folder and Dagster instance, tiny market fixtures.
 
-PROJ_DATA_DIR is pointed at a temporary folder before anything imports the definitions, so no
-test writes to the project's data/ folder.
+PROJ_DATA_DIR and DAGSTER_HOME are pointed at temporary folders before anything imports the
+definitions, so no test writes to the project's data/ folder or its Dagster instance.
 """
 
 import os
@@ -13,6 +13,10 @@ import polars as pl
 import pytest
 
 os.environ.setdefault("PROJ_DATA_DIR", tempfile.mkdtemp(prefix="proj_test_data_"))
+# Never the project's own instance (the Makefile points DAGSTER_HOME at the project root).
+_dagster_home = Path(tempfile.mkdtemp(prefix="proj_test_dagster_home_"))
+(_dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+os.environ["DAGSTER_HOME"] = str(_dagster_home)
 os.environ.setdefault("PROJ_PROFILE", "demo")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

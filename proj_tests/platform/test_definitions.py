@@ -60,6 +60,8 @@ def test_dagster_definitions_validate(tmp_path):
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PROJ_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.run([str(PROJECT / ".venv/bin/dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180)
+    # cwd = tmp_path: the instance's relative storage paths (data/dagster/...) land there, not in the project.
+    proc = subprocess.run([str(PROJECT / ".venv/bin/dagster"), "definitions", "validate",
+                           "-w", str(PROJECT / "workspace.yaml")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
