@@ -97,6 +97,11 @@ def next_actions(snapshot: Snapshot) -> list[str]:
         actions.append(f"Review gate `{gate.check}`{where} (measured {_num(gate.measured)}, threshold "
                        f"{_num(gate.threshold)}): fix the input and re-materialize, or record an override "
                        f"with `gate_review_job`.")
+    for gate in snapshot.gates:  # decision gates (e.g. a stage gate): failed, ERROR, nothing blocked
+        if not gate.blocking and gate.passed is False and gate.severity == "ERROR":
+            where = f" partition `{gate.partition}`" if gate.partition else ""
+            actions.append(f"Decide on `{gate.check}`{where}: it failed (measured {_num(gate.measured)}, threshold "
+                           f"{_num(gate.threshold)}); it blocks nothing, so read its metadata before going on.")
     for run in (r for r in snapshot.failures if r.died):
         actions.append(f"Run `{run.run_id[:8]}` ({run.job}) died: re-run its partitions (missing/failed backfill).")
     never: dict[str, list[str]] = {}

@@ -86,3 +86,17 @@ def test_override_closes_the_gate_in_the_report(mixed_instance):
     snap.reviews = [override]
     assert open_gates(snap) == []
     assert "| override | `ops_test/raw/source:value_non_negative` |" in render_markdown(snap)
+
+
+def test_failed_decision_gate_is_listed_but_a_warning_is_not():
+    from datetime import datetime, timezone
+
+    from proj_assets.platform.status import GateStatus, Snapshot
+
+    stage = GateStatus("sft/eval/stats:stage_gate", "sft", False, None, False, "ERROR", 1.0, 0.01)
+    soft = GateStatus("market/processed/targets:class_balance_reasonable", "market", False, None, False, "WARN")
+    snap = Snapshot(datetime.now(timezone.utc), "demo", [], [stage, soft], [], [], [], [], [])
+    actions = next_actions(snap)
+    assert actions == ["Decide on `sft/eval/stats:stage_gate`: it failed (measured 1, threshold 0.01); "
+                       "it blocks nothing, so read its metadata before going on."]
+    assert open_gates(snap) == []
