@@ -6,8 +6,6 @@ half-written artifact under its final name. Shareable artifacts live at content-
 """
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -16,19 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-
-def canonical_hash(spec: object, length: int = 16) -> str:
-    """A stable hash of any JSON-serialisable spec (keys sorted, no whitespace)."""
-    payload = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:length]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from proj_resources.hashing import canonical_hash, sha256_file
 
 
 def dir_bytes(path: Path) -> int:

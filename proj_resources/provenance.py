@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = ("dagster", "polars", "duckdb", "torch", "transformers", "peft", "optuna", "scikit-learn")

@@ -25,7 +25,7 @@ gated_automation_sensor = dg.AutomationConditionSensorDefinition(
 def _spec_state():
     from proj_assets.probes.sweep_spec import expand, load_spec
     from proj_assets.profiles import load_profile
-    from proj_resources.artifacts import canonical_hash, sha256_file
+    from proj_resources.hashing import canonical_hash, sha256_file
 
     path = load_profile().probes.sweep_spec_path()
     return sha256_file(path)[:16], [c["config_id"] for c in expand(load_spec(path), canonical_hash)]

@@ -20,7 +20,7 @@ from proj_assets.probes.results_store import replace_partition
 from proj_assets.probes.sweep_spec import expand, load_spec, resolve_config, stage1_id, stage2_id
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
 
 CORPUS = ["probes", "raw", "corpus"]

@@ -12,7 +12,7 @@ from proj_assets.sft.keys import (BASE_MODEL, CRITIC, PILOT, RUNAWAY_CHECK, SHAR
                                   TOKEN_LIMIT_CHECK, TRAINING_SET, seed_and_limit_threads, sft_settings)
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import ArtifactStore, Compute, Provenance
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource
 
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}

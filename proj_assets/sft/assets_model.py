@@ -9,7 +9,7 @@ from proj_assets.platform.plots import figure_markdown, new_figure
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_limit_threads, sft_settings
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import ArtifactStore, Compute, Provenance
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
 
 

@@ -15,7 +15,7 @@ from proj_assets.sft.prompts import PromptBuilder
 from proj_assets.sft.qc import flag_generations
 from proj_assets.sft.settings import QcSettings, SamplingSettings
 from proj_assets.sft.tasks import is_correct, make_instructions
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 
 PILOT_SEED_SLOT = 0  # pilot instructions use slot 0 of the data seed; shard i uses slot i + 1
 

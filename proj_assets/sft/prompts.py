@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from proj_assets.sft.tasks import TASK_TYPES, Instruction, corrupt_answer, make_instruction
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 
 SEPARATOR = "###"
 STOP_SEQUENCE = "\n" + SEPARATOR

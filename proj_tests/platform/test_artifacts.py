@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from proj_resources import ArtifactStore
-from proj_resources.artifacts import canonical_hash, sha256_file
+from proj_resources.hashing import canonical_hash, sha256_file
 
 
 @pytest.fixture

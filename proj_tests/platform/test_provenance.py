@@ -5,7 +5,7 @@ import re
 import polars as pl
 
 from proj_resources import Provenance
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 from proj_resources.provenance import git_sha
 
 FIELDS = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id", "model_revision"]

@@ -7,7 +7,7 @@ from proj_assets.probes.corpus import CorpusError, coerce_corpus, corpus_hash, l
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.quality import group_problems
 from proj_assets.probes.sweep_spec import SpecError, expand, parse_spec, resolve_config, stage1_id, stage2_id
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 
 
 @pytest.fixture(scope="module")

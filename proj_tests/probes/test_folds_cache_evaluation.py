@@ -12,7 +12,7 @@ from proj_assets.probes.evaluation import aggregate, final_candidates, release_d
 from proj_assets.probes.folds import build_fold, lopo_folds, split
 from proj_assets.probes.quality import leakage_rows
 from proj_assets.probes.sweep_spec import stage1_id, stage2_id
-from proj_resources.artifacts import canonical_hash
+from proj_resources.hashing import canonical_hash
 
 
 def test_lopo_folds_never_share_a_group():
