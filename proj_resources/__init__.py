@@ -1,9 +1,19 @@
-"""Typed ConfigurableResources shared by every domain."""
+"""Typed ConfigurableResources shared by every domain.
 
-from proj_resources.artifacts import ArtifactStore
-from proj_resources.compute import Compute
-from proj_resources.market_sources import MarketSource
-from proj_resources.provenance import Provenance
-from proj_resources.warehouse import Warehouse, warehouse_io_manager
+Exports resolve lazily (PEP 562), so pure helpers such as `proj_resources.hashing` can be
+imported by core modules without importing dagster through this package.
+"""
 
-__all__ = ["ArtifactStore", "Compute", "MarketSource", "Provenance", "Warehouse", "warehouse_io_manager"]
+import importlib
+
+_EXPORTS = {
+    "ArtifactStore": "artifacts", "Compute": "compute", "MarketSource": "market_sources",
+    "Provenance": "provenance", "Warehouse": "warehouse", "warehouse_io_manager": "warehouse",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'proj_resources' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"proj_resources.{_EXPORTS[name]}"), name)
