@@ -73,12 +73,15 @@ def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs) -> 
     if probe_type not in TOKEN_PROBES:
         return w[:, 0, :] @ _linear_features(probe_type, x).T + b[:, None]
     N, T, _ = x.tokens.shape
-    proj = (x.tokens.reshape(N * T, D) @ w.reshape(R * K, D).T).reshape(N, T, R, K)
-    invalid = ~x.mask[:, :, None, None]
+    flat = x.tokens.reshape(N * T, D)
+    # 0 on real tokens, -inf on padding: one broadcast add instead of a masked copy per head
+    pad = torch.zeros(N, T, 1, 1).masked_fill(~x.mask[:, :, None, None], float("-inf"))
     if probe_type == "attention_probe":
-        H = K // 2
-        scores = proj[..., :H].masked_fill(invalid, float("-inf")) / math.sqrt(D)
-        pooled = (torch.softmax(scores, dim=1) * proj[..., H:]).sum(dim=1)  # [N, R, H]
+        H = K // 2  # separate query and value matmuls give contiguous [N, T, R, H] tensors
+        scores = (flat @ (w[:, :H, :].reshape(R * H, D).T / math.sqrt(D))).reshape(N, T, R, H) + pad
+        values = (flat @ w[:, H:, :].reshape(R * H, D).T).reshape(N, T, R, H)
+        pooled = (torch.softmax(scores, dim=1) * values).sum(dim=1)  # [N, R, H]
     else:
-        pooled = proj.masked_fill(invalid, float("-inf")).amax(dim=1)  # hard max over tokens
+        proj = (flat @ w.reshape(R * K, D).T).reshape(N, T, R, K)
+        pooled = (proj + pad).amax(dim=1)  # hard max over tokens
     return pooled.sum(dim=2).T + b[:, None]
