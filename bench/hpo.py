@@ -49,14 +49,15 @@ def demo_splits(profile, horizon=1) -> dict:
     return {"train": arrays.train, "val": arrays.val, "test": arrays.test}
 
 
-def search(settings, grid, splits, budget, pruning: bool) -> tuple[float, float]:
+def search(settings, grid, splits, budget, memory_budget_mb, pruning: bool) -> tuple[float, float]:
     import optuna
 
     budget_grid = grid.filter(pl.col("budget") == budget)
-    study = optuna.create_study(direction="minimize", sampler=make_sampler_and_pruner(settings, 0, pruning)[0],
-                                pruner=make_sampler_and_pruner(settings, 0, pruning)[1])
+    sampler, pruner = make_sampler_and_pruner(settings, 0, pruning)
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
     enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), settings))
-    objective = Objective(CellContext(budget_grid, splits, settings, 2048, "cpu", 0), lambda: False, lambda _m: None)
+    objective = Objective(CellContext(budget_grid, splits, settings, memory_budget_mb, "cpu", 0),
+                          lambda: False, lambda _m: None)
     started = time.perf_counter()
     run_trials(study, objective, N_TRIALS)
     minutes = (time.perf_counter() - started) / 60
@@ -79,12 +80,13 @@ def plain_epoch(model, splits, context, batch, lr) -> float:
     return time.perf_counter() - started
 
 
-def epoch_times(settings, grid, splits, budget) -> dict:
+def epoch_times(settings, grid, splits, budget, memory_budget_mb) -> dict:
     arch = grid.filter(pl.col("budget") == budget).sort("n_params", descending=True).row(0, named=True)
     context = max(settings.search.context_lengths)
-    n_params = count_parameters(25, arch["d_model"], arch["n_layers"])
-    plan = plan_batch(n_params, 25, arch["d_model"], arch["n_layers"], arch["n_heads"], context,
-                      settings.trainer.effective_batch, 2048)
+    n_features, ffn_mult = len(FEATURE_NAMES), settings.arch.ffn_mult
+    n_params = count_parameters(n_features, arch["d_model"], arch["n_layers"], ffn_mult)
+    plan = plan_batch(n_params, n_features, arch["d_model"], arch["n_layers"], arch["n_heads"], context,
+                      settings.trainer.effective_batch, memory_budget_mb, ffn_mult)
     data = build_windows(splits, context)
     config = TrainConfig(1e-3, 1e-2, 1, 1, 0.0, plan.micro_batch, plan.accum_steps, 1.0, 1e9, 0)
     out = {"arch": f"d_model={arch['d_model']} n_layers={arch['n_layers']} n_heads={arch['n_heads']} "
@@ -94,7 +96,8 @@ def epoch_times(settings, grid, splits, budget) -> dict:
         times = []
         for repeat in range(EPOCH_REPEATS):
             torch.manual_seed(repeat)
-            model = TimeSeriesTransformer(ArchConfig(25, arch["d_model"], arch["n_layers"], arch["n_heads"], dropout=0.1))
+            model = TimeSeriesTransformer(ArchConfig(n_features, arch["d_model"], arch["n_layers"], arch["n_heads"],
+                                                     ffn_mult, dropout=0.1))
             if label.startswith("plain"):
                 times.append(plain_epoch(model, splits, context, settings.trainer.effective_batch, 1e-3))
             else:
@@ -108,21 +111,22 @@ def main() -> None:
     settings = profile.scaling
     torch.set_num_threads(profile.compute.threads)
     splits = demo_splits(profile)
-    grid = enumerate_grid(settings.budgets, settings.arch, 25)
+    memory_budget_mb = profile.compute.memory_budget_mb
+    grid = enumerate_grid(settings.budgets, settings.arch, len(FEATURE_NAMES))
     budget = sorted(settings.budgets, key=settings.budgets.get)[1]
     # The demo trains 2 epochs, which leaves a pruner nothing to cut: compare at SEARCH_EPOCHS.
     trainer = settings.trainer.model_copy(update={"max_epochs": SEARCH_EPOCHS, "patience": SEARCH_EPOCHS})
     settings = settings.model_copy(update={"trainer": trainer})
     print(f"search on budget {budget}, horizon h1, {N_TRIALS} trials each, up to {SEARCH_EPOCHS} epochs "
           f"(threads={profile.compute.threads}; one untimed warm-up search first)")
-    search(settings, grid, splits, budget, pruning=False)  # warm-up: first-call costs are not counted
-    with_rate, with_best = search(settings, grid, splits, budget, pruning=True)
-    without_rate, without_best = search(settings, grid, splits, budget, pruning=False)
+    search(settings, grid, splits, budget, memory_budget_mb, pruning=False)  # warm-up: first-call costs are not counted
+    with_rate, with_best = search(settings, grid, splits, budget, memory_budget_mb, pruning=True)
+    without_rate, without_best = search(settings, grid, splits, budget, memory_budget_mb, pruning=False)
     print(f"  with median pruner : {with_rate:6.2f} trials/min, best val loss {with_best:.4f}")
     print(f"  without pruner     : {without_rate:6.2f} trials/min, best val loss {without_best:.4f}")
     print(f"  speed-up from pruning: {with_rate / without_rate:.2f}x")
     largest = max(settings.budgets, key=settings.budgets.get)
-    times = epoch_times(settings, grid, splits, largest)
+    times = epoch_times(settings, grid, splits, largest, memory_budget_mb)
     print(f"time per epoch at budget {largest}: {times.pop('arch')} (median of {EPOCH_REPEATS})")
     base = times["plain loop, 1 thread"]
     for label, seconds in times.items():

@@ -58,15 +58,16 @@ class Compute(dg.ConfigurableResource):
             raise DeviceUnavailableError(f"unknown compute.device {self.device!r} (cpu, cuda or auto)")
         return self.device
 
-    def seed_everything(self, offset: int = 0) -> int:
-        """Seed python, numpy and torch with `seed + offset`, set torch's thread count; return the seed."""
+    def seed_everything(self, offset: int = 0, threads: int | None = None) -> int:
+        """Seed python, numpy and torch with `seed + offset` and set torch's thread count (`threads`,
+        a domain's own setting, else `self.threads`); return the seed."""
         import torch
 
         seed = self.seed + offset
         random.seed(seed)
         np.random.seed(seed % (2**32))
         torch.manual_seed(seed)
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(threads or self.threads)
         return seed
 
     @contextlib.contextmanager

@@ -10,6 +10,7 @@ that result in the warehouse (`platform.reviews`, written by the `gate_review_jo
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from proj_assets.platform import reviews
@@ -36,22 +37,42 @@ def latest_check_results(instance: dg.DagsterInstance, key: dg.AssetCheckKey) ->
     return latest
 
 
+def _latest_failed_record(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str | None):
+    (record,) = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status=_DONE, partition_filter=PartitionKeyFilter(key=partition))
+    return record
+
+
 def _blocking_failures(instance, check_keys, partitions) -> tuple[list[str], list]:
-    """(checks that never ran, latest records that failed with severity ERROR)."""
+    """(lines for checks without a current finished result, latest records that failed with ERROR).
+
+    A result counts only when it belongs to the latest materialization of its asset (partition):
+    a check that crashed or was skipped, or an asset rebuilt without its checks, closes the gate
+    instead of letting an older result speak for new data. One query covers every partition.
+    """
+    infos = instance.event_log_storage.get_asset_check_partition_info(
+        list(check_keys), partition_keys=list(partitions) if partitions is not None else None)
+    by_key: dict = {}
+    for info in infos:
+        by_key.setdefault(info.check_key, {})[info.partition_key] = info
     missing, failed = [], []
     for key in check_keys:
-        latest = latest_check_results(instance, key)
-        if partitions is not None:
-            latest = {p: r for p, r in latest.items() if p in set(partitions)}
-            absent = [f" partition {p!r}" for p in partitions if p not in latest]
-        else:
-            absent = [] if latest else [""]
-        missing.extend(f"{key.to_user_string()}{where} has no result yet: materialize its asset first"
-                       for where in absent)
-        failed.extend(r for r in latest.values()
-                      if r.status == AssetCheckExecutionRecordStatus.FAILED
-                      and r.evaluation is not None
-                      and r.evaluation.severity == dg.AssetCheckSeverity.ERROR)
+        known = by_key.get(key, {})
+        for partition in (partitions if partitions is not None else (list(known) or [None])):
+            info, name = known.get(partition), key.to_user_string()
+            where = f" partition {partition!r}" if partition else ""
+            if info is None:
+                missing.append(f"{name}{where} has no result yet: materialize its asset first")
+            elif info.latest_execution_status not in _DONE:
+                missing.append(f"{name}{where} has no finished result for run {info.latest_planned_run_id} "
+                               "(it crashed, was skipped or is still running): re-run it")
+            elif not info.is_current:
+                missing.append(f"{name}{where} did not run on the latest materialization of its asset: "
+                               "re-materialize the asset with its checks")
+            elif info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
+                record = _latest_failed_record(instance, key, partition)
+                if record.evaluation is not None and record.evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                    failed.append(record)
     return missing, failed
 
 

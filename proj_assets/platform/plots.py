@@ -4,15 +4,22 @@ import base64
 import io
 
 import dagster as dg
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+def _pyplot():
+    """pyplot with the file-only backend, imported on first use: it costs ~0.6 s, and definitions
+    loading (every run step's process) must not pay it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def new_figure(width: float = 8, height: float = 3.5, rows: int = 1):
     """(figure, axes): one axes, or a column of `rows` axes sharing the x axis."""
-    return plt.subplots(rows, 1, figsize=(width, height), dpi=90, sharex=rows > 1)
+    return _pyplot().subplots(rows, 1, figsize=(width, height), dpi=90, sharex=rows > 1)
 
 
 def figure_markdown(fig, title: str = "plot") -> dg.MetadataValue:
@@ -20,6 +27,6 @@ def figure_markdown(fig, title: str = "plot") -> dg.MetadataValue:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")

@@ -16,7 +16,7 @@ from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
-from proj_assets.probes.results_store import replace_partition
+from proj_assets.probes.results_store import predictions_relpath, replace_partition
 from proj_assets.probes.sweep_spec import expand, load_spec, resolve_config, stage1_id, stage2_id
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
@@ -132,14 +132,12 @@ def fold_results(context: dg.AssetExecutionContext, corpus: pl.DataFrame, manife
                                    check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
     from proj_assets.probes.activation_cache import open_cache
     from proj_assets.probes.fold_run import fold_inputs, run_config_fold
-    from proj_assets.probes.trainer import set_train_threads
 
     keys = context.partition_key.keys_by_dimension
     config = resolve_config(keys["config"], {r["config_id"]: r for r in manifest.iter_rows(named=True)})
     spec, folder = activation_folders(corpus, artifacts, probe_model)[config["layer"]]
     array, index, _meta = open_cache(folder)
-    seed = compute.seed_everything()
-    set_train_threads(load_profile().probes.train_threads)
+    seed = compute.seed_everything(threads=load_profile().probes.train_threads)
     with compute.meter() as meter:
         data = fold_inputs(config, with_sentence_uid(corpus), array, index, keys["fold"])
         context.log.info(f"training {config['probe_type']} x {config['n_seeds']} seeds (+ control, baseline) "
@@ -147,7 +145,7 @@ def fold_results(context: dg.AssetExecutionContext, corpus: pl.DataFrame, manife
         metrics, predictions = run_config_fold(config, data, keys["fold"], seed)
     buffer = io.BytesIO()
     predictions.write_parquet(buffer)
-    pred_path = artifacts.write_bytes(f"probes/predictions/{keys['config']}/{keys['fold']}.parquet", buffer.getvalue())
+    pred_path = artifacts.write_bytes(predictions_relpath(keys["config"], keys["fold"]), buffer.getvalue())
     stamped = provenance.stamp(metrics, context.run_id, seed, config, spec["model_id"], spec["revision"])
     with warehouse.get_connection() as conn:
         replace_partition(conn, stamped, keys["config"], keys["fold"])

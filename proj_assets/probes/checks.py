@@ -10,7 +10,7 @@ from proj_assets.platform.check_results import offending_rows_result, threshold_
 from proj_assets.probes.activation_cache import index_problems, nonfinite_rows, open_cache
 from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, SUMMARY, activation_folders
 from proj_assets.probes.corpus import with_sentence_uid
-from proj_assets.probes.results_store import read_partition
+from proj_assets.probes.results_store import predictions_relpath, read_partition
 from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Warehouse
@@ -73,7 +73,7 @@ def no_group_leakage(context: dg.AssetCheckExecutionContext, artifacts: Artifact
                      warehouse: Warehouse) -> dg.AssetCheckResult:
     """The held-out group is the only test group and never among the training groups."""
     config_id, fold, fold_results = _partition_rows(context, warehouse)
-    predictions = pl.read_parquet(artifacts.path("probes", "predictions", config_id, f"{fold}.parquet"))
+    predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
     offending = leakage_rows(fold_results, predictions)
     return _rows_result("no_group_leakage", offending, fold_results.height + predictions.height, "rows that leak a group")
 
@@ -91,9 +91,9 @@ def release_gate(summary: pl.DataFrame) -> dg.AssetCheckResult:
     """The best probe beats the position baseline and the shuffled-label control by its CI."""
     from proj_assets.probes.evaluation import release_decision
 
-    decision = release_decision(summary.sort("pr_auc_ci_low", descending=True, nulls_last=True),
-                                load_profile().probes.release_margin)
-    best = summary.head(1).select("config_id", "probe", "stage", "pr_auc_mean", "delta_vs_baseline_ci_low",
+    ranked = summary.sort("pr_auc_ci_low", descending=True, nulls_last=True)  # decision and sample: same row
+    decision = release_decision(ranked, load_profile().probes.release_margin)
+    best = ranked.head(1).select("config_id", "probe", "stage", "pr_auc_mean", "delta_vs_baseline_ci_low",
                                   "delta_vs_control_ci_low")
     return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
                             offending=None if decision["passed"] else best, **_tripwire("release_gate"))

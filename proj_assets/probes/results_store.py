@@ -31,3 +31,9 @@ def replace_partition(conn, df: pl.DataFrame, config_id: str, fold: str) -> None
 
 def read_partition(conn, config_id: str, fold: str) -> pl.DataFrame:
     return conn.execute(f"select * from {QUALIFIED} where config_id = ? and fold = ?", [config_id, fold]).pl()
+
+
+def predictions_relpath(config_id: str, fold: str) -> str:
+    """Where a config-fold's predictions live under the artifact store (written by fold_results,
+    read by its no_group_leakage check)."""
+    return f"probes/predictions/{config_id}/{fold}.parquet"

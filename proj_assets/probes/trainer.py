@@ -26,10 +26,6 @@ class TrainParams:
     n_heads: int = 2
 
 
-def set_train_threads(n: int) -> None:
-    torch.set_num_threads(n)
-
-
 def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int],
                    hp: TrainParams, order_seed: int) -> dict[str, torch.Tensor]:
     """Train len(seeds) replicas; `labels` is [R, N] (one label vector per replica)."""

@@ -79,11 +79,8 @@ def trials(context: dg.AssetExecutionContext, arch_grid: pl.DataFrame, features:
     require_gates_passed(context, GRID_GATES + MARKET_GATES)
     keys = context.partition_key.keys_by_dimension
     budget, horizon = keys["budget"], keys["horizon"]
-    seed = compute.seed_everything(zlib.crc32(context.partition_key.encode()) % 100_000)
-    if _settings.trainer.torch_threads:
-        import torch
-
-        torch.set_num_threads(_settings.trainer.torch_threads)
+    seed = compute.seed_everything(zlib.crc32(context.partition_key.encode()) % 100_000,
+                                   threads=_settings.trainer.torch_threads)
     arrays = split_arrays(features, targets, splits, int(horizon.removeprefix("h")))
     budget_grid = arch_grid.filter(pl.col("budget") == budget)
     cell = CellContext(budget_grid, {"train": arrays.train, "val": arrays.val, "test": arrays.test}, _settings,

@@ -8,6 +8,7 @@ import polars as pl
 from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.platform.gates import require_gates_passed
+from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.keys import (BASE_MODEL, CRITIC, PILOT, RUNAWAY_CHECK, SHARDS, TEST_INSTRUCTIONS,
                                   TOKEN_LIMIT_CHECK, TRAINING_SET, seed_and_limit_threads, sft_settings)
 from proj_assets.sft.lineage import latest_artifact_path
@@ -75,7 +76,7 @@ def pilot_generations(context: dg.AssetExecutionContext, base_model: ModelSource
                       provenance: Provenance) -> dg.Output[pl.DataFrame]:
     """A small pilot of base-model completions whose QC gates must pass before generation scales up."""
     cfg = sft_settings()
-    df, meta = _generated(context, base_model, compute, provenance, cfg.pilot_size, 0, "pilot")
+    df, meta = _generated(context, base_model, compute, provenance, cfg.pilot_size, PILOT_SEED_SLOT, "pilot")
     return dg.Output(df, metadata=meta)
 
 
@@ -87,7 +88,7 @@ def scale_shards(context: dg.AssetExecutionContext, base_model: ModelSource, com
     require_gates_passed(context, [check_key(PILOT, RUNAWAY_CHECK), check_key(PILOT, TOKEN_LIMIT_CHECK)])
     cfg = sft_settings()
     shard = context.partition_key
-    slot = sft_shard_partitions.get_partition_keys().index(shard) + 1
+    slot = PILOT_SEED_SLOT + 1 + sft_shard_partitions.get_partition_keys().index(shard)
     df, meta = _generated(context, base_model, compute, provenance, cfg.examples_per_shard, slot, shard)
     return dg.Output(df.with_columns(pl.lit(shard).alias("shard")), metadata=meta)
 

@@ -24,10 +24,5 @@ def sft_settings() -> SftSettings:
 
 
 def seed_and_limit_threads(compute, offset: int = 0) -> int:
-    """`compute.seed_everything(offset)`, then this domain's `torch_threads` when the profile sets it."""
-    import torch
-
-    seed = compute.seed_everything(offset)
-    if sft_settings().torch_threads:
-        torch.set_num_threads(sft_settings().torch_threads)
-    return seed
+    """`compute.seed_everything(offset)` with this domain's `torch_threads` when the profile sets it."""
+    return compute.seed_everything(offset, threads=sft_settings().torch_threads)

@@ -16,7 +16,6 @@ IGNORE_INDEX = -100
 class Encoded:
     input_ids: list[int]
     labels: list[int]
-    n_prompt_tokens: int
 
 
 def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> Encoded:
@@ -29,7 +28,7 @@ def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> 
         raise ValueError(f"completion of {len(completion_ids)} tokens does not fit max_length {max_length}: "
                          f"{completion[:60]!r}")
     prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(completion_ids) - max_length):]
-    return Encoded(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, len(prompt_ids))
+    return Encoded(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
 
 
 def collate(examples: Sequence[Encoded], pad_token_id: int) -> dict:

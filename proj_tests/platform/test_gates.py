@@ -99,3 +99,30 @@ def test_partition_without_a_result_keeps_the_gate_closed(instance):
     assert _run(instance, 1, tiny_parts, "a").success
     problems = gate_problems(instance, [PARTS], partitions=["a", "b"])
     assert len(problems) == 1 and "'b'" in problems[0] and "no result yet" in problems[0]
+
+
+@dg.asset_check(asset=tiny, name="tiny_positive", blocking=True)
+def tiny_positive_crashing(tiny: int) -> dg.AssetCheckResult:
+    """Same check key as `tiny_positive`, but it raises on a negative value (a crashing check)."""
+    if tiny < 0:
+        raise RuntimeError("check crashed")
+    return threshold_result(True, measured=tiny, threshold=0, description="value must be > 0")
+
+
+def test_a_result_from_an_older_materialization_does_not_open_the_gate(instance):
+    assert _run(instance, 5).success and gate_problems(instance, [POSITIVE]) == []
+    # rebuilt without its checks: the passing result belongs to the previous data
+    unchecked = dg.materialize([tiny, tiny_positive], instance=instance, run_config={"ops": {"tiny": {"config": {"value": -1}}}},
+                               selection=dg.AssetSelection.assets(tiny).without_checks())
+    assert unchecked.success
+    (problem,) = gate_problems(instance, [POSITIVE])
+    assert "did not run on the latest materialization" in problem
+
+
+def test_a_crashed_check_does_not_leave_an_older_pass_in_force(instance):
+    assert _run(instance, 5).success and gate_problems(instance, [POSITIVE]) == []
+    crashed = dg.materialize([tiny, tiny_positive_crashing], instance=instance, raise_on_error=False,
+                             run_config={"ops": {"tiny": {"config": {"value": -1}}}})
+    assert not crashed.success
+    (problem,) = gate_problems(instance, [POSITIVE])
+    assert "tiny:tiny_positive" in problem and ("no finished result" in problem or "did not run" in problem)

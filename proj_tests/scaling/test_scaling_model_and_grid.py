@@ -74,3 +74,21 @@ def test_grid_checks_report_corrupted_rows():
     off = budget_violations(bad, 0.25, 25, 4)
     assert off.height == 1 and off["n_params"][0] == grid["n_params"][0] * 3
     assert head_violations(bad, 4).height == 1
+
+
+def test_params_check_flags_a_count_off_the_analytic_value_within_tolerance():
+    space = ArchSpace(d_model_min=8, d_model_max=48, d_model_step=4, n_layers_max=8, tolerance=0.25)
+    grid = enumerate_grid({"20k": 20000}, space, 25)
+    row = grid.row(0, named=True)
+    expected = count_parameters(25, row["d_model"], row["n_layers"], 4)
+    assert row["n_params"] == expected
+    extra = pl.DataFrame([{**row, "n_params": expected + 1}], schema=grid.schema)
+    assert abs(expected + 1 - row["budget_params"]) / row["budget_params"] <= 0.25  # within the budget tolerance
+    off = budget_violations(pl.concat([grid, extra]), 0.25, 25, 4)
+    assert off.height == 1
+    assert off.row(0, named=True)["n_params"] == expected + 1 and off["expected_params"][0] == expected
+    from dagster import AssetCheckSeverity
+
+    from proj_assets.scaling.checks import params_within_budget
+    result = params_within_budget(pl.concat([grid, extra]))
+    assert result.passed is False and result.severity == AssetCheckSeverity.ERROR

@@ -4,6 +4,7 @@ retried, infeasible trials recorded, one run per partition at a time."""
 import os
 import signal
 
+import polars as pl
 import pytest
 from optuna.trial import TrialState
 
@@ -126,3 +127,53 @@ def test_a_second_run_of_the_same_partition_is_refused(tmp_path):
             pass
     with study_lock(path):  # released again
         pass
+
+
+def _set_null(table, column, trial_number):
+    return table.with_columns(
+        pl.when(pl.col("trial_number") == trial_number).then(None).otherwise(pl.col(column)).alias(column))
+
+
+def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings):
+    import dagster as dg
+
+    from proj_assets.scaling.checks import all_params_logged, trials_complete
+
+    study = _open(tmp_path / "s.log", settings)
+    _prepare(study, budget_grid, settings)
+    run_trials(study, _objective(budget_grid, splits, settings), n_trials=settings.n_trials)
+    table = trials_frame(study, "2k", "h1", 2000)
+    n = settings.n_trials
+    assert set(table["state"]) == {"COMPLETE"} and table.height == n
+    assert missing_logged_values(table).height == 0 and incomplete_cells(table, n).height == 0
+
+    # (a) a hyperparameter missing on one COMPLETE row, an outcome field on another: both named
+    bad = _set_null(_set_null(table, "n_heads", 1), "val_roc_auc", 3)
+    missing = missing_logged_values(bad)
+    assert missing.select("trial_number", "state", "missing").rows() == [(1, "COMPLETE", "n_heads"),
+                                                                        (3, "COMPLETE", "val_roc_auc")]
+    result = all_params_logged(bad)
+    assert result.passed is False and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["n_failing"].value == 2
+
+    # (b) one trial short of the requested count: the cell is reported
+    short = incomplete_cells(table, n + 1)
+    assert short.rows(named=True) == [{"budget": "2k", "horizon": "h1", "n_counted": n, "n_unexplained_fail": 0}]
+
+    # (c) a FAIL trial with neither an infeasible nor a failed reason: the cell is reported as
+    # incomplete even though it holds enough counted trials; missing_logged_values only asks a FAIL
+    # row for its hyperparameters, so its absent outcome fields are not reported there
+    fail = table.filter(pl.col("trial_number") == 0).with_columns(
+        pl.lit("FAIL").alias("state"), pl.lit(n).cast(table.schema["trial_number"]).alias("trial_number"),
+        pl.lit(None, dtype=table.schema["val_loss"]).alias("val_loss"),
+        pl.lit(None, dtype=table.schema["infeasible_reason"]).alias("infeasible_reason"),
+        pl.lit(None, dtype=table.schema["failed_reason"]).alias("failed_reason"))
+    with_fail = pl.concat([table, fail])
+    assert incomplete_cells(with_fail, n).rows(named=True) == [
+        {"budget": "2k", "horizon": "h1", "n_counted": n, "n_unexplained_fail": 1}]
+    assert missing_logged_values(with_fail).height == 0
+    explained = with_fail.with_columns(pl.when(pl.col("state") == "FAIL").then(pl.lit("boom"))
+                                       .otherwise(pl.col("failed_reason")).alias("failed_reason"))
+    assert incomplete_cells(explained, n).height == 0
+    result = trials_complete(with_fail)
+    assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
