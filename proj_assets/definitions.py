@@ -23,7 +23,8 @@ from proj_assets.scaling import assets as scaling_assets
 from proj_assets.scaling import checks as scaling_checks
 from proj_assets.sft import assets as sft_assets
 from proj_assets.sft import checks as sft_checks
-from proj_resources import ArtifactStore, Compute, MarketSource, Provenance, Warehouse, warehouse_io_manager
+from proj_resources import (ArtifactStore, Compute, MarketSource, Provenance, Warehouse, warehouse_io_manager,
+                            warehouse_path)
 from proj_resources.models import ModelSource
 
 ASSET_MODULES = [market_assets, scaling_assets, probes_assets, sft_assets, platform_assets]
@@ -32,7 +33,7 @@ CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks, platf
 
 def build_resources(profile: Profile, root: Path) -> dict:
     """Resources for `profile`, with every output under `root` (warehouse, artifacts)."""
-    database = str(root / "warehouse" / f"{profile.name}.duckdb")
+    database = str(warehouse_path(profile.name, root))
     market = profile.market
     return {
         "io_manager": warehouse_io_manager(database),

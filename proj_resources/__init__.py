@@ -9,6 +9,7 @@ import importlib
 _EXPORTS = {
     "ArtifactStore": "artifacts", "Compute": "compute", "MarketSource": "market_sources",
     "Provenance": "provenance", "Warehouse": "warehouse", "warehouse_io_manager": "warehouse",
+    "warehouse_path": "warehouse",
 }
 __all__ = list(_EXPORTS)
 

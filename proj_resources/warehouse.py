@@ -33,6 +33,11 @@ class Warehouse(DuckDBResource):
         return found["n"][0] > 0
 
 
+def warehouse_path(profile_name: str, root: Path) -> Path:
+    """Each profile has its own warehouse file under the data folder."""
+    return root / "warehouse" / f"{profile_name}.duckdb"
+
+
 def warehouse_io_manager(database: str) -> DuckDBPolarsIOManager:
     """The I/O manager for every tabular asset; it stores `[domain, layer, name]` per the
     `schema` metadata that `proj_assets.conventions.table_metadata` sets."""

@@ -13,14 +13,15 @@ from pathlib import Path
 def status_markdown() -> str:
     import dagster as dg
 
-    from proj_assets.definitions import build_resources, defs
+    from proj_assets.definitions import defs
     from proj_assets.platform.assets import read_reviews
     from proj_assets.platform.snapshot import build_snapshot
     from proj_assets.platform.status import render_markdown
     from proj_assets.profiles import data_dir, load_profile
+    from proj_resources.warehouse import Warehouse, warehouse_path
 
     profile = load_profile()
-    reviews = read_reviews(build_resources(profile, data_dir())["warehouse"])
+    reviews = read_reviews(Warehouse(database=str(warehouse_path(profile.name, data_dir()))))
     with dg.DagsterInstance.get() as instance:
         return render_markdown(build_snapshot(instance, defs, profile, reviews))
 

@@ -91,10 +91,10 @@ def _warehouse_reviews(context, check_keys: Sequence[dg.AssetCheckKey]) -> list[
     declares one, else the code location's warehouse for the active profile."""
     warehouse = getattr(context.resources, "warehouse", None)
     if warehouse is None:
-        from proj_assets.definitions import build_resources  # lazy: definitions imports this module
         from proj_assets.profiles import data_dir, load_profile
+        from proj_resources.warehouse import Warehouse, warehouse_path
 
-        warehouse = build_resources(load_profile(), data_dir())["warehouse"]
+        warehouse = Warehouse(database=str(warehouse_path(load_profile().name, data_dir())))
     with warehouse.get_connection() as conn:
         return reviews.load_reviews(conn, [k.to_user_string() for k in check_keys])
 
