@@ -8,6 +8,7 @@ that result in the warehouse (`platform.reviews`, written by the `gate_review_jo
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -88,13 +89,16 @@ def gate_problems(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetChe
 
 def _warehouse_reviews(context, check_keys: Sequence[dg.AssetCheckKey]) -> list[reviews.Review]:
     """Reviews of `check_keys` from the run's warehouse: the asset's own `warehouse` resource if it
-    declares one, else the code location's warehouse for the active profile."""
+    declares one, else the code location's warehouse for the active profile. A warehouse file that
+    does not exist yet holds no reviews (and opening it would fail when its folder is missing)."""
     warehouse = getattr(context.resources, "warehouse", None)
     if warehouse is None:
         from proj_assets.profiles import data_dir, load_profile
         from proj_resources.warehouse import Warehouse, warehouse_path
 
         warehouse = Warehouse(database=str(warehouse_path(load_profile().name, data_dir())))
+    if warehouse.database != ":memory:" and not Path(warehouse.database).exists():
+        return []
     with warehouse.get_connection() as conn:
         return reviews.load_reviews(conn, [k.to_user_string() for k in check_keys])
 

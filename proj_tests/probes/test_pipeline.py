@@ -57,7 +57,11 @@ def test_bad_corpus_fails_its_gate_and_blocks_activations(tmp_path, instance, pr
     later = run(instance, probe_resources, [A.ACTIVATIONS], raise_on_error=False)
     assert not later.success
     failure = next(e for e in later.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "groups_and_labels_valid" in str(failure.event_specific_data.error.message + str(failure.event_specific_data))
+    error, messages = failure.event_specific_data.error, []
+    while error is not None:  # the gate's own message, not a stack trace that mentions the name
+        messages.append(error.message)
+        error = error.cause
+    assert any("refusing to run" in m and "probes/raw/corpus:groups_and_labels_valid" in m for m in messages), messages
     assert not (tmp_path / "artifacts" / "probes" / "activations").exists()
 
 

@@ -1,0 +1,173 @@
+"""The probes checks that must FAIL on bad data, shown at the Dagster level: a corrupted activation
+cache fails `activations_finite` / `index_matches_cache` and fold_results then refuses; a bad fold
+partition fails `metrics_finite` / `no_group_leakage` and aggregate_metrics then refuses. Plus unit
+tests of `quality.nonfinite_metric_rows`."""
+
+import math
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from proj_assets.probes import assets as A
+from proj_assets.probes import checks as C
+from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, INDEX_FILE, open_cache
+from proj_assets.probes.quality import nonfinite_metric_rows
+from proj_assets.probes.results_store import QUALIFIED, read_partition, replace_partition
+
+ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
+CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
+          C.metrics_finite, C.release_gate]
+
+ACT_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "activations_finite"),
+              dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "index_matches_cache")]
+FOLD_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "no_group_leakage"),
+               dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite")]
+
+
+def run(instance, resources, keys, partition=None, raise_on_error=True):
+    """As in test_pipeline: materialize `keys` (with their checks) in a new run."""
+    return dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(*keys), resources=resources,
+                          instance=instance, partition_key=partition, raise_on_error=raise_on_error)
+
+
+def run_checks(instance, resources, keys, partition=None):
+    """Re-execute only the given checks (no asset step) in a new run. dagster's `materialize`
+    rejects a partition_key when no asset is selected ("no PartitionsDefinition shared by all the
+    provided assets"), so a partition is passed as the run's partition tags instead."""
+    tags = {}
+    if partition is not None:
+        tags = {"dagster/partition": str(partition),
+                **{f"dagster/partition/{dim}": key for dim, key in partition.keys_by_dimension.items()}}
+    result = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(*keys), resources=resources,
+                            instance=instance, tags=tags, raise_on_error=False)
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def refusal_message(result) -> str:
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    return str(failure.event_specific_data.error.message) + str(failure.event_specific_data)
+
+
+def assert_failed(evaluation, min_failing=1):
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["n_failing"].value >= min_failing
+
+
+def cache_folder(tmp_path):
+    (folder,) = [p.parent for p in (tmp_path / "artifacts" / "probes" / "activations").glob(f"*/{ACTIVATIONS_FILE}")]
+    return folder
+
+
+@pytest.fixture
+def built(tmp_path, instance, probes_profile, probe_resources):
+    """corpus + token_activations + manifest materialized, all checks passing."""
+    first = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    assert first.success and all(e.passed for e in first.get_asset_check_evaluations())
+    configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
+    return dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]})
+
+
+def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instance, probe_resources, built):
+    folder = cache_folder(tmp_path)
+    array, index, meta = open_cache(folder)
+    row = int(index["offset"][3])  # a token row inside the 4th sentence
+    original = np.array(array[row, 0])
+    del array
+
+    writable = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r+", shape=tuple(meta["shape"]))
+    writable[row, 0] = np.nan
+    writable.flush()
+    del writable
+
+    checks = run_checks(instance, probe_resources, ACT_CHECKS)
+    assert_failed(checks["activations_finite"])
+    assert checks["activations_finite"].metadata["n_failing"].value == 1
+    assert checks["index_matches_cache"].passed
+
+    refused = run(instance, probe_resources, [A.FOLD_RESULTS], built, raise_on_error=False)
+    message = refusal_message(refused)
+    assert "refusing to run" in message
+    assert "probes/features/token_activations:activations_finite failed" in message
+    assert "index_matches_cache" not in message
+    assert instance.get_latest_materialization_event(dg.AssetKey(A.FOLD_RESULTS)) is None
+
+    # repair the NaN, then shift one offset in the index: only index_matches_cache fails now
+    writable = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r+", shape=tuple(meta["shape"]))
+    writable[row, 0] = original
+    writable.flush()
+    del writable
+    index.with_columns(offset=pl.when(pl.int_range(pl.len()) == 2).then(pl.col("offset") + 1)
+                       .otherwise(pl.col("offset"))).write_parquet(folder / INDEX_FILE)
+
+    checks = run_checks(instance, probe_resources, ACT_CHECKS)
+    assert checks["activations_finite"].passed
+    assert_failed(checks["index_matches_cache"])
+    assert "gap or overlap" in checks["index_matches_cache"].metadata["offending_sample"].value
+
+    refused = run(instance, probe_resources, [A.FOLD_RESULTS], built, raise_on_error=False)
+    message = refusal_message(refused)
+    assert "probes/features/token_activations:index_matches_cache failed" in message
+    assert "activations_finite" not in message
+
+
+def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, instance, probe_resources, built):
+    good = run(instance, probe_resources, [A.FOLD_RESULTS], built)
+    assert all(e.passed for e in good.get_asset_check_evaluations())
+    warehouse, fold = probe_resources["warehouse"], built.keys_by_dimension["fold"]
+    config = built.keys_by_dimension["config"]
+    with warehouse.get_connection() as conn:
+        rows = read_partition(conn, config, fold)
+        assert rows.height == 6
+        first = pl.int_range(pl.len()) == 0
+        bad = rows.with_columns(
+            pr_auc=pl.when(first).then(float("nan")).otherwise(pl.col("pr_auc")),
+            train_groups=pl.when(pl.int_range(pl.len()) == 1).then(pl.col("train_groups") + "," + fold)
+            .otherwise(pl.col("train_groups")))
+        replace_partition(conn, bad, config, fold)
+
+    checks = run_checks(instance, probe_resources, FOLD_CHECKS, built)
+    assert_failed(checks["metrics_finite"])
+    assert checks["metrics_finite"].metadata["n_failing"].value == 1
+    assert_failed(checks["no_group_leakage"])
+    assert checks["no_group_leakage"].metadata["n_failing"].value == 1
+
+    refused = run(instance, probe_resources, [A.AGGREGATE], raise_on_error=False)
+    message = refusal_message(refused)
+    assert "refusing to run" in message
+    for name in ("metrics_finite", "no_group_leakage"):
+        assert f"probes/sweep/fold_results:{name} partition {str(built)!r} failed" in message
+    assert warehouse.query(f"select count(*) as n from {QUALIFIED}")["n"][0] == 6  # untouched, nothing aggregated
+    assert instance.get_latest_materialization_event(dg.AssetKey(A.AGGREGATE)) is None
+
+
+def _results(**cols) -> pl.DataFrame:
+    n = len(next(iter(cols.values())))
+    base = {"config_id": ["c"] * n, "fold": ["problem_00"] * n, "role": ["candidate"] * n,
+            "probe_seed": list(range(n)), "pr_auc": [0.7] * n, "roc_auc": [0.8] * n, "base_rate": [0.3] * n,
+            "n_test": [10] * n, "n_test_positive": [3] * n}
+    return pl.DataFrame({**base, **cols})
+
+
+def test_nonfinite_metric_rows_passes_clean_rows():
+    assert nonfinite_metric_rows(_results(pr_auc=[0.5, 0.9])).height == 0
+
+
+@pytest.mark.parametrize("col", ["pr_auc", "base_rate"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
+def test_nonfinite_metric_rows_flags_bad_pr_auc_and_base_rate(col, value):
+    offending = nonfinite_metric_rows(_results(**{col: [0.5, value, 0.6]}))
+    assert offending["probe_seed"].to_list() == [1]
+    assert set(offending.columns) == {"config_id", "fold", "role", "probe_seed", "pr_auc", "roc_auc", "base_rate"}
+
+
+def test_nonfinite_metric_rows_roc_auc_only_required_with_both_classes():
+    df = _results(roc_auc=[None, None, None, float("nan"), 0.8],
+                  n_test_positive=[3, 0, 10, 3, 3],  # both classes, no positive, all positive, both, both
+                  n_test=[10, 10, 10, 10, 10])
+    offending = nonfinite_metric_rows(df)
+    assert offending["probe_seed"].to_list() == [0, 3]
+    assert offending["roc_auc"][0] is None and math.isnan(offending["roc_auc"][1])
