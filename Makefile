@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # GROUPS="market scaling" limits the demo to those domains (their upstream must exist).
 demo: $(STAMP)
-	$(PY) -m proj_assets.platform.materialize_all $(foreach g,$(GROUPS),--group $(g))
+	$(PY) -m proj_assets.ops.materialize_all $(foreach g,$(GROUPS),--group $(g))
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q
@@ -31,7 +31,7 @@ validate: $(STAMP)
 
 # The status report (markdown) from the instance at DAGSTER_HOME.
 status: $(STAMP)
-	$(PY) -m proj_assets.platform.cli status
+	$(PY) -m proj_assets.ops.cli status
 
 # Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
 browser:

@@ -12,10 +12,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from proj_assets.market import assets as market_assets
 from proj_assets.market import checks as market_checks
 from proj_assets.market import schedules as market_schedules
-from proj_assets.platform import assets as platform_assets
-from proj_assets.platform import checks as platform_checks
-from proj_assets.platform import jobs as platform_jobs
-from proj_assets.platform import review_job, schedules as platform_schedules, sensors as platform_sensors
+from proj_assets.ops import assets as platform_assets
+from proj_assets.ops import checks as platform_checks
+from proj_assets.ops import jobs as platform_jobs
+from proj_assets.ops import review_job, schedules as platform_schedules, sensors as platform_sensors
 from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile

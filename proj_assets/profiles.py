@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from proj_assets.market.settings import MarketSettings
-from proj_assets.platform.settings import ComputeSettings, PlatformSettings
+from proj_assets.settings_shared import ComputeSettings, PlatformSettings
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.settings_base import Section

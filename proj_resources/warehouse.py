@@ -40,6 +40,6 @@ def warehouse_path(profile_name: str, root: Path) -> Path:
 
 def warehouse_io_manager(database: str) -> DuckDBPolarsIOManager:
     """The I/O manager for every tabular asset; it stores `[domain, layer, name]` per the
-    `schema` metadata that `proj_assets.conventions.table_metadata` sets."""
+    `schema` metadata that `proj_assets.shared.conventions.table_metadata` sets."""
     _ensure_parent(database)
     return DuckDBPolarsIOManager(database=database)

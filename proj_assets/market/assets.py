@@ -3,15 +3,15 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.features import FEATURE_NAMES, PROXY_FLAG, compute_features
 from proj_assets.market.manifest import build_manifest
 from proj_assets.market.plots import close_and_target_plot, close_plot
 from proj_assets.market.splits import build_splits
 from proj_assets.market.targets import compute_targets
 from proj_assets.partitions import ticker_partitions
-from proj_assets.platform.check_results import markdown_table
-from proj_assets.platform.gates import require_gates_passed
+from proj_assets.shared.check_results import markdown_table
+from proj_assets.shared.gates import require_gates_passed
 from proj_assets.profiles import load_profile
 from proj_resources import Compute, MarketSource, Provenance
 

@@ -10,7 +10,7 @@ from proj_assets.market.lookahead import cut_dates, lookahead_mismatches
 from proj_assets.market.targets import target_mismatches
 from proj_assets.market.validation import calendar_gaps, date_order_problems, nonpositive_prices, ohlc_inconsistent
 from proj_assets.partitions import ticker_partitions
-from proj_assets.platform.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.check_results import offending_rows_result, threshold_result
 
 MAX_CALENDAR_GAP_DAYS = 7  # longer than any weekend + holiday; the 2001 closure was 7 days
 BALANCE_RANGE = (0.05, 0.95)

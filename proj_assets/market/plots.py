@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.shared.plots import figure_markdown, new_figure
 
 
 def close_plot(prices: pl.DataFrame, ticker: str):

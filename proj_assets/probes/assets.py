@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.platform.gates import require_gates_passed
+from proj_assets.shared.gates import require_gates_passed
 from proj_assets.probes.activation_cache import cache_spec, is_complete
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
 from proj_assets.probes.extraction import read_model_config, resolve_context

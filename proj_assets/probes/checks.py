@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.platform.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.check_results import offending_rows_result, threshold_result
 from proj_assets.probes.activation_cache import index_problems, nonfinite_rows, open_cache
 from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, SUMMARY, activation_folders
 from proj_assets.probes.corpus import with_sentence_uid

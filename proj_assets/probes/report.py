@@ -4,8 +4,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from proj_assets.platform.check_results import markdown_table
-from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.shared.check_results import markdown_table
+from proj_assets.shared.plots import figure_markdown, new_figure
 
 
 def _interval_plot(finals: pl.DataFrame, aggregates: pl.DataFrame) -> dg.MetadataValue:

@@ -6,13 +6,13 @@ import zlib
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.partitions import budget_horizon_partitions
-from proj_assets.platform.check_results import markdown_table
-from proj_assets.platform.gates import require_gates_passed
-from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.shared.check_results import markdown_table
+from proj_assets.shared.gates import require_gates_passed
+from proj_assets.shared.plots import figure_markdown, new_figure
 from proj_assets.profiles import active_profile_name, data_dir, load_profile
 from proj_resources import ArtifactStore, Compute, Provenance
 

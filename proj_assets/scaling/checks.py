@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import budget_horizon_partitions
-from proj_assets.platform.check_results import offending_rows_result
+from proj_assets.shared.check_results import offending_rows_result
 from proj_assets.scaling.assets import ARCH_GRID, N_FEATURES, TRIALS, _settings
 from proj_assets.scaling.checks_core import (
     budget_violations,

@@ -5,9 +5,9 @@ import json
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import sft_shard_partitions
-from proj_assets.platform.gates import require_gates_passed
+from proj_assets.shared.gates import require_gates_passed
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.keys import (BASE_MODEL, CRITIC, PILOT, RUNAWAY_CHECK, SHARDS, TEST_INSTRUCTIONS,
                                   TOKEN_LIMIT_CHECK, TRAINING_SET, seed_and_limit_threads, sft_settings)

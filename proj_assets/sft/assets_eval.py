@@ -3,8 +3,8 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
-from proj_assets.platform.gates import require_gates_passed
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
+from proj_assets.shared.gates import require_gates_passed
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS, sft_settings
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import Compute, Provenance

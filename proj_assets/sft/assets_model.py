@@ -3,9 +3,9 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import GATED, check_key
-from proj_assets.platform.gates import require_gates_passed
-from proj_assets.platform.plots import figure_markdown, new_figure
+from proj_assets.shared.conventions import GATED, check_key
+from proj_assets.shared.gates import require_gates_passed
+from proj_assets.shared.plots import figure_markdown, new_figure
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_limit_threads, sft_settings
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import ArtifactStore, Compute, Provenance

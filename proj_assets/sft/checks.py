@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import sft_shard_partitions
-from proj_assets.platform.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.check_results import offending_rows_result, threshold_result
 from proj_assets.sft.keys import (ADAPTER, BASE_MODEL, PILOT, RUNAWAY_CHECK, SHARDS, STATS, TEST_INSTRUCTIONS,
                                   TOKEN_LIMIT_CHECK, TRAINING_SET, sft_settings)
 from proj_assets.sft.lineage import latest_artifact_path

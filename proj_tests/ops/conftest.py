@@ -30,7 +30,7 @@ def run_gated(instance, warehouse):
 
 @pytest.fixture
 def record_review(instance, warehouse):
-    from proj_assets.platform.review_job import gate_review_job
+    from proj_assets.ops.review_job import gate_review_job
 
     def record(decision: str, reason: str = "known artefact, verified by hand", partition: str = ""):
         config = {"check": GATE.to_user_string(), "partition": partition, "decision": decision,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from proj_assets.platform.gates import require_gates_passed
+from proj_assets.shared.gates import require_gates_passed
 from proj_resources import Warehouse
 
 GATE = dg.AssetCheckKey(dg.AssetKey(["ops_test", "raw", "source"]), "value_non_negative")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from proj_assets.platform.budget import BudgetState, Spend, budget_state, summarize_budget
+from proj_assets.ops.budget import BudgetState, Spend, budget_state, summarize_budget
 
 RATES = {"cpu": 0.36, "cuda": 3.6}  # per hour: 0.0001 and 0.001 per second
 

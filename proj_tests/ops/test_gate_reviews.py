@@ -3,7 +3,7 @@ exactly that result; the override is a warehouse record and does not outlive a n
 
 import dagster as dg
 
-from proj_assets.platform import reviews
+from proj_assets.shared import reviews
 from ops_graph import GATE
 
 GATED = dg.AssetKey(["ops_test", "processed", "gated"])
@@ -83,7 +83,7 @@ def test_asset_without_warehouse_resource_reads_reviews_from_the_profile_warehou
 
 
 def test_review_of_an_unknown_check_is_refused(instance, warehouse):
-    from proj_assets.platform.review_job import gate_review_job
+    from proj_assets.ops.review_job import gate_review_job
 
     config = {"check": "ops_test/raw/source:no_such_check", "partition": "", "decision": "sign_off",
               "reviewer": "Ada", "reason": "typo in the check name"}

@@ -3,8 +3,8 @@
 import duckdb
 import pytest
 
-from proj_assets.platform import reviews
-from proj_assets.platform.reviews import Review, ReviewError
+from proj_assets.shared import reviews
+from proj_assets.shared.reviews import Review, ReviewError
 
 CHECK = "market/raw/ohlcv:ohlc_consistent"
 

@@ -7,7 +7,7 @@ import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
 from ops_graph import cells, cells_job
 
-from proj_assets.platform.schedules import missing_partitions_schedule
+from proj_assets.ops.schedules import missing_partitions_schedule
 
 CELLS_KEY = dg.AssetKey(["ops_test", "raw", "cells"])
 NIGHT = datetime(2026, 1, 2, 2, 0)
@@ -36,7 +36,7 @@ def test_nightly_schedule_backfills_only_missing_and_failed_partitions(instance)
 
 def test_sweep_spec_sensor_registers_configs_then_requests_missing_partitions(instance):
     from proj_assets.definitions import defs
-    from proj_assets.platform.sensors import FOLD_RESULTS, MANIFEST
+    from proj_assets.ops.sensors import FOLD_RESULTS, MANIFEST
 
     (sensor,) = [s for s in defs.sensors if s.name == "probe_sweep_spec_sensor"]
     first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))

@@ -4,8 +4,8 @@ the real code location's definitions."""
 import dagster as dg
 import pytest
 
-from proj_assets.platform import assets as platform_assets
-from proj_assets.platform import checks as platform_checks
+from proj_assets.ops import assets as platform_assets
+from proj_assets.ops import checks as platform_checks
 from proj_assets.profiles import load_profile
 
 OHLCV = dg.AssetKey(["market", "raw", "ohlcv"])
@@ -49,7 +49,7 @@ def test_status_asset_writes_the_report_and_budget_check_escalates(instance, res
 
 
 def test_cli_prints_the_report_from_the_instance_at_dagster_home(tmp_path, monkeypatch, capsys):
-    from proj_assets.platform import cli
+    from proj_assets.ops import cli
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.get() as instance:

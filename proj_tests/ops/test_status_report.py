@@ -6,11 +6,11 @@ import pytest
 from dagster._core.test_utils import create_run_for_test
 from ops_graph import cells, cells_job, gated, source, value_non_negative
 
-from proj_assets.platform.budget import BudgetState
-from proj_assets.platform.reviews import Review
-from proj_assets.platform.settings import PlatformSettings
-from proj_assets.platform.snapshot import build_snapshot
-from proj_assets.platform.status import next_actions, open_gates, render_markdown
+from proj_assets.ops.budget import BudgetState
+from proj_assets.shared.reviews import Review
+from proj_assets.settings_shared import PlatformSettings
+from proj_assets.ops.snapshot import build_snapshot
+from proj_assets.ops.status import next_actions, open_gates, render_markdown
 from proj_assets.profiles import load_profile
 from proj_resources import Warehouse
 
@@ -91,7 +91,7 @@ def test_override_closes_the_gate_in_the_report(mixed_instance):
 def test_failed_decision_gate_is_listed_but_a_warning_is_not():
     from datetime import datetime, timezone
 
-    from proj_assets.platform.status import GateStatus, Snapshot
+    from proj_assets.ops.status import GateStatus, Snapshot
 
     stage = GateStatus("sft/eval/stats:stage_gate", "sft", False, None, False, "ERROR", 1.0, 0.01)
     soft = GateStatus("market/processed/targets:class_balance_reasonable", "market", False, None, False, "WARN")

@@ -1,6 +1,6 @@
 """The sweep-spec sensor's decisions: register on change, wait for the manifest, skip done work."""
 
-from proj_assets.platform.sweep_watch import SweepCursor, plan_tick
+from proj_assets.ops.sweep_watch import SweepCursor, plan_tick
 
 
 def test_new_spec_registers_configs_and_requests_manifest_only():

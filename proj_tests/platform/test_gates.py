@@ -1,8 +1,8 @@
 """Gates across runs: gate_problems reads the latest blocking-check results from a real instance."""
 
 import dagster as dg
-from proj_assets.platform.check_results import threshold_result
-from proj_assets.platform.gates import gate_problems, require_gates_passed
+from proj_assets.shared.check_results import threshold_result
+from proj_assets.shared.gates import gate_problems, require_gates_passed
 
 WARN = dg.AssetCheckSeverity.WARN
 

@@ -4,8 +4,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from proj_assets.conventions import check_key, table_metadata
-from proj_assets.platform.gates import gate_problems
+from proj_assets.shared.conventions import check_key, table_metadata
+from proj_assets.shared.gates import gate_problems
 from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
 

@@ -9,7 +9,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from proj_assets.conventions import table_metadata
+from proj_assets.shared.conventions import table_metadata
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k

@@ -3,8 +3,8 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.platform.assets import STATUS
-from proj_assets.platform.check_results import markdown_table, threshold_result
+from proj_assets.ops.assets import STATUS
+from proj_assets.shared.check_results import markdown_table, threshold_result
 from proj_assets.profiles import load_profile
 
 
@@ -12,8 +12,8 @@ from proj_assets.profiles import load_profile
                 description="Compute cost per domain (metered seconds x rate per device) below its budget.")
 def compute_within_budget(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     from proj_assets.definitions import defs  # lazy: definitions imports this module
-    from proj_assets.platform.budget import BudgetState
-    from proj_assets.platform.snapshot import compute_budget
+    from proj_assets.ops.budget import BudgetState
+    from proj_assets.ops.snapshot import compute_budget
 
     profile = load_profile()
     rows = compute_budget(context.instance, defs.resolve_asset_graph(), profile)

@@ -8,7 +8,7 @@ what a researcher wants on the research profile but not when opening the demo UI
 import dagster as dg
 
 from proj_assets import partitions
-from proj_assets.platform.sweep_watch import SweepCursor, plan_tick
+from proj_assets.ops.sweep_watch import SweepCursor, plan_tick
 
 MANIFEST = dg.AssetKey(["probes", "sweep", "manifest"])
 FOLD_RESULTS = dg.AssetKey(["probes", "sweep", "fold_results"])

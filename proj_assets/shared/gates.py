@@ -14,7 +14,7 @@ import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from proj_assets.platform import reviews
+from proj_assets.shared import reviews
 
 _DONE = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 _SHOWN_METADATA = ("measured", "threshold", "value", "n_failing")

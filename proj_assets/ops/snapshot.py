@@ -1,6 +1,6 @@
 """Read the Dagster instance into a `status.Snapshot`: partitions, gates, staleness, runs, compute.
 
-The thin dagster side of the status report (the report itself is `platform.status`). Everything
+The thin dagster side of the status report (the report itself is `ops.status`). Everything
 is generic over the asset graph, so a domain that lands shows up without changes here. Partition
 states come from the same status cache the UI uses.
 """
@@ -15,10 +15,10 @@ from dagster._core.loader import LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from proj_assets.platform.budget import Spend, summarize_budget
-from proj_assets.platform.gates import latest_check_results
-from proj_assets.platform.reviews import Review
-from proj_assets.platform.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
+from proj_assets.ops.budget import Spend, summarize_budget
+from proj_assets.shared.gates import latest_check_results
+from proj_assets.shared.reviews import Review
+from proj_assets.ops.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
 
 # Messages Dagster writes when a run's process died (code server / run monitoring daemon).
 DEATH_MARKERS = ("Run execution process for", "Detected run worker status", "seconds to start")

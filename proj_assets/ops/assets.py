@@ -11,7 +11,7 @@ STATUS = ["platform", "report", "status"]
 
 
 def read_reviews(warehouse: Warehouse) -> list:
-    from proj_assets.platform.reviews import load_reviews
+    from proj_assets.shared.reviews import load_reviews
 
     with warehouse.get_connection() as conn:
         return load_reviews(conn)
@@ -22,8 +22,8 @@ def status(context: dg.AssetExecutionContext, warehouse: Warehouse, artifacts: A
            compute: Compute) -> dg.MaterializeResult:
     """Handoff note from the instance: partitions, gates, reviews, stale assets, runs, compute vs budget."""
     from proj_assets.definitions import defs  # lazy: definitions imports this module
-    from proj_assets.platform.snapshot import build_snapshot
-    from proj_assets.platform.status import next_actions, open_gates, render_markdown
+    from proj_assets.ops.snapshot import build_snapshot
+    from proj_assets.ops.status import next_actions, open_gates, render_markdown
 
     with compute.meter() as meter:
         snapshot = build_snapshot(context.instance, defs, load_profile(), read_reviews(warehouse))

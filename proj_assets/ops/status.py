@@ -1,14 +1,14 @@
 """The status report: a markdown handoff note rendered from a snapshot of the instance.
 
-Pure code: `platform.snapshot` reads the Dagster instance into these dataclasses; this module
+Pure code: `ops.snapshot` reads the Dagster instance into these dataclasses; this module
 decides what to say and what to run next. No dagster import.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from proj_assets.platform.budget import BudgetState, DomainBudget
-from proj_assets.platform.reviews import Review
+from proj_assets.ops.budget import BudgetState, DomainBudget
+from proj_assets.shared.reviews import Review
 
 SHOWN = 8  # partitions / runs listed before "and N more"
 UI_URL = "http://127.0.0.1:3000"  # `make ui`; links in the report open the check and the run there

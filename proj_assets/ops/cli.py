@@ -1,4 +1,4 @@
-"""Command line for operations: `python -m proj_assets.platform.cli status [--output FILE]`.
+"""Command line for operations: `python -m proj_assets.ops.cli status [--output FILE]`.
 
 Reads the instance at DAGSTER_HOME (the Makefile sets it to the project root) and the active
 profile's warehouse, and prints the status report as markdown, the same text the
@@ -14,9 +14,9 @@ def status_markdown() -> str:
     import dagster as dg
 
     from proj_assets.definitions import defs
-    from proj_assets.platform.assets import read_reviews
-    from proj_assets.platform.snapshot import build_snapshot
-    from proj_assets.platform.status import render_markdown
+    from proj_assets.ops.assets import read_reviews
+    from proj_assets.ops.snapshot import build_snapshot
+    from proj_assets.ops.status import render_markdown
     from proj_assets.profiles import data_dir, load_profile
     from proj_resources.warehouse import Warehouse, warehouse_path
 
@@ -27,7 +27,7 @@ def status_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proj_assets.platform.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m proj_assets.ops.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="print the status report (markdown) from the instance")
     status.add_argument("--output", type=Path, help="also write the report to this file")

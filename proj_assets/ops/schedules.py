@@ -4,7 +4,7 @@ up to date. They ship STOPPED (see docs/runbook.md: `dagster schedule start <nam
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from proj_assets.platform.snapshot import partition_states
+from proj_assets.ops.snapshot import partition_states
 
 # (schedule name, job name, asset key, cron): nightly, after the market refresh.
 NIGHTLY_BACKFILLS = (

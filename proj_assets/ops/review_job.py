@@ -18,8 +18,8 @@ checked asset's timeline in the UI.
 import dagster as dg
 from pydantic import Field
 
-from proj_assets.platform import reviews
-from proj_assets.platform.gates import latest_check_results
+from proj_assets.shared import reviews
+from proj_assets.shared.gates import latest_check_results
 from proj_resources import Warehouse
 
 
