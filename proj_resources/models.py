@@ -1,81 +1,13 @@
-"""Loading local Hugging Face models safely: local files only, safetensors only, no remote code.
-
-`ModelSource` is the resource; the functions are the pure loading path it uses (tests call them
-directly on tiny models). Nothing here reaches a hub: a missing or wrong path is a clear error.
-"""
-
-import functools
-import hashlib
-import os
-from pathlib import Path
+"""The model source resource: a local model folder and its revision. The pure loading path lives
+in `proj_resources.loaders.models`; its names are re-exported here for shell code and tests."""
 
 import dagster as dg
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Per-load tqdm bars flood run logs; progress is logged through context.log instead.
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from proj_resources.loaders.models import (ModelPathError, check_model_dir, load_causal_lm, load_encoder,
+                                           load_tokenizer, qlora_quantization_config, weights_revision)
 
-
-class ModelPathError(FileNotFoundError):
-    """A model path is missing, is not a model folder, or has no safetensors weights."""
-
-
-def check_model_dir(path: str | Path) -> Path:
-    """The folder as a Path, after checking it holds config.json and *.safetensors weights."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise ModelPathError(f"model path {folder} does not exist or is not a folder")
-    if not (folder / "config.json").is_file():
-        raise ModelPathError(f"model path {folder} has no config.json: not a Hugging Face model folder")
-    if not any(folder.glob("*.safetensors")):
-        found = sorted(p.name for p in folder.iterdir())
-        raise ModelPathError(f"model path {folder} has no *.safetensors weights (found {found}); "
-                             "only safetensors are loaded, never pickled .bin files")
-    return folder
-
-
-@functools.cache
-def weights_revision(path: str) -> str:
-    """A content hash of the weights and config, used as the model revision for local models."""
-    folder = check_model_dir(path)
-    digest = hashlib.sha256()
-    for file in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
-        digest.update(file.name.encode())
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def load_tokenizer(path: str | Path):
-    from transformers import AutoTokenizer
-
-    folder = check_model_dir(path)
-    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
-
-
-def load_causal_lm(path: str | Path, device: str = "cpu", torch_dtype=None, quantization_config=None):
-    from transformers import AutoModelForCausalLM
-
-    folder = check_model_dir(path)
-    kwargs = {"trust_remote_code": False, "local_files_only": True, "use_safetensors": True}
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-        kwargs["device_map"] = {"": device}
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    return model if quantization_config is not None else model.to(device)
-
-
-def load_encoder(path: str | Path, device: str = "cpu"):
-    """A base model (no head) for hidden-state extraction, e.g. BERT-like or decoder-only."""
-    from transformers import AutoModel
-
-    folder = check_model_dir(path)
-    return AutoModel.from_pretrained(folder, trust_remote_code=False, local_files_only=True,
-                                     use_safetensors=True).to(device)
+__all__ = ["ModelPathError", "ModelSource", "check_model_dir", "load_causal_lm", "load_encoder", "load_tokenizer",
+           "qlora_quantization_config", "weights_revision"]
 
 
 class ModelSource(dg.ConfigurableResource):
@@ -86,13 +18,3 @@ class ModelSource(dg.ConfigurableResource):
 
     def resolved_revision(self, path: str | None = None) -> str:
         return self.revision or weights_revision(str(path or self.path))
-
-
-def qlora_quantization_config():
-    """4-bit NF4 weights with double quantization and bf16 compute: the QLoRA recipe (needs
-    bitsandbytes; used only where CUDA is present)."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)

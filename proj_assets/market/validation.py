@@ -5,7 +5,7 @@
 
 import polars as pl
 
-from proj_resources.market_sources import PRICE_COLUMNS
+from proj_resources.loaders.market_data import PRICE_COLUMNS
 
 
 def _numbered(df: pl.DataFrame) -> pl.DataFrame:

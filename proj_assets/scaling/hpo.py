@@ -1,9 +1,12 @@
 """The hyperparameter search of one (budget, horizon) cell: search space, objective and the
 resumable loop that runs trials until the study holds `n_trials` finished ones.
 
-The architecture is sampled as a conditional space so that every sample lies in the budget's
-grid: `n_layers` among the budget's depths, then `d_model_L<n>` among the widths feasible at that
-depth, then `n_heads_d<d>` among the head counts valid for that width.
+The architecture is sampled in an ordered encoding (search_space.py: log d_model continuous,
+n_layers integer, snapped onto the budget's feasible grid) so that TPE can learn which region is
+good. A trial whose loss diverges (NaN/inf) fails with the reason recorded instead of crashing
+the partition. With a checkpoint root each trial saves its training state every
+`trainer.checkpoint_every_epochs` epochs; the retry of a killed trial (same parameters, same
+seed) resumes from it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import polars as pl
@@ -19,10 +23,20 @@ import torch
 from proj_assets.scaling.extremes import middle_hyperparameters
 from proj_assets.scaling.memory import plan_batch
 from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, count_parameters
+from proj_assets.scaling.search_space import ArchSpace, encode
 from proj_assets.scaling.settings import ScalingSettings
-from proj_assets.scaling.study import FAILED_REASON_ATTR, INFEASIBLE_ATTR, enqueue_retry, n_done
-from proj_assets.scaling.trainer import OutOfMemory, TrainConfig, train
+from proj_assets.scaling.study import (
+    EXTREME_ATTR,
+    FAILED_REASON_ATTR,
+    INFEASIBLE_ATTR,
+    RETRY_ATTR,
+    enqueue_retry,
+    n_done,
+)
+from proj_assets.scaling.trainer import NonFiniteLoss, OutOfMemory, TrainConfig, train
+from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
 from proj_assets.scaling.windows import WindowData, build_windows
+from proj_resources.hashing import canonical_hash
 
 
 class InfeasibleTrial(Exception):
@@ -34,9 +48,8 @@ class TrialInterrupted(Exception):
 
 
 def study_params(arch: dict, hyper: dict) -> dict:
-    """Resolved values -> the study's (conditional) parameter names, e.g. for enqueue_trial."""
-    d, n_layers = arch["d_model"], arch["n_layers"]
-    return {"n_layers": n_layers, f"d_model_L{n_layers}": d, f"n_heads_d{d}": arch["n_heads"], **hyper}
+    """Resolved values -> the study's parameter names, e.g. for enqueue_trial."""
+    return {**encode(arch), **hyper}
 
 
 def extreme_trials(extremes: list[tuple[str, dict]], settings: ScalingSettings) -> list[tuple[str, dict]]:
@@ -54,16 +67,28 @@ class CellContext:
     memory_budget_mb: float
     device: str
     seed: int
+    checkpoint_root: Path | None = None  # where trials keep resumable training state (None: not kept)
+
+
+def first_attempt(trial: optuna.Trial) -> int:
+    """The number of the trial this one retries (following retries of retries), else its own."""
+    number, by_number = trial.number, None
+    retry_of = trial.user_attrs.get(RETRY_ATTR)
+    while retry_of is not None:
+        by_number = by_number or {t.number: t for t in trial.study.get_trials(deepcopy=False)}
+        number, retry_of = retry_of, by_number[retry_of].user_attrs.get(RETRY_ATTR)
+    return number
+
+
+def _clear(checkpoint: TrainingCheckpoint | None) -> None:
+    if checkpoint is not None:
+        checkpoint.clear()
 
 
 class Objective:
     def __init__(self, cell: CellContext, should_stop: Callable[[], bool], log: Callable[[str], None]):
         self.cell, self.should_stop, self.log = cell, should_stop, log
-        grid = cell.budget_grid
-        self.depths = sorted(set(grid["n_layers"].to_list()))
-        self.widths = {n: sorted(set(grid.filter(pl.col("n_layers") == n)["d_model"].to_list())) for n in self.depths}
-        self.heads = {d: sorted(set(grid.filter(pl.col("d_model") == d)["n_heads"].to_list()))
-                      for d in set(grid["d_model"].to_list())}
+        self.space = ArchSpace(cell.budget_grid)
         self._windows: dict[int, WindowData] = {}
 
     def windows(self, context_length: int) -> WindowData:
@@ -73,17 +98,24 @@ class Objective:
         return self._windows[context_length]
 
     def sample(self, trial: optuna.Trial) -> dict:
-        search = self.cell.settings.search
-        n_layers = trial.suggest_categorical("n_layers", self.depths)
-        d_model = trial.suggest_categorical(f"d_model_L{n_layers}", self.widths[n_layers])
+        search, bounds = self.cell.settings.search, self.space.bounds
+        arch = self.space.snap(trial.suggest_float("log2_d_model", *bounds["log2_d_model"]),
+                               trial.suggest_int("n_layers", *bounds["n_layers"]),
+                               trial.suggest_float("log2_n_heads", *bounds["log2_n_heads"]))
         return {
-            "n_layers": n_layers, "d_model": d_model,
-            "n_heads": trial.suggest_categorical(f"n_heads_d{d_model}", self.heads[d_model]),
+            **arch,
             "context_length": trial.suggest_categorical("context_length", sorted(search.context_lengths)),
             "lr": trial.suggest_float("lr", *search.lr, log=True),
             "weight_decay": trial.suggest_float("weight_decay", *search.weight_decay, log=True),
             "dropout": trial.suggest_float("dropout", *search.dropout),
         }
+
+    def checkpoint(self, trial: optuna.Trial, hp: dict) -> TrainingCheckpoint | None:
+        root = self.cell.checkpoint_root
+        if root is None:
+            return None
+        key = canonical_hash({"study": trial.study.study_name, "hp": hp})
+        return TrainingCheckpoint(root / f"{key}.pt", self.cell.settings.trainer.checkpoint_every_epochs)
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp = self.sample(trial)
@@ -91,11 +123,11 @@ class Objective:
         n_params = count_parameters(n_features, hp["d_model"], hp["n_layers"], s.arch.ffn_mult)
         plan = plan_batch(n_params, n_features, hp["d_model"], hp["n_layers"], hp["n_heads"], hp["context_length"],
                           s.trainer.effective_batch, self.cell.memory_budget_mb, s.arch.ffn_mult)
-        seed = self.cell.seed + trial.number
-        trial.set_user_attr("hp", {**hp, "head_dim": hp["d_model"] // hp["n_heads"], "n_params": n_params,
-                                   "micro_batch": plan.micro_batch, "accum_steps": plan.accum_steps,
-                                   "effective_batch": plan.effective_batch,
-                                   "memory_estimate_mb": plan.estimate_mb, "seed": seed})
+        seed = self.cell.seed + first_attempt(trial)  # a retry trains exactly like the attempt it replaces
+        hp = {**hp, "head_dim": hp["d_model"] // hp["n_heads"], "n_params": n_params, "micro_batch": plan.micro_batch,
+              "accum_steps": plan.accum_steps, "effective_batch": plan.effective_batch,
+              "memory_estimate_mb": plan.estimate_mb, "seed": seed}
+        trial.set_user_attr("hp", hp)
         if not plan.feasible:
             trial.set_user_attr(INFEASIBLE_ATTR, f"estimate {plan.estimate_mb:.0f} MiB at one sample exceeds "
                                                  f"the {self.cell.memory_budget_mb} MiB budget")
@@ -106,26 +138,37 @@ class Objective:
         config = TrainConfig(hp["lr"], hp["weight_decay"], s.trainer.max_epochs, s.trainer.patience,
                              s.trainer.min_delta, plan.micro_batch, plan.accum_steps, s.trainer.grad_clip,
                              s.trainer.trial_time_limit_s, seed)
+        checkpoint = self.checkpoint(trial, hp)
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             trial.report(metrics["loss"], epoch)
-            if trial.should_prune():
+            if trial.should_prune() and EXTREME_ATTR not in trial.user_attrs:  # extremes always run to the end
                 trial.set_user_attr("pruned_at_epoch", epoch + 1)
                 raise optuna.TrialPruned(f"val loss {metrics['loss']:.4f} after epoch {epoch + 1}")
 
         try:
-            result = train(model, self.windows(hp["context_length"]), config, on_epoch, self.should_stop, self.log)
+            result = train(model, self.windows(hp["context_length"]), config, on_epoch, self.should_stop, self.log,
+                           checkpoint)
         except OutOfMemory as exc:
             trial.set_user_attr(INFEASIBLE_ATTR, str(exc)[:500])
             raise InfeasibleTrial(str(exc)) from exc
-        if result.interrupted:
+        except NonFiniteLoss as exc:
+            _clear(checkpoint)
+            trial.set_user_attr(FAILED_REASON_ATTR, f"diverged: {exc}"[:500])
+            return float("nan")  # Optuna records a NaN objective as a FAIL; the study goes on
+        except optuna.TrialPruned:
+            _clear(checkpoint)
+            raise
+        if result.interrupted:  # the checkpoint stays: the retry resumes from it
             trial.set_user_attr(FAILED_REASON_ATTR, "interrupted by a cancel request; retried")
             enqueue_retry(trial.study, trial)
             raise TrialInterrupted(f"trial {trial.number} stopped by a cancel request; queued for retry")
+        _clear(checkpoint)
         trial.set_user_attr("result", {
             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
             "early_stopped": result.early_stopped, "time_limited": result.time_limited,
             "duration_s": result.duration_s, "peak_memory_mb": result.peak_memory_mb,
+            "resumed_from_epoch": result.resumed_from_epoch,
             **{f"val_{k}": v for k, v in result.val.items()}, **{f"test_{k}": v for k, v in result.test.items()},
         })
         return result.val["loss"]

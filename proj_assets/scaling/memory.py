@@ -7,6 +7,13 @@ AdamW's two moments), plus activations kept for the backward pass, per sample:
                      feed-forward hidden before/after GELU) + 3*n_heads*T^2 (scores, softmax,
                      dropout mask)
 It is deliberately simple and a little generous; a safety factor covers allocator overhead.
+
+Evaluation runs under `torch.no_grad()` during training (weights, gradients and optimizer state
+still allocated), so it keeps no activations for a backward pass: at any moment it holds the
+input projection and one layer's working set, per sample
+  T*(n_features + d) + T*(6*d + 2*f) + 2*n_heads*T^2
+The trainer evaluates at the planned micro-batch, which is therefore never above the training
+peak (`eval_estimate_mb <= estimate_mb`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ class BatchPlan:
     static_mb: float
     per_sample_mb: float
     estimate_mb: float  # at micro_batch (or at 1 sample when infeasible)
+    eval_estimate_mb: float  # evaluation peak at micro_batch (the trainer's evaluation batch)
 
     @property
     def feasible(self) -> bool:
@@ -41,6 +49,13 @@ def activation_bytes_per_sample(n_features: int, d_model: int, n_layers: int, n_
     return BYTES_PER_FLOAT * (t * (n_features + d) + n_layers * per_layer)
 
 
+def eval_activation_bytes_per_sample(n_features: int, d_model: int, n_heads: int, context_length: int,
+                                     ffn_mult: int = 4) -> int:
+    """Working set of one sample during no-grad evaluation: the input and one layer at a time."""
+    t, d, f = context_length, d_model, ffn_mult * d_model
+    return BYTES_PER_FLOAT * (t * (n_features + d) + t * (6 * d + 2 * f) + 2 * n_heads * t * t)
+
+
 def plan_batch(n_params: int, n_features: int, d_model: int, n_layers: int, n_heads: int,
                context_length: int, effective_batch: int, memory_budget_mb: float,
                ffn_mult: int = 4) -> BatchPlan:
@@ -52,11 +67,15 @@ def plan_batch(n_params: int, n_features: int, d_model: int, n_layers: int, n_he
     static = SAFETY_FACTOR * STATIC_BYTES_PER_PARAM * n_params
     per_sample = SAFETY_FACTOR * activation_bytes_per_sample(n_features, d_model, n_layers, n_heads,
                                                              context_length, ffn_mult)
+    per_eval_sample = SAFETY_FACTOR * eval_activation_bytes_per_sample(n_features, d_model, n_heads,
+                                                                        context_length, ffn_mult)
     budget = memory_budget_mb * MIB
     fits = math.floor((budget - static) / per_sample) if budget > static else 0
     if fits < 1:
-        return BatchPlan(0, 0, 0, static / MIB, per_sample / MIB, (static + per_sample) / MIB)
+        return BatchPlan(0, 0, 0, static / MIB, per_sample / MIB, (static + per_sample) / MIB,
+                         (static + per_eval_sample) / MIB)
     largest = min(fits, effective_batch)
     accum = math.ceil(effective_batch / largest)
     micro = math.ceil(effective_batch / accum)
-    return BatchPlan(micro, accum, micro * accum, static / MIB, per_sample / MIB, (static + micro * per_sample) / MIB)
+    return BatchPlan(micro, accum, micro * accum, static / MIB, per_sample / MIB, (static + micro * per_sample) / MIB,
+                     (static + micro * per_eval_sample) / MIB)

@@ -44,6 +44,8 @@ class TrainerSettings(Section):
     # torch intra-op threads while training (None = compute.threads). Tiny models are slower with
     # 2 threads than with 1 on a shared 2-core machine (bench/hpo.py), so the demo sets 1.
     torch_threads: int | None = Field(None, ge=1)
+    # Save the full training state every this many epochs so a killed trial's retry resumes.
+    checkpoint_every_epochs: int = Field(5, ge=1)
 
 
 class SearchSpace(Section):

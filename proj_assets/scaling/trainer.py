@@ -3,12 +3,16 @@
 Each optimizer step sums the loss of `accum_steps` micro-batches and divides by the number of
 samples in the step, so the accumulated gradient equals the gradient of the mean loss over the
 whole effective batch. Out-of-memory becomes `OutOfMemory` (the search records an infeasible
-trial); `should_stop` is polled after every optimizer step so a cancelled run stops cleanly.
+trial); a NaN/inf loss becomes `NonFiniteLoss`; `should_stop` is polled after every optimizer step
+so a cancelled run stops cleanly. Evaluation runs at the planned micro-batch (its memory peak is
+below training's, see memory.py) and the best epoch's weights are copied to the CPU, never kept
+as a second copy on the device. With a `TrainingCheckpoint` the full training state is saved
+every few epochs and a later call resumes from it.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -19,13 +23,16 @@ import torch
 from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score
 from torch import nn
 
+from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
 from proj_assets.scaling.windows import WindowData
-
-EVAL_BATCH = 1024
 
 
 class OutOfMemory(RuntimeError):
     """Training ran out of memory: the architecture is infeasible under this memory budget."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss or the validation predictions became NaN/inf (diverged)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class TrainResult:
     interrupted: bool = False
     duration_s: float = 0.0
     peak_memory_mb: float = 0.0
+    resumed_from_epoch: int | None = None  # set when training continued from a checkpoint
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -89,15 +97,19 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: WindowData, split: str) -> dict:
+def evaluate(model: nn.Module, data: WindowData, split: str, batch_size: int) -> dict:
+    """Metrics on one split, `batch_size` windows at a time (the training micro-batch)."""
     model.eval()
     ends = data.ends[split]
     probs, labels = [], []
-    for start in range(0, len(ends), EVAL_BATCH):
-        x, y = data.batch(ends[start:start + EVAL_BATCH])
+    for start in range(0, len(ends), batch_size):
+        x, y = data.batch(ends[start:start + batch_size])
         probs.append(torch.sigmoid(model(x)).double().cpu())
         labels.append(y.cpu())
-    return classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy())
+    probs = torch.cat(probs).numpy()
+    if not np.isfinite(probs).all():
+        raise NonFiniteLoss(f"{split} predictions are not finite ({int((~np.isfinite(probs)).sum())} NaN/inf)")
+    return classification_metrics(torch.cat(labels).numpy(), probs)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -126,7 +138,8 @@ def accumulate_gradients(model: nn.Module, data: WindowData, step: torch.Tensor,
 def train(model: nn.Module, data: WindowData, config: TrainConfig,
           on_epoch: Callable[[int, dict], None] | None = None,
           should_stop: Callable[[], bool] = lambda: False,
-          log: Callable[[str], None] = lambda _msg: None) -> TrainResult:
+          log: Callable[[str], None] = lambda _msg: None,
+          checkpoint: TrainingCheckpoint | None = None) -> TrainResult:
     """Train until early stopping, `max_epochs` or the time limit; evaluate the best weights on test.
 
     `on_epoch(epoch, val_metrics)` may raise (e.g. a pruner) to end the trial early.
@@ -135,55 +148,94 @@ def train(model: nn.Module, data: WindowData, config: TrainConfig,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        return _train(model, data, config, on_epoch, should_stop, log, device)
+        return _Run(model, data, config, device, checkpoint).run(on_epoch, should_stop, log)
     except RuntimeError as exc:
         if _is_oom(exc):
             raise OutOfMemory(f"out of memory at micro_batch={config.micro_batch}: {exc}") from exc
         raise
 
 
-def _train(model, data, config, on_epoch, should_stop, log, device) -> TrainResult:
-    started = time.perf_counter()
-    result = TrainResult()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    stopper = EarlyStopping(config.patience, config.min_delta)
-    generator = torch.Generator().manual_seed(config.seed)
-    step_size = config.micro_batch * config.accum_steps
-    best_state = None
-    for epoch in range(config.max_epochs):
-        model.train()
-        ends = data.ends["train"]
-        order = ends[torch.randperm(len(ends), generator=generator).to(ends.device)]
-        for step_start in range(0, len(order), step_size):
-            optimizer.zero_grad(set_to_none=True)
-            accumulate_gradients(model, data, order[step_start:step_start + step_size], config.micro_batch)
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if should_stop():
-                result.interrupted = True
+def cpu_copy(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+class _Run:
+    """The state of one training run: what a checkpoint saves and restores."""
+
+    def __init__(self, model, data, config, device, checkpoint):
+        self.model, self.data, self.config, self.device, self.checkpoint = model, data, config, device, checkpoint
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.stopper = EarlyStopping(config.patience, config.min_delta)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.result, self.best_state, self.next_epoch, self.elapsed_before = TrainResult(), None, 0, 0.0
+
+    def state(self) -> dict:
+        r = self.result
+        return {"next_epoch": self.next_epoch, "model": cpu_copy(self.model.state_dict()),
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "stopper": [self.stopper.best, self.stopper.bad_epochs],
+                "history": r.history, "best_epoch": r.best_epoch, "val": r.val, "best_state": self.best_state,
+                "elapsed_s": self.elapsed()}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.stopper.best, self.stopper.bad_epochs = state["stopper"]
+        self.result.history, self.result.best_epoch, self.result.val = state["history"], state["best_epoch"], state["val"]
+        self.best_state, self.next_epoch, self.elapsed_before = state["best_state"], state["next_epoch"], state["elapsed_s"]
+        self.result.epochs_run = self.result.resumed_from_epoch = self.next_epoch
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def run(self, on_epoch, should_stop, log) -> TrainResult:
+        self.started = time.perf_counter()
+        config, result, model, data = self.config, self.result, self.model, self.data
+        saved = self.checkpoint.load() if self.checkpoint is not None else None
+        if saved is not None:
+            self.restore(saved)
+            log(f"resumed from the checkpoint after epoch {self.next_epoch}")
+        step_size = config.micro_batch * config.accum_steps
+        for epoch in range(self.next_epoch, config.max_epochs):
+            model.train()
+            ends = data.ends["train"]
+            order = ends[torch.randperm(len(ends), generator=self.generator).to(ends.device)]
+            for step_start in range(0, len(order), step_size):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = accumulate_gradients(model, data, order[step_start:step_start + step_size], config.micro_batch)
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss(f"training loss is {loss} at epoch {epoch + 1}, step {step_start // step_size + 1}")
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                self.optimizer.step()
+                if should_stop():
+                    result.interrupted = True
+                    break
+                if self.elapsed() > config.time_limit_s:
+                    result.time_limited = True
+                    break
+            if result.interrupted:
                 break
-            if time.perf_counter() - started > config.time_limit_s:
-                result.time_limited = True
+            metrics = evaluate(model, data, "val", config.micro_batch)
+            result.history.append({"epoch": epoch, **metrics})
+            result.epochs_run = self.next_epoch = epoch + 1
+            if self.stopper.update(metrics["loss"]):
+                result.best_epoch, result.val = epoch, metrics
+                self.best_state = cpu_copy(model.state_dict())
+            log(f"epoch {epoch + 1}/{config.max_epochs}: val loss {metrics['loss']:.4f} roc_auc {metrics['roc_auc']:.3f}")
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            if result.time_limited:
                 break
-        if result.interrupted:
-            break
-        metrics = evaluate(model, data, "val")
-        result.history.append({"epoch": epoch, **metrics})
-        result.epochs_run = epoch + 1
-        if stopper.update(metrics["loss"]):
-            result.best_epoch, result.val = epoch, metrics
-            best_state = copy.deepcopy(model.state_dict())
-        log(f"epoch {epoch + 1}/{config.max_epochs}: val loss {metrics['loss']:.4f} roc_auc {metrics['roc_auc']:.3f}")
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        if result.time_limited:
-            break
-        if stopper.should_stop:
-            result.early_stopped = True
-            break
-    if best_state is not None and not result.interrupted:
-        model.load_state_dict(best_state)
-        result.test = evaluate(model, data, "test")
-    result.duration_s = time.perf_counter() - started
-    result.peak_memory_mb = _peak_memory_mb(device)
-    return result
+            if self.stopper.should_stop:
+                result.early_stopped = True
+                break
+            if self.checkpoint is not None and self.checkpoint.due(self.next_epoch):
+                self.checkpoint.save(self.state())
+        if self.best_state is not None and not result.interrupted:
+            model.load_state_dict(self.best_state)
+            result.test = evaluate(model, data, "test", config.micro_batch)
+        result.duration_s = self.elapsed()
+        result.peak_memory_mb = _peak_memory_mb(self.device)
+        return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from proj_assets.sft.generation import generate
 from proj_assets.sft.prompts import PromptBuilder, STOP_SEQUENCE
-from proj_resources.models import load_causal_lm, load_tokenizer
+from proj_resources.loaders.models import load_causal_lm, load_tokenizer
 
 # Markup that only chat-formatted text contains; a base model continuing plain text never needs it.
 CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "[INST]", "[/INST]",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from proj_assets.sft.masking import collate, encode_example
 from proj_assets.sft.settings import LoraSettings
-from proj_resources.models import load_causal_lm, qlora_quantization_config
+from proj_resources.loaders.models import load_causal_lm, qlora_quantization_config
 
 
 class QLoRAUnavailableError(RuntimeError):
