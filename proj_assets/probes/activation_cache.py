@@ -4,9 +4,13 @@ Layout of a cache folder (content-addressed by `cache_spec`, so every config tha
 activations reads the same files and re-materializing is a cache hit):
   activations.f16   raw float16 array [total_tokens, hidden], row-major (np.memmap)
   index.parquet     uid (sentence, see corpus.with_sentence_uid), offset (first token row), length
-  meta.json         spec, shape and dtype
+  meta.json         spec, shape, dtype, and the size and sha256 of the two data files
+
+Opening a cache verifies sizes and checksums: a truncated or corrupted cache is a CacheError,
+never read; `cache_is_valid` lets the extraction asset rebuild it instead.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,14 +26,39 @@ class CacheError(ValueError):
 
 
 def cache_spec(model_id: str, revision: str, layer: int, corpus_hash: str, max_tokens: int,
-               context: str) -> dict:
+               context: str, tokenizer_hash: str, extraction_version: str, max_context: int) -> dict:
     """Everything that determines the cached activations; its hash names the cache folder."""
     return {"model_id": model_id, "revision": revision, "layer": int(layer), "corpus_hash": corpus_hash,
-            "max_tokens": int(max_tokens), "context": context, "dtype": DTYPE}
+            "max_tokens": int(max_tokens), "context": context, "dtype": DTYPE, "tokenizer_hash": tokenizer_hash,
+            "extraction_version": extraction_version, "max_context": int(max_context)}
 
 
-def is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in (ACTIVATIONS_FILE, INDEX_FILE, META_FILE))
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why a cache folder cannot be read (missing file, unreadable meta, wrong size or checksum), or None."""
+    missing = [name for name in (ACTIVATIONS_FILE, INDEX_FILE, META_FILE) if not (folder / name).is_file()]
+    if missing:
+        return f"missing {missing}"
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        files = meta["files"]
+    except (ValueError, KeyError) as exc:
+        return f"unreadable {META_FILE} ({exc!r})"
+    for name in (ACTIVATIONS_FILE, INDEX_FILE):
+        size = (folder / name).stat().st_size
+        if size != files[name]["bytes"]:
+            return f"{name} has {size} bytes, expected {files[name]['bytes']} (truncated?)"
+        if _file_digest(folder / name) != files[name]["sha256"]:
+            return f"{name} does not match its sha256 (corrupted)"
+    return None
+
+
+def cache_is_valid(folder: Path) -> bool:
+    return cache_problem(folder) is None
 
 
 class CacheWriter:
@@ -51,14 +80,19 @@ class CacheWriter:
         self.array.flush()
         del self.array
         self.index.write_parquet(self.folder / INDEX_FILE)
-        (self.folder / META_FILE).write_text(json.dumps({"spec": self.spec, "shape": self.shape, "dtype": DTYPE}))
+        files = {name: {"bytes": (self.folder / name).stat().st_size, "sha256": _file_digest(self.folder / name)}
+                 for name in (ACTIVATIONS_FILE, INDEX_FILE)}
+        (self.folder / META_FILE).write_text(json.dumps({"spec": self.spec, "shape": self.shape, "dtype": DTYPE,
+                                                         "files": files}))
 
 
 def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:
-    """The activations (read-only memmap), the index and the metadata of a cache folder."""
-    if not is_complete(folder):
-        raise CacheError(f"activation cache {folder} is incomplete: expected {ACTIVATIONS_FILE}, "
-                         f"{INDEX_FILE} and {META_FILE}; re-materialize probes/features/token_activations")
+    """The activations (read-only memmap), the index and the metadata of a cache folder, after
+    verifying sizes and checksums."""
+    problem = cache_problem(folder)
+    if problem:
+        raise CacheError(f"activation cache {folder} cannot be read: {problem}; "
+                         "re-materialize probes/features/token_activations (it rebuilds a broken cache)")
     meta = json.loads((folder / META_FILE).read_text())
     array = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r", shape=tuple(meta["shape"]))
     return array, pl.read_parquet(folder / INDEX_FILE), meta

@@ -11,13 +11,14 @@ import polars as pl
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.shared.gates import require_gates_passed
-from proj_assets.probes.activation_cache import cache_spec, is_complete
+from proj_assets.probes.activation_cache import cache_is_valid, cache_spec
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
 from proj_assets.probes.results_store import predictions_relpath, replace_partition
 from proj_assets.probes.sweep_spec import expand, load_spec, resolve_config, stage1_id, stage2_id
+from proj_assets.probes.token_spans import EXTRACTION_VERSION, tokenizer_hash
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.hashing import canonical_hash
@@ -39,8 +40,10 @@ def activation_folders(corpus: pl.DataFrame, artifacts: ArtifactStore, model: Mo
     config = read_model_config(str(check_model_dir(model.path)))
     context = resolve_context(config, settings.model.context)
     model_id = getattr(config, "_name_or_path", "") or Path(model.path).name
-    chash, revision = corpus_hash(corpus), model.resolved_revision()
-    specs = {layer: cache_spec(model_id, revision, layer, chash, settings.model.max_tokens, context) for layer in layers}
+    chash, revision, tok_hash = corpus_hash(corpus), model.resolved_revision(), tokenizer_hash(model.path)
+    m = settings.model
+    specs = {layer: cache_spec(model_id, revision, layer, chash, m.max_tokens, context, tok_hash, EXTRACTION_VERSION,
+                               m.max_context_tokens) for layer in layers}
     return {layer: (spec, artifacts.content_path("probes/activations", spec)) for layer, spec in specs.items()}
 
 
@@ -80,7 +83,7 @@ def token_activations(context: dg.AssetExecutionContext, corpus: pl.DataFrame, a
 
     settings = load_profile().probes.model
     folders = activation_folders(corpus, artifacts, probe_model)
-    missing = {layer: pair for layer, pair in folders.items() if not is_complete(pair[1])}
+    missing = {layer: pair for layer, pair in folders.items() if not cache_is_valid(pair[1])}  # absent or broken
     with compute.meter() as meter:
         if missing:
             device = compute.torch_device()

@@ -7,6 +7,12 @@ Columns (the format users provide as Parquet or JSONL):
   n_sentences (int)   number of sentences in the trace
   text (str)          the sentence
   label (int)         1 if the sentence is an anchor (important for the final answer), else 0
+Optional columns (constant within a trace where they describe the trace):
+  trace_text (str)    the full trace as generated (its own whitespace and newlines); every
+                      sentence must occur in it, in order. Absent: sentences joined by spaces
+  prompt (str)        the prompt the trace continues; trace mode encodes prompt + trace_text
+  importance (float)  a continuous importance score (e.g. counterfactual importance from
+                      resampling); probes are then also scored by Spearman correlation with it
 """
 
 import hashlib
@@ -19,6 +25,8 @@ CORPUS_SCHEMA: dict[str, pl.DataType] = {
     "group_id": pl.Utf8, "trace_id": pl.Utf8, "sentence_idx": pl.Int64,
     "n_sentences": pl.Int64, "text": pl.Utf8, "label": pl.Int64,
 }
+OPTIONAL_SCHEMA: dict[str, pl.DataType] = {"trace_text": pl.Utf8, "prompt": pl.Utf8, "importance": pl.Float64}
+PER_TRACE = ("trace_text", "prompt")
 # group ids become partition keys, which may not contain | , [ ] (nor odd characters)
 GROUP_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -54,6 +62,9 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
             kind = "an integer" if dtype == pl.Int64 else "a string"
             raise CorpusError(f"{source}: row {row}, field '{name}': got {col[row]!r}, expected {kind} (not empty)")
         columns[name] = cast
+    for name, dtype in OPTIONAL_SCHEMA.items():
+        if name in raw.columns:
+            columns[name] = _optional_column(raw[name], name, dtype, source)
     df = pl.DataFrame(columns)
     rules = [
         ("label", ~df["label"].is_in([0, 1]), "0 or 1"),
@@ -65,12 +76,29 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
         row = _first_bad(bad)
         if row is not None:
             raise CorpusError(f"{source}: row {row}, field '{field}': got {df[field][row]!r}, expected {expected}")
+    for name in PER_TRACE:
+        if name in df.columns:
+            varies = df.group_by("trace_id").agg(pl.col(name).n_unique().alias("n")).filter(pl.col("n") > 1)
+            if varies.height:
+                raise CorpusError(f"{source}: field '{name}' differs between rows of trace "
+                                  f"{varies['trace_id'][0]!r}; expected one value per trace")
     dup = df.select("trace_id", "sentence_idx").is_duplicated()
     row = _first_bad(dup)
     if row is not None:
         raise CorpusError(f"{source}: row {row}: duplicate (trace_id, sentence_idx) = "
                           f"({df['trace_id'][row]!r}, {df['sentence_idx'][row]})")
     return df.sort("group_id", "trace_id", "sentence_idx")
+
+
+def _optional_column(col: pl.Series, name: str, dtype: pl.DataType, source: str) -> pl.Series:
+    cast = col.cast(dtype, strict=False)
+    bad = _first_bad(cast.is_null() & col.is_not_null())
+    if dtype == pl.Float64 and bad is None:
+        bad = _first_bad(cast.is_null() | ~cast.is_finite())
+    if bad is not None:
+        kind = "a finite number" if dtype == pl.Float64 else "a string"
+        raise CorpusError(f"{source}: row {bad}, field '{name}': got {col[bad]!r}, expected {kind}")
+    return cast
 
 
 def load_corpus_file(path: str | Path) -> pl.DataFrame:
@@ -97,11 +125,12 @@ def with_sentence_uid(corpus: pl.DataFrame) -> pl.DataFrame:
 
 def corpus_hash(corpus: pl.DataFrame) -> str:
     """Content hash of the corpus columns in canonical order (provenance columns are ignored)."""
-    canon = corpus.select(list(CORPUS_SCHEMA)).sort("group_id", "trace_id", "sentence_idx")
+    columns = list(CORPUS_SCHEMA) + [c for c in OPTIONAL_SCHEMA if c in corpus.columns]
+    canon = corpus.select(columns).sort("group_id", "trace_id", "sentence_idx")
     digest = hashlib.sha256()
     for col in canon.columns:
         digest.update(col.encode())
-        digest.update(canon[col].cast(pl.Utf8).str.join("\x1f").item().encode())
+        digest.update(canon[col].cast(pl.Utf8).fill_null("\x00").str.join("\x1f").item().encode())
     return digest.hexdigest()[:16]
 
 

@@ -2,14 +2,16 @@
 
 Encoders (BERT-like) see each sentence alone. Causal (decoder-only) models see each sentence in
 the context of its trace: the whole trace is encoded once and each sentence keeps the hidden
-states of its own tokens, which depend on everything before it. Special tokens are dropped and at
-most `max_tokens` tokens are kept per sentence.
+states of its own tokens, which depend on everything before it (see token_spans for how tokens are
+assigned exactly). Special tokens are dropped and at most `max_tokens` tokens are kept per sentence.
 """
 
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+
+from proj_assets.probes.token_spans import plan_sentence, plan_trace
 
 CAUSAL_MODEL_TYPES = {"gpt2", "gptj", "gpt_neo", "gpt_neox", "llama", "mistral", "mixtral", "qwen2", "qwen3",
                       "phi", "phi3", "gemma", "gemma2", "gemma3", "olmo", "olmo2", "falcon", "opt", "bloom"}
@@ -36,46 +38,30 @@ def check_layers(config, layers: list[int]) -> None:
                          f"use 0 (embeddings) .. {n} (last layer)")
 
 
-def plan_sentence_mode(tokenizer, corpus: pl.DataFrame, max_tokens: int) -> list[dict]:
-    """One encoder input per sentence (with its special tokens); its own tokens are the span
-    between them."""
-    enc = tokenizer(corpus["text"].to_list(), add_special_tokens=True, truncation=True,
-                    max_length=max_tokens + 2, return_special_tokens_mask=True)
-    plans = []
-    for uid, ids, special in zip(corpus["uid"].to_list(), enc["input_ids"], enc["special_tokens_mask"]):
-        own = [i for i, flag in enumerate(special) if not flag] or [0]
-        plans.append({"input_ids": ids, "spans": {uid: (own[0], min(len(own), max_tokens))}})
-    return plans
+def plan_sentence_mode(tokenizer, corpus: pl.DataFrame, max_tokens: int, max_context: int) -> list[dict]:
+    """One encoder input per sentence; its own tokens are the non-special ones (token_spans)."""
+    return [plan_sentence(tokenizer, text, uid, max_tokens, max_context)
+            for uid, text in zip(corpus["uid"].to_list(), corpus["text"].to_list())]
 
 
 def plan_trace_mode(tokenizer, corpus: pl.DataFrame, max_tokens: int, max_context: int) -> list[dict]:
-    """One model input per trace (sentences joined by spaces); each sentence owns the tokens
-    whose characters fall inside it."""
+    """Model inputs per trace: prompt + the trace text as-is (`trace_text`, else the sentences
+    joined by spaces), in overlapping windows when longer than `max_context` (token_spans)."""
     plans = []
-    for trace_id, rows in corpus.group_by("trace_id", maintain_order=True):
-        rows = rows.sort("sentence_idx")
-        texts, bounds, pos = rows["text"].to_list(), [], 0
-        for text in texts:
-            bounds.append((pos, pos + len(text)))
-            pos += len(text) + 1
-        enc = tokenizer(" ".join(texts), return_offsets_mapping=True, truncation=True, max_length=max_context)
-        spans = {}
-        for uid, (lo, hi) in zip(rows["uid"].to_list(), bounds):
-            positions = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and lo <= s < hi]
-            if not positions:
-                raise ValueError(f"trace {trace_id[0]!r}: sentence uid {uid} has no tokens within the first "
-                                 f"{max_context} tokens of its trace; raise probes.model.max_context_tokens")
-            spans[uid] = (positions[0], min(len(positions), max_tokens))
-        plans.append({"input_ids": enc["input_ids"], "spans": spans})
+    for (trace_id,), rows in corpus.sort("sentence_idx").group_by("trace_id", maintain_order=True):
+        texts = rows["text"].to_list()
+        trace_text = rows["trace_text"][0] if "trace_text" in rows.columns and rows["trace_text"][0] is not None \
+            else " ".join(texts)
+        prompt = (rows["prompt"][0] or "") if "prompt" in rows.columns else ""
+        plans.extend(plan_trace(tokenizer, trace_id, prompt, trace_text, texts, rows["uid"].to_list(),
+                                max_tokens, max_context))
     return plans
 
 
 def run_plans(model, plans: list[dict], layers: list[int], batch_size: int, pad_id: int, device: str,
               emit: Callable[[int, int, np.ndarray], None], progress: Callable[[int, int], None]) -> None:
-    """Forward every planned input (batched, sorted by length) and `emit(layer, uid, tokens)`.
-
-    Token spans are contiguous: a causal sentence's tokens follow each other in its trace.
-    """
+    """Forward every planned input (batched, sorted by length) and `emit(layer, uid, tokens)`;
+    a sentence's tokens are the hidden states at its planned positions (not assumed contiguous)."""
     import torch
 
     order = sorted(range(len(plans)), key=lambda i: len(plans[i]["input_ids"]))
@@ -93,13 +79,13 @@ def run_plans(model, plans: list[dict], layers: list[int], batch_size: int, pad_
         for layer in layers:
             hidden = out.hidden_states[layer].float().cpu().numpy()
             for row, plan in enumerate(batch):
-                for uid, (start, length) in plan["spans"].items():
-                    emit(layer, uid, hidden[row, start:start + length])
+                for uid, positions in plan["spans"].items():
+                    emit(layer, uid, hidden[row, positions])
         progress(min(b + batch_size, len(order)), len(order))
 
 
 def token_lengths(plans: list[dict]) -> dict[int, int]:
-    return {uid: length for plan in plans for uid, (_start, length) in plan["spans"].items()}
+    return {uid: len(positions) for plan in plans for uid, positions in plan["spans"].items()}
 
 
 def extract_into_caches(model, tokenizer, corpus: pl.DataFrame, folders: dict, specs: dict, max_tokens: int,
@@ -115,7 +101,7 @@ def extract_into_caches(model, tokenizer, corpus: pl.DataFrame, folders: dict, s
     if context == "trace":
         plans = plan_trace_mode(tokenizer, corpus, max_tokens, max_context)
     else:
-        plans = plan_sentence_mode(tokenizer, corpus, max_tokens)
+        plans = plan_sentence_mode(tokenizer, corpus, max_tokens, max_context)
     lengths = token_lengths(plans)
     uids = corpus["uid"].to_numpy()
     lens = np.array([lengths[u] for u in uids.tolist()])

@@ -86,3 +86,15 @@ def test_bad_spec_names_the_field(patch, field):
     with pytest.raises(SpecError) as err:
         parse_spec({**SPEC, **patch}, "data/sweeps/bad.yaml")
     assert "data/sweeps/bad.yaml" in str(err.value) and f"'{field}'" in str(err.value)
+
+
+def test_optional_trace_text_prompt_and_importance_are_validated(corpus):
+    traced = corpus.with_columns(trace_text=pl.col("text").str.join(" ").over("trace_id"), prompt=pl.lit("Q: ?\n"),
+                                 importance=pl.col("sentence_idx") * 0.1)
+    assert coerce_corpus(traced, "t")["importance"].dtype == pl.Float64
+    assert corpus_hash(coerce_corpus(traced, "t")) != corpus_hash(corpus)
+    varies = traced.with_columns(prompt=pl.col("sentence_idx").cast(pl.Utf8))
+    with pytest.raises(CorpusError, match="field 'prompt' differs between rows of trace"):
+        coerce_corpus(varies, "t")
+    with pytest.raises(CorpusError, match="field 'importance': got 'high', expected a finite number"):
+        coerce_corpus(traced.with_columns(importance=pl.lit("high")), "t")

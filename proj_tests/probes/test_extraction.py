@@ -20,15 +20,15 @@ CORPUS = pl.DataFrame({"uid": [0, 1, 2], "trace_id": ["t", "t", "t"], "sentence_
 
 @pytest.mark.parametrize("mode", ["sentence", "trace"])
 def test_each_sentence_owns_its_own_tokens(tokenizer, mode):
-    plans = plan_trace_mode(tokenizer, CORPUS, 24, 512) if mode == "trace" else plan_sentence_mode(tokenizer, CORPUS, 24)
-    spans = [(plan["input_ids"], uid, span) for plan in plans for uid, span in plan["spans"].items()]
+    plans = plan_trace_mode(tokenizer, CORPUS, 24, 512) if mode == "trace" else plan_sentence_mode(tokenizer, CORPUS, 24, 512)
+    spans = [(plan["input_ids"], uid, positions) for plan in plans for uid, positions in plan["spans"].items()]
     assert sorted(uid for _ids, uid, _span in spans) == [0, 1, 2]
-    for ids, uid, (start, length) in spans:
-        decoded = tokenizer.decode(ids[start:start + length])
+    for ids, uid, positions in spans:
+        decoded = tokenizer.decode([ids[p] for p in positions])
         assert decoded.replace(" ", "") == CORPUS["text"][uid].lower().replace(" ", "")
 
 
-def test_trace_too_long_for_context_is_a_clear_error(tokenizer):
+def test_window_too_small_for_a_sentence_is_a_clear_error(tokenizer):
     with pytest.raises(ValueError, match="max_context_tokens"):
         plan_trace_mode(tokenizer, CORPUS, 24, 8)
 

@@ -38,11 +38,13 @@ def test_leakage_rows_catch_a_fold_trained_on_its_own_group():
     assert leakage_rows(good, preds)["where"].to_list() == ["prediction row"]
 
 
-BASE = dict(model_id="m", revision="r1", layer=3, corpus_hash="c1", max_tokens=24, context="sentence")
+BASE = dict(model_id="m", revision="r1", layer=3, corpus_hash="c1", max_tokens=24, context="sentence",
+            tokenizer_hash="t1", extraction_version="v1", max_context=512)
 
 
 @pytest.mark.parametrize("field, other", [("model_id", "m2"), ("revision", "r2"), ("layer", 4),
-                                          ("corpus_hash", "c2"), ("max_tokens", 32), ("context", "trace")])
+                                          ("corpus_hash", "c2"), ("max_tokens", 32), ("context", "trace"),
+                                          ("tokenizer_hash", "t2"), ("extraction_version", "v2"), ("max_context", 256)])
 def test_cache_key_changes_with_every_input_and_only_then(field, other):
     key = canonical_hash(cache_spec(**BASE))
     assert canonical_hash(cache_spec(**BASE)) == key
@@ -66,6 +68,24 @@ def test_cache_round_trip_and_integrity_problems(tmp_path):
     broken = np.array(array, dtype=np.float32)
     broken[4, 1] = np.nan
     assert nonfinite_rows(broken, index)["uid"].to_list() == [1]
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda f: f.write_bytes(f.read_bytes()[:-8]), "truncated"),
+    (lambda f: f.write_bytes(b"\x7f" + f.read_bytes()[1:]), "corrupted"),
+    (lambda f: f.unlink(), "missing")])
+def test_a_damaged_cache_is_detected_and_never_read(tmp_path, damage, problem):
+    from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, CacheError, cache_is_valid
+
+    writer = CacheWriter(tmp_path, cache_spec(**BASE), np.array([0, 1]), np.array([2, 2]), hidden=4)
+    for uid in (0, 1):
+        writer.put(uid, np.full((2, 4), uid + 1, dtype=np.float32))
+    writer.close()
+    assert cache_is_valid(tmp_path)
+    damage(tmp_path / ACTIVATIONS_FILE)
+    assert not cache_is_valid(tmp_path)
+    with pytest.raises(CacheError, match=problem):
+        open_cache(tmp_path)
 
 
 def test_t_interval_matches_statsmodels():

@@ -2,6 +2,7 @@
 activation cache hit, a corpus gate that blocks downstream work, and partition registration at scale."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -39,6 +40,12 @@ def test_one_config_fold_materializes_in_process(instance, probes_profile, probe
     again = run(instance, probe_resources, [A.ACTIVATIONS])
     meta = again.asset_materializations_for_node("probes__features__token_activations")[0].metadata
     assert meta["cache_hits"].value == 1
+
+    folder = Path(meta["layers"].value["2"]["path"])
+    (folder / "activations.f16").write_bytes((folder / "activations.f16").read_bytes()[:-64])  # truncated
+    rebuilt = run(instance, probe_resources, [A.ACTIVATIONS])
+    meta = rebuilt.asset_materializations_for_node("probes__features__token_activations")[0].metadata
+    assert meta["cache_hits"].value == 0 and all(e.passed for e in rebuilt.get_asset_check_evaluations())
 
 
 def test_bad_corpus_fails_its_gate_and_blocks_activations(tmp_path, instance, probes_profile, probe_resources):

@@ -1,0 +1,136 @@
+"""Which tokens of a model input belong to which sentence, exactly, for any fast tokenizer.
+
+Tokens are assigned to sentences by character overlap after trimming whitespace from each token's
+offsets: byte-level BPE (GPT-2, Qwen2, Llama-3) puts a word's leading space inside the token
+("ĠSo" covers " So"), SentencePiece marks word starts with "▁" whose offsets may cover the space,
+WordPiece has neither. Tokens with no non-space character (zero-width, "Ċ", a lone "▁") belong to
+no sentence. A sentence's positions are kept as a list, never assumed contiguous.
+
+Trace mode encodes prompt + the trace text as-is (the corpus's own whitespace and newlines; when
+the corpus has no `trace_text`, sentences are joined by single spaces). A trace longer than the
+model context is encoded in overlapping windows; each sentence takes its hidden states from the
+earliest window holding all its kept tokens (the one with the most preceding context).
+"""
+
+import bisect
+import hashlib
+from pathlib import Path
+
+# Part of every activation cache key: bump when what a cached sentence's tokens are changes.
+EXTRACTION_VERSION = "exact-spans-2"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "added_tokens.json", "tokenizer.model", "spiece.model")
+
+
+class SpanError(ValueError):
+    """A trace's text does not contain its sentences in order; names the trace and sentence."""
+
+
+def tokenizer_hash(model_dir: str | Path) -> str:
+    """Content hash of the tokenizer files of a model folder (no tokenizer is loaded)."""
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        file = Path(model_dir) / name
+        if file.is_file():
+            digest.update(name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def locate_sentences(trace_id: str, text: str, sentences: list[str], base: int = 0) -> list[tuple[int, int]]:
+    """Character bounds [start, end) of each (whitespace-trimmed) sentence in `text`, in order,
+    shifted by `base`. A sentence missing from the text, or found only before the end of the
+    previous one (overlap or wrong order), is a SpanError naming trace and sentence."""
+    bounds, pos = [], 0
+    for idx, sentence in enumerate(sentences):
+        needle = sentence.strip()
+        at = text.find(needle, pos)
+        if at < 0:
+            earlier = text.find(needle)
+            where = (f"occurs only at character {earlier}, before the end of sentence {idx - 1} (character {pos}): "
+                     "sentences overlap or are out of order" if earlier >= 0 else "does not occur in the trace text")
+            raise SpanError(f"trace {trace_id!r}, sentence {idx} ({needle[:60]!r}) {where}")
+        bounds.append((base + at, base + at + len(needle)))
+        pos = at + len(needle)
+    return bounds
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def assign_tokens(offsets: list[tuple[int, int]], text: str, bounds: list[tuple[int, int]]) -> list[list[int]]:
+    """Token positions per sentence: a token belongs to the sentence holding its first non-space
+    character (or, if that falls between sentences, the next sentence it overlaps). A token of
+    whitespace only (SentencePiece's lone "▁") belongs to a sentence only when it lies inside it."""
+    starts = [lo for lo, _hi in bounds]
+    owned: list[list[int]] = [[] for _ in bounds]
+    for position, (s0, e0) in enumerate(offsets):
+        s, e = _trimmed(text, s0, e0)
+        if s >= e:
+            k = bisect.bisect_right(starts, s0) - 1
+            if s0 < e0 and k >= 0 and e0 <= bounds[k][1]:
+                owned[k].append(position)
+            continue
+        k = bisect.bisect_right(starts, s) - 1
+        if k >= 0 and s < bounds[k][1]:
+            owned[k].append(position)
+        elif k + 1 < len(bounds) and e > bounds[k + 1][0]:
+            owned[k + 1].append(position)
+    return owned
+
+
+def special_prefix(tokenizer) -> list[int]:
+    """The special tokens a tokenizer puts before text (e.g. BOS for Llama, CLS for BERT)."""
+    enc = tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
+    prefix = []
+    for token, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+        if not special:
+            break
+        prefix.append(token)
+    return prefix
+
+
+def window_for(kept: list[int], width: int, stride: int) -> int:
+    """Index of the earliest window [k*stride, k*stride + width) that holds every kept position."""
+    k = max(0, -(-(kept[-1] + 1 - width) // stride))
+    if k * stride > kept[0]:
+        raise ValueError(f"a sentence's kept tokens span {kept[-1] - kept[0] + 1} positions, more than the "
+                         f"window overlap ({width - stride}); lower max_tokens or raise max_context_tokens")
+    return k
+
+
+def plan_trace(tokenizer, trace_id: str, prompt: str, trace_text: str, sentences: list[str], uids: list[int],
+               max_tokens: int, max_context: int) -> list[dict]:
+    """Model inputs for one trace (one per window used) and each sentence's positions in them."""
+    text = prompt + trace_text
+    bounds = locate_sentences(trace_id, trace_text, sentences, base=len(prompt))
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    owned = assign_tokens(enc["offset_mapping"], text, bounds)
+    prefix = special_prefix(tokenizer)
+    width = max_context - len(prefix)
+    stride = max(1, width - width // 2)
+    plans: dict[int, dict] = {}
+    for idx, (uid, positions) in enumerate(zip(uids, owned)):
+        if not positions:
+            raise SpanError(f"trace {trace_id!r}, sentence {idx} ({sentences[idx][:60]!r}) has no tokens")
+        kept = positions[:max_tokens]
+        k = window_for(kept, width, stride) if len(enc["input_ids"]) > width else 0
+        plan = plans.setdefault(k, {"input_ids": prefix + enc["input_ids"][k * stride:k * stride + width], "spans": {}})
+        plan["spans"][uid] = [len(prefix) + p - k * stride for p in kept]
+    return list(plans.values())
+
+
+def plan_sentence(tokenizer, text: str, uid: int, max_tokens: int, max_context: int) -> dict:
+    """One encoder input for a sentence alone (with its special tokens) and its own positions."""
+    enc = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_context,
+                    return_offsets_mapping=True, return_special_tokens_mask=True)
+    offsets = [(0, 0) if special else span for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"])]
+    positions = assign_tokens(offsets, text, [(0, len(text))])[0]
+    if not positions:
+        raise SpanError(f"sentence uid {uid} ({text[:60]!r}) has no tokens")
+    return {"input_ids": enc["input_ids"], "spans": {uid: positions[:max_tokens]}}
