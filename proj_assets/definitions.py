@@ -20,6 +20,7 @@ from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile
 from proj_assets.scaling import assets as scaling_assets
+from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager
 from proj_assets.scaling import checks as scaling_checks
 from proj_assets.sft import assets as sft_assets
 from proj_assets.sft import checks as sft_checks
@@ -37,6 +38,7 @@ def build_resources(profile: Profile, root: Path) -> dict:
     market = profile.market
     return {
         "io_manager": warehouse_io_manager(database),
+        HANDOFF_IO_MANAGER: handoff_io_manager(root),
         "warehouse": Warehouse(database=database),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "market_source": MarketSource(kind=market.source, csv_dir=market.csv_dir, start=market.start, end=market.end),

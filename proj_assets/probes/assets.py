@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from proj_assets.shared.compute_write import Handoff, compute_op, load_handoff, save_handoff, write_op
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.shared.gates import require_gates_passed
@@ -123,14 +124,11 @@ def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance
     return provenance.stamp(table, context.run_id, None, spec.model_dump())
 
 
-@dg.asset(key=FOLD_RESULTS, group_name="probes", kinds={"torch", "polars", "duckdb"},
-          partitions_def=probe_config_fold_partitions, pool=DUCKDB_POOL, automation_condition=GATED,
-          ins={"corpus": dg.AssetIn(CORPUS), "manifest": dg.AssetIn(MANIFEST)}, deps=[ACTIVATIONS],
-          metadata={"table": RESULTS_TABLE, "partition_expr": {"config": "config_id", "fold": "fold"}})
-def fold_results(context: dg.AssetExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
-                 artifacts: ArtifactStore, compute: Compute, provenance: Provenance,
-                 probe_model: ModelSource, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Metrics per seed and probe for one config × held-out group, all seeds trained in one batch."""
+@compute_op(name="probes_sweep_fold_results_compute", ins={"activations": dg.In(dg.Nothing)})
+def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
+                         artifacts: ArtifactStore, compute: Compute, provenance: Provenance,
+                         probe_model: ModelSource) -> Handoff:
+    """Train one config × held-out group (all seeds in one batch) outside the warehouse pool."""
     require_gates_passed(context, [check_key(CORPUS, "groups_and_labels_valid"),
                                    check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
     from proj_assets.probes.activation_cache import open_cache
@@ -150,14 +148,41 @@ def fold_results(context: dg.AssetExecutionContext, corpus: pl.DataFrame, manife
     predictions.write_parquet(buffer)
     pred_path = artifacts.write_bytes(predictions_relpath(keys["config"], keys["fold"]), buffer.getvalue())
     stamped = provenance.stamp(metrics, context.run_id, seed, config, spec["model_id"], spec["revision"])
-    with warehouse.get_connection() as conn:
-        replace_partition(conn, stamped, keys["config"], keys["fold"])
     cand = metrics.filter(pl.col("role") == "candidate")
-    return dg.MaterializeResult(metadata={
+    return save_handoff(context, artifacts, stamped, {
         "table": f"{RESULTS_TABLE}", "rows": stamped.height, "predictions": dg.MetadataValue.path(str(pred_path)),
         "seeds": int(config["n_seeds"]), "candidate_pr_auc_mean": round(float(cand["pr_auc"].mean()), 4),
         "n_train": data.y_train.size, "n_test": data.y_test.size,
         "fits_per_second": round(metrics.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
+
+
+@write_op(name="probes_sweep_fold_results_write", out=dg.Out(dg.Nothing))
+def fold_results_write(context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse) -> None:
+    """Replace the partition's rows in one short transaction (the only part in the `duckdb` pool)."""
+    keys = context.partition_key.keys_by_dimension
+    with warehouse.get_connection() as conn:
+        replace_partition(conn, load_handoff(handoff), keys["config"], keys["fold"])
+    context.add_output_metadata(handoff.metadata)
+
+
+@dg.graph_asset(key=FOLD_RESULTS, group_name="probes", kinds={"torch", "polars", "duckdb"},
+                partitions_def=probe_config_fold_partitions, automation_condition=GATED,
+                ins={"corpus": dg.AssetIn(CORPUS), "manifest": dg.AssetIn(MANIFEST),
+                     "activations": dg.AssetIn(ACTIVATIONS, dagster_type=dg.Nothing)},
+                metadata={"table": RESULTS_TABLE, "partition_expr": {"config": "config_id", "fold": "fold"}})
+def fold_results(corpus, manifest, activations):
+    """Metrics per seed and probe for one config × held-out group, all seeds trained in one batch."""
+    return fold_results_write(fold_results_compute(corpus, manifest, activations=activations))
+
+
+def current_results(warehouse: Warehouse, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Fold result rows of the configs in the current manifest (stage 1 and their stage 2)."""
+    results = warehouse.query(f"select * from {RESULTS_TABLE}")
+    current = manifest["config_id"].to_list()
+    results = results.filter(pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(current))
+    if results.height == 0:
+        raise dg.Failure("no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first")
+    return results
 
 
 @dg.asset(key=AGGREGATE, group_name="probes", kinds={"polars", "duckdb"}, ins={"manifest": dg.AssetIn(MANIFEST)},

@@ -6,6 +6,7 @@ import zlib
 import dagster as dg
 import polars as pl
 
+from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
@@ -40,14 +41,14 @@ def arch_grid(context: dg.AssetExecutionContext, compute: Compute, provenance: P
 
     s = _settings
     with compute.meter() as meter:
-        grid = enumerate_grid(s.budgets, s.arch, N_FEATURES)
+        grid = with_batch_plans(enumerate_grid(s.budgets, s.arch, N_FEATURES), N_FEATURES, max(s.search.context_lengths),
+                                s.trainer.effective_batch, compute.memory_budget_mb, s.arch.ffn_mult)
         limits = limits_table(s.budgets, grid, s.arch)
-        empty = limits.filter(pl.col("n_archs") == 0)["budget"].to_list()
-        if empty:
-            raise dg.Failure(f"no architecture of the search space lies within {s.arch.tolerance:.0%} of budget(s) "
-                             f"{empty}; widen scaling.arch (d_model range, n_layers_max) or the tolerance")
-        grid = with_batch_plans(grid, N_FEATURES, max(s.search.context_lengths), s.trainer.effective_batch,
-                                compute.memory_budget_mb, s.arch.ffn_mult)
+        unfit = limits.filter(pl.col("n_archs_fit_memory") == 0)["budget"].to_list()
+        if unfit:  # profile validation already refused budgets with no architecture at all
+            raise dg.Failure(f"no architecture of budget(s) {unfit} fits compute.memory_budget_mb="
+                             f"{compute.memory_budget_mb} even at one sample per micro-batch; raise it or lower "
+                             "scaling.search.context_lengths", metadata={"limits": markdown_table(limits, limit=100)})
         largest = max(s.budgets, key=s.budgets.get)
         mismatches = verify_on_meta(grid.filter(pl.col("budget") == largest), N_FEATURES, s.arch.ffn_mult)
     if mismatches.height:
@@ -55,20 +56,18 @@ def arch_grid(context: dg.AssetExecutionContext, compute: Compute, provenance: P
                          metadata={"mismatches": markdown_table(mismatches)})
     context.add_output_metadata({
         "n_archs": grid.height, "limits": markdown_table(limits, limit=100),
-        "meta_verified_budget": largest, "meta_verified_archs": grid.filter(pl.col("budget") == largest).height,
+        "meta_verified_budget": largest,
+        "meta_verified_widths": grid.filter(pl.col("budget") == largest)["d_model"].n_unique(),
         "infeasible_at_memory_budget": grid.filter(pl.col("micro_batch") == 0).height, **meter.metadata(),
     })
     return provenance.stamp(grid, context.run_id, seed=None, params=s.model_dump())
 
 
-@dg.asset(key=TRIALS, group_name="scaling", partitions_def=budget_horizon_partitions,
-          kinds={"pytorch", "optuna", "duckdb"}, pool=DUCKDB_POOL, automation_condition=GATED,
-          ins={"arch_grid": dg.AssetIn(key=ARCH_GRID), "features": dg.AssetIn(key=FEATURES),
-               "targets": dg.AssetIn(key=TARGETS), "splits": dg.AssetIn(key=SPLITS)},
-          metadata=table_metadata(TRIALS, partition_expr={"budget": "budget", "horizon": "horizon"}))
-def trials(context: dg.AssetExecutionContext, arch_grid: pl.DataFrame, features: pl.DataFrame,
-           targets: pl.DataFrame, splits: pl.DataFrame, compute: Compute, provenance: Provenance) -> pl.DataFrame:
-    """One resumable Optuna study of the transformer for this (budget, horizon): one row per trial."""
+@compute_op(name="scaling_hpo_trials_compute")
+def trials_compute(context: dg.OpExecutionContext, arch_grid: pl.DataFrame, features: pl.DataFrame,
+                   targets: pl.DataFrame, splits: pl.DataFrame, artifacts: ArtifactStore, compute: Compute,
+                   provenance: Provenance) -> Handoff:
+    """Run this (budget, horizon) study's trials outside the warehouse pool; hand over one row per trial."""
     from proj_assets.market.panel import split_arrays
     from proj_assets.scaling.extremes import extreme_architectures
     from proj_assets.scaling.graceful import GracefulStop
@@ -93,14 +92,27 @@ def trials(context: dg.AssetExecutionContext, arch_grid: pl.DataFrame, features:
         context.log.info(f"study {path}: {len(stale)} stale trial(s) failed and retried; extremes enqueued: {added}")
         ran = run_trials(study, Objective(cell, stop, context.log.debug), _settings.n_trials, context.log.info)
     table = trials_frame(study, budget, horizon, _settings.budgets[budget])
-    context.add_output_metadata({
+    stamped = provenance.stamp(table, context.run_id, seed=seed, params=_settings.model_dump())
+    return save_handoff(context, artifacts, stamped, {
         "study_path": dg.MetadataValue.path(str(path)), "trials_run_now": ran, "trials_total": table.height,
         "stale_trials_retried": len(stale), "best_val_loss": table["val_loss"].min(),
         "trials": markdown_table(table.select("trial_number", "state", "forced_extreme", "d_model", "n_layers",
                                               "n_heads", "n_params", "val_loss", "val_roc_auc"), limit=60),
         **meter.metadata(),
     })
-    return provenance.stamp(table, context.run_id, seed=seed, params=_settings.model_dump())
+
+
+trials_write = frame_write_op("scaling_hpo_trials_write")
+
+
+@dg.graph_asset(key=TRIALS, group_name="scaling", partitions_def=budget_horizon_partitions,
+                kinds={"pytorch", "optuna", "duckdb"}, automation_condition=GATED,
+                ins={"arch_grid": dg.AssetIn(key=ARCH_GRID), "features": dg.AssetIn(key=FEATURES),
+                     "targets": dg.AssetIn(key=TARGETS), "splits": dg.AssetIn(key=SPLITS)},
+                metadata=table_metadata(TRIALS, partition_expr={"budget": "budget", "horizon": "horizon"}))
+def trials(arch_grid, features, targets, splits):
+    """One resumable Optuna study of the transformer for this (budget, horizon): one row per trial."""
+    return trials_write(trials_compute(arch_grid, features, targets, splits))
 
 
 @dg.asset(key=BEST_TRIALS, group_name="scaling", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
