@@ -2,7 +2,8 @@
 of each parameter budget, the per-budget limits table, and a meta-device verification.
 
 Depths are solved analytically from `count_parameters` (it is affine in n_layers for a fixed
-d_model), so every feasible depth up to the space's `n_layers_max` is found without a scan.
+d_model), so every feasible depth (up to `n_layers_max` when the space sets one) is found without
+a scan; `left_out_depths` lists what such a cap hides.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import math
 
 import polars as pl
 
+from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.scaling.memory import plan_batch
 from proj_assets.scaling.model import ArchConfig, build_on_meta, count_parameters
 from proj_assets.scaling.settings import ArchSpace
+
+N_FEATURES = len(FEATURE_NAMES)  # the model's input width; profiles are checked against it
 
 GRID_SCHEMA = {
     "budget": pl.Utf8, "budget_params": pl.Int64, "d_model": pl.Int64, "n_layers": pl.Int64,
@@ -30,14 +34,37 @@ def valid_heads(d_model: int, space: ArchSpace) -> list[int]:
     return sorted(h for h in space.n_heads if d_model % h == 0 and d_model // h >= space.min_head_dim)
 
 
-def depth_range(budget: int, d_model: int, n_features: int, space: ArchSpace) -> range:
-    """All n_layers in [1, n_layers_max] with |count - budget| <= tolerance * budget."""
+def depth_range(budget: int, d_model: int, n_features: int, space: ArchSpace, capped: bool = True) -> range:
+    """All n_layers >= 1 (and <= n_layers_max when set and `capped`) with |count - budget| <= tolerance * budget."""
     base = count_parameters(n_features, d_model, 0, space.ffn_mult)
     per_layer = count_parameters(n_features, d_model, 1, space.ffn_mult) - base
     low, high = budget * (1 - space.tolerance), budget * (1 + space.tolerance)
     first = max(1, math.ceil((low - base) / per_layer))
-    last = min(space.n_layers_max, math.floor((high - base) / per_layer))
+    last = math.floor((high - base) / per_layer)
+    if capped and space.n_layers_max is not None:
+        last = min(space.n_layers_max, last)
     return range(first, last + 1)
+
+
+def grid_sizes(budgets: dict[str, int], space: ArchSpace, n_features: int = N_FEATURES) -> dict[str, int]:
+    """Rows the grid will have per budget, counted without building it (0: no architecture)."""
+    widths = [(d, len(valid_heads(d, space))) for d in d_model_values(space)]
+    return {label: sum(len(depth_range(budget, d, n_features, space)) * n_heads for d, n_heads in widths)
+            for label, budget in budgets.items()}
+
+
+def left_out_depths(budgets: dict[str, int], space: ArchSpace, n_features: int) -> pl.DataFrame:
+    """Per (budget, d_model), the depths within tolerance that `n_layers_max` cuts from the grid."""
+    rows = []
+    for label, budget in budgets.items():
+        for d in (d for d in d_model_values(space) if valid_heads(d, space)):
+            capped, full = depth_range(budget, d, n_features, space), depth_range(budget, d, n_features, space, False)
+            cut = [n for n in full if n not in capped]
+            if cut:
+                rows.append({"budget": label, "d_model": d, "first_left_out": cut[0], "last_left_out": cut[-1],
+                             "n_left_out": len(cut)})
+    return pl.DataFrame(rows, schema={"budget": pl.Utf8, "d_model": pl.Int64, "first_left_out": pl.Int64,
+                                      "last_left_out": pl.Int64, "n_left_out": pl.Int64})
 
 
 def enumerate_grid(budgets: dict[str, int], space: ArchSpace, n_features: int) -> pl.DataFrame:
@@ -70,29 +97,37 @@ def with_batch_plans(grid: pl.DataFrame, n_features: int, context_length: int, e
     )
 
 
-def limits_table(budgets: dict[str, int], grid: pl.DataFrame, space: ArchSpace) -> pl.DataFrame:
-    """Per budget: how many architectures, the n_layers and d_model ranges, and whether the deepest
-    feasible model is cut by the space's n_layers_max (then deeper models exist but are not searched)."""
+def limits_table(budgets: dict[str, int], grid: pl.DataFrame, space: ArchSpace,
+                 n_features: int = N_FEATURES) -> pl.DataFrame:
+    """Per budget: how many architectures (and how many fit the memory plan when the grid has one),
+    the n_layers and d_model ranges, and how many feasible depths the space's n_layers_max cuts."""
+    left_out = left_out_depths(budgets, space, n_features)
+    planned = "micro_batch" in grid.columns
     rows = []
     for label, budget in budgets.items():
         part = grid.filter(pl.col("budget") == label)
         empty = part.height == 0
+        n_cut = int(left_out.filter(pl.col("budget") == label)["n_left_out"].sum())
         rows.append({
             "budget": label, "budget_params": budget, "n_archs": part.height,
+            "n_archs_fit_memory": int((part["micro_batch"] > 0).sum()) if planned else None,
             "min_n_layers": None if empty else int(part["n_layers"].min()),
             "max_n_layers": None if empty else int(part["n_layers"].max()),
             "min_d_model": None if empty else int(part["d_model"].min()),
             "max_d_model": None if empty else int(part["d_model"].max()),
-            "depth_capped": (not empty) and int(part["n_layers"].max()) == space.n_layers_max,
+            "depth_capped": n_cut > 0, "n_depths_left_out": n_cut,
         })
     return pl.DataFrame(rows)
 
 
 def verify_on_meta(grid: pl.DataFrame, n_features: int, ffn_mult: int) -> pl.DataFrame:
-    """Instantiate each distinct (d_model, n_layers) on the meta device, with its largest head count,
-    and compare sum(p.numel()) with the analytic count; returns the mismatching rows (empty when all
-    agree). Head count changes how attention is split, never the parameter count."""
-    shapes = grid.group_by("d_model", "n_layers").agg(pl.col("n_heads").max(), pl.col("n_params").first())
+    """Instantiate, per d_model, its two shallowest depths of the grid on the meta device (with the
+    largest head count) and compare sum(p.numel()) with the analytic count; returns the mismatching
+    rows (empty when all agree). The model stacks identical layers, so its count is affine in
+    n_layers: two depths per width pin the line, and building 40,000-layer models is avoided.
+    Head count changes how attention is split, never the parameter count."""
+    shapes = (grid.group_by("d_model", "n_layers").agg(pl.col("n_heads").max(), pl.col("n_params").first())
+              .sort("d_model", "n_layers").group_by("d_model", maintain_order=True).head(2))
     bad = []
     for r in shapes.iter_rows(named=True):
         real = build_on_meta(ArchConfig(n_features, r["d_model"], r["n_layers"], r["n_heads"], ffn_mult))

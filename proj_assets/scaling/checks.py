@@ -36,6 +36,18 @@ def heads_divide_d_model(arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
     return offending_rows_result(bad, arch_grid.height, "architectures whose heads do not divide d_model")
 
 
+@dg.asset_check(asset=_grid, description="no depth within tolerance of a budget is cut from the grid by "
+                                          "scaling.arch.n_layers_max (WARN naming the depths left out)")
+def every_feasible_depth_in_grid() -> dg.AssetCheckResult:
+    from proj_assets.scaling.arch_grid import d_model_values, left_out_depths, valid_heads
+
+    s = _settings
+    cut = left_out_depths(s.budgets, s.arch, N_FEATURES)
+    pairs = len(s.budgets) * sum(bool(valid_heads(d, s.arch)) for d in d_model_values(s.arch))
+    return offending_rows_result(cut, pairs, f"(budget, d_model) pairs with depths above scaling.arch."
+                                 f"n_layers_max={_settings.arch.n_layers_max}", severity=WARN)
+
+
 @dg.asset_check(asset=_trials, partitions_def=budget_horizon_partitions, blocking=True,
                 additional_ins={"arch_grid": dg.AssetIn(key=ARCH_GRID)},
                 description="the min and max d_model, n_layers and n_heads of the budget's grid were each trained")

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from proj_assets.settings_base import Section
 
 FORBIDDEN_KEY_CHARS = set("|,[]")
+MAX_GRID_ROWS = 1_000_000  # a larger grid (e.g. a huge budget with no depth cap) is a profile mistake
 
 
 class ArchSpace(Section):
@@ -16,7 +17,9 @@ class ArchSpace(Section):
     d_model_min: int = Field(8, ge=1)
     d_model_max: int = Field(64, ge=1)
     d_model_step: int = Field(8, ge=1)
-    n_layers_max: int = Field(16, ge=1)
+    # None: no cap, every depth within tolerance of a budget is in the grid (the research setting).
+    # A cap leaves deeper architectures out; the `every_feasible_depth_in_grid` check names them.
+    n_layers_max: int | None = Field(None, ge=1)
     n_heads: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
     min_head_dim: int = Field(4, ge=1)
     ffn_mult: int = Field(4, ge=1)
@@ -34,8 +37,8 @@ class ArchSpace(Section):
 
 class TrainerSettings(Section):
     max_epochs: int = Field(4, ge=1)
-    patience: int = Field(2, ge=1)
-    min_delta: float = Field(1e-4, ge=0)
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(1e-3, ge=0)
     effective_batch: int = Field(256, ge=1)
     grad_clip: float = Field(1.0, gt=0)
     trial_time_limit_s: float = Field(60.0, gt=0)
@@ -52,15 +55,26 @@ class SearchSpace(Section):
     """Ranges Optuna samples besides the architecture (log scale for lr and weight decay)."""
 
     lr: tuple[float, float] = (3e-4, 3e-3)
-    weight_decay: tuple[float, float] = (1e-4, 1e-1)
-    dropout: tuple[float, float] = (0.0, 0.3)
+    weight_decay: tuple[float, float] = (1e-4, 5e-3)
+    dropout: tuple[float, float] = (0.1, 0.3)
     context_lengths: list[int] = Field(default_factory=lambda: [8, 16, 32])
 
     @field_validator("lr", "weight_decay", "dropout")
     @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+    def _range(cls, value: tuple[float, float], info) -> tuple[float, float]:
         if value[0] > value[1] or value[0] < 0:
-            raise ValueError(f"range must be (low, high) with 0 <= low <= high, got {value}")
+            raise ValueError(f"search.{info.field_name} must be [min, max] with 0 <= min <= max, got {list(value)}")
+        if info.field_name in ("lr", "weight_decay") and value[0] <= 0:
+            raise ValueError(f"search.{info.field_name} is sampled on a log scale: min must be > 0, got {list(value)}")
+        if info.field_name == "dropout" and value[1] >= 1:
+            raise ValueError(f"search.dropout max must be < 1, got {list(value)}")
+        return value
+
+    @field_validator("context_lengths")
+    @classmethod
+    def _contexts(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError(f"search.context_lengths must list positive lengths, got {value}")
         return value
 
 
@@ -83,3 +97,20 @@ class ScalingSettings(Section):
             if FORBIDDEN_KEY_CHARS & set(label):
                 raise ValueError(f"budget label {label!r} contains one of {sorted(FORBIDDEN_KEY_CHARS)}")
         return budgets
+
+    @model_validator(mode="after")
+    def _every_budget_has_a_usable_grid(self):
+        from proj_assets.scaling.arch_grid import grid_sizes
+
+        sizes, a = grid_sizes(self.budgets, self.arch), self.arch
+        space = (f"scaling.arch (d_model {a.d_model_min}..{a.d_model_max} step {a.d_model_step}, n_layers_max "
+                 f"{a.n_layers_max}, n_heads {a.n_heads}, min_head_dim {a.min_head_dim}, tolerance {a.tolerance})")
+        empty = [label for label, n in sizes.items() if n == 0]
+        if empty:
+            raise ValueError(f"scaling.budgets {empty}: no architecture of {space} lies within tolerance of these "
+                             "budgets; widen scaling.arch or scaling.arch.tolerance")
+        huge = {label: n for label, n in sizes.items() if n > MAX_GRID_ROWS}
+        if huge:
+            raise ValueError(f"scaling.budgets {list(huge)}: the grid of {space} would have {huge} rows (more than "
+                             f"{MAX_GRID_ROWS:,}); raise scaling.arch.d_model_min or set scaling.arch.n_layers_max")
+        return self

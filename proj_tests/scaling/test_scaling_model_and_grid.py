@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 import torch
 
-from proj_assets.scaling.arch_grid import d_model_values, enumerate_grid, limits_table, valid_heads, verify_on_meta
+from proj_assets.scaling.arch_grid import (
+    d_model_values,
+    enumerate_grid,
+    left_out_depths,
+    limits_table,
+    valid_heads,
+    verify_on_meta,
+)
 from proj_assets.scaling.checks_core import budget_violations, head_violations
 from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, build_on_meta, count_parameters, numel
 from proj_assets.scaling.settings import ArchSpace
@@ -44,15 +51,22 @@ def test_grid_never_misses_a_feasible_depth(budget):
     space = ArchSpace(d_model_min=4, d_model_max=64, d_model_step=4, n_layers_max=12, n_heads=[1, 2, 4, 8],
                       min_head_dim=4, tolerance=0.2)
     grid = enumerate_grid({"b": budget}, space, 25)
-    brute = {(d, n, h) for d in d_model_values(space) for n in range(1, space.n_layers_max + 1) for h in valid_heads(d, space)
-             if abs(count_parameters(25, d, n) - budget) <= 0.2 * budget}
+    everything = {(d, n, h) for d in d_model_values(space) for n in range(1, 500) for h in valid_heads(d, space)
+                  if abs(count_parameters(25, d, n) - budget) <= 0.2 * budget}
+    brute = {a for a in everything if a[1] <= space.n_layers_max}
     assert set(grid.select("d_model", "n_layers", "n_heads").iter_rows()) == brute
+    uncapped = space.model_copy(update={"n_layers_max": None})
+    assert set(enumerate_grid({"b": budget}, uncapped, 25).select("d_model", "n_layers", "n_heads").iter_rows()) == everything
     limits = limits_table({"b": budget}, grid, space).row(0, named=True)
     depths = {n for _, n, _ in brute}
     assert limits["n_archs"] == len(brute)
+    cut = {(d, n) for d, n, _ in everything - brute}
+    assert limits["n_depths_left_out"] == len(cut) and limits["depth_capped"] == bool(cut)
+    left_out = left_out_depths({"b": budget}, space, 25)
+    assert {(r["d_model"], n) for r in left_out.iter_rows(named=True)
+            for n in range(r["first_left_out"], r["last_left_out"] + 1)} == cut
     if depths:
         assert (limits["min_n_layers"], limits["max_n_layers"]) == (min(depths), max(depths))
-        assert limits["depth_capped"] == (max(depths) == space.n_layers_max)
 
 
 def test_grid_rows_pass_checks_and_meta_verification():
