@@ -51,9 +51,9 @@ def cache_problem(folder: Path) -> str | None:
     for name in (ACTIVATIONS_FILE, INDEX_FILE):
         size = (folder / name).stat().st_size
         if size != files[name]["bytes"]:
-            return f"{name} has {size} bytes, expected {files[name]['bytes']} (truncated?)"
+            return f"truncated: {name} has {size} bytes, expected {files[name]['bytes']}"
         if _file_digest(folder / name) != files[name]["sha256"]:
-            return f"{name} does not match its sha256 (corrupted)"
+            return f"sha256 mismatch: {name} is corrupted"
     return None
 
 

@@ -18,7 +18,7 @@ from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
 from proj_assets.probes.results_store import predictions_relpath, replace_partition
-from proj_assets.probes.sweep_spec import expand, load_spec, resolve_config, stage1_id, stage2_id
+from proj_assets.probes.sweep_spec import CONFIG_FIELDS, expand, load_spec, resolve_config, stage1_id, stage2_id
 from proj_assets.probes.token_spans import EXTRACTION_VERSION, tokenizer_hash
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
@@ -192,12 +192,7 @@ def aggregate_metrics(context: dg.AssetExecutionContext, manifest: pl.DataFrame,
     require_gates_passed(context, [check_key(FOLD_RESULTS, "no_group_leakage"), check_key(FOLD_RESULTS, "metrics_finite")])
     from proj_assets.probes.evaluation import aggregate
 
-    results = warehouse.query(f"select * from {RESULTS_TABLE}")
-    current = set(manifest["config_id"].to_list())
-    results = results.filter(pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(list(current)))
-    if results.height == 0:
-        raise dg.Failure("no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first")
-    table = aggregate(results)
+    table = aggregate(results := current_results(warehouse, manifest))
     context.add_output_metadata({"configs": table["config_id"].n_unique(), "fits": results.height})
     return table
 
@@ -223,14 +218,19 @@ def screening(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame
 
 
 @dg.asset(key=SUMMARY, group_name="probes", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
-          ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "screening": dg.AssetIn(SCREENING)},
+          ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "screening": dg.AssetIn(SCREENING),
+               "manifest": dg.AssetIn(MANIFEST)},
           metadata=table_metadata(SUMMARY), automation_condition=GATED)
-def summary(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, screening: pl.DataFrame) -> pl.DataFrame:
-    """Final result per config (stage 2 where promoted) with baseline and control, as tables and plots."""
-    from proj_assets.probes.evaluation import final_candidates, release_decision
+def summary(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, screening: pl.DataFrame,
+            manifest: pl.DataFrame, warehouse: Warehouse) -> pl.DataFrame:
+    """Final result per config (stage 2 where promoted) with its settings, and the nested-LOPO
+    confirmation of the winner against baseline and control, as tables and plots."""
+    from proj_assets.probes.evaluation import final_candidates, nested_confirmation, release_decision
     from proj_assets.probes.report import summary_metadata
 
-    finals = final_candidates(aggregate_metrics, stage1_id)
-    decision = release_decision(finals, load_profile().probes.release_margin)
-    context.add_output_metadata(summary_metadata(finals, aggregate_metrics, decision))
+    finals = final_candidates(aggregate_metrics, stage1_id).join(
+        manifest.select("config_id", *CONFIG_FIELDS), left_on="base_id", right_on="config_id", how="left")
+    confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+    decision = release_decision(confirmed, load_profile().probes.release_margin)
+    context.add_output_metadata(summary_metadata(finals, confirmed, decision))
     return finals.join(screening.select("config_id", "rank", "promoted"), left_on="base_id", right_on="config_id", how="left")

@@ -7,8 +7,9 @@ import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
-from proj_assets.probes.activation_cache import index_problems, nonfinite_rows, open_cache
-from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, SUMMARY, activation_folders
+from proj_assets.probes.activation_cache import cache_problem, index_problems, nonfinite_rows, open_cache
+from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST, SUMMARY, activation_folders,
+                                      current_results)
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.results_store import predictions_relpath, read_partition
 from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
@@ -38,15 +39,25 @@ def groups_and_labels_valid(corpus: pl.DataFrame) -> dg.AssetCheckResult:
 _CACHE_INS = {"corpus": dg.AssetIn(CORPUS)}
 
 
+def _unreadable(folder, layer: int) -> pl.DataFrame | None:
+    """One offending row when a cache folder fails its size/checksum verification (never read)."""
+    problem = cache_problem(folder)
+    return None if problem is None else pl.DataFrame({"layer": [layer], "problem": [f"{problem} (cache {folder.name})"]})
+
+
 @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
 def activations_finite(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
     """No NaN or inf in any cached activation."""
     offending, total = [], 0
     for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
+        if (broken := _unreadable(folder, layer)) is not None:
+            offending.append(broken)
+            continue
         array, index, _meta = open_cache(folder)
-        offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer)))
+        offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer), problem=pl.lit("non-finite")))
         total += index.height
-    return _rows_result("activations_finite", pl.concat(offending), total, "sentences with non-finite activations")
+    return _rows_result("activations_finite", pl.concat(offending, how="diagonal_relaxed"), total,
+                        "sentences with non-finite activations (or unreadable caches)")
 
 
 @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
@@ -55,10 +66,14 @@ def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_mo
     uids = set(with_sentence_uid(corpus)["uid"].to_list())
     offending, total = [], 0
     for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
+        if (broken := _unreadable(folder, layer)) is not None:
+            offending.append(broken)
+            continue
         array, index, _meta = open_cache(folder)
         offending.append(index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer)))
         total += index.height
-    return _rows_result("index_matches_cache", pl.concat(offending), total, "index rows that do not match the cache")
+    return _rows_result("index_matches_cache", pl.concat(offending, how="diagonal_relaxed"), total,
+                        "index rows that do not match the cache (or unreadable caches)")
 
 
 def _partition_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> tuple[str, str, pl.DataFrame]:
@@ -86,14 +101,15 @@ def metrics_finite(context: dg.AssetCheckExecutionContext, warehouse: Warehouse)
     return _rows_result("metrics_finite", offending, fold_results.height, "rows with non-finite metrics")
 
 
-@dg.asset_check(asset=SUMMARY, blocking=True)
-def release_gate(summary: pl.DataFrame) -> dg.AssetCheckResult:
-    """The best probe beats the position baseline and the shuffled-label control by its CI."""
-    from proj_assets.probes.evaluation import release_decision
+@dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})
+def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
+    """The config chosen without each fold beats the position baseline and the shuffled-label
+    control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
+    from proj_assets.probes.evaluation import flat_confirmation, nested_confirmation, release_decision
+    from proj_assets.probes.sweep_spec import stage1_id
 
-    ranked = summary.sort("pr_auc_ci_low", descending=True, nulls_last=True)  # decision and sample: same row
-    decision = release_decision(ranked, load_profile().probes.release_margin)
-    best = ranked.head(1).select("config_id", "probe", "stage", "pr_auc_mean", "delta_vs_baseline_ci_low",
-                                  "delta_vs_control_ci_low")
+    confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+    decision = release_decision(confirmed, load_profile().probes.release_margin)
     return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
-                            offending=None if decision["passed"] else best, **_tripwire("release_gate"))
+                            offending=None if decision["passed"] else confirmed,
+                            **flat_confirmation(decision["summary"]), **_tripwire("release_gate"))

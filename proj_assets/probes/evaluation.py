@@ -91,17 +91,76 @@ def final_candidates(aggregates: pl.DataFrame, stage1_id) -> pl.DataFrame:
         "pr_auc_ci_low", descending=True, nulls_last=True)
 
 
-def release_decision(finals: pl.DataFrame, margin: float) -> dict:
-    """The best final candidate (highest PR-AUC lower bound) must beat the position baseline and the
-    shuffled-label control: the lower bound of each paired difference must exceed `margin`."""
-    if finals.height == 0:
-        return {"passed": False, "reason": "no candidate results", "measured": math.nan, "threshold": margin}
-    best = finals.row(0, named=True)
-    vs_base, vs_ctrl = best["delta_vs_baseline_ci_low"], best["delta_vs_control_ci_low"]
-    measured = min(vs_base if vs_base is not None else math.nan, vs_ctrl if vs_ctrl is not None else math.nan)
+def nested_confirmation(results: pl.DataFrame, stage1_id) -> pl.DataFrame:
+    """Nested leave-one-problem-out confirmation of the selection itself. For each outer fold f the
+    winner is the config with the best mean stage-1 candidate PR-AUC over the *other* folds (among
+    configs with every fold done); it is then scored on f (its latest stage), beside the baseline
+    and control on f. Each fold thus confirms a choice it took no part in."""
+    per_fold = fold_means(results).with_columns(
+        base_id=pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8))
+    cand = per_fold.filter(pl.col("role") == "candidate")
+    stage1 = cand.filter(pl.col("stage") == 1)
+    folds = sorted(stage1["fold"].unique().to_list())
+    whole = stage1.group_by("config_id").agg(pl.len().alias("n")).filter(pl.col("n") == len(folds))["config_id"]
+    stage1 = stage1.filter(pl.col("config_id").is_in(whole.to_list()))
+    refs = per_fold.filter(pl.col("role") != "candidate").group_by("role", "fold").agg(pl.col("pr_auc").mean())
+    rows = []
+    for fold in folds:
+        ranked = stage1.filter(pl.col("fold") != fold).group_by("config_id", "probe").agg(pl.col("pr_auc").mean()).sort(
+            ["pr_auc", "config_id"], descending=[True, False])
+        if ranked.height == 0:
+            continue
+        chosen, probe = ranked["config_id"][0], ranked["probe"][0]
+        on_fold = cand.filter((pl.col("base_id") == chosen) & (pl.col("fold") == fold)).sort("stage", descending=True)
+        ref = {r["role"]: r["pr_auc"] for r in refs.filter(pl.col("fold") == fold).iter_rows(named=True)}
+        rows.append({"fold": fold, "selected_config": chosen, "selected_probe": probe,
+                     "selected_stage": int(on_fold["stage"][0]), "candidate": float(on_fold["pr_auc"][0]),
+                     "baseline": ref.get("baseline", math.nan), "control": ref.get("control", math.nan)})
+    schema = {"fold": pl.Utf8, "selected_config": pl.Utf8, "selected_probe": pl.Utf8, "selected_stage": pl.Int64,
+              "candidate": pl.Float64, "baseline": pl.Float64, "control": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def confirmation_summary(confirmed: pl.DataFrame) -> dict:
+    """Mean PR-AUC and 95% CI over confirmation folds of the candidate, baseline and control, and of
+    the paired gains over baseline and control."""
+    out = {"n_folds": confirmed.height}
+    series = {role: confirmed[role].to_numpy() for role in ("candidate", "baseline", "control")}
+    series |= {"gain_vs_baseline": series["candidate"] - series["baseline"],
+               "gain_vs_control": series["candidate"] - series["control"]}
+    for name, values in series.items():
+        low, high = t_interval(values)
+        out[name] = {"mean": float(np.mean(values)) if len(values) else math.nan, "ci_low": low, "ci_high": high}
+    return out
+
+
+def flat_confirmation(summary: dict) -> dict[str, float]:
+    """`confirmation_summary` as flat metadata entries (e.g. `baseline_pr_auc_ci_low`); NaN as None."""
+    flat = {}
+    for name, values in summary.items():
+        if isinstance(values, dict):
+            key = name if name.startswith("gain") else f"{name}_pr_auc"
+            for stat, value in values.items():
+                flat[f"{key}_{stat}"] = round(value, 4) if np.isfinite(value) else None
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def release_decision(confirmed: pl.DataFrame, margin: float) -> dict:
+    """On the confirmation folds (nested_confirmation), the lower 95% bounds of the selected
+    candidate's paired gain over the position baseline and over the shuffled-label control must
+    both exceed `margin`."""
+    if confirmed.height == 0:
+        return {"passed": False, "reason": "no complete stage-1 results to confirm", "measured": math.nan,
+                "threshold": margin, "summary": {}}
+    stats_ = confirmation_summary(confirmed)
+    vs_base, vs_ctrl = stats_["gain_vs_baseline"]["ci_low"], stats_["gain_vs_control"]["ci_low"]
+    measured = min(vs_base, vs_ctrl) if np.isfinite(vs_base) and np.isfinite(vs_ctrl) else math.nan
     passed = bool(np.isfinite(measured) and measured > margin)
-    fmt = lambda v: "n/a (fewer than 2 folds)" if v is None or not np.isfinite(v) else f"{v:.3f}"  # noqa: E731
-    reason = (f"best config {best['config_id']} ({best['probe']}, stage {best['stage']}): PR-AUC "
-              f"{best['pr_auc_mean']:.3f}; paired CI lower bound of the gain over the position baseline "
-              f"{fmt(vs_base)} and over the shuffled-label control {fmt(vs_ctrl)} (must exceed {margin})")
-    return {"passed": passed, "reason": reason, "measured": measured, "threshold": margin, "best": best}
+    fmt = lambda d: f"{d['mean']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"  # noqa: E731
+    picks = confirmed["selected_config"].value_counts(sort=True)
+    reason = (f"on {confirmed.height} confirmation folds (winner chosen without the fold; most chosen "
+              f"{picks['selected_config'][0]}, {picks['count'][0]} of {confirmed.height}): PR-AUC candidate "
+              f"{fmt(stats_['candidate'])}, position baseline {fmt(stats_['baseline'])}, shuffled-label control "
+              f"{fmt(stats_['control'])}; gain over baseline {fmt(stats_['gain_vs_baseline'])}, over control "
+              f"{fmt(stats_['gain_vs_control'])}; both lower bounds must exceed {margin}")
+    return {"passed": passed, "reason": reason, "measured": measured, "threshold": margin, "summary": stats_}

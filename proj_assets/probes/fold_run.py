@@ -1,16 +1,19 @@
-"""One config × fold of the sweep: the config's probe, its shuffled-label control and the position
-baseline, each trained for all seeds at once, evaluated on the held-out group."""
-
-import time
+"""One fold of the sweep for a group of configs that share probe type, layer, batch size and heads:
+every (config, seed) replica trained in one batched computation (per-replica learning rate, weight
+decay and epoch budget), early-stopped on the fold's validation problems, then evaluated on the
+held-out problem beside the candidate-independent references (position baseline, shuffled-label
+control; references.py)."""
 
 import numpy as np
 import polars as pl
 
 from proj_assets.probes.folds import FoldData, build_fold
 from proj_assets.probes.probe_types import TOKEN_PROBES
-from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, shuffled_labels, train_replicas
+from proj_assets.probes.references import fit_references
+from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_replicas
 
-ROLES = ("candidate", "control", "baseline")
+N_CONTROL_SEEDS = 5
+SHARED_FIELDS = ("probe_type", "layer", "batch_size", "n_heads", "pooling")
 
 
 def seeds_for(config: dict, base_seed: int) -> list[int]:
@@ -18,40 +21,69 @@ def seeds_for(config: dict, base_seed: int) -> list[int]:
     return [base_seed + i for i in range(int(config["n_seeds"]))]
 
 
+def control_seeds(base_seed: int) -> list[int]:
+    return [base_seed + i for i in range(N_CONTROL_SEEDS)]
+
+
+def group_key(config: dict) -> tuple:
+    """Configs with the same key train together (they differ in learning rate, weight decay, epochs)."""
+    return tuple(config[f] for f in SHARED_FIELDS)
+
+
 def fold_inputs(config: dict, corpus: pl.DataFrame, array, index, fold: str) -> FoldData:
     token = config["probe_type"] in TOKEN_PROBES
     return build_fold(corpus, array, index, fold, pooling=None if token else config["pooling"], need_tokens=token)
 
 
-def run_config_fold(config: dict, data: FoldData, fold: str, base_seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(metrics: one row per role × seed, predictions: one row per role × seed × test sentence)."""
-    seeds = seeds_for(config, base_seed)
-    hp = TrainParams(config["learning_rate"], config["weight_decay"], config["epochs"], config["batch_size"],
-                     max(int(config["n_heads"]), 1))
-    order_seed = base_seed
-    n_seeds = len(seeds)
-    started = time.perf_counter()
-    # candidate and control share one batched run: replicas 0..S-1 see true labels, S..2S-1 shuffled ones
-    labels = np.concatenate([np.tile(data.y_train, (n_seeds, 1)), shuffled_labels(data.y_train, seeds)])
-    params = train_replicas(config["probe_type"], data.train, labels, seeds + seeds, hp, order_seed)
-    probs_cc = predict(config["probe_type"], params, data.test)
-    base_params = train_replicas("position_baseline", data.train, np.tile(data.y_train, (n_seeds, 1)), seeds, hp, order_seed)
-    probs = {"candidate": probs_cc[:n_seeds], "control": probs_cc[n_seeds:],
-             "baseline": predict("position_baseline", base_params, data.test)}
-    fit_seconds = time.perf_counter() - started
-    train_groups = ",".join(sorted(data.train_rows["group_id"].unique().to_list()))
-    test_groups = ",".join(sorted(data.test_rows["group_id"].unique().to_list()))
+def references_for(data: FoldData, base_seed: int) -> pl.DataFrame:
+    ref = data.reference
+    return fit_references(ref["position_train"], ref["pooled_train"], data.train_rows["label"].to_numpy(),
+                          ref["groups_train"], ref["position_test"], ref["pooled_test"], control_seeds(base_seed))
+
+
+def run_group_fold(configs: list[dict], data: FoldData, fold: str, base_seed: int,
+                   references: pl.DataFrame | None = None, device: str = "cpu") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(metrics: one row per config x role x seed, predictions: one row per config x role x seed x
+    test sentence). `references` (from references_for, cached by the caller) are fit when None."""
+    keys = {group_key(c) for c in configs}
+    if len(keys) != 1:
+        raise ValueError(f"configs trained together must share {SHARED_FIELDS}; got {sorted(keys)}")
+    first = configs[0]
+    owners = [(c, s) for c in configs for s in seeds_for(c, base_seed)]
+    hp = TrainParams([c["learning_rate"] for c, _ in owners], [c["weight_decay"] for c, _ in owners],
+                     [c["epochs"] for c, _ in owners], int(first["batch_size"]), max(int(first["n_heads"]), 1))
+    seeds = [s for _, s in owners]
+    params = train_replicas(first["probe_type"], data.train, np.tile(data.y_train, (len(seeds), 1)), seeds, hp,
+                            data.val, np.tile(data.y_val, (len(seeds), 1)), device=device)
+    probs = predict(first["probe_type"], params, data.test)
+    refs = references if references is not None else references_for(data, base_seed)
+    importance = data.test_rows["importance"].to_numpy() if "importance" in data.test_rows.columns else None
+    common = {"fold": fold, "n_train": data.train_rows.height, "n_test": len(data.y_test),
+              "n_test_positive": int(data.y_test.sum()), "val_groups": ",".join(data.val_groups),
+              "test_groups": ",".join(sorted(data.test_rows["group_id"].unique().to_list())),
+              "train_groups": ",".join(sorted(data.train_rows["group_id"].unique().to_list()))}
+    ref_rows = [(role, seed, grp) for (role, seed), grp in refs.sort("row").group_by(["role", "probe_seed"], maintain_order=True)]
     metrics, predictions = [], []
-    for role in ROLES:
-        probe = "position_baseline" if role == "baseline" else config["probe_type"]
-        for seed, m, p in zip(seeds, replica_metrics(data.y_test, probs[role]), probs[role]):
-            metrics.append({"config_id": config["config_id"], "fold": fold, "stage": int(config["stage"]),
-                            "role": role, "probe": probe, "probe_seed": seed, **m,
-                            "n_train": len(data.y_train), "n_test": len(data.y_test),
-                            "n_test_positive": int(data.y_test.sum()), "test_groups": test_groups,
-                            "train_groups": train_groups, "fit_seconds": fit_seconds / (3 * n_seeds)})
+    for config in configs:
+        fits = [("candidate", config["probe_type"], s, probs[i], float(params["epochs_run"][i]), None, None)
+                for i, (c, s) in enumerate(owners) if c is config]
+        fits += [(role, "position_baseline" if role == "baseline" else "logistic_regression_mean_pooled", seed,
+                  grp["probability"].to_numpy(), None, float(grp["c"][0]), bool(grp["converged"][0]))
+                 for role, seed, grp in ref_rows]
+        for (role, probe, seed, p, epochs_run, c, converged), m in zip(
+                fits, replica_metrics(data.y_test, np.stack([f[3] for f in fits]), importance)):
+            metrics.append({"config_id": config["config_id"], "stage": int(config["stage"]), "role": role, "probe": probe,
+                            "probe_seed": int(seed), **m, "epochs_run": epochs_run, "reference_c": c,
+                            "reference_converged": converged, **common})
             predictions.append(pl.DataFrame({
-                "config_id": config["config_id"], "fold": fold, "role": role, "probe_seed": seed,
+                "config_id": config["config_id"], "fold": fold, "role": role, "probe_seed": int(seed),
                 "uid": data.test_rows["uid"], "group_id": data.test_rows["group_id"],
-                "label": data.test_rows["label"], "probability": p.astype(np.float64)}))
-    return pl.DataFrame(metrics), pl.concat(predictions)
+                "label": data.test_rows["label"], "probability": np.asarray(p, dtype=np.float64)}))
+    schema = {"epochs_run": pl.Float64, "reference_c": pl.Float64, "reference_converged": pl.Boolean}
+    return pl.DataFrame(metrics, schema_overrides=schema), pl.concat(predictions)
+
+
+def run_config_fold(config: dict, data: FoldData, fold: str, base_seed: int,
+                    references: pl.DataFrame | None = None, device: str = "cpu") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One config's rows (see run_group_fold)."""
+    return run_group_fold([config], data, fold, base_seed, references, device)

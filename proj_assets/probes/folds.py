@@ -1,5 +1,6 @@
 """Leave-one-problem-out folds and the standardised tensors a fold trains and tests on."""
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,19 +58,38 @@ def _standardise(train: np.ndarray, test: np.ndarray, axis=0, weights=None) -> t
     return (train - mean) / std, (test - mean) / std
 
 
+VALIDATION_FRACTION = 0.2
+
+
+def validation_groups(train_groups: list[str], fold: str) -> list[str]:
+    """About a fifth of the training problems (at least one), chosen by the fold key: the candidate's
+    early-stopping set. Never the held-out problem; the rest of training fits the probe."""
+    groups = sorted(train_groups)
+    k = max(1, round(VALIDATION_FRACTION * len(groups)))
+    rng = np.random.default_rng(int(hashlib.sha256(fold.encode()).hexdigest()[:8], 16))
+    return sorted(rng.choice(groups, size=k, replace=False).tolist())
+
+
 @dataclass
 class FoldData:
+    """Candidate inputs split into fit / validation (training problems) and test (the held-out
+    problem), plus `reference`: numpy features of all training rows and the test rows for the
+    candidate-independent baseline and control (see references.py)."""
     train: "ProbeInputs"  # noqa: F821 (torch is imported only when a fold is built)
+    val: "ProbeInputs"  # noqa: F821
     test: "ProbeInputs"  # noqa: F821
     y_train: np.ndarray
+    y_val: np.ndarray
     y_test: np.ndarray
-    train_rows: pl.DataFrame
+    train_rows: pl.DataFrame  # every training row (fit and validation problems)
     test_rows: pl.DataFrame
+    val_groups: list[str]
+    reference: dict
 
 
 def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFrame | None, fold: str,
                pooling: str | None, need_tokens: bool) -> FoldData:
-    """Standardised train/test inputs for one held-out group (statistics from train only).
+    """Standardised inputs for one held-out group (statistics from the training problems only).
 
     `corpus` must carry `uid`; `array`/`index` may be None for the position baseline alone."""
     import torch
@@ -77,12 +97,17 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
     from proj_assets.probes.probe_models import ProbeInputs
 
     train_rows, test_rows = split(corpus, fold)
+    val_groups = validation_groups(train_rows["group_id"].unique().to_list(), fold)
+    is_val = train_rows["group_id"].is_in(val_groups).to_numpy()
     pos_tr, pos_te = _standardise(position_features(train_rows), position_features(test_rows))
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     train, test = ProbeInputs(to_t(pos_tr)), ProbeInputs(to_t(pos_te))
+    reference = {"position_train": pos_tr, "position_test": pos_te, "groups_train": train_rows["group_id"].to_numpy(),
+                 "pooled_train": None, "pooled_test": None}
     if array is not None:
         tok_tr, m_tr = padded_tokens(array, index, train_rows["uid"].to_numpy())
         tok_te, m_te = padded_tokens(array, index, test_rows["uid"].to_numpy())
+        reference["pooled_train"], reference["pooled_test"] = _standardise(pool(tok_tr, m_tr, "mean"), pool(tok_te, m_te, "mean"))
         if pooling:
             p_tr, p_te = _standardise(pool(tok_tr, m_tr, pooling), pool(tok_te, m_te, pooling))
             train.pooled, test.pooled = to_t(p_tr), to_t(p_te)
@@ -90,4 +115,7 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
             tok_tr, tok_te = _standardise(tok_tr, tok_te, weights=m_tr)
             train.tokens, train.mask = to_t(tok_tr * m_tr[..., None]), torch.from_numpy(m_tr)
             test.tokens, test.mask = to_t(tok_te * m_te[..., None]), torch.from_numpy(m_te)
-    return FoldData(train, test, train_rows["label"].to_numpy(), test_rows["label"].to_numpy(), train_rows, test_rows)
+    y = train_rows["label"].to_numpy()
+    fit_idx, val_idx = torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
+    return FoldData(train.rows(fit_idx), train.rows(val_idx), test, y[~is_val], y[is_val], test_rows["label"].to_numpy(),
+                    train_rows, test_rows, val_groups, reference)

@@ -32,6 +32,10 @@ class ProbeInputs:
     def __len__(self) -> int:
         return self.position.shape[0]
 
+    def to(self, device: str) -> "ProbeInputs":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ProbeInputs(move(self.position), move(self.pooled), move(self.tokens), move(self.mask))
+
     def rows(self, idx: torch.Tensor) -> "ProbeInputs":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return ProbeInputs(self.position[idx], pick(self.pooled), pick(self.tokens), pick(self.mask))
@@ -75,7 +79,7 @@ def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs) -> 
     N, T, _ = x.tokens.shape
     flat = x.tokens.reshape(N * T, D)
     # 0 on real tokens, -inf on padding: one broadcast add instead of a masked copy per head
-    pad = torch.zeros(N, T, 1, 1).masked_fill(~x.mask[:, :, None, None], float("-inf"))
+    pad = torch.zeros(N, T, 1, 1, device=x.tokens.device).masked_fill(~x.mask[:, :, None, None], float("-inf"))
     if probe_type == "attention_probe":
         H = K // 2  # separate query and value matmuls give contiguous [N, T, R, H] tensors
         scores = (flat @ (w[:, :H, :].reshape(R * H, D).T / math.sqrt(D))).reshape(N, T, R, H) + pad

@@ -89,6 +89,10 @@ def load_spec(path: Path) -> SweepSpec:
     return parse_spec(raw, str(path))
 
 
+# A config's settings as the UI shows them (manifest columns, fold partition metadata, summary).
+CONFIG_FIELDS = ("probe_type", "layer", "pooling", "learning_rate", "weight_decay", "epochs", "n_heads", "batch_size")
+
+
 def canonical_config(values: dict, stage: int, n_seeds: int) -> dict:
     """Drop what a probe type ignores, so equivalent configs share one id."""
     config = {"probe_type": values["probe_type"], "layer": int(values["layer"]),

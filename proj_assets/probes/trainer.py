@@ -1,10 +1,14 @@
-"""Batched probe training: all replicas (seeds, controls) of a config-fold in one computation.
+"""Batched probe training: many replicas (seeds, and configs that share probe type, layer and fold)
+in one computation.
 
-The loss is the sum over replicas of each replica's mean binary cross-entropy, so each replica's
-gradient is exactly its own; AdamW is elementwise, so stacked replicas evolve exactly as separate
-runs would (up to float summation order). Minibatches come from one order per epoch, shared by all
-replicas (seeded by `order_seed`), so a minibatch is gathered once for every replica; seeds vary
-the initialisation and, for the control, the label permutation.
+The loss is the sum over replicas of each replica's mean class-weighted binary cross-entropy, so
+each replica's gradient is exactly its own; the optimizer (`BatchedAdamW`, torch's AdamW update
+with a learning rate and weight decay per replica) is elementwise, so stacked replicas evolve as
+separate runs would (up to float summation order). Each replica has its own seed for its
+initialisation and its own minibatch order; a step computes the probe once on the union of the
+replicas' minibatch rows. Positives are weighted by negatives/positives of the replica's labels.
+With a validation set, each replica keeps its best-validation-loss parameters and stops after
+`patience` epochs without improvement (or at its own epoch budget).
 """
 
 from collections.abc import Sequence
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from proj_assets.probes.probe_models import ProbeInputs, feature_width, init_params, logits
@@ -19,56 +24,135 @@ from proj_assets.probes.probe_models import ProbeInputs, feature_width, init_par
 
 @dataclass(frozen=True)
 class TrainParams:
-    learning_rate: float
-    weight_decay: float
-    epochs: int
+    """Scalars, or one value per replica for learning_rate / weight_decay / epochs."""
+    learning_rate: float | Sequence[float]
+    weight_decay: float | Sequence[float]
+    epochs: int | Sequence[int]
     batch_size: int
     n_heads: int = 2
+    patience: int = 10  # epochs without validation improvement before a replica stops
 
 
-def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int],
-                   hp: TrainParams, order_seed: int) -> dict[str, torch.Tensor]:
-    """Train len(seeds) replicas; `labels` is [R, N] (one label vector per replica)."""
-    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if labels_t.shape != (len(seeds), len(inputs)):
-        raise ValueError(f"labels shape {tuple(labels_t.shape)} != (replicas {len(seeds)}, rows {len(inputs)})")
-    params = init_params(probe_type, list(seeds), feature_width(probe_type, inputs), hp.n_heads)
-    opt = torch.optim.AdamW(params.values(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
-    rng = np.random.default_rng(order_seed)
-    n = len(inputs)
-    for _epoch in range(hp.epochs):
-        order = torch.from_numpy(rng.permutation(n)) if hp.batch_size < n else torch.arange(n)
+def per_replica(value, n: int) -> torch.Tensor:
+    return torch.as_tensor(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy(), dtype=torch.float32)
+
+
+class BatchedAdamW:
+    """torch.optim.AdamW's update (decoupled weight decay, bias correction) with a learning rate
+    and weight decay per replica (the leading dimension of every parameter); `scale` (0 or 1 per
+    replica) freezes replicas that stopped."""
+
+    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, weight_decay: torch.Tensor,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.wd, self.betas, self.eps, self.t = params, lr, weight_decay, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, scale: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        lr = self.lr * scale
+        for p, m, v in zip(self.params, self.m, self.v):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            p.mul_((1 - lr * self.wd).view(shape))
+            m.lerp_(p.grad, 1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            denom = (v.sqrt() / bc2 ** 0.5).add_(self.eps)
+            p.sub_((lr / bc1).view(shape) * m / denom)
+            p.grad = None
+
+
+def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """Per-replica mean class-weighted BCE [R]."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        out, labels, pos_weight=pos_weight[:, None], reduction="none").mean(dim=1)
+
+
+def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int], hp: TrainParams,
+                   val: ProbeInputs | None = None, val_labels: np.ndarray | None = None,
+                   device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Train len(seeds) replicas; `labels` is [R, N] (one label vector per replica). Returns the
+    parameters (best on validation when given) and `epochs_run` per replica."""
+    R, n = len(seeds), len(inputs)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.float32, device=device)
+    if labels_t.shape != (R, n):
+        raise ValueError(f"labels shape {tuple(labels_t.shape)} != (replicas {R}, rows {n})")
+    inputs = inputs.to(device)
+    params = {k: v.detach().to(device).requires_grad_() for k, v in
+              init_params(probe_type, list(seeds), feature_width(probe_type, inputs), hp.n_heads).items()}
+    lr, wd = per_replica(hp.learning_rate, R).to(device), per_replica(hp.weight_decay, R).to(device)
+    epochs = per_replica(hp.epochs, R).to(device)
+    positives = labels_t.sum(1)
+    pos_weight = (n - positives) / positives.clamp(min=1)
+    opt = BatchedAdamW(list(params.values()), lr, wd)
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    active = torch.ones(R, device=device)
+    run = torch.zeros(R, device=device)
+    best = {k: v.detach().clone() for k, v in params.items()}
+    if val is not None:
+        val, val_t = val.to(device), torch.as_tensor(np.asarray(val_labels), dtype=torch.float32, device=device)
+        best_loss, since_best = torch.full((R,), float("inf"), device=device), torch.zeros(R, device=device)
+    for epoch in range(int(epochs.max())):
+        full = hp.batch_size >= n
+        orders = None if full else torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(device)
         for start in range(0, n, hp.batch_size):
-            idx = order[start:start + hp.batch_size]
-            out = logits(probe_type, params, inputs.rows(idx))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                out, labels_t[:, idx], reduction="none").mean(dim=1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return {k: v.detach() for k, v in params.items()}
+            if full:
+                out, lab = logits(probe_type, params, inputs), labels_t
+            else:
+                idx = orders[:, start:start + hp.batch_size]
+                union, inverse = torch.unique(idx, return_inverse=True)
+                out = logits(probe_type, params, inputs.rows(union)).gather(1, inverse)
+                lab = labels_t.gather(1, idx)
+            _weighted_bce(out, lab, pos_weight).sum().backward()
+            opt.step(active)
+        trained = active > 0
+        run += active
+        active = active * (epoch + 1 < epochs)
+        if val is not None:
+            with torch.no_grad():
+                loss = _weighted_bce(logits(probe_type, params, val), val_t, pos_weight)
+            improved = (loss < best_loss - 1e-6) & trained
+            for k in best:
+                best[k][improved] = params[k].detach()[improved]
+            best_loss = torch.where(improved, loss, best_loss)
+            since_best = torch.where(improved, torch.zeros_like(since_best), since_best + 1)
+            active = active * (since_best < hp.patience)
+        if not bool(active.any()):
+            break
+    final = best if val is not None else {k: v.detach() for k, v in params.items()}
+    return {**final, "epochs_run": run.cpu()}
 
 
 def predict(probe_type: str, params: dict[str, torch.Tensor], inputs: ProbeInputs) -> np.ndarray:
     """Probabilities [R, N]."""
     with torch.no_grad():
-        return torch.sigmoid(logits(probe_type, params, inputs)).numpy()
+        return torch.sigmoid(logits(probe_type, params, inputs.to(params["w"].device))).cpu().numpy()
 
 
 def train_one_at_a_time(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int],
-                        hp: TrainParams, order_seed: int) -> list[dict[str, torch.Tensor]]:
+                        hp: TrainParams, val: ProbeInputs | None = None, val_labels: np.ndarray | None = None
+                        ) -> list[dict[str, torch.Tensor]]:
     """The naive reference: one replica per call (what the batched trainer replaces)."""
-    return [train_replicas(probe_type, inputs, labels[r:r + 1], [s], hp, order_seed) for r, s in enumerate(seeds)]
+    pick = lambda v, r: v[r] if np.ndim(v) else v  # noqa: E731
+    return [train_replicas(probe_type, inputs, labels[r:r + 1], [s],
+                           TrainParams(pick(hp.learning_rate, r), pick(hp.weight_decay, r), pick(hp.epochs, r),
+                                       hp.batch_size, hp.n_heads, hp.patience),
+                           val, None if val_labels is None else val_labels[r:r + 1])
+            for r, s in enumerate(seeds)]
 
 
-def shuffled_labels(y: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-    """One within-train permutation of the labels per seed: the shuffled-label control."""
-    return np.stack([np.random.default_rng(10_007 + int(s)).permutation(y) for s in seeds])
-
-
-def replica_metrics(y_true: np.ndarray, probs: np.ndarray) -> list[dict]:
-    """PR-AUC (average precision), ROC-AUC (NaN when the test set has one class) and base rate per replica."""
+def replica_metrics(y_true: np.ndarray, probs: np.ndarray, importance: np.ndarray | None = None) -> list[dict]:
+    """PR-AUC (average precision), ROC-AUC (NaN when the test set has one class), base rate and,
+    with a continuous importance score, its Spearman correlation with the probability, per replica."""
     both = len(np.unique(y_true)) == 2
-    return [{"pr_auc": float(average_precision_score(y_true, p)) if y_true.any() else float("nan"),
-             "roc_auc": float(roc_auc_score(y_true, p)) if both else float("nan"),
-             "base_rate": float(np.mean(y_true))} for p in probs]
+    rows = []
+    for p in probs:
+        row = {"pr_auc": float(average_precision_score(y_true, p)) if y_true.any() else float("nan"),
+               "roc_auc": float(roc_auc_score(y_true, p)) if both else float("nan"),
+               "base_rate": float(np.mean(y_true)), "spearman": float("nan")}
+        if importance is not None and np.ptp(importance) > 0 and np.ptp(p) > 0:
+            row["spearman"] = float(spearmanr(importance, p).statistic)
+        rows.append(row)
+    return rows

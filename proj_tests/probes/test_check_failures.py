@@ -13,6 +13,7 @@ import pytest
 from proj_assets.probes import assets as A
 from proj_assets.probes import checks as C
 from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, INDEX_FILE, open_cache
+from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_assets.probes.quality import nonfinite_metric_rows
 from proj_assets.probes.results_store import QUALIFIED, read_partition, replace_partition
 
@@ -24,6 +25,9 @@ ACT_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "activations_finite")
               dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "index_matches_cache")]
 FOLD_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "no_group_leakage"),
                dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite")]
+
+
+N_ROWS = 2 + 1 + N_CONTROL_SEEDS  # candidate x 2 seeds, one position baseline, the controls
 
 
 def run(instance, resources, keys, partition=None, raise_on_error=True):
@@ -57,6 +61,19 @@ def assert_failed(evaluation, min_failing=1):
     assert evaluation.metadata["n_failing"].value >= min_failing
 
 
+def reseal(folder):
+    """Recompute the cache's checksums, as if the model itself had produced these values (a NaN
+    from the model is written into a consistent cache; only the content checks can catch it)."""
+    import json
+
+    from proj_assets.probes.activation_cache import META_FILE, _file_digest
+
+    meta = json.loads((folder / META_FILE).read_text())
+    for name in meta["files"]:
+        meta["files"][name] = {"bytes": (folder / name).stat().st_size, "sha256": _file_digest(folder / name)}
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
 def cache_folder(tmp_path):
     (folder,) = [p.parent for p in (tmp_path / "artifacts" / "probes" / "activations").glob(f"*/{ACTIVATIONS_FILE}")]
     return folder
@@ -83,6 +100,12 @@ def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instan
     writable.flush()
     del writable
 
+    checks = run_checks(instance, probe_resources, ACT_CHECKS)  # changed behind the checksum: never read
+    for name in ("activations_finite", "index_matches_cache"):
+        assert_failed(checks[name])
+        assert "sha256 mismatch" in checks[name].metadata["offending_sample"].value
+    reseal(folder)
+
     checks = run_checks(instance, probe_resources, ACT_CHECKS)
     assert_failed(checks["activations_finite"])
     assert checks["activations_finite"].metadata["n_failing"].value == 1
@@ -102,6 +125,7 @@ def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instan
     del writable
     index.with_columns(offset=pl.when(pl.int_range(pl.len()) == 2).then(pl.col("offset") + 1)
                        .otherwise(pl.col("offset"))).write_parquet(folder / INDEX_FILE)
+    reseal(folder)
 
     checks = run_checks(instance, probe_resources, ACT_CHECKS)
     assert checks["activations_finite"].passed
@@ -121,7 +145,7 @@ def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, inst
     config = built.keys_by_dimension["config"]
     with warehouse.get_connection() as conn:
         rows = read_partition(conn, config, fold)
-        assert rows.height == 6
+        assert rows.height == N_ROWS
         first = pl.int_range(pl.len()) == 0
         bad = rows.with_columns(
             pr_auc=pl.when(first).then(float("nan")).otherwise(pl.col("pr_auc")),
@@ -140,7 +164,7 @@ def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, inst
     assert "refusing to run" in message
     for name in ("metrics_finite", "no_group_leakage"):
         assert f"probes/sweep/fold_results:{name} partition {str(built)!r} failed" in message
-    assert warehouse.query(f"select count(*) as n from {QUALIFIED}")["n"][0] == 6  # untouched, nothing aggregated
+    assert warehouse.query(f"select count(*) as n from {QUALIFIED}")["n"][0] == N_ROWS  # untouched, nothing aggregated
     assert instance.get_latest_materialization_event(dg.AssetKey(A.AGGREGATE)) is None
 
 

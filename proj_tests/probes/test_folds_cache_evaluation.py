@@ -8,7 +8,8 @@ from statsmodels.stats.weightstats import DescrStatsW
 from proj_assets.probes.activation_cache import CacheWriter, cache_spec, index_problems, nonfinite_rows, open_cache
 from proj_assets.probes.corpus import coerce_corpus, with_sentence_uid
 from proj_assets.probes.corpus_generator import generate_corpus
-from proj_assets.probes.evaluation import aggregate, final_candidates, release_decision, screen, t_interval
+from proj_assets.probes.evaluation import (aggregate, final_candidates, nested_confirmation, release_decision, screen,
+                                          t_interval)
 from proj_assets.probes.folds import build_fold, lopo_folds, split
 from proj_assets.probes.quality import leakage_rows
 from proj_assets.probes.sweep_spec import stage1_id, stage2_id
@@ -107,10 +108,33 @@ def _results(gain: float, n_folds: int = 5, seeds=(0, 1), config_id: str = "aaaa
 
 
 def test_release_gate_fails_when_probes_do_not_beat_the_baseline():
-    good = release_decision(final_candidates(aggregate(_results(gain=0.15)), stage1_id), margin=0.0)
+    good = release_decision(nested_confirmation(_results(gain=0.15), stage1_id), margin=0.0)
     assert good["passed"] and good["measured"] > 0.1
-    bad = release_decision(final_candidates(aggregate(_results(gain=0.0)), stage1_id), margin=0.0)
+    assert good["summary"]["baseline"]["ci_low"] < good["summary"]["baseline"]["mean"]
+    bad = release_decision(nested_confirmation(_results(gain=0.0), stage1_id), margin=0.0)
     assert not bad["passed"] and "position baseline" in bad["reason"]
+
+
+def test_nested_confirmation_does_not_reward_the_luckiest_of_many_configs():
+    """40 configs with no real gain: the best of them, scored on the folds that picked it, looks
+    better than the baseline; confirmed on folds that did not pick it, it does not."""
+    rng = np.random.default_rng(1)
+    base = {f"g{f}": 0.5 + 0.05 * rng.normal() for f in range(8)}
+    rows = [{"config_id": f"{c:012x}", "fold": fold, "stage": 1, "role": role, "probe": "linear_probe",
+             "probe_seed": 0, "pr_auc": value + (0.08 * rng.normal() if role == "candidate" else 0.0),
+             "roc_auc": 0.6, "base_rate": 0.4}
+            for c in range(40) for fold, value in base.items() for role in ("candidate", "baseline", "control")]
+    results = pl.DataFrame(rows)
+    naive = final_candidates(aggregate(results), stage1_id).sort("pr_auc_mean", descending=True).row(0, named=True)
+    confirmed = nested_confirmation(results, stage1_id)
+    honest = release_decision(confirmed, margin=0.0)
+    assert naive["delta_vs_baseline"] > 0.03  # selection bias of the best-of-40 (no config has a real gain)
+    assert honest["summary"]["gain_vs_baseline"]["mean"] < naive["delta_vs_baseline"] - 0.02
+    assert not honest["passed"]
+    for row in confirmed.iter_rows(named=True):  # each fold's winner was chosen without it
+        others = results.filter((pl.col("fold") != row["fold"]) & (pl.col("role") == "candidate"))
+        best = others.group_by("config_id").agg(pl.col("pr_auc").mean()).sort("pr_auc", descending=True)["config_id"][0]
+        assert row["selected_config"] == best
 
 
 def test_screening_promotes_top_k_once_and_converges():
@@ -129,17 +153,30 @@ def test_screening_promotes_top_k_once_and_converges():
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, disabled):
+def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, tmp_path, disabled):
     import dagster as dg
 
     from proj_assets.probes.checks import release_gate
+    from proj_assets.probes.results_store import replace_partition
+    from proj_resources import Warehouse
 
     probes_profile(disabled_tripwires=["release_gate"] if disabled else [])
-    summary = final_candidates(aggregate(_results(gain=0.0)), stage1_id)
-    result = release_gate(summary=summary)
+    manifest = pl.DataFrame({"config_id": ["aaaaaaaaaaaa"]})
+
+    def gate(gain: float, name: str):
+        warehouse = Warehouse(database=str(tmp_path / f"{name}.duckdb"))
+        results = _results(gain=gain)
+        with warehouse.get_connection() as conn:
+            for (fold,), rows in results.group_by("fold"):
+                replace_partition(conn, rows, "aaaaaaaaaaaa", fold)
+        return release_gate(manifest=manifest, warehouse=warehouse)
+
+    result = gate(0.0, "flat")
     assert not result.passed
     assert result.metadata["threshold"].value == 0.0 and result.metadata["measured"].value <= 0.0
     assert "aaaaaaaaaaaa" in result.metadata["offending_sample"].value
+    for role in ("candidate", "baseline", "control"):
+        assert {f"{role}_pr_auc_{s}" for s in ("mean", "ci_low", "ci_high")} <= set(result.metadata)
     assert result.metadata["tripwire_disabled"].value is disabled
     assert result.severity == (dg.AssetCheckSeverity.WARN if disabled else dg.AssetCheckSeverity.ERROR)
-    assert release_gate(summary=final_candidates(aggregate(_results(gain=0.2)), stage1_id)).passed
+    assert gate(0.2, "good").passed

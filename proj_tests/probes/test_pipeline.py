@@ -12,6 +12,7 @@ from proj_assets.probes import assets as A
 from proj_assets.probes import checks as C
 from proj_assets.probes.corpus import coerce_corpus
 from proj_assets.probes.corpus_generator import generate_corpus
+from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
 CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
@@ -33,7 +34,8 @@ def test_one_config_fold_materializes_in_process(instance, probes_profile, probe
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"no_group_leakage": True, "metrics_finite": True}
     rows = probe_resources["warehouse"].query("select * from probes_sweep.fold_results")
-    assert rows.height == 3 * 2  # candidate, control, baseline x 2 seeds
+    assert rows.height == 2 + 1 + N_CONTROL_SEEDS  # candidate x 2 seeds, the position baseline, the controls
+    assert rows.filter(pl.col("role") != "candidate")["reference_converged"].all()
     assert set(rows["fold"]) == {"problem_01"} and rows["model_revision"].null_count() == 0
     assert rows.filter(pl.col("role") == "candidate")["pr_auc"].min() > 0
 
