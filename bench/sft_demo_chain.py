@@ -1,5 +1,6 @@
 """Time the whole SFT demo chain in-process on the active profile (default demo) and print the
-evaluation. Baseline in the same run: the cold base-model build, against which the cached
+evaluation (strict and lenient judges, runaway and token-limit rates), the critic's AUC and the
+training-set filter counts. Baseline in the same run: the cold base-model build, against which the cached
 re-materialization (content-addressed hit) is reported as a ratio.
 
     PROJ_DATA_DIR=$(mktemp -d) .venv/bin/python bench/sft_demo_chain.py
@@ -49,6 +50,11 @@ def main() -> None:
         run("adapter", [k.ADAPTER])
         run("paired eval + stats", [k.PAIRED, k.STATS])
         elapsed = time.perf_counter() - total
+        instance_meta = {}
+        for key in (k.PILOT, k.CRITIC, k.TRAINING_SET, k.ADAPTER):
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            meta = event.asset_materialization.metadata if event else {}
+            instance_meta[tuple(key)] = {m: getattr(v, "value", v) for m, v in meta.items()}
     for label, seconds in timings.items():
         print(f"{label:28s} {seconds:7.1f} s")
     print(f"{'chain total (incl. cached)':28s} {elapsed:7.1f} s")
@@ -56,9 +62,22 @@ def main() -> None:
     if not resources["warehouse"].table_exists("sft_eval", "stats"):
         print("the chain stopped before the evaluation (a gate refused): see the check lines above")
         return
-    stats = resources["warehouse"].query("select * from sft_eval.stats")
-    with pl.Config(tbl_cols=12, tbl_width_chars=160):
+    warehouse = resources["warehouse"]
+    stats = warehouse.query("select * from sft_eval.stats")
+    with pl.Config(tbl_cols=14, tbl_width_chars=200):
+        print("strict exact match (the stage gate's judge):")
         print(stats.select("scope", "n", "base_accuracy", "sft_accuracy", "cohens_h", "mcnemar_p", "p_bh"))
+        print("lenient judge and QC rates:")
+        print(stats.select("scope", "base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate",
+                           "sft_runaway_rate", "base_token_limit_rate", "sft_token_limit_rate"))
+    for key in (k.PILOT, k.CRITIC, k.TRAINING_SET, k.ADAPTER):
+        meta = instance_meta[tuple(key)]
+        shown = {m: meta[m] for m in ("critic_auc", "critic_threshold_chosen", "critic_position_prior", "threshold",
+                                      "keep_rate", "generated", "dropped_runaway", "dropped_token_limit",
+                                      "dropped_by_critic", "dropped_duplicates", "dropped_test_overlap", "kept",
+                                      "critic_precision", "candidate_accuracy", "epochs_run", "best_epoch",
+                                      "validation_losses", "runaway_rate", "token_limit_rate") if m in meta}
+        print(f"{'/'.join(key)}: {shown}")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,18 @@ from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_lim
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import ArtifactStore, Compute, Provenance
 from proj_resources.hashing import canonical_hash
-from proj_resources.models import ModelSource, check_model_dir
+from proj_resources.models import ModelSource
 
 
 
-def loss_curve(losses: list[float], title: str) -> dg.MetadataValue:
+def loss_curve(losses: list[float], title: str, val_losses: list[float] | None = None,
+               steps_per_epoch: int | None = None) -> dg.MetadataValue:
+    """Training loss per step, and (when given) validation loss at the end of each epoch."""
     fig, ax = new_figure()
-    ax.plot(range(1, len(losses) + 1), losses)
+    ax.plot(range(1, len(losses) + 1), losses, label="train")
+    if val_losses:
+        ax.plot([steps_per_epoch * (e + 1) for e in range(len(val_losses))], val_losses, "o-", label="validation")
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -28,12 +33,13 @@ def base_model(context: dg.AssetExecutionContext, base_model: ModelSource, artif
                compute: Compute, provenance: Provenance) -> dg.MaterializeResult:
     """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
     from proj_assets.sft.demo_model import generator_code_hash, pretrain
+    from proj_assets.sft.model_folder import check_base_model_folder
 
     cfg = sft_settings().demo_model
     meta: dict = {}
     with compute.meter() as meter:
         if base_model.path:
-            folder, source = check_model_dir(base_model.path), "local folder"
+            folder, source = check_base_model_folder(base_model.path), "local folder"
         else:
             import torch
 
@@ -63,12 +69,13 @@ def adapter(context: dg.AssetExecutionContext, training_set: pl.DataFrame, base_
 
     from proj_assets.sft.lora_training import bitsandbytes_available, choose_method, load_base_for_training, train_lora
     from proj_assets.sft.prompts import PromptBuilder
-    from proj_resources.models import load_tokenizer
+    from proj_assets.sft.tokenizer import load_sft_tokenizer
 
     require_gates_passed(context, [check_key(TRAINING_SET, "no_test_overlap")])
-    if training_set.height == 0:
-        raise dg.Failure("sft/data/training_set is empty: nothing survived QC, the critic and decontamination")
     cfg = sft_settings()
+    if training_set.height < cfg.min_training_rows:
+        raise dg.Failure(f"sft/data/training_set has {training_set.height} rows, at least {cfg.min_training_rows} "
+                         "needed: re-materialize it (it refuses with the counts at each filter)")
     device = compute.torch_device()
     method = choose_method(cfg.lora.method, torch.cuda.is_available(), bitsandbytes_available())
     base_path = latest_artifact_path(context, BASE_MODEL)
@@ -79,16 +86,21 @@ def adapter(context: dg.AssetExecutionContext, training_set: pl.DataFrame, base_
     builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
     with compute.meter() as meter:
         seed_and_limit_threads(compute, cfg.lora.seed)
-        tokenizer = load_tokenizer(base_path)
+        tokenizer = load_sft_tokenizer(base_path)
         model = load_base_for_training(base_path, method, device)
         prompts = [builder.answer_prompt(i) for i in training_set["instruction"]]
         completions = [builder.completion(c) for c in training_set["completion"]]
-        model, losses = train_lora(model, tokenizer, prompts, completions, cfg.lora, log=context.log.info)
+        model, log = train_lora(model, tokenizer, prompts, completions, cfg.lora, log=context.log.info)
         with artifacts.atomic_dir(folder) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    per_epoch = -(-log.n_train // cfg.lora.batch_size)
     return dg.MaterializeResult(metadata={
         **artifacts.describe(folder), "method": method, "base_model_revision": revision, "adapter_hash": folder.name,
-        "n_examples": training_set.height, "trainable_parameters": trainable, "final_loss": losses[-1],
-        "loss_curve": loss_curve(losses, "SFT loss (completion tokens only)"), **meter.metadata(),
-        **provenance.metadata()})
+        "n_examples": training_set.height, "n_train": log.n_train, "n_validation": log.n_val,
+        "trainable_parameters": trainable, "final_loss": log.train_losses[-1], "epochs_run": len(log.val_losses),
+        "best_epoch": log.best_epoch, "stopped_early": log.stopped_early,
+        "validation_losses": dg.MetadataValue.json(log.val_losses), "best_validation_loss": min(log.val_losses),
+        "peak_learning_rate": max(log.learning_rates),
+        "loss_curve": loss_curve(log.train_losses, "SFT loss (completion tokens only)", log.val_losses, per_epoch),
+        **meter.metadata(), **provenance.metadata()})

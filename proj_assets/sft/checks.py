@@ -5,8 +5,8 @@ import polars as pl
 
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
-from proj_assets.sft.keys import (ADAPTER, BASE_MODEL, PILOT, RUNAWAY_CHECK, SHARDS, STATS, TEST_INSTRUCTIONS,
-                                  TOKEN_LIMIT_CHECK, TRAINING_SET, sft_settings)
+from proj_assets.sft.keys import (ADAPTER, BASE_MODEL, CRITIC, CRITIC_AUC_CHECK, PILOT, RUNAWAY_CHECK, SHARDS, STATS,
+                                  TEST_INSTRUCTIONS, TOKEN_LIMIT_CHECK, TRAINING_SET, sft_settings)
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_resources import Compute
 
@@ -61,6 +61,32 @@ def shard_token_limit_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetChec
     return rate_result(scale_shards, "token_limit", sft_settings().qc.token_limit_max)
 
 
+def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
+    """WARN when the critic's ROC-AUC against program-verified labels is below `minimum` (or cannot be
+    measured: one class only); per-type AUCs in the metadata."""
+    from proj_assets.sft.critic import auc_by_type
+
+    auc = auc_by_type(df["critic_margin"].to_list(), df["answer_correct"].to_list(), df["task_type"].to_list())
+    overall = auc["overall"]
+    passed = overall is not None and overall >= minimum
+    shown = "not measurable (one class)" if overall is None else f"{overall:.3f}"
+    return threshold_result(passed, overall if overall is not None else float("nan"), minimum,
+                            description=f"critic ROC-AUC {shown} against program labels (warns below {minimum})",
+                            severity=dg.AssetCheckSeverity.WARN, auc_by_type=dg.MetadataValue.json(auc))
+
+
+@dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK)
+def pilot_critic_auc_above_min(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
+    """The critic ranks the pilot's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
+    return auc_result(pilot_generations, sft_settings().critic_auc_min)
+
+
+@dg.asset_check(asset=CRITIC, name=CRITIC_AUC_CHECK, partitions_def=sft_shard_partitions)
+def shard_critic_auc_above_min(critic_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    """The critic ranks the shard's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
+    return auc_result(critic_scores, sft_settings().critic_auc_min)
+
+
 @dg.asset_check(asset=TRAINING_SET, name="no_test_overlap", blocking=True,
                 additional_ins={"test_instructions": dg.AssetIn(key=TEST_INSTRUCTIONS)})
 def no_test_overlap(training_set: pl.DataFrame, test_instructions: pl.DataFrame) -> dg.AssetCheckResult:
@@ -79,10 +105,10 @@ def prompt_tokens_masked(context: dg.AssetCheckExecutionContext, training_set: p
     """On a real training batch, labels are -100 on every prompt and padding token and equal the completion elsewhere."""
     from proj_assets.sft.masking import collate, encode_example, masking_errors
     from proj_assets.sft.prompts import PromptBuilder
-    from proj_resources.models import load_tokenizer
+    from proj_assets.sft.tokenizer import load_sft_tokenizer
 
     cfg = sft_settings()
-    tokenizer = load_tokenizer(latest_artifact_path(context, BASE_MODEL))
+    tokenizer = load_sft_tokenizer(latest_artifact_path(context, BASE_MODEL))
     builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
     rows = training_set.head(cfg.lora.batch_size)
     prompts = [builder.answer_prompt(i) for i in rows["instruction"]]
@@ -100,13 +126,16 @@ def stage_gate(stats: pl.DataFrame) -> dg.AssetCheckResult:
 
     An ERROR-severity verdict, not blocking: nothing is downstream, and an honest "no" must not
     turn the run that measured it into a failed run."""
-    from proj_assets.sft.evaluation import stage_gate as decide
+    from proj_assets.sft.evaluation import GATE_JUDGE, stage_gate as decide
 
     alpha = sft_settings().stage_gate_alpha
     passed, overall = decide(stats, alpha)
     verdict = "better" if overall["sft_accuracy"] > overall["base_accuracy"] else "not better"
+    extra = {k: overall[k] for k in ("base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate",
+                                     "sft_runaway_rate", "base_token_limit_rate", "sft_token_limit_rate") if k in overall}
     return threshold_result(passed, overall["mcnemar_p"], alpha,
-                            description=(f"SFT {overall['sft_accuracy']:.1%} vs base {overall['base_accuracy']:.1%} "
-                                         f"({verdict}), McNemar p={overall['mcnemar_p']:.3g} (needs < {alpha})"),
-                            base_accuracy=overall["base_accuracy"], sft_accuracy=overall["sft_accuracy"],
-                            cohens_h=overall["cohens_h"])
+                            description=(f"by {GATE_JUDGE}: SFT {overall['sft_accuracy']:.1%} vs base "
+                                         f"{overall['base_accuracy']:.1%} ({verdict}), McNemar "
+                                         f"p={overall['mcnemar_p']:.3g} (needs < {alpha})"),
+                            judge=GATE_JUDGE, base_accuracy=overall["base_accuracy"],
+                            sft_accuracy=overall["sft_accuracy"], cohens_h=overall["cohens_h"], **extra)

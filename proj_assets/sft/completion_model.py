@@ -9,7 +9,8 @@ from pathlib import Path
 
 from proj_assets.sft.generation import generate
 from proj_assets.sft.prompts import PromptBuilder, STOP_SEQUENCE
-from proj_resources.loaders.models import load_causal_lm, load_tokenizer
+from proj_assets.sft.tokenizer import load_sft_tokenizer
+from proj_resources.loaders.models import load_causal_lm
 
 # Markup that only chat-formatted text contains; a base model continuing plain text never needs it.
 CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "[INST]", "[/INST]",
@@ -25,12 +26,8 @@ class CompletionModel:
 
 
 def load_completion_model(path: str | Path, device: str = "cpu") -> CompletionModel:
-    tokenizer = load_tokenizer(path)
-    shipped = bool(getattr(tokenizer, "chat_template", None))
-    tokenizer.chat_template = None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return CompletionModel(load_causal_lm(path, device=device).eval(), tokenizer, shipped)
+    tokenizer = load_sft_tokenizer(path)
+    return CompletionModel(load_causal_lm(path, device=device).eval(), tokenizer, tokenizer.shipped_chat_template)
 
 
 def sentinel_failures(cm: CompletionModel, builder: PromptBuilder, max_new_tokens: int = 16) -> list[dict]:

@@ -9,6 +9,8 @@ import re
 
 import polars as pl
 
+from proj_assets.sft.qc import FLAGS
+
 _WORD = re.compile(r"\w+")
 
 
@@ -40,6 +42,17 @@ def overlapping_gram(text: str, index: dict[int, set[tuple[str, ...]]]) -> str |
     return None
 
 
+def duplicate_instructions(texts: list[str]) -> list[str]:
+    """Instructions that occur more than once (lowercased, whitespace-normalised), in first-seen order."""
+    seen, repeated = set(), []
+    for text in texts:
+        key = " ".join(text.lower().split())
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
 def find_test_overlap(train: pl.DataFrame, test_texts: list[str], n: int, column: str = "instruction") -> pl.DataFrame:
     """Rows of `train` whose `column` shares an n-gram with a test text, with the shared gram."""
     index = test_ngram_index(test_texts, n)
@@ -47,15 +60,37 @@ def find_test_overlap(train: pl.DataFrame, test_texts: list[str], n: int, column
     return train.with_columns(pl.Series("overlap_ngram", hits, dtype=pl.Utf8)).filter(pl.col("overlap_ngram").is_not_null())
 
 
-def build_training_set(candidates: pl.DataFrame, test_texts: list[str], n: int) -> tuple[pl.DataFrame, dict]:
+class TooFewRowsError(ValueError):
+    """A filter chain kept fewer rows than needed; the message lists how many each filter removed."""
+
+    def __init__(self, what: str, report: dict, minimum: int):
+        steps = ", ".join(f"{k}={v}" for k, v in report.items())
+        super().__init__(f"{what}: {report['kept']} rows left after filtering, at least {minimum} needed ({steps})")
+        self.report = report
+
+
+def drop_flagged(candidates: pl.DataFrame, report: dict) -> pl.DataFrame:
+    """Remove QC-flagged rows flag by flag (runaway, then token limit, then empty), counting each."""
+    rows = candidates
+    for flag in FLAGS:
+        if flag in rows.columns:
+            kept = rows.filter(~pl.col(flag))
+            report[f"dropped_{flag}"] = rows.height - kept.height
+            rows = kept
+    return rows
+
+
+def build_training_set(candidates: pl.DataFrame, test_texts: list[str], n: int,
+                       min_rows: int = 1) -> tuple[pl.DataFrame, dict]:
     """Filter candidate generations (with QC flags and a `critic_keep` column) into training rows.
 
-    Order: drop QC-flagged rows, drop critic rejects, keep the best-margin copy of each
-    instruction, drop rows overlapping the test set. Returns the rows and how many each step removed.
+    Order: drop QC-flagged rows (runaway, token limit, empty), drop critic rejects, keep the
+    best-margin copy of each instruction, drop rows overlapping the test set. Returns the rows and
+    how many each step removed; raises `TooFewRowsError` (with those counts) when fewer than
+    `min_rows` are left.
     """
-    report = {"candidates": candidates.height}
-    clean = candidates.filter(~pl.col("runaway") & ~pl.col("token_limit"))
-    report["dropped_qc_flagged"] = candidates.height - clean.height
+    report = {"generated": candidates.height}
+    clean = drop_flagged(candidates, report)
     accepted = clean.filter(pl.col("critic_keep"))
     report["dropped_by_critic"] = clean.height - accepted.height
     unique = (accepted.with_columns(pl.col("instruction").str.to_lowercase().str.strip_chars().alias("_key"))
@@ -66,4 +101,6 @@ def build_training_set(candidates: pl.DataFrame, test_texts: list[str], n: int) 
     final = unique.filter(~pl.col("example_id").is_in(contaminated["example_id"].implode())).sort("example_id")
     report["dropped_test_overlap"] = unique.height - final.height
     report["kept"] = final.height
+    if final.height < min_rows:
+        raise TooFewRowsError("sft/data/training_set", report, min_rows)
     return final, report

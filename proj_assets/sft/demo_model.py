@@ -1,10 +1,15 @@
 """The demo base model: a tiny Llama-style causal LM pretrained here on generated completion text.
 
 Used only when no base model path is configured. The corpus is plain documents of answer blocks
-(and some critic blocks) in the canonical prompt format, with realistic mess: a share of wrong
-answers and of documents whose blocks run together without separators. The result is a *base*
-model: it continues text, follows few-shot patterns imperfectly and has no chat template. It is
-saved with `save_pretrained` (safetensors) and loaded back through the same loader as a real model.
+(and some critic blocks) with realistic mess: a share of wrong answers and of documents whose
+blocks run together without separators. As on the web text real base models learn from, the
+*answer format* varies between documents and is consistent within one (`ANSWER_STYLES`): a bare
+answer (the format the tasks' programs check), a sentence ("The answer is 42."), or the answer
+followed by an explanation line. Asked without demonstrations, the model cannot know which format
+is wanted; with a few demonstrations it continues their format. That gap is what SFT on few-shot
+self-generated data can close (docs/sft.md). The result is a *base* model: it continues text and
+has no chat template. It is saved with `save_pretrained` (safetensors) and loaded back through the
+same loader as a real model.
 """
 
 import random
@@ -18,22 +23,42 @@ from proj_assets.sft.tasks import TASK_TYPES, corrupt_answer, make_instruction
 
 CORPUS_SEED_OFFSET = 10_000  # pretraining items come from their own seed space
 EOS, PAD = "<|endoftext|>", "<|pad|>"
+EXPLANATIONS = {"add": "We add the two numbers.", "reverse": "We read the letters from the end.",
+                "sort": "We put the digits in order.", "count": "We count every letter once.",
+                "upper": "We write each letter as a capital."}
+
+
+def styled_answer(task_type: str, answer: str, style: str) -> str:
+    """The text after `Answer: ` in a document of `style` (see ANSWER_STYLES)."""
+    if style == "plain":
+        return answer
+    if style == "sentence":
+        return f"The answer is {answer}."
+    if style == "explained":
+        return f"{answer}\n{EXPLANATIONS[task_type]}"
+    raise ValueError(f"unknown answer style {style!r}; expected one of {ANSWER_STYLES}")
+
+
+ANSWER_STYLES = ("plain", "sentence", "explained")
 
 
 def pretraining_documents(cfg: DemoModelSettings) -> list[str]:
     """The generated pretraining corpus: `n_documents` documents of `blocks_per_document` blocks."""
     rng = random.Random(cfg.seed)
+    styles, weights = zip(*cfg.answer_styles.items())
     docs = []
     for d in range(cfg.n_documents):
         blocks = []
+        style = rng.choices(styles, weights)[0]  # one answer format per document
         for b in range(cfg.blocks_per_document):
             item = make_instruction(rng.choice(TASK_TYPES), CORPUS_SEED_OFFSET + cfg.seed, d * 64 + b)
             wrong = rng.random() < cfg.answer_noise
             answer = corrupt_answer(item, rng) if wrong else item.reference
             if rng.random() < cfg.critic_fraction:
-                blocks.append(critic_block(item.instruction, answer, verdict_correct=not wrong))
+                blocks.append(critic_block(item.instruction, answer, verdict_correct=not wrong,
+                                           yes_first=rng.random() < 0.5))
             else:
-                blocks.append(answer_block(item.instruction, answer))
+                blocks.append(answer_block(item.instruction, styled_answer(item.task_type, answer, style)))
         doc = "".join(blocks)
         if rng.random() < cfg.unseparated_fraction:
             doc = doc.replace(STOP_SEQUENCE, "")
@@ -66,7 +91,7 @@ def build_model(cfg: DemoModelSettings, tokenizer):
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size * 2,
         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
         max_position_embeddings=cfg.seq_len * 2, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     return LlamaForCausalLM(config)
 
@@ -84,13 +109,14 @@ def packed_chunks(documents: list[str], tokenizer, seq_len: int):
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
-def pretrain(cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Train tokenizer and model, save both to `out_dir`; return a summary (losses, sizes)."""
+def pretrain(cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] = print, tokenizer=None) -> dict:
+    """Train a tokenizer (unless one is given) and the model, save both to `out_dir`; return a
+    summary (losses, sizes)."""
     import torch
 
     torch.manual_seed(cfg.seed)
     documents = pretraining_documents(cfg)
-    tokenizer = train_tokenizer(documents, cfg.vocab_size)
+    tokenizer = tokenizer if tokenizer is not None else train_tokenizer(documents, cfg.vocab_size)
     chunks = packed_chunks(documents, tokenizer, cfg.seq_len)
     model = build_model(cfg, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)

@@ -1,13 +1,17 @@
 """Batched completion-mode generation with stop sequences and an explicit finish reason.
 
-Prompts are tokenized as plain text (`add_special_tokens=False`): no chat template, no role tokens.
+Prompts are encoded by the domain's tokenizer policy (tokenizer.py: plain text, BOS where the model
+expects it, left padding): no chat template, no role tokens.
 `finish_reason` is `stop` (a stop sequence ended it; the completion is cut before it), `eos` (the
 model emitted end-of-text) or `length` (it used all `max_new_tokens` without stopping).
 """
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from proj_assets.sft.tokenizer import prompt_batch
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,7 @@ class Generation:
     completion: str  # text before the first stop sequence
     finish_reason: str  # stop | eos | length
     n_tokens: int  # generated tokens, including the stop sequence's tokens
+    seed: int | None = None  # the torch seed its batch was sampled with (None when greedy)
 
 
 def finish(text: str, n_tokens: int, hit_eos: bool, stop: Sequence[str], max_new_tokens: int) -> Generation:
@@ -33,13 +38,11 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
     """One Generation per prompt. Greedy when `do_sample` is False (deterministic)."""
     import torch
 
-    tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     results: list[Generation] = []
     start = time.perf_counter()
     for lo in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[lo: lo + batch_size]), return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
+        batch = prompt_batch(tokenizer, prompts[lo: lo + batch_size], device)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample \
             else {"do_sample": False}
         torch.manual_seed(seed + lo)
@@ -52,7 +55,8 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
             n = ends[0] if ends else len(row)
             hit_eos = bool(ends) and row[ends[0]] == tokenizer.eos_token_id
             text = tokenizer.decode(row[:n], skip_special_tokens=True)
-            results.append(finish(text, n + int(hit_eos), hit_eos, stop, max_new_tokens))
+            done = finish(text, n + int(hit_eos), hit_eos, stop, max_new_tokens)
+            results.append(dataclasses.replace(done, seed=seed + lo) if do_sample else done)
         if log is not None:
             done = len(results)
             rate = done / (time.perf_counter() - start)

@@ -12,9 +12,11 @@ TRAINING_SET = ["sft", "data", "training_set"]
 ADAPTER = ["sft", "model", "adapter"]
 PAIRED = ["sft", "eval", "paired_results"]
 STATS = ["sft", "eval", "stats"]
+SFT_ASSET_KEYS = [BASE_MODEL, TEST_INSTRUCTIONS, PILOT, SHARDS, CRITIC, TRAINING_SET, ADAPTER, PAIRED, STATS]
 
 RUNAWAY_CHECK = "runaway_rate_below_max"
 TOKEN_LIMIT_CHECK = "token_limit_rate_below_max"
+CRITIC_AUC_CHECK = "critic_auc_above_min"
 
 
 def sft_settings() -> SftSettings:

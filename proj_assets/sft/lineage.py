@@ -5,6 +5,13 @@ from pathlib import Path
 import dagster as dg
 
 
+def latest_metadata(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: list[str]) -> dict:
+    """`key`'s latest materialization metadata as plain values ({} when it was never materialized)."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {k: getattr(v, "value", v) for k, v in meta.items()}
+
+
 def latest_artifact_path(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
                          key: list[str]) -> Path:
     """The `path` metadata of `key`'s latest materialization; a clear error when there is none."""

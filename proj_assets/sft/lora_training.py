@@ -6,12 +6,14 @@ silent fallback.
 """
 
 import importlib.util
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from proj_assets.sft.masking import collate, encode_example
+from proj_assets.sft.masking import IGNORE_INDEX, Encoded, collate, encode_example
 from proj_assets.sft.settings import LoraSettings
 from proj_resources.loaders.models import load_causal_lm, qlora_quantization_config
 
@@ -64,41 +66,114 @@ def attach_lora(model, cfg: LoraSettings):
     return get_peft_model(model, config)
 
 
+@dataclass
+class TrainingLog:
+    """What a fine-tuning run did: per-step train loss and learning rate, per-epoch validation loss."""
+
+    train_losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    n_train: int = 0
+    n_val: int = 0
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffled (train, validation) indices; at least one row in each (so at least 2 rows)."""
+    if n < 2:
+        raise ValueError(f"cannot fine-tune on {n} example(s): training needs at least 2 (one for validation)")
+    order = random.Random(seed).sample(range(n), n)
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    return order[n_val:], order[:n_val]
+
+
+def validation_loss(model, examples: Sequence[Encoded], pad_token_id: int, batch_size: int) -> float:
+    """Mean per-token loss over the completion tokens of `examples` (no gradient)."""
+    import torch
+
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for lo in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[lo: lo + batch_size], pad_token_id).items()}
+            n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    return total / max(tokens, 1)
+
+
 def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[str], cfg: LoraSettings,
                log: Callable[[str], None] = print):
-    """Attach LoRA to `model` and train it on (prompt, completion) pairs; return (model, losses)."""
+    """Attach LoRA to `model` and train it on (prompt, completion) pairs; return (model, TrainingLog).
+
+    Epochs over a shuffled training split with linear warmup then a cosine decay, gradients
+    clipped to `grad_clip`; after every epoch the validation split's loss decides early stopping
+    (`patience` epochs without an improvement of `min_delta`), and the best epoch's weights are
+    kept. A non-finite loss stops training with an error instead of saving a broken adapter.
+    """
     import torch
+    from transformers import get_cosine_schedule_with_warmup
 
     if not prompts:
         raise ValueError("cannot fine-tune on an empty training set")
     torch.manual_seed(cfg.seed)
+    examples = [encode_example(tokenizer, p, c, cfg.max_length) for p, c in zip(prompts, completions, strict=True)]
+    train_idx, val_idx = split_train_val(len(examples), cfg.val_fraction, cfg.seed)
+    train, val = [examples[i] for i in train_idx], [examples[i] for i in val_idx]
     model = attach_lora(model, cfg)
     device = next(model.parameters()).device
-    examples = [encode_example(tokenizer, p, c, cfg.max_length) for p, c in zip(prompts, completions, strict=True)]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-    rng, order, losses, start = random.Random(cfg.seed), [], [], time.perf_counter()
-    model.train()
-    for step in range(cfg.steps):
-        if len(order) < cfg.batch_size:  # reshuffle each epoch
-            order += rng.sample(range(len(examples)), len(examples))
-        batch = collate([examples[i] for i in order[: cfg.batch_size]], tokenizer.pad_token_id)
-        del order[: cfg.batch_size]
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % max(1, cfg.steps // 5) == 0 or step + 1 == cfg.steps:
-            rate = (step + 1) / (time.perf_counter() - start)
-            log(f"sft step {step + 1}/{cfg.steps} loss {loss:.4f} ({rate:.1f} steps/s, "
-                f"ETA {(cfg.steps - step - 1) / rate:.0f}s)")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = per_epoch * cfg.epochs
+    schedule = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total), total)
+    history = TrainingLog(n_train=len(train), n_val=len(val))
+    rng, best, best_state, stale, start = random.Random(cfg.seed), math.inf, None, 0, time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.sample(range(len(train)), len(train))
+        for lo in range(0, len(order), cfg.batch_size):
+            batch = collate([train[i] for i in order[lo: lo + cfg.batch_size]], tokenizer.pad_token_id)
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch + 1}, step "
+                                         f"{len(history.train_losses) + 1}: lower sft.lora.learning_rate")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            history.train_losses.append(loss.item())
+            history.learning_rates.append(schedule.get_last_lr()[0])
+        model.eval()
+        history.val_losses.append(validation_loss(model, val, tokenizer.pad_token_id, cfg.batch_size))
+        rate = len(history.train_losses) / (time.perf_counter() - start)
+        log(f"sft epoch {epoch + 1}/{cfg.epochs}: train loss {history.train_losses[-1]:.4f}, "
+            f"validation loss {history.val_losses[-1]:.4f} ({rate:.1f} steps/s, "
+            f"ETA {(total - len(history.train_losses)) / rate:.0f}s at most)")
+        if history.val_losses[-1] < best - cfg.min_delta:
+            best, stale, history.best_epoch = history.val_losses[-1], 0, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                history.stopped_early = epoch + 1 < cfg.epochs
+                break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in best_state:
+                    param.copy_(best_state[name])
     model.eval()
-    return model, losses
+    return model, history
 
 
-def load_adapter_model(base_path: str | Path, adapter_dir: str | Path, device: str = "cpu"):
-    """Base model with a saved adapter attached (safetensors), for evaluation."""
+def load_adapter_model(base_path: str | Path, adapter_dir: str | Path, device: str = "cpu", method: str = "lora"):
+    """Base model with a saved adapter attached (safetensors), for evaluation. A QLoRA adapter is
+    evaluated on the same 4-bit NF4 base it was trained on, never on full-precision weights."""
     from peft import PeftModel
 
-    base = load_causal_lm(base_path, device=device)
+    quantized = {"quantization_config": qlora_quantization_config()} if method == "qlora" else {}
+    base = load_causal_lm(base_path, device=device, **quantized)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval()

@@ -3,11 +3,14 @@
 Prompt and completion are tokenized *separately* and concatenated. Tokenizing the joined text and
 cutting at a character offset breaks when a token straddles the boundary (e.g. `: 8` merged into
 one token); separate tokenization makes the mask exact by construction and gives the model at
-training time exactly the prompt ids it will see at generation time.
+training time exactly the prompt ids it will see at generation time (both through tokenizer.py:
+BOS in front where the model expects it, plain text otherwise).
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from proj_assets.sft.tokenizer import encode_continuation, encode_prompt, expects_bos
 
 IGNORE_INDEX = -100
 
@@ -19,15 +22,19 @@ class Encoded:
 
 
 def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> Encoded:
-    """Ids and labels for one example; an over-long prompt is cut from the left, never the completion."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    """Ids and labels for one example; an over-long prompt is cut from the left (after its BOS),
+    never the completion."""
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    completion_ids = encode_continuation(tokenizer, completion)
     if not completion_ids:
         raise ValueError(f"empty completion for prompt ending {prompt[-40:]!r}")
     if len(completion_ids) >= max_length:
         raise ValueError(f"completion of {len(completion_ids)} tokens does not fit max_length {max_length}: "
                          f"{completion[:60]!r}")
-    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(completion_ids) - max_length):]
+    excess = len(prompt_ids) + len(completion_ids) - max_length
+    if excess > 0:
+        keep = 1 if expects_bos(tokenizer) else 0
+        prompt_ids = prompt_ids[:keep] + prompt_ids[keep + excess:]
     return Encoded(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
 
 
@@ -47,7 +54,9 @@ def collate(examples: Sequence[Encoded], pad_token_id: int) -> dict:
 
 def masking_errors(tokenizer, prompts: Sequence[str], completions: Sequence[str], batch: dict) -> list[dict]:
     """Rows where a collated batch's labels are not exactly the completion tokens: a prompt or
-    padding position that is not -100, or unmasked labels that do not decode to the completion."""
+    padding position that is not -100, unmasked labels that do not decode to the completion, or a
+    missing BOS where the model expects one."""
+    bos = tokenizer.bos_token_id if expects_bos(tokenizer) else None
     errors = []
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         labels = batch["labels"][i].tolist()
@@ -60,7 +69,9 @@ def masking_errors(tokenizer, prompts: Sequence[str], completions: Sequence[str]
         if any(lab != IGNORE_INDEX and lab != tok for lab, tok in zip(labels, ids)):
             problems.append("label differs from its input id")
         first = next((j for j, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
-        if not prompt.endswith(tokenizer.decode(ids[:first])):
+        if bos is not None and ids[0] != bos:
+            problems.append("the prompt does not start with the BOS token the model expects")
+        if not prompt.endswith(tokenizer.decode(ids[:first], skip_special_tokens=True)):
             problems.append("masked span is not a suffix of the prompt")
         if tokenizer.decode(kept) != completion:
             problems.append(f"unmasked labels decode to {tokenizer.decode(kept)!r}")

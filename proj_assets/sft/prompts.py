@@ -8,7 +8,9 @@ A block is
     ###
 
 Prompts end right after `Answer:`; the completion is ` <answer>` and the stop sequence `\\n###`
-ends it. The critic block adds a question whose answer is one token, ` A` (correct) or ` B`.
+ends it. The critic block adds a question whose answer is one token, ` A` or ` B`; the question
+comes in both option orders (`A) yes B) no` and `A) no B) yes`) so a scorer can cancel the model's
+prior for a letter by scoring both (critic.py).
 """
 
 import random
@@ -21,9 +23,9 @@ SEPARATOR = "###"
 STOP_SEQUENCE = "\n" + SEPARATOR
 INSTRUCTION_TAG = "Instruction:"
 ANSWER_TAG = "Answer:"
-CRITIC_QUESTION = "Is the answer correct? A) yes B) no"
+CRITIC_QUESTIONS = {True: "Is the answer correct? A) yes B) no", False: "Is the answer correct? A) no B) yes"}
 VERDICT_TAG = "Verdict:"
-CRITIC_TOKENS = (" A", " B")  # (correct, incorrect): each must be a single token
+CRITIC_TOKENS = (" A", " B")  # the two option letters: each must be a single token
 # Text a completion must never contain: it means the model began a new block (see qc.py).
 SCAFFOLDING = (INSTRUCTION_TAG, ANSWER_TAG, VERDICT_TAG, SEPARATOR)
 SHOT_SEED = 977  # few-shot examples come from their own seed, never from data or test seeds
@@ -33,9 +35,14 @@ def answer_block(instruction: str, answer: str) -> str:
     return f"{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer}{STOP_SEQUENCE}\n"
 
 
-def critic_block(instruction: str, answer: str, verdict_correct: bool) -> str:
-    verdict = CRITIC_TOKENS[0] if verdict_correct else CRITIC_TOKENS[1]
-    return (f"{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer}\n{CRITIC_QUESTION}\n"
+def yes_token(yes_first: bool) -> str:
+    """The option letter that means "correct" when the question lists yes first (or not)."""
+    return CRITIC_TOKENS[0] if yes_first else CRITIC_TOKENS[1]
+
+
+def critic_block(instruction: str, answer: str, verdict_correct: bool, yes_first: bool = True) -> str:
+    verdict = yes_token(yes_first) if verdict_correct else yes_token(not yes_first)
+    return (f"{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer}\n{CRITIC_QUESTIONS[yes_first]}\n"
             f"{VERDICT_TAG}{verdict}{STOP_SEQUENCE}\n")
 
 
@@ -61,20 +68,23 @@ class PromptBuilder:
         """The training target for an answer: ` <answer>` then the stop sequence."""
         return f" {answer.strip()}{STOP_SEQUENCE}"
 
-    def critic_prompt(self, instruction: str, answer: str) -> str:
+    def critic_prompt(self, instruction: str, answer: str, yes_first: bool = True) -> str:
+        """Ends at `Verdict:`; demonstrations alternate correct / incorrect answers and use the
+        same option order as the question."""
         rng = random.Random(SHOT_SEED)
         shots = []
         for i, item in enumerate(few_shot_items(self.critic_shots)):
-            good = i % 2 == 0  # alternate correct / incorrect demonstrations
-            shots.append(critic_block(item.instruction, item.reference if good else corrupt_answer(item, rng), good))
+            good = i % 2 == 0
+            answer_shown = item.reference if good else corrupt_answer(item, rng)
+            shots.append(critic_block(item.instruction, answer_shown, good, yes_first))
         return (f"{''.join(shots)}{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer.strip()}\n"
-                f"{CRITIC_QUESTION}\n{VERDICT_TAG}")
+                f"{CRITIC_QUESTIONS[yes_first]}\n{VERDICT_TAG}")
 
     def template_hash(self) -> str:
         """Identifies the exact prompt text scheme (tags, shots, stop): stamped on every row."""
         return canonical_hash({
             "answer": self.answer_prompt("{instruction}"),
-            "critic": self.critic_prompt("{instruction}", "{answer}"),
+            "critic": [self.critic_prompt("{instruction}", "{answer}", order) for order in (True, False)],
             "stop": STOP_SEQUENCE,
             "critic_tokens": CRITIC_TOKENS,
         })

@@ -16,6 +16,9 @@ class DemoModelSettings(Section):
     answer_noise: float = Field(0.2, ge=0, le=1)
     critic_fraction: float = Field(0.3, ge=0, le=1)
     unseparated_fraction: float = Field(0.03, ge=0, le=1)
+    # Answer format per document (weights): only `plain` is what the task programs check, so a
+    # model asked without demonstrations often answers in another format (see demo_model.py).
+    answer_styles: dict[str, float] = Field(default_factory=lambda: {"plain": 0.2, "sentence": 0.4, "explained": 0.4})
     vocab_size: int = Field(400, ge=64)
     hidden_size: int = Field(64, ge=8)
     n_layers: int = Field(2, ge=1)
@@ -50,9 +53,14 @@ class LoraSettings(Section):
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    steps: int = Field(150, ge=1)
+    epochs: int = Field(6, ge=1)  # at most; early stopping on the validation split may end sooner
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)  # linear warmup share of the planned steps, then cosine
+    grad_clip: float = Field(1.0, gt=0)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(2, ge=1)  # epochs without a validation improvement of min_delta before stopping
+    min_delta: float = Field(0.0, ge=0)
     max_length: int = Field(128, ge=8)
     seed: int = 5
 
@@ -72,7 +80,11 @@ class SftSettings(Section):
     data_seed: int = 11
     sampling: SamplingSettings = SamplingSettings()
     qc: QcSettings = QcSettings()
-    critic_margin_threshold: float = 0.0  # keep answers whose log p(A) - log p(B) exceeds this
+    # The critic keeps answers whose margin is at least the threshold chosen on the pilot (critic.py);
+    # this value is used only when the pilot's labels hold one class and no threshold can be chosen.
+    critic_margin_threshold: float = 0.0
+    critic_auc_min: float = Field(0.6, ge=0, le=1)  # below it the critic_auc check warns
+    min_training_rows: int = Field(2, ge=2)  # fewer after filtering: training_set refuses (2: one for validation)
     decontamination_ngram: int = Field(8, ge=1)
     lora: LoraSettings = LoraSettings()
     eval_max_new_tokens: int = Field(24, ge=1)

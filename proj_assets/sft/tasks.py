@@ -1,6 +1,7 @@
 """The five demo instruction types: generators, reference solvers and answer checkers.
 
-Every type's answer is computable by a program, so correctness never needs a judge. Payloads are
+Every type's answer is computable by a program, so correctness never needs a model as judge, and
+every answer is one line. Payloads are
 space-separated symbols (`k o t a l`, `5 2 9`) so a tokenizer keeps one token per symbol, which a
 tiny model can learn in minutes. Each instruction is generated from its own seeded RNG, so the same
 (seed, index) always gives the same item.
@@ -67,15 +68,23 @@ def make_instructions(n: int, seed: int, types: tuple[str, ...] = TASK_TYPES) ->
     return [make_instruction(types[i % len(types)], seed, i // len(types)) for i in range(n)]
 
 
-def normalize_answer(text: str) -> str:
-    """The answer as compared: first line only, surrounding whitespace and a final period removed."""
-    first = text.strip().split("\n", 1)[0].strip()
-    return " ".join(first.rstrip(".").split())
+def _symbols(text: str) -> list[str]:
+    return text.split()
 
 
-def is_correct(answer_text: str, reference: str) -> bool:
-    """Program check: the normalized answer equals the solver's reference answer."""
-    return normalize_answer(answer_text) == normalize_answer(reference)
+def strict_match(answer_text: str, reference: str) -> bool:
+    """Strict exact match: the whole answer, whitespace-normalised, equals the solver's answer
+    (nothing before or after it: every task here has a one-line answer)."""
+    return _symbols(answer_text) == _symbols(reference)
+
+
+def lenient_match(answer_text: str, reference: str) -> bool:
+    """Lenient judge: the reference's symbols appear, in order and contiguous, on the first line of
+    the answer once punctuation around words is ignored (accepts `The answer is 42.` and `42` followed
+    by an explanation line)."""
+    first = answer_text.strip().split("\n", 1)[0]
+    words, ref = [w.strip(".,;:!?") for w in first.split()], _symbols(reference)
+    return bool(ref) and any(words[i: i + len(ref)] == ref for i in range(len(words) - len(ref) + 1))
 
 
 def corrupt_answer(item: Instruction, rng: random.Random) -> str:

@@ -12,12 +12,14 @@ TINY_SFT = {
     "n_shards": 2,  # must match the partitions built at import (demo profile)
     "demo_model": {"n_documents": 300, "blocks_per_document": 4, "vocab_size": 300, "hidden_size": 32,
                    "n_layers": 2, "n_heads": 2, "seq_len": 128, "train_steps": 150, "batch_size": 8,
-                   "learning_rate": 0.01},
+                   "learning_rate": 0.01,
+                   # one answer format: these tests exercise the machinery, not the format effect (bench/)
+                   "answer_styles": {"plain": 1.0}},
     "prompt_shots": 1, "critic_shots": 1,
     "pilot_size": 20, "examples_per_shard": 20, "test_per_type": 4,
     "sampling": {"max_new_tokens": 12, "batch_size": 32},
     "qc": {"runaway_max": 1.0, "token_limit_max": 1.0},
-    "lora": {"steps": 4, "batch_size": 4, "r": 2, "alpha": 4},
+    "lora": {"epochs": 2, "batch_size": 4, "r": 2, "alpha": 4},
     "eval_max_new_tokens": 8,
 }
 
@@ -60,7 +62,7 @@ def demo_tokenizer():
     from proj_assets.sft.demo_model import pretraining_documents, train_tokenizer
     from proj_assets.sft.settings import DemoModelSettings
 
-    return train_tokenizer(pretraining_documents(DemoModelSettings(n_documents=200)), 300)
+    return train_tokenizer(pretraining_documents(DemoModelSettings(n_documents=200)), 400)
 
 
 @pytest.fixture(scope="session")

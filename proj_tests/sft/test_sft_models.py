@@ -59,9 +59,9 @@ def test_adapter_reloads_and_reproduces_its_outputs(untrained_model_dir, tmp_pat
     builder = PromptBuilder(n_shots=0)
     prompts = [builder.answer_prompt(f"Add {a} and {a}.") for a in range(10, 18)]
     completions = [builder.completion(str(2 * a)) for a in range(10, 18)]
-    cfg = LoraSettings(steps=3, batch_size=4, r=2, alpha=4, learning_rate=0.05, dropout=0.0)
-    model, losses = train_lora(load_causal_lm(untrained_model_dir), tok, prompts, completions, cfg, log=lambda m: None)
-    assert len(losses) == 3
+    cfg = LoraSettings(epochs=1, batch_size=4, r=2, alpha=4, learning_rate=0.05, dropout=0.0, warmup_fraction=0.0)
+    model, log = train_lora(load_causal_lm(untrained_model_dir), tok, prompts, completions, cfg, log=lambda m: None)
+    assert (log.n_train, log.n_val) == (7, 1) and len(log.train_losses) == 2 and len(log.val_losses) == 1
     model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 

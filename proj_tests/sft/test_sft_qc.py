@@ -18,6 +18,9 @@ STOP = ["\n###"]
     (" 4 ###", True),
     (" a b c a b c a b c", True),                 # degenerate 3-gram repeated 3 times
     (" a b c a b c", False),                      # only twice
+    (" 42\nWe add the two numbers.", True),        # anything after a one-line answer is a runaway
+    (" 42\n", False),                              # a trailing newline alone is not content
+    (" The answer is 42.", False),                 # wrong format, but nothing after the answer
 ])
 def test_runaway_flag(completion, expected):
     assert is_runaway(completion, ngram=3, times=3) is expected
@@ -37,6 +40,7 @@ def test_flags_and_rates_on_a_crafted_frame():
     flagged = flag_generations(df, ngram=3, times=3)
     assert flagged["runaway"].to_list() == [False, True, True, False]
     assert flagged["token_limit"].to_list() == [False, True, True, False]
+    assert flagged["empty"].to_list() == [False] * 4
     assert flag_rate(flagged, "runaway") == 0.5
     with pytest.raises(ValueError, match="empty"):
         flag_rate(flagged.head(0), "runaway")

@@ -53,6 +53,15 @@ def stand_in_critic() -> dg.AssetsDefinition:
     return critic_scores
 
 
+def stand_in_pilot() -> dg.AssetsDefinition:
+    @dg.asset(key=k.PILOT, group_name="sft", metadata=table_metadata(k.PILOT))
+    def pilot_generations() -> pl.DataFrame:
+        return pl.DataFrame({"example_id": ["pilot-0", "pilot-1"], "critic_margin": [1.0, -1.0],
+                             "answer_correct": [True, False]})
+
+    return pilot_generations
+
+
 def stand_in_test_instructions() -> dg.AssetsDefinition:
     @dg.asset(key=k.TEST_INSTRUCTIONS, group_name="sft", metadata=table_metadata(k.TEST_INSTRUCTIONS))
     def test_instructions() -> pl.DataFrame:
@@ -69,6 +78,7 @@ def step_failure_message(run) -> str:
 
 def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources):
     shards, critic, test_instr = stand_in_shards(), stand_in_critic(), stand_in_test_instructions()
+    pilot = stand_in_pilot()
     shard_checks = [checks.shard_runaway_rate_below_max, checks.shard_token_limit_rate_below_max]
     with dg.instance_for_test() as instance:
         evals = {}
@@ -87,7 +97,8 @@ def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources)
         assert bad.severity == dg.AssetCheckSeverity.ERROR
 
         # critic_scores for shard_01 refuses in a later run, naming the check, the partition and the rate
-        run = dg.materialize([assets.critic_scores, shards], selection=[dg.AssetKey(k.CRITIC)],
+        assert dg.materialize([pilot], instance=instance, resources=resources).success
+        run = dg.materialize([assets.critic_scores, shards, pilot], selection=[dg.AssetKey(k.CRITIC)],
                              partition_key="shard_01", instance=instance, resources=resources,
                              raise_on_error=False)
         assert not run.success
@@ -97,7 +108,7 @@ def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources)
         assert not instance.get_latest_materialization_event(dg.AssetKey(k.CRITIC))
 
         # shard_00 gets past the shard gates (it may stop later at the base-model gate: no model here)
-        run = dg.materialize([assets.critic_scores, shards], selection=[dg.AssetKey(k.CRITIC)],
+        run = dg.materialize([assets.critic_scores, shards, pilot], selection=[dg.AssetKey(k.CRITIC)],
                              partition_key="shard_00", instance=instance, resources=resources,
                              raise_on_error=False)
         if not run.success:

@@ -48,8 +48,10 @@ def test_stage_gate_needs_significance_and_direction():
 
 
 def test_judging_by_program_and_by_critic():
-    correct, by = judge([" 42", " 41\n###", " K O"], ["42", "42", None], critic=lambda idx: [True] * len(idx))
-    assert correct == [True, False, True] and by == ["program", "program", "critic"]
+    verdicts = judge([" 42", " 41\n###", " K O", " The answer is 42."], ["42", "42", None, "42"],
+                     critic=lambda idx: [True] * len(idx))
+    assert verdicts["strict"] == [True, False, True, False] and verdicts["lenient"] == [True, False, True, True]
+    assert verdicts["judged_by"] == ["program", "program", "critic", "program"]
     with pytest.raises(ValueError, match="no critic"):
         judge([" x"], [None])
     assert paired_counts([True, True, False, False], [True, False, True, False]) == (1, 1, 1, 1)

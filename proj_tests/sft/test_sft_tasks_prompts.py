@@ -8,7 +8,8 @@ from proj_assets.sft.completion_model import CHAT_MARKERS
 from proj_assets.sft.demo_model import pretraining_documents
 from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
 from proj_assets.sft.settings import DemoModelSettings
-from proj_assets.sft.tasks import TASK_TYPES, corrupt_answer, is_correct, make_instruction, make_instructions
+from proj_assets.sft.tasks import (TASK_TYPES, corrupt_answer, lenient_match, make_instruction, make_instructions,
+                                  strict_match)
 
 
 def test_references_are_what_the_instruction_asks():
@@ -34,11 +35,15 @@ def test_generation_is_deterministic_and_balanced():
         make_instruction("translate", 0, 0)
 
 
-def test_corrupted_answers_are_wrong_and_checker_normalizes():
+def test_corrupted_answers_are_wrong_and_the_two_judges_differ_on_format():
     rng = random.Random(0)
     for item in make_instructions(100, seed=9):
-        assert not is_correct(corrupt_answer(item, rng), item.reference)
-        assert is_correct(f" {item.reference}.\nInstruction: more", item.reference)
+        wrong = corrupt_answer(item, rng)
+        assert not strict_match(wrong, item.reference) and not lenient_match(wrong, item.reference)
+        assert strict_match(f"  {item.reference} ", item.reference)
+        for chatty in (f" The answer is {item.reference}.", f" {item.reference}\nWe did it.", f" {item.reference}."):
+            assert lenient_match(chatty, item.reference) and not strict_match(chatty, item.reference)
+    assert not lenient_match(" 142", "42") and not lenient_match(" a b", "a b c") and not lenient_match("", "")
 
 
 def test_prompts_are_plain_completion_text():
@@ -59,3 +64,20 @@ def test_pretraining_corpus_has_its_documented_mess():
     unseparated = sum(STOP_SEQUENCE not in d for d in docs) / len(docs)
     assert 0.05 < unseparated < 0.15
     assert any("Verdict: B" in d for d in docs) and any("Verdict: A" in d for d in docs)
+    assert any("A) no B) yes" in d for d in docs) and any("A) yes B) no" in d for d in docs)
+
+
+def test_each_document_keeps_one_answer_format():
+    from proj_assets.sft.demo_model import EXPLANATIONS
+
+    cfg = DemoModelSettings(n_documents=300, critic_fraction=0.0, unseparated_fraction=0.0)
+    styles = []
+    for doc in pretraining_documents(cfg):
+        answers = [b.split("Answer: ", 1)[1] for b in doc.split(STOP_SEQUENCE + "\n") if "Answer: " in b]
+        kinds = {"sentence" if a.startswith("The answer is") else "explained" if "\n" in a else "plain"
+                 for a in answers}
+        assert len(kinds) == 1, doc
+        styles.append(kinds.pop())
+    shares = {s: styles.count(s) / len(styles) for s in ("plain", "sentence", "explained")}
+    assert 0.1 < shares["plain"] < 0.3 and shares["sentence"] > 0.3 and shares["explained"] > 0.3
+    assert any(e in d for d in pretraining_documents(cfg) for e in EXPLANATIONS.values())
