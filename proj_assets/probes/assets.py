@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.compute_write import Handoff, compute_op, load_handoff, save_handoff, write_op
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.partitions import probe_config_fold_partitions
@@ -107,12 +108,17 @@ def token_activations(context: dg.AssetExecutionContext, corpus: pl.DataFrame, a
 
 
 @dg.asset(key=MANIFEST, group_name="probes", kinds={"polars", "duckdb"}, ins={"corpus": dg.AssetIn(CORPUS)},
-          metadata=table_metadata(MANIFEST), pool=DUCKDB_POOL)
-def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance: Provenance) -> pl.DataFrame:
-    """Stage-1 probe configs of the sweep spec, with stable ids; registers config and fold partitions."""
+          deps=[ACTIVATIONS], metadata=table_metadata(MANIFEST), pool=DUCKDB_POOL)
+def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance: Provenance,
+             artifacts: ArtifactStore, probe_model: ModelSource) -> pl.DataFrame:
+    """Stage-1 probe configs of the sweep spec (settings, stable ids, their activation cache);
+    registers config and fold partitions. Model weights are hashed here, once per sweep."""
     settings = load_profile().probes
     spec = load_spec(settings.sweep_spec_path())
-    configs = pl.DataFrame(expand(spec, canonical_hash))
+    caches = activation_folders(corpus, artifacts, probe_model)
+    configs = pl.DataFrame(expand(spec, canonical_hash)).with_columns(
+        activations_path=pl.col("layer").replace_strict({k: str(v[1]) for k, v in caches.items()}, return_dtype=pl.Utf8))
+    model = next(iter(caches.values()))[0]
     folds = lopo_folds(corpus)
     context.instance.add_dynamic_partitions("probe_config", configs["config_id"].to_list())
     context.instance.add_dynamic_partitions("probe_fold", folds)
@@ -120,39 +126,43 @@ def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance
     table = configs.with_columns(spec_name=pl.lit(spec.name), n_folds=pl.lit(len(folds)),
                                  stage2_seeds=pl.lit(spec.stages.stage2_seeds), promote_top_k=pl.lit(spec.stages.promote_top_k))
     context.add_output_metadata({"configs": configs.height, "folds": len(folds),
-                                 "partitions": configs.height * len(folds), "spec": str(settings.sweep_spec_path())})
-    return provenance.stamp(table, context.run_id, None, spec.model_dump())
+                                 "partitions": configs.height * len(folds), "spec": str(settings.sweep_spec_path()),
+                                 "config_settings": markdown_table(configs.select("config_id", *CONFIG_FIELDS), limit=100)})
+    return provenance.stamp(table, context.run_id, None, spec.model_dump(), model["model_id"], model["revision"])
 
 
 @compute_op(name="probes_sweep_fold_results_compute", ins={"activations": dg.In(dg.Nothing)})
 def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
-                         artifacts: ArtifactStore, compute: Compute, provenance: Provenance,
-                         probe_model: ModelSource) -> Handoff:
+                         artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> Handoff:
     """Train one config × held-out group (all seeds in one batch) outside the warehouse pool."""
     require_gates_passed(context, [check_key(CORPUS, "groups_and_labels_valid"),
                                    check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
     from proj_assets.probes.activation_cache import open_cache
-    from proj_assets.probes.fold_run import fold_inputs, run_config_fold
+    from proj_assets.probes.fold_run import cached_references, fold_inputs, run_config_fold
 
     keys = context.partition_key.keys_by_dimension
     config = resolve_config(keys["config"], {r["config_id"]: r for r in manifest.iter_rows(named=True)})
-    spec, folder = activation_folders(corpus, artifacts, probe_model)[config["layer"]]
+    folder = Path(config["activations_path"])  # resolved (weights hashed) once, by the manifest
     array, index, _meta = open_cache(folder)
     seed = compute.seed_everything(threads=load_profile().probes.train_threads)
     with compute.meter() as meter:
         data = fold_inputs(config, with_sentence_uid(corpus), array, index, keys["fold"])
-        context.log.info(f"training {config['probe_type']} x {config['n_seeds']} seeds (+ control, baseline) "
-                         f"on {data.y_train.size} sentences, testing on {keys['fold']}")
-        metrics, predictions = run_config_fold(config, data, keys["fold"], seed)
+        context.log.info(f"training {config['probe_type']} x {config['n_seeds']} seeds on {data.y_train.size} "
+                         f"sentences (validation {data.val_groups}), testing on {keys['fold']}")
+        refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), keys["fold"], folder.name)
+        metrics, predictions = run_config_fold(config, data, keys["fold"], seed, refs, compute.torch_device())
     buffer = io.BytesIO()
     predictions.write_parquet(buffer)
     pred_path = artifacts.write_bytes(predictions_relpath(keys["config"], keys["fold"]), buffer.getvalue())
-    stamped = provenance.stamp(metrics, context.run_id, seed, config, spec["model_id"], spec["revision"])
+    stamped = provenance.stamp(metrics, context.run_id, seed, config, config["model_id"], config["model_revision"])
     cand = metrics.filter(pl.col("role") == "candidate")
     return save_handoff(context, artifacts, stamped, {
         "table": f"{RESULTS_TABLE}", "rows": stamped.height, "predictions": dg.MetadataValue.path(str(pred_path)),
-        "seeds": int(config["n_seeds"]), "candidate_pr_auc_mean": round(float(cand["pr_auc"].mean()), 4),
-        "n_train": data.y_train.size, "n_test": data.y_test.size,
+        **{field: config[field] for field in CONFIG_FIELDS}, "seeds": int(config["n_seeds"]),
+        "candidate_pr_auc_mean": round(float(cand["pr_auc"].mean()), 4),
+        "baseline_pr_auc": round(float(metrics.filter(pl.col("role") == "baseline")["pr_auc"].mean()), 4),
+        "control_pr_auc_mean": round(float(metrics.filter(pl.col("role") == "control")["pr_auc"].mean()), 4),
+        "epochs_run_mean": round(float(cand["epochs_run"].mean()), 1), "n_train": data.y_train.size, "n_test": data.y_test.size,
         "fits_per_second": round(metrics.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
 
 

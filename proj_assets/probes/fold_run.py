@@ -4,13 +4,17 @@ decay and epoch budget), early-stopped on the fold's validation problems, then e
 held-out problem beside the candidate-independent references (position baseline, shuffled-label
 control; references.py)."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
 from proj_assets.probes.folds import FoldData, build_fold
 from proj_assets.probes.probe_types import TOKEN_PROBES
-from proj_assets.probes.references import fit_references
+from proj_assets.probes.references import fit_references, reference_spec
 from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_replicas
+from proj_resources.hashing import canonical_hash
 
 N_CONTROL_SEEDS = 5
 SHARED_FIELDS = ("probe_type", "layer", "batch_size", "n_heads", "pooling")
@@ -39,6 +43,21 @@ def references_for(data: FoldData, base_seed: int) -> pl.DataFrame:
     ref = data.reference
     return fit_references(ref["position_train"], ref["pooled_train"], data.train_rows["label"].to_numpy(),
                           ref["groups_train"], ref["position_test"], ref["pooled_test"], control_seeds(base_seed))
+
+
+def cached_references(data: FoldData, base_seed: int, root: Path, corpus_hash: str, fold: str,
+                      activations_hash: str) -> pl.DataFrame:
+    """The fold's references, fit once and reused by every config of the fold (and layer): a
+    content-addressed Parquet under `root`, written to a temp name and renamed."""
+    path = root / f"{canonical_hash(reference_spec(corpus_hash, fold, activations_hash, control_seeds(base_seed)))}.parquet"
+    if path.is_file():
+        return pl.read_parquet(path)
+    refs = references_for(data, base_seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    refs.write_parquet(tmp)
+    os.replace(tmp, path)
+    return refs
 
 
 def run_group_fold(configs: list[dict], data: FoldData, fold: str, base_seed: int,

@@ -24,7 +24,7 @@ def run(instance, resources, keys, partition=None, raise_on_error=True):
                           instance=instance, partition_key=partition, raise_on_error=raise_on_error)
 
 
-def test_one_config_fold_materializes_in_process(instance, probes_profile, probe_resources):
+def test_one_config_fold_materializes_in_process(tmp_path, instance, probes_profile, probe_resources):
     first = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
     assert all(e.passed for e in first.get_asset_check_evaluations())
     configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
@@ -38,6 +38,16 @@ def test_one_config_fold_materializes_in_process(instance, probes_profile, probe
     assert rows.filter(pl.col("role") != "candidate")["reference_converged"].all()
     assert set(rows["fold"]) == {"problem_01"} and rows["model_revision"].null_count() == 0
     assert rows.filter(pl.col("role") == "candidate")["pr_auc"].min() > 0
+    meta = next(m for m in result.asset_materializations_for_node("probes__sweep__fold_results")).metadata
+    assert meta["probe_type"].value == "linear_probe" and meta["layer"].value == 2
+    assert meta["learning_rate"].value == 0.05 and "baseline_pr_auc" in meta
+    (references,) = (tmp_path / "artifacts" / "probes" / "references").glob("*.parquet")  # fit once per fold
+    fitted_at = references.stat().st_mtime_ns
+    other = dg.MultiPartitionKey({"config": configs[0], "fold": folds[2]})
+    run(instance, probe_resources, [A.FOLD_RESULTS], other)
+    run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
+    assert references.stat().st_mtime_ns == fitted_at  # reused, not refit
+    assert len(list(references.parent.glob("*.parquet"))) == 2
 
     again = run(instance, probe_resources, [A.ACTIVATIONS])
     meta = again.asset_materializations_for_node("probes__features__token_activations")[0].metadata
