@@ -2,11 +2,13 @@
 scaling curve and the experiment-results table."""
 
 import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
+from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
@@ -27,6 +29,8 @@ MARKET_GATES = [check_key(FEATURES, "no_lookahead"), check_key(TARGETS, "labels_
 TRIAL_GATES = [check_key(TRIALS, "extremes_covered"), check_key(TRIALS, "all_params_logged")]
 N_FEATURES = len(FEATURE_NAMES)
 _settings = load_profile().scaling
+if TYPE_CHECKING:
+    from proj_assets.scaling.study import StudyLocation
 
 
 def study_root():
@@ -63,46 +67,96 @@ def arch_grid(context: dg.AssetExecutionContext, compute: Compute, provenance: P
     return provenance.stamp(grid, context.run_id, seed=None, params=s.model_dump())
 
 
-@compute_op(name="scaling_hpo_trials_compute")
-def trials_compute(context: dg.OpExecutionContext, arch_grid: pl.DataFrame, features: pl.DataFrame,
-                   targets: pl.DataFrame, splits: pl.DataFrame, artifacts: ArtifactStore, compute: Compute,
-                   provenance: Provenance) -> Handoff:
-    """Run this (budget, horizon) study's trials outside the warehouse pool; hand over one row per trial."""
-    from proj_assets.market.panel import split_arrays
+@dataclass(frozen=True)
+class StudyCell:
+    """What the trial workers of one run share (handed between ops through the filesystem)."""
+
+    budget: str
+    horizon: str
+    location: "StudyLocation"
+    seed: int
+    stale_retried: tuple[int, ...]
+    extremes_added: tuple[str, ...]
+
+
+def _study_settings(seed: int, worker: int):
+    """Sampler and pruner of one worker: its own sampler seed, derived from the partition's."""
+    from proj_assets.scaling.hpo import make_sampler_and_pruner
+
+    return make_sampler_and_pruner(_settings, (seed + 1_000_003 * worker) % 2**31)
+
+
+@dg.op(name="scaling_hpo_trials_prepare", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
+def trials_prepare(context: dg.OpExecutionContext, arch_grid: pl.DataFrame) -> StudyCell:
+    """Check the gates, open the study, retry trials of dead workers and enqueue the forced
+    extremes, once, before the workers start."""
     from proj_assets.scaling.extremes import extreme_architectures
-    from proj_assets.scaling.graceful import GracefulStop
-    from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials
-    from proj_assets.scaling.study import enqueue_missing_extremes, open_study, recover_stale_trials, study_lock, study_path
-    from proj_assets.scaling.trial_table import trials_frame
+    from proj_assets.scaling.hpo import extreme_trials
+    from proj_assets.scaling.study import enqueue_missing_extremes, open_study, recover_stale_trials, study_location
 
     require_gates_passed(context, GRID_GATES + MARKET_GATES)
-    keys = context.partition_key.keys_by_dimension
-    budget, horizon = keys["budget"], keys["horizon"]
-    seed = compute.seed_everything(zlib.crc32(context.partition_key.encode()) % 100_000,
-                                   threads=_settings.trainer.torch_threads)
-    arrays = split_arrays(features, targets, splits, int(horizon.removeprefix("h")))
-    budget_grid = arch_grid.filter(pl.col("budget") == budget)
-    cell = CellContext(budget_grid, {"train": arrays.train, "val": arrays.val, "test": arrays.test}, _settings,
-                       compute.memory_budget_mb, compute.torch_device(), seed)
-    path = study_path(study_root(), budget, horizon)
-    with compute.meter() as meter, GracefulStop() as stop, study_lock(path):
-        study = open_study(path, f"{budget}__{horizon}", *make_sampler_and_pruner(_settings, seed))
-        stale = recover_stale_trials(study)
-        added = enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), _settings))
-        context.log.info(f"study {path}: {len(stale)} stale trial(s) failed and retried; extremes enqueued: {added}")
-        ran = run_trials(study, Objective(cell, stop, context.log.debug), _settings.n_trials, context.log.info)
-    table = trials_frame(study, budget, horizon, _settings.budgets[budget])
-    stamped = provenance.stamp(table, context.run_id, seed=seed, params=_settings.model_dump())
+    budget, horizon = (context.partition_key.keys_by_dimension[d] for d in ("budget", "horizon"))
+    location = study_location(_settings, study_root(), active_profile_name())
+    seed = zlib.crc32(context.partition_key.encode()) % 100_000
+    study = open_study(location, budget, horizon, *_study_settings(seed, 0))
+    stale = recover_stale_trials(study, location.grace_s)
+    grid = arch_grid.filter(pl.col("budget") == budget)
+    added = enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), _settings))
+    context.log.info(f"study {location.describe(budget, horizon)}: {len(stale)} trial(s) of dead workers "
+                     f"retried; extremes enqueued: {added}; {_settings.study_workers} worker(s)")
+    return StudyCell(budget, horizon, location, seed, tuple(stale), tuple(added))
+
+
+def trial_worker(index: int) -> dg.OpDefinition:
+    @dg.op(name=f"scaling_hpo_trials_worker_{index}", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
+    def _worker(context: dg.OpExecutionContext, cell: StudyCell, features: pl.DataFrame, targets: pl.DataFrame,
+                splits: pl.DataFrame, arch_grid: pl.DataFrame, compute: Compute) -> dict:
+        """Run trials of the shared study until it holds n_trials (no pool: trains for minutes)."""
+        from proj_assets.market.panel import split_arrays
+        from proj_assets.scaling.graceful import GracefulStop
+        from proj_assets.scaling.hpo import CellContext, Objective, run_trials
+        from proj_assets.scaling.study import open_study, worker_lock
+
+        seed = compute.seed_everything(cell.seed, threads=_settings.trainer.torch_threads)
+        arrays = split_arrays(features, targets, splits, int(cell.horizon.removeprefix("h")))
+        cc = CellContext(arch_grid.filter(pl.col("budget") == cell.budget),
+                         {"train": arrays.train, "val": arrays.val, "test": arrays.test}, _settings,
+                         compute.memory_budget_mb, compute.torch_device(), seed)
+        study = open_study(cell.location, cell.budget, cell.horizon, *_study_settings(seed, index))
+        with compute.meter() as meter, GracefulStop() as stop, worker_lock(
+                cell.location, cell.budget, cell.horizon, f"{context.run_id}-{index}") as owner:
+            ran = run_trials(study, Objective(cc, stop, context.log.debug), _settings.n_trials, context.log.info,
+                             owner=owner, grace_s=cell.location.grace_s)
+        return {"ran": ran, **meter.metadata()}
+
+    return _worker
+
+
+@compute_op(name="scaling_hpo_trials_compute")
+def trials_table(context: dg.OpExecutionContext, cell: StudyCell, workers: list[dict], artifacts: ArtifactStore,
+                 provenance: Provenance) -> Handoff:
+    """One row per trial of the study, handed to the pooled write."""
+    from proj_assets.scaling.study import explain_retried_failures, open_study
+    from proj_assets.scaling.trial_table import trials_frame
+
+    study = open_study(cell.location, cell.budget, cell.horizon, *_study_settings(cell.seed, 0))
+    table = explain_retried_failures(trials_frame(study, cell.budget, cell.horizon, _settings.budgets[cell.budget]))
+    stamped = provenance.stamp(table, context.run_id, seed=cell.seed, params=_settings.model_dump())
+    ran = [w["ran"] for w in workers]
     return save_handoff(context, artifacts, stamped, {
-        "study_path": dg.MetadataValue.path(str(path)), "trials_run_now": ran, "trials_total": table.height,
-        "stale_trials_retried": len(stale), "best_val_loss": table["val_loss"].min(),
+        "study": cell.location.describe(cell.budget, cell.horizon), "study_workers": len(ran),
+        "trials_run_now": sum(ran), "trials_run_per_worker": dg.MetadataValue.json(ran),
+        "trials_total": table.height, "stale_trials_retried": len(cell.stale_retried),
+        "extremes_enqueued": dg.MetadataValue.json(list(cell.extremes_added)), "best_val_loss": table["val_loss"].min(),
         "trials": markdown_table(table.select("trial_number", "state", "forced_extreme", "d_model", "n_layers",
                                               "n_heads", "n_params", "val_loss", "val_roc_auc"), limit=60),
-        **meter.metadata(),
+        "compute_seconds": round(sum(w["compute_seconds"] for w in workers), 3),
+        "compute_device": workers[0]["compute_device"], "compute_cost": round(sum(w["compute_cost"] for w in workers), 6),
     })
 
 
 trials_write = frame_write_op("scaling_hpo_trials_write")
+TRIAL_WORKERS = [trial_worker(i) for i in range(_settings.study_workers)]
 
 
 @dg.graph_asset(key=TRIALS, group_name="scaling", partitions_def=budget_horizon_partitions,
@@ -111,8 +165,11 @@ trials_write = frame_write_op("scaling_hpo_trials_write")
                      "targets": dg.AssetIn(key=TARGETS), "splits": dg.AssetIn(key=SPLITS)},
                 metadata=table_metadata(TRIALS, partition_expr={"budget": "budget", "horizon": "horizon"}))
 def trials(arch_grid, features, targets, splits):
-    """One resumable Optuna study of the transformer for this (budget, horizon): one row per trial."""
-    return trials_write(trials_compute(arch_grid, features, targets, splits))
+    """One resumable Optuna study of the transformer for this (budget, horizon), served by
+    `scaling.study_workers` trial workers at once: one row per trial."""
+    cell = trials_prepare(arch_grid)
+    workers = [worker(cell, features, targets, splits, arch_grid) for worker in TRIAL_WORKERS]
+    return trials_write(trials_table(cell, workers))
 
 
 @dg.asset(key=BEST_TRIALS, group_name="scaling", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,

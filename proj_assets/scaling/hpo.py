@@ -29,9 +29,13 @@ from proj_assets.scaling.study import (
     EXTREME_ATTR,
     FAILED_REASON_ATTR,
     INFEASIBLE_ATTR,
+    OWNER_ATTR,
     RETRY_ATTR,
+    SurplusTrial,
     enqueue_retry,
+    is_surplus,
     n_done,
+    recover_stale_trials,
 )
 from proj_assets.scaling.trainer import NonFiniteLoss, OutOfMemory, TrainConfig, train
 from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
@@ -174,12 +178,30 @@ class Objective:
         return result.val["loss"]
 
 
-def run_trials(study: optuna.Study, objective: Objective, n_trials: int,
-               log: Callable[[str], None] = lambda _msg: None) -> int:
-    """Run one trial at a time until `n_trials` count as done; returns how many ran now."""
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
+               log: Callable[[str], None] = lambda _msg: None, owner: str | None = None,
+               grace_s: float = 60.0, poll_s: float = 1.0) -> int:
+    """Run trials until `n_trials` count as done over every worker of the study; returns how many
+    this worker ran. While the running trials of other workers would reach `n_trials`, it waits
+    for them (failing those of dead workers) instead of starting one more; a trial that still
+    starts past the count (two workers racing) is failed as surplus, its enqueued parameters
+    queued again."""
     started, ran = time.perf_counter(), 0
+
+    def claimed(trial: optuna.Trial) -> float:
+        if owner is not None:
+            trial.set_user_attr(OWNER_ATTR, owner)
+        if is_surplus(trial, n_trials):
+            raise SurplusTrial(trial.number)
+        return objective(trial)
+
     while (done := n_done(study)) < n_trials:
-        study.optimize(objective, n_trials=1, catch=(InfeasibleTrial,))
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        if done + running >= n_trials:
+            recover_stale_trials(study, grace_s)
+            time.sleep(poll_s)
+            continue
+        study.optimize(claimed, n_trials=1, catch=(InfeasibleTrial, SurplusTrial))
         ran += 1
         rate = ran / max(time.perf_counter() - started, 1e-9)
         remaining = n_trials - n_done(study)
@@ -191,4 +213,6 @@ def make_sampler_and_pruner(settings: ScalingSettings, seed: int, pruning: bool 
     use_pruner = settings.pruner == "median" if pruning is None else pruning
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=1)
               if use_pruner else optuna.pruners.NopPruner())
-    return optuna.samplers.TPESampler(seed=seed), pruner
+    # constant_liar: workers sharing a study treat each other's running trials as bad, so they
+    # do not all sample the same point (no effect with one worker).
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True), pruner

@@ -87,6 +87,15 @@ class ScalingSettings(Section):
     search: SearchSpace = Field(default_factory=SearchSpace)
     pruner: Literal["median", "none"] = "median"
     pruner_startup_trials: int = Field(2, ge=0)
+    # Shared studies (scaling/study.py): trial-worker ops serving one (budget, horizon) study at
+    # once; where the study lives (None: a journal file per cell under the data dir; a SQLAlchemy
+    # URL such as postgresql+psycopg2://... uses Optuna's RDBStorage with heartbeats; the
+    # PROJ_OPTUNA_STORAGE environment variable overrides it); heartbeat period and grace period
+    # after which a silent worker's trial is failed and retried.
+    study_workers: int = Field(1, ge=1, le=64)
+    study_storage: str | None = None
+    study_heartbeat_s: int = Field(10, ge=1)
+    study_grace_s: int = Field(60, ge=2)
 
     @field_validator("budgets")
     @classmethod

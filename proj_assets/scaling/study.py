@@ -1,62 +1,109 @@
-"""One persistent Optuna study per (budget, horizon) partition, safe to resume.
+"""One persistent Optuna study per (budget, horizon) partition, served by several workers at once.
 
-Storage is an Optuna journal file per partition (`<root>/<budget>__<horizon>.log`), so runs of
-different partitions never contend. A lock file held for the whole optimisation makes a second
-run of the *same* partition fail fast; therefore any trial still RUNNING when the lock is taken
-was left by a killed run, and `recover_stale_trials` fails it and enqueues it again.
+Where the study lives (`StudyLocation`, chosen by `scaling.study_storage` or the
+PROJ_OPTUNA_STORAGE environment variable):
+- default: an Optuna journal file per partition under the data dir
+  (`<root>/<budget>__<horizon>.log`). JournalFileBackend locks the file around each write, so
+  several processes on one local disk may share it (not over NFS);
+- a SQLAlchemy URL (cluster mode: `postgresql+psycopg2://user@host:port/db`): Optuna's
+  RDBStorage, one study per `<profile>__<budget>__<horizon>` name, with heartbeats.
+
+A worker that dies mid-trial leaves it RUNNING. Only that trial may be failed and retried, never a
+live trial of another worker. Optuna 5.0 implements heartbeats for RDBStorage only (JournalStorage
+is no `BaseHeartbeat`): there each running trial's heartbeat thread writes every
+`heartbeat_interval` s, a trial silent for `grace_period` s is failed by the next worker that
+starts a trial, and `RetryStaleTrial` queues it again. For journal files the equivalent is a lock
+file per worker (`worker_lock`, flock: the OS releases it when the process dies) named on every
+trial the worker runs: a RUNNING trial whose owner's lock is free belongs to a dead worker.
 """
 
-from __future__ import annotations
-
 import contextlib
+import copy
 import fcntl
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
 from optuna.trial import FrozenTrial, TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+STORAGE_ENV = "PROJ_OPTUNA_STORAGE"
 RETRY_ATTR = "retry_of"
 EXTREME_ATTR = "forced_extreme"
 INFEASIBLE_ATTR = "infeasible"
 FAILED_REASON_ATTR = "failed_reason"
+OWNER_ATTR = "worker"  # journal storage: the lock file of the worker running the trial
 
 
-class StudyBusy(RuntimeError):
-    """Another process is optimising this partition's study right now."""
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where the studies of one profile live: journal files under `root`, or a storage `url`."""
+
+    root: Path
+    url: str | None = None
+    profile: str = "demo"
+    heartbeat_s: int = 10
+    grace_s: int = 60
+
+    def study_name(self, budget: str, horizon: str) -> str:
+        cell = f"{budget}__{horizon}"
+        return f"{self.profile}__{cell}" if self.url else cell
+
+    def journal_path(self, budget: str, horizon: str) -> Path:
+        return self.root / f"{budget}__{horizon}.log"
+
+    def describe(self, budget: str, horizon: str) -> str:
+        """For metadata and logs: the journal path, or the URL without its password."""
+        if not self.url:
+            return str(self.journal_path(budget, horizon))
+        from sqlalchemy.engine import make_url
+
+        return f"{make_url(self.url).render_as_string(hide_password=True)} study {self.study_name(budget, horizon)}"
+
+    def storage(self, budget: str, horizon: str) -> optuna.storages.BaseStorage:
+        if self.url:
+            engine = {"pool_pre_ping": True}
+            if self.url.startswith("postgresql"):  # an unreachable server fails in seconds, not minutes
+                engine["connect_args"] = {"connect_timeout": 10}
+            return optuna.storages.RDBStorage(self.url, engine_kwargs=engine, heartbeat_interval=self.heartbeat_s,
+                                              grace_period=self.grace_s,
+                                              heartbeat_stale_trial_callback=RetryStaleTrial(3))
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = self.journal_path(budget, horizon)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
 
 
-def study_path(root: Path, budget: str, horizon: str) -> Path:
-    return root / f"{budget}__{horizon}.log"
+def study_location(settings, root: Path, profile: str) -> StudyLocation:
+    """The location the scaling settings (or PROJ_OPTUNA_STORAGE) choose."""
+    url = os.environ.get(STORAGE_ENV) or settings.study_storage
+    return StudyLocation(root, url or None, profile, settings.study_heartbeat_s, settings.study_grace_s)
 
 
-@contextlib.contextmanager
-def study_lock(path: Path) -> Iterator[None]:
-    """Exclusive, non-blocking lock beside the study file; released when the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StudyBusy(f"study {path} is being optimised by another run; wait for it or cancel it") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def open_study(path: Path, name: str, sampler: optuna.samplers.BaseSampler,
+def open_study(location: StudyLocation, budget: str, horizon: str, sampler: optuna.samplers.BaseSampler,
                pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    return optuna.create_study(study_name=location.study_name(budget, horizon), storage=location.storage(budget, horizon),
+                               direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(path)))
-    return optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
-                               pruner=pruner, load_if_exists=True)
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial failed by the heartbeat (`RetryHeartbeatStaleTrialCallback`, called
+    RetryFailedTrialCallback before optuna 4.9), linked like the project's own retries
+    (`retry_of` user attribute), so the retry trains with the same seed and resumes its checkpoint."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        linked = copy.deepcopy(trial)
+        linked.user_attrs[RETRY_ATTR] = trial.number
+        linked.user_attrs.pop(FAILED_REASON_ATTR, None)
+        super().__call__(study, linked)
 
 
 def is_done(trial: FrozenTrial) -> bool:
@@ -79,20 +126,105 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> Non
     study.enqueue_trial({**trial.system_attrs.get("fixed_params", {}), **trial.params}, user_attrs=attrs)
 
 
-def recover_stale_trials(study: optuna.Study) -> list[int]:
-    """Fail every RUNNING trial (call with the study lock held) and queue a retry of each."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, FAILED_REASON_ATTR,
-                                           "left RUNNING by an interrupted run; retried")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+@contextlib.contextmanager
+def worker_lock(location: StudyLocation, budget: str, horizon: str, token: str) -> Iterator[str | None]:
+    """Hold this worker's lock file while it runs trials; yields the owner name to put on them
+    (None with a storage URL: heartbeats find dead workers there, and flock is unreliable on
+    shared filesystems)."""
+    if location.url:
+        yield None
+        return
+    folder = location.journal_path(budget, horizon).with_suffix(".workers")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{token}.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield str(path)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
+def _owner_alive(owner: str) -> bool:
+    try:
+        fd = os.open(owner, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # its worker ended (it removes its lock) or the file was cleaned up
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _is_dead(trial: FrozenTrial, grace_s: float) -> bool:
+    owner = trial.user_attrs.get(OWNER_ATTR)
+    if owner is not None:
+        return not _owner_alive(owner)
+    # No owner yet: a trial is named right after it starts; one never named for `grace_s` was
+    # left by a worker that died at once (or by a run before shared studies).
+    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return time.time() - started > grace_s
+
+
+class SurplusTrial(Exception):
+    """Started while the study already had n_trials done or running (two workers raced)."""
+
+
+def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether the trials numbered below this one already reach `n_trials` done or running; if so
+    the trial is marked, and parameters it was enqueued with are queued again."""
+    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+    if sum(is_done(t) or t.state == TrialState.RUNNING for t in earlier) < n_trials:
+        return False
+    trial.set_user_attr(FAILED_REASON_ATTR, f"surplus: the study already had {n_trials} trials done or running")
+    if "fixed_params" in trial.system_attrs:
+        enqueue_retry(trial.study, trial)
+    return True
+
+
+def recover_stale_trials(study: optuna.Study, grace_s: float = 60.0) -> list[int]:
+    """Fail the RUNNING trials of dead workers and queue a retry of each; live trials are left."""
+    storage = study._storage
+    if is_heartbeat_enabled(storage):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)  # RetryStaleTrial queues the retries
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        return sorted(n for n in before if states[n] == TrialState.FAIL)
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _is_dead(trial, grace_s):
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, FAILED_REASON_ATTR, "its worker died mid-trial; retried")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker recovered it first
         enqueue_retry(study, trial)
-    return [t.number for t in stale]
+        recovered.append(trial.number)
+    return recovered
+
+
+def explain_retried_failures(table):
+    """Trials table rows failed without a reason (the heartbeat failed them) but retried: say so."""
+    import polars as pl
+
+    retried = table.filter(pl.col("retry_of").is_not_null()).select(
+        pl.col("retry_of").alias("trial_number"), pl.col("trial_number").alias("retried_as"))
+    joined = table.join(retried.unique("trial_number", keep="first"), on="trial_number", how="left")
+    reason = pl.format("its worker stopped sending heartbeats; retried as trial {}", pl.col("retried_as"))
+    return joined.with_columns(failed_reason=pl.when((pl.col("state") == "FAIL") & pl.col("failed_reason").is_null()
+                                                     & pl.col("retried_as").is_not_null())
+                               .then(reason).otherwise(pl.col("failed_reason"))).drop("retried_as")
 
 
 def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict]]) -> list[str]:
     """Enqueue each forced extreme whose label no live trial carries yet (a plain FAIL does not
-    count: its retry does). Returns the labels enqueued now; calling it again enqueues nothing."""
+    count: its retry does). Returns the labels enqueued now; calling it again enqueues nothing.
+    Call it from one place before workers start (the trials graph's prepare op)."""
     present = {t.user_attrs.get(EXTREME_ATTR) for t in study.get_trials(deepcopy=False)
                if t.state != TrialState.FAIL or INFEASIBLE_ATTR in t.user_attrs}
     added = []

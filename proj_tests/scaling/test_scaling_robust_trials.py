@@ -21,7 +21,7 @@ from proj_assets.scaling.extremes import extreme_architectures
 from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials
 from proj_assets.scaling.model import TimeSeriesTransformer
 from proj_assets.scaling.search_space import ArchSpace, encode
-from proj_assets.scaling.study import enqueue_missing_extremes, open_study, recover_stale_trials
+from proj_assets.scaling.study import StudyLocation, enqueue_missing_extremes, open_study, recover_stale_trials
 from proj_assets.scaling.trial_table import trials_frame
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +40,7 @@ def test_diverging_loss_fails_the_trial_with_its_reason(monkeypatch, tmp_path, b
         return out * math.nan if calls["n"] == 1 else out  # the first step of trial 0 diverges
 
     monkeypatch.setattr(TimeSeriesTransformer, "forward", nan_in_the_first_trial)
-    study = open_study(tmp_path / "s.log", "2k__h1", *make_sampler_and_pruner(settings, seed=1))
+    study = open_study(StudyLocation(tmp_path), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
     assert run_trials(study, _objective(budget_grid, splits, settings), n_trials=1) == 2  # the partition goes on
     table = trials_frame(study, "2k", "h1", 2000)
     assert table["state"].to_list() == ["FAIL", "COMPLETE"]
@@ -72,7 +72,7 @@ def test_every_grid_architecture_encodes_to_itself(budget_grid):
 def test_forced_extremes_are_never_pruned(tmp_path, budget_grid, splits):
     settings = tiny_settings(pruner="median", pruner_startup_trials=0,
                              trainer={"max_epochs": 3, "patience": 5, "effective_batch": 64, "trial_time_limit_s": 30})
-    study = open_study(tmp_path / "s.log", "2k__h1", *make_sampler_and_pruner(settings, seed=1))
+    study = open_study(StudyLocation(tmp_path), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
     for _ in range(10):  # finished trials far better than anything: the median prunes every other trial
         study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.0,
                                                   intermediate_values={0: 0.0, 1: 0.0, 2: 0.0}))
@@ -90,11 +90,11 @@ sys.path.insert(0, {here!r})
 from scaling_helpers import synthetic_splits, tiny_settings
 from proj_assets.scaling.arch_grid import enumerate_grid
 from proj_assets.scaling.hpo import CellContext, Objective, make_sampler_and_pruner, run_trials
-from proj_assets.scaling.study import open_study
+from proj_assets.scaling.study import StudyLocation, open_study
 from pathlib import Path
 settings = tiny_settings(trainer={trainer!r})
 grid = enumerate_grid({{"2k": 2000}}, settings.arch, 25)
-study = open_study(Path({path!r}), "2k__h1", *make_sampler_and_pruner(settings, seed=1))
+study = open_study(StudyLocation(Path({path!r}).parent), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
 study.enqueue_trial({params!r})
 def log(message):
     print(message, flush=True)
@@ -118,8 +118,8 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, budget_grid, split
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert "epoch 3/6" in killed.stdout and len(list(ckpt.glob("*.pt"))) == 1
 
-    study = open_study(path, "2k__h1", *make_sampler_and_pruner(settings, seed=1))
-    assert recover_stale_trials(study) == [0]
+    study = open_study(StudyLocation(path.parent), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
+    assert recover_stale_trials(study, grace_s=0) == [0]
     messages = []
     run_trials(study, _objective(budget_grid, splits, settings, messages.append, ckpt), n_trials=1)
     retry = study.get_trials(states=(TrialState.COMPLETE,))[0]
@@ -129,7 +129,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path, budget_grid, split
     assert not list(ckpt.glob("*.pt"))  # removed once the trial finished
 
     # the control: the same trial never killed reaches the same result
-    control = open_study(tmp_path / "control.log", "2k__h1", *make_sampler_and_pruner(settings, seed=1))
+    control = open_study(StudyLocation(tmp_path / "control"), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
     control.enqueue_trial(params)
     run_trials(control, _objective(budget_grid, splits, settings), n_trials=1)
     assert retry.value == pytest.approx(control.best_value, rel=1e-5)

@@ -1,5 +1,5 @@
 """The resumable study: forced extremes once, resume to n_trials, stale and interrupted trials
-retried, infeasible trials recorded, one run per partition at a time."""
+retried, infeasible trials recorded (several workers sharing a study: test_shared_study.py)."""
 
 import os
 import signal
@@ -12,23 +12,16 @@ from proj_assets.scaling.checks_core import incomplete_cells, missing_extremes, 
 from proj_assets.scaling.extremes import EXTREME_LABELS, covered_labels, extreme_architectures
 from proj_assets.scaling.graceful import GracefulStop
 from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials
-from proj_assets.scaling.study import (
-    StudyBusy,
-    enqueue_missing_extremes,
-    n_done,
-    open_study,
-    recover_stale_trials,
-    study_lock,
-)
+from proj_assets.scaling.study import StudyLocation, enqueue_missing_extremes, n_done, open_study, recover_stale_trials
 from proj_assets.scaling.trial_table import trials_frame
 
 
 def _open(path, settings):
-    return open_study(path, "2k__h1", *make_sampler_and_pruner(settings, seed=1))
+    return open_study(StudyLocation(path.parent), "2k", "h1", *make_sampler_and_pruner(settings, seed=1))
 
 
 def _prepare(study, budget_grid, settings):
-    recover_stale_trials(study)
+    recover_stale_trials(study, grace_s=0)
     return enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), settings))
 
 
@@ -43,14 +36,14 @@ def test_extremes_cover_every_label_once_and_are_enqueued_once(tmp_path, budget_
     for dim in ("d_model", "n_layers", "n_heads"):
         values = [arch[dim] for _, arch in extremes]
         assert min(values) == budget_grid[dim].min() and max(values) == budget_grid[dim].max()
-    study = _open(tmp_path / "s.log", settings)
+    study = _open(tmp_path / "2k__h1.log", settings)
     assert _prepare(study, budget_grid, settings) == labels
-    assert _prepare(_open(tmp_path / "s.log", settings), budget_grid, settings) == []  # reopened: nothing new
+    assert _prepare(_open(tmp_path / "2k__h1.log", settings), budget_grid, settings) == []  # reopened: nothing new
     assert len(study.get_trials(states=(TrialState.WAITING,))) == len(labels)
 
 
 def test_resume_adds_only_the_missing_trials(tmp_path, budget_grid, splits, settings):
-    path = tmp_path / "s.log"
+    path = tmp_path / "2k__h1.log"
     study = _open(path, settings)
     _prepare(study, budget_grid, settings)
     assert run_trials(study, _objective(budget_grid, splits, settings), n_trials=3) == 3
@@ -68,16 +61,17 @@ def test_resume_adds_only_the_missing_trials(tmp_path, budget_grid, splits, sett
 
 
 def test_stale_running_trial_is_failed_and_retried(tmp_path, budget_grid, splits, settings):
-    path = tmp_path / "s.log"
+    path = tmp_path / "2k__h1.log"
     study = _open(path, settings)
     _prepare(study, budget_grid, settings)
     killed = study.ask()  # what a killed run leaves behind: a RUNNING trial
     sampled = _objective(budget_grid, splits, settings).sample(killed)
     assert study.get_trials()[0].state == TrialState.RUNNING
     study = _open(path, settings)
-    assert recover_stale_trials(study) == [0]
+    assert recover_stale_trials(study, grace_s=3600) == []  # just started: maybe a live worker's
+    assert recover_stale_trials(study, grace_s=0) == [0]
     first, retry = study.get_trials()[0], study.get_trials()[-1]
-    assert first.state == TrialState.FAIL and "interrupted" in first.user_attrs["failed_reason"]
+    assert first.state == TrialState.FAIL and "died" in first.user_attrs["failed_reason"]
     assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == 0
     assert retry.system_attrs["fixed_params"] == first.params and first.params["lr"] == sampled["lr"]
     assert retry.user_attrs["forced_extreme"] == first.user_attrs["forced_extreme"]
@@ -89,7 +83,7 @@ def test_stale_running_trial_is_failed_and_retried(tmp_path, budget_grid, splits
 
 
 def test_cancel_signal_stops_cleanly_and_the_study_resumes(tmp_path, budget_grid, splits, settings):
-    path = tmp_path / "s.log"
+    path = tmp_path / "2k__h1.log"
     study = _open(path, settings)
     _prepare(study, budget_grid, settings)
     calls = {"n": 0}
@@ -100,33 +94,24 @@ def test_cancel_signal_stops_cleanly_and_the_study_resumes(tmp_path, budget_grid
             os.kill(os.getpid(), signal.SIGINT)
         return stop()
 
-    with pytest.raises(KeyboardInterrupt), study_lock(path), GracefulStop() as stop:
+    with pytest.raises(KeyboardInterrupt), GracefulStop() as stop:
         run_trials(study, _objective(budget_grid, splits, settings, cancel_after_three_steps), settings.n_trials)
     trials = _open(path, settings).get_trials()
     assert [t.state for t in trials if t.state not in (TrialState.WAITING,)] == [TrialState.FAIL]
     assert trials[0].user_attrs["failed_reason"].startswith("interrupted")
     study = _open(path, settings)
-    assert recover_stale_trials(study) == []  # nothing left RUNNING
+    assert recover_stale_trials(study, grace_s=0) == []  # nothing left RUNNING
     run_trials(study, _objective(budget_grid, splits, settings), settings.n_trials)
     assert n_done(study) == 6 and study.get_trials()[-1].state == TrialState.COMPLETE
 
 
 def test_infeasible_trials_are_recorded_not_crashes(tmp_path, budget_grid, splits, settings):
-    study = _open(tmp_path / "s.log", settings)
+    study = _open(tmp_path / "2k__h1.log", settings)
     _prepare(study, budget_grid, settings)
     run_trials(study, _objective(budget_grid, splits, settings, memory_mb=1e-4), n_trials=2)
     table = trials_frame(study, "2k", "h1", 2000)
     assert table["state"].to_list() == ["FAIL", "FAIL"]
     assert all("exceeds" in r for r in table["infeasible_reason"]) and table["n_heads"].null_count() == 0
-
-
-def test_a_second_run_of_the_same_partition_is_refused(tmp_path):
-    path = tmp_path / "s.log"
-    with study_lock(path):
-        with pytest.raises(StudyBusy, match="being optimised by another run"), study_lock(path):
-            pass
-    with study_lock(path):  # released again
-        pass
 
 
 def _set_null(table, column, trial_number):
@@ -139,7 +124,7 @@ def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings
 
     from proj_assets.scaling.checks import all_params_logged, trials_complete
 
-    study = _open(tmp_path / "s.log", settings)
+    study = _open(tmp_path / "2k__h1.log", settings)
     _prepare(study, budget_grid, settings)
     run_trials(study, _objective(budget_grid, splits, settings), n_trials=settings.n_trials)
     table = trials_frame(study, "2k", "h1", 2000)
