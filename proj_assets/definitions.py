@@ -16,6 +16,7 @@ from proj_assets.ops import assets as platform_assets
 from proj_assets.ops import checks as platform_checks
 from proj_assets.ops import jobs as platform_jobs
 from proj_assets.ops import review_job, schedules as platform_schedules, sensors as platform_sensors
+from proj_assets.ops.status_note import status_job
 from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile
@@ -55,7 +56,7 @@ def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[market_schedules.market_ohlcv_job, review_job.gate_review_job, *domain_jobs],
+        jobs=[market_schedules.market_ohlcv_job, review_job.gate_review_job, status_job, *domain_jobs],
         schedules=[market_schedules.market_daily_refresh, *platform_schedules.nightly_backfills(domain_jobs)],
         sensors=platform_sensors.platform_sensors(domain_jobs),
         resources=build_resources(profile, root),

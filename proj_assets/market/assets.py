@@ -65,7 +65,7 @@ def features(context: dg.AssetExecutionContext, ohlcv: pl.DataFrame, compute: Co
     context.add_output_metadata({
         **_date_range(table), "n_features": len(FEATURE_NAMES), "ticker": _settings.target_ticker,
         "vol_index_fallback": _settings.vol_index_fallback,
-        "proxy_rows": int(table[PROXY_FLAG].sum()), "target_series": close_plot(prices, _settings.target_ticker),
+        "proxy_rows": int(table[PROXY_FLAG].sum()), "target_series": dg.MetadataValue.md(close_plot(prices, _settings.target_ticker)),
         **meter.metadata(),
     })
     return provenance.stamp(table, context.run_id, seed=None, params=_settings.model_dump())
@@ -85,7 +85,7 @@ def targets(context: dg.AssetExecutionContext, ohlcv: pl.DataFrame, features: pl
     rates = {c: round(float(table[c].mean()), 4) for c in table.columns if c.startswith("target_h")}
     context.add_output_metadata({**_date_range(table), "positive_rate": dg.MetadataValue.json(rates),
                                  "threshold": _settings.rise_threshold,
-                                 "target_plot": close_and_target_plot(prices, table, _settings.target_ticker)})
+                                 "target_plot": dg.MetadataValue.md(close_and_target_plot(prices, table, _settings.target_ticker))})
     return provenance.stamp(table, context.run_id, seed=None, params=_settings.model_dump())
 
 

@@ -1,8 +1,8 @@
-"""Plots of the target ticker for the UI."""
+"""Plots of the target ticker for the UI (markdown images; the shell makes them metadata)."""
 
 import polars as pl
 
-from proj_assets.shared.plots import figure_markdown, new_figure
+from proj_assets.shared.markdown import figure_image, new_figure
 
 
 def close_plot(prices: pl.DataFrame, ticker: str):
@@ -11,7 +11,7 @@ def close_plot(prices: pl.DataFrame, ticker: str):
     ax.plot(ordered["date"].to_list(), ordered["close"].to_list(), lw=0.8)
     ax.set_title(f"{ticker} close")
     ax.set_yscale("log")
-    return figure_markdown(fig, f"{ticker} close")
+    return figure_image(fig, f"{ticker} close")
 
 
 def close_and_target_plot(prices: pl.DataFrame, targets: pl.DataFrame, ticker: str, window: int = 126):
@@ -25,5 +25,5 @@ def close_and_target_plot(prices: pl.DataFrame, targets: pl.DataFrame, ticker: s
         rate = targets[column].cast(pl.Float64).rolling_mean(window, min_samples=window // 2)
         bottom.plot(targets["date"].to_list(), rate.to_list(), lw=0.8, label=column)
     bottom.legend(loc="upper left", fontsize=7)
-    return figure_markdown(fig, f"{ticker} targets")
+    return figure_image(fig, f"{ticker} targets")
 

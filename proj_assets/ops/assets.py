@@ -5,28 +5,22 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from proj_assets.profiles import load_profile
+from proj_assets.shared.gates import recorded_reviews
 from proj_resources import ArtifactStore, Compute, Warehouse
 
 STATUS = ["platform", "report", "status"]
-
-
-def read_reviews(warehouse: Warehouse) -> list:
-    from proj_assets.shared.reviews import load_reviews
-
-    with warehouse.get_connection() as conn:
-        return load_reviews(conn)
 
 
 @dg.asset(key=STATUS, group_name="platform", kinds={"markdown"})
 def status(context: dg.AssetExecutionContext, warehouse: Warehouse, artifacts: ArtifactStore,
            compute: Compute) -> dg.MaterializeResult:
     """Handoff note from the instance: partitions, gates, reviews, stale assets, runs, compute vs budget."""
-    from proj_assets.definitions import defs  # lazy: definitions imports this module
     from proj_assets.ops.snapshot import build_snapshot
     from proj_assets.ops.status import next_actions, open_gates, render_markdown
 
     with compute.meter() as meter:
-        snapshot = build_snapshot(context.instance, defs, load_profile(), read_reviews(warehouse))
+        snapshot = build_snapshot(context.instance, context.repository_def, load_profile(), recorded_reviews(warehouse),
+                                  current_run_id=context.run_id, writing=context.asset_key)
         text = render_markdown(snapshot)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = artifacts.write_bytes(f"reports/status/status_{stamp}.md", text.encode())

@@ -11,12 +11,11 @@ from proj_assets.profiles import load_profile
 @dg.asset_check(asset=dg.AssetKey(STATUS), name="compute_within_budget",
                 description="Compute cost per domain (metered seconds x rate per device) below its budget.")
 def compute_within_budget(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    from proj_assets.definitions import defs  # lazy: definitions imports this module
     from proj_assets.ops.budget import BudgetState
     from proj_assets.ops.snapshot import compute_budget
 
     profile = load_profile()
-    rows = compute_budget(context.instance, defs.resolve_asset_graph(), profile)
+    rows = compute_budget(context.instance, context.repository_def.asset_graph, profile)
     table = pl.DataFrame([{"domain": r.domain, "cost": round(r.cost, 6), "budget": r.budget, "seconds": round(r.seconds, 1),
                            "used": None if r.fraction is None else round(r.fraction, 4), "state": r.state.value} for r in rows],
                          schema={"domain": pl.Utf8, "cost": pl.Float64, "budget": pl.Float64, "seconds": pl.Float64,

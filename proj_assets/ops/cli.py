@@ -14,16 +14,16 @@ def status_markdown() -> str:
     import dagster as dg
 
     from proj_assets.definitions import defs
-    from proj_assets.ops.assets import read_reviews
     from proj_assets.ops.snapshot import build_snapshot
     from proj_assets.ops.status import render_markdown
     from proj_assets.profiles import data_dir, load_profile
+    from proj_assets.shared.gates import recorded_reviews
     from proj_resources.warehouse import Warehouse, warehouse_path
 
     profile = load_profile()
-    reviews = read_reviews(Warehouse(database=str(warehouse_path(profile.name, data_dir()))))
+    reviews = recorded_reviews(Warehouse(database=str(warehouse_path(profile.name, data_dir()))))
     with dg.DagsterInstance.get() as instance:
-        return render_markdown(build_snapshot(instance, defs, profile, reviews))
+        return render_markdown(build_snapshot(instance, defs.get_repository_def(), profile, reviews))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@
 share a partitions definition run together, one in-process run per partition (dynamic partition
 keys are read from the instance when their stage starts, after upstream assets registered them).
 Later passes materialize only partitions that appeared meanwhile (e.g. probe configs promoted to
-stage 2) and re-run what depends on them, until nothing new appears.
+stage 2) and re-run what depends on them, until nothing new appears. The status note is written
+last, once everything else has run, from the code location (it reads the asset graph from its
+run's repository), so what it counts is what the instance holds when the demo ends.
 """
 
 import argparse
@@ -13,7 +15,11 @@ import time
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from proj_assets.ops.status_note import STATUS_JOB, STATUS_KEY
+
+LOCATION = "proj_assets.definitions"  # the code location module (`make demo` loads its `defs`)
 DOMAIN_ORDER = ["market", "scaling", "probes", "sft", "platform"]
 MAX_PASSES = 3
 # Step logs stay in the instance (and the UI); the console shows warnings and this runner's lines.
@@ -39,7 +45,7 @@ class RunSummary:
 def plan_stages(defs: dg.Definitions, groups: list[str] | None = None) -> list[Stage]:
     """Stages of the whole graph, or of the named groups (domains) only."""
     graph = defs.resolve_asset_graph()
-    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
+    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable and k != STATUS_KEY
              and (not groups or graph.get(k).group_name in groups)]
     stages: list[Stage] = []
     for domain in DOMAIN_ORDER + sorted({graph.get(k).group_name for k in order} - set(DOMAIN_ORDER)):
@@ -60,6 +66,18 @@ def _partitions_to_run(instance: dg.DagsterInstance, stage: Stage, attempted: se
     return [k for k in keys if (tuple(stage.keys), k) not in attempted]
 
 
+def _summarize(label: str, partition: str | None, success: bool, seconds: float, evaluations) -> RunSummary:
+    return RunSummary(label, partition, success, seconds,
+                      [f"{e.asset_check_key.to_user_string()} ({e.severity.value})" for e in evaluations if not e.passed],
+                      sum(e.passed for e in evaluations))
+
+
+def _print(summary: RunSummary, where: str = "") -> None:
+    checks = f"checks {summary.passed_checks} passed" + (
+        f", FAILED: {summary.failed_checks}" if summary.failed_checks else "")
+    print(f"  {'ok' if summary.success else 'FAILED':6} {summary.label}{where} {summary.seconds:.1f}s; {checks}", flush=True)
+
+
 def run_stage(job, instance: dg.DagsterInstance, stage: Stage, partitions: list[str | None]) -> list[RunSummary]:
     label = ", ".join(k.to_user_string() for k in stage.keys)
     summaries = []
@@ -68,21 +86,29 @@ def run_stage(job, instance: dg.DagsterInstance, stage: Stage, partitions: list[
         result = job.execute_in_process(run_config=QUIET, instance=instance, asset_selection=stage.keys,
                                         partition_key=partition, raise_on_error=False,
                                         tags={"proj/launched_by": "materialize_all"})
-        evaluations = result.get_asset_check_evaluations()
-        summary = RunSummary(label, partition, result.success, time.perf_counter() - start,
-                             [f"{e.asset_check_key.to_user_string()} ({e.severity.value})"
-                              for e in evaluations if not e.passed],
-                             sum(e.passed for e in evaluations))
+        summary = _summarize(label, partition, result.success, time.perf_counter() - start,
+                             result.get_asset_check_evaluations())
         summaries.append(summary)
-        where = f" [{partition}] ({i}/{len(partitions)})" if partition else ""
-        checks = f"checks {summary.passed_checks} passed" + (
-            f", FAILED: {summary.failed_checks}" if summary.failed_checks else "")
-        print(f"  {'ok' if summary.success else 'FAILED':6} {label}{where} {summary.seconds:.1f}s; {checks}", flush=True)
+        _print(summary, f" [{partition}] ({i}/{len(partitions)})" if partition else "")
     return summaries
 
 
-def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance,
-                    groups: list[str] | None = None) -> list[RunSummary]:
+def write_status_note(instance: dg.DagsterInstance, location: str = LOCATION) -> RunSummary:
+    """Run `platform_status_job` from the code location module `location` (its `defs`), so the run
+    has its repository as a launched run does; summarize it like the other runs."""
+    start = time.perf_counter()
+    job = ReconstructableRepository.for_module(location, "defs").get_reconstructable_job(STATUS_JOB)
+    with dg.execute_job(job, instance, run_config=QUIET, raise_on_error=False,
+                        tags={"proj/launched_by": "materialize_all"}) as result:
+        summary = _summarize(STATUS_KEY.to_user_string(), None, result.success, time.perf_counter() - start,
+                             result.get_asset_check_evaluations())
+    _print(summary)
+    return summary
+
+
+def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: list[str] | None = None,
+                    location: str = LOCATION) -> list[RunSummary]:
+    """Every stage of `defs` (the `defs` of module `location`), then its status note."""
     job = defs.resolve_implicit_global_asset_job_def()
     stages = plan_stages(defs, groups)
     attempted: set = set()
@@ -104,6 +130,9 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance,
         summaries += this_pass
         if n > 1 and not this_pass:
             break
+    if STATUS_KEY in defs.resolve_asset_graph().get_all_asset_keys() and (not groups or "platform" in groups):
+        print("status note (last, after every other run):", flush=True)
+        summaries.append(write_status_note(instance, location))
     return summaries
 
 

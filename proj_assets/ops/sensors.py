@@ -1,6 +1,7 @@
-"""Sensors: the probe sweep-spec watcher, and declarative automation that respects gates.
+"""Sensors: the probe sweep-spec watcher, declarative automation that respects gates, and the
+status-note refresh (`ops.status_note`).
 
-Both ship STOPPED (turn on in the UI, Automation tab, or `dagster sensor start <name>`): the
+All ship STOPPED (turn on in the UI, Automation tab, or `dagster sensor start <name>`): the
 watcher launches sweep runs and the automation sensor launches every eligible asset, which is
 what a researcher wants on the research profile but not when opening the demo UI.
 """
@@ -8,6 +9,7 @@ what a researcher wants on the research profile but not when opening the demo UI
 import dagster as dg
 
 from proj_assets import partitions
+from proj_assets.ops.status_note import status_note_sensor
 from proj_assets.ops.sweep_watch import SweepCursor, plan_tick
 
 MANIFEST = dg.AssetKey(["probes", "sweep", "manifest"])
@@ -57,7 +59,7 @@ def sweep_spec_sensor(manifest_job, sweep_job) -> dg.SensorDefinition:
 
 def platform_sensors(jobs: list) -> list[dg.SensorDefinition]:
     by_name = {j.name: j for j in jobs}
-    sensors = [gated_automation_sensor]
+    sensors = [gated_automation_sensor, status_note_sensor]
     if "probes_manifest_job" in by_name and "probes_sweep_job" in by_name:
         sensors.append(sweep_spec_sensor(by_name["probes_manifest_job"], by_name["probes_sweep_job"]))
     return sensors

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.loader import LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
@@ -43,12 +42,13 @@ class _InstanceLoadingContext(LoadingContext):
         return self._loaders
 
 
-def backfill_jobs(defs: dg.Definitions) -> dict[dg.AssetKey, str]:
-    """Asset key -> name of a partitioned asset job that materializes it (for CLI backfills)."""
+def backfill_jobs(repository: dg.RepositoryDefinition) -> dict[dg.AssetKey, str]:
+    """Asset key -> name of a partitioned job that materializes it (for CLI backfills); the
+    implicit `__ASSET_JOB` is left out (a person cannot name it on the command line)."""
     found: dict[dg.AssetKey, str] = {}
-    for job in sorted(defs.jobs or [], key=lambda j: j.name):
-        if isinstance(job, UnresolvedAssetJobDefinition) and job.partitions_def is not None:
-            for key in job.selection.resolve(defs.resolve_asset_graph()):
+    for job in sorted(repository.get_all_jobs(), key=lambda j: j.name):
+        if job.partitions_def is not None and not job.name.startswith("__"):
+            for key in sorted(job.asset_layer.selected_asset_keys):
                 found.setdefault(key, job.name)
     return found
 
@@ -83,9 +83,11 @@ def _asset_status(instance, graph, key: dg.AssetKey, jobs: dict) -> AssetStatus:
                        len(running), jobs.get(key))
 
 
-def _gate_statuses(instance, graph) -> list[GateStatus]:
+def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateStatus]:
     gates = []
     for key in sorted(graph.asset_check_keys, key=lambda k: k.to_user_string()):
+        if key.asset_key == writing:
+            continue  # the note's own checks run right after it, in the same run
         blocking = graph.get_check_spec(key).blocking
         latest = latest_check_results(instance, key)
         if not latest:
@@ -175,15 +177,21 @@ def compute_budget(instance: dg.DagsterInstance, graph, profile) -> list:
                             profile.platform.budget_warn_fraction)
 
 
-def build_snapshot(instance: dg.DagsterInstance, defs: dg.Definitions, profile, reviews: list[Review]) -> Snapshot:
-    """Everything the status report needs, read from `instance` for the assets of `defs`."""
-    graph = defs.resolve_asset_graph()
-    jobs = backfill_jobs(defs)
+def build_snapshot(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition, profile, reviews: list[Review],
+                   current_run_id: str | None = None, writing: dg.AssetKey | None = None) -> Snapshot:
+    """Everything the status report needs, read from `instance` for the assets of `repository`
+    (the code location: `context.repository_def` in a run, `defs.get_repository_def()` outside).
+    When a run writes the note as asset `writing`, that run (`current_run_id`) is not work in
+    progress, the note counts as materialized and its own checks (not run yet) are left out."""
+    graph = repository.asset_graph
+    jobs = backfill_jobs(repository)
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
-    assets = [_asset_status(instance, graph, k, jobs) for k in keys]
-    runs = instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES), limit=50)
+    assets = [AssetStatus(k.to_user_string(), k.path[0], False, 1, 1) if k == writing
+              else _asset_status(instance, graph, k, jobs) for k in keys]
+    runs = [r for r in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES), limit=50)
+            if r.dagster_run.run_id != current_run_id]
     failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=FAILURES_SHOWN)
     budget = compute_budget(instance, graph, profile)
-    return Snapshot(datetime.now(UTC), profile.name, assets, _gate_statuses(instance, graph),
+    return Snapshot(datetime.now(UTC), profile.name, assets, _gate_statuses(instance, graph, writing),
                     _stale_assets(instance, graph), [_run_info(instance, r) for r in runs],
                     [_run_info(instance, r) for r in failed], budget, reviews)

@@ -237,10 +237,11 @@ def summary(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, 
     confirmation of the winner against baseline and control, as tables and plots."""
     from proj_assets.probes.evaluation import final_candidates, nested_confirmation, release_decision
     from proj_assets.probes.report import summary_metadata
+    from proj_assets.shared.metadata import ui_metadata
 
     finals = final_candidates(aggregate_metrics, stage1_id).join(
         manifest.select("config_id", *CONFIG_FIELDS), left_on="base_id", right_on="config_id", how="left")
     confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
     decision = release_decision(confirmed, load_profile().probes.release_margin)
-    context.add_output_metadata(summary_metadata(finals, confirmed, decision))
+    context.add_output_metadata(ui_metadata(summary_metadata(finals, confirmed, decision)))
     return finals.join(screening.select("config_id", "rank", "promoted"), left_on="base_id", right_on="config_id", how="left")

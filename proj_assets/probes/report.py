@@ -1,13 +1,11 @@
 """The summary's UI metadata: results with each config's settings, a plot comparing probe types and
 layers with CIs against the baseline and control, the nested confirmation and the release decision."""
 
-import dagster as dg
 import numpy as np
 import polars as pl
 
 from proj_assets.probes.evaluation import flat_confirmation
-from proj_assets.shared.check_results import markdown_table
-from proj_assets.shared.plots import figure_markdown, new_figure
+from proj_assets.shared.markdown import Markdown, figure_image, new_figure, table_markdown
 
 
 def best_per_probe_and_layer(finals: pl.DataFrame) -> pl.DataFrame:
@@ -16,7 +14,7 @@ def best_per_probe_and_layer(finals: pl.DataFrame) -> pl.DataFrame:
         ["probe", "layer"], keep="first").sort("probe", "layer")
 
 
-def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> dg.MetadataValue:
+def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> Markdown:
     best = best_per_probe_and_layer(finals)
     fig, ax = new_figure(8, 4.5)
     layers = sorted(best["layer"].unique().to_list())
@@ -38,16 +36,16 @@ def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> dg.MetadataValue:
     ax.set_xticks(range(len(layers)), [f"layer {v}" for v in layers])
     ax.set_ylabel("PR-AUC (best config, 95% CI over folds)")
     ax.legend(loc="best", fontsize=7)
-    return figure_markdown(fig, "PR-AUC by probe type and layer")
+    return figure_image(fig, "PR-AUC by probe type and layer")
 
 
 def summary_metadata(finals: pl.DataFrame, confirmed: pl.DataFrame, decision: dict) -> dict:
     shown = finals.select("config_id", "probe", "layer", "pooling", "learning_rate", "weight_decay", "epochs",
                           "n_heads", "stage", "n_folds", "n_fits", "pr_auc_mean", "pr_auc_ci_low", "pr_auc_ci_high")
     return {
-        "results": markdown_table(shown.with_columns(pl.col(pl.Float64).round(4)), limit=50),
+        "results": table_markdown(shown, limit=50),
         "probe_layer_plot": _probe_layer_plot(finals, decision.get("summary", {})),
-        "confirmation_folds": markdown_table(confirmed.with_columns(pl.col(pl.Float64).round(4)), limit=50),
+        "confirmation_folds": table_markdown(confirmed, limit=50),
         **flat_confirmation(decision.get("summary", {})),
         "release_preview": decision["reason"],
         "release_would_pass": decision["passed"],

@@ -3,18 +3,14 @@
 import dagster as dg
 import polars as pl
 
+from proj_assets.shared.markdown import table_markdown
+
 SAMPLE_ROWS = 10
 
 
 def markdown_table(rows: pl.DataFrame, limit: int = SAMPLE_ROWS) -> dg.MetadataValue:
-    """The first `limit` rows as a markdown table (shown in the UI)."""
-    head = rows.head(limit)
-    if head.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    cols = head.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in head.iter_rows()]
-    return dg.MetadataValue.md("\n".join(lines))
+    """The first `limit` rows as a readable markdown table (`shared.markdown.table_markdown`)."""
+    return dg.MetadataValue.md(table_markdown(rows, limit))
 
 
 def threshold_result(passed: bool, measured: float, threshold: float, description: str,

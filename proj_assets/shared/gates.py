@@ -97,10 +97,16 @@ def _warehouse_reviews(context, check_keys: Sequence[dg.AssetCheckKey]) -> list[
         from proj_resources.warehouse import Warehouse, warehouse_path
 
         warehouse = Warehouse(database=str(warehouse_path(load_profile().name, data_dir())))
+    return recorded_reviews(warehouse, [k.to_user_string() for k in check_keys])
+
+
+def recorded_reviews(warehouse, check_keys: list[str] | None = None) -> list[reviews.Review]:
+    """Reviews (of `check_keys`, or all) in `warehouse`; none when its file does not exist yet
+    (opening it would fail, after retrying for ~100 s, when its folder is missing)."""
     if warehouse.database != ":memory:" and not Path(warehouse.database).exists():
         return []
     with warehouse.get_connection() as conn:
-        return reviews.load_reviews(conn, [k.to_user_string() for k in check_keys])
+        return reviews.load_reviews(conn, check_keys)
 
 
 def require_gates_passed(context: dg.AssetExecutionContext, check_keys: Sequence[dg.AssetCheckKey],

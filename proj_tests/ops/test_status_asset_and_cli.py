@@ -5,10 +5,11 @@ import dagster as dg
 import pytest
 
 from proj_assets.ops import assets as platform_assets
-from proj_assets.ops import checks as platform_checks
-from proj_assets.profiles import load_profile
+from proj_assets.profiles import data_dir, load_profile
 
 OHLCV = dg.AssetKey(["market", "raw", "ohlcv"])
+STATUS = dg.AssetKey(platform_assets.STATUS)
+BUDGET_CHECK = dg.AssetCheckKey(STATUS, "compute_within_budget")
 
 
 def _spend(instance, seconds: float):
@@ -16,34 +17,38 @@ def _spend(instance, seconds: float):
         asset_key=OHLCV, partition="SP500", metadata={"compute_seconds": seconds, "compute_device": "cpu"}))
 
 
-def _materialize_status(instance, resources):
-    result = dg.materialize([platform_assets.status, platform_checks.compute_within_budget], instance=instance,
-                            resources=resources, raise_on_error=False)
-    (evaluation,) = result.get_asset_check_evaluations()
-    return result, evaluation
+def _materialize_status(instance):
+    """The note and its check as `make demo` writes them: `platform_status_job` run from the code
+    location (the note reads the asset graph from its run's repository, not by importing `defs`)."""
+    from proj_assets.ops.materialize_all import write_status_note
+    from proj_assets.shared.gates import latest_check_results
+
+    summary = write_status_note(instance)
+    (record,) = latest_check_results(instance, BUDGET_CHECK).values()
+    return summary, instance.get_latest_materialization_event(STATUS), record.evaluation
 
 
-def test_status_asset_writes_the_report_and_budget_check_escalates(instance, resources, tmp_path):
-    result, evaluation = _materialize_status(instance, resources)
-    assert result.success and evaluation.passed
-    meta = result.get_asset_materialization_events()[0].materialization.metadata
+def test_status_asset_writes_the_report_and_budget_check_escalates(instance):
+    summary, event, evaluation = _materialize_status(instance)
+    assert summary.success and evaluation.passed
+    meta = event.asset_materialization.metadata
     report = meta["report"].value
     for domain in ("market", "platform"):
         assert f"### {domain}" in report
     assert "`market/raw/ohlcv`" in report and "Compute spent against budget" in report
     path = meta["path"].value
-    assert path.startswith(str(tmp_path)) and (tmp_path / "artifacts/reports/status/latest.md").read_text() == report
+    assert path.startswith(str(data_dir())) and (data_dir() / "artifacts/reports/status/latest.md").read_text() == report
 
     profile = load_profile()
     budget = profile.platform.budgets["market"]
     per_second = profile.compute.cost_per_hour["cpu"] / 3600
     _spend(instance, 0.85 * budget / per_second)  # 85%: warn
-    _, warn = _materialize_status(instance, resources)
+    *_, warn = _materialize_status(instance)
     assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert warn.metadata["measured"].value == pytest.approx(0.85, rel=1e-3)
     assert "market" in warn.metadata["offending_sample"].value
     _spend(instance, 0.2 * budget / per_second)  # 105%: fail
-    _, over = _materialize_status(instance, resources)
+    *_, over = _materialize_status(instance)
     assert (over.passed, over.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert "over budget: ['market']" in over.description
 

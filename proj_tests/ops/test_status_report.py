@@ -43,7 +43,7 @@ def test_snapshot_and_report_match_the_instance(mixed_instance):
     instance, dead_id, running_id = mixed_instance
     profile = load_profile().model_copy(update={"platform": PlatformSettings(budgets={"ops_test": 0.001})})
     sign_off = Review("ops_test/raw/cells:none", None, "sign_off", "Ada", "looked at it", None, True)
-    snap = build_snapshot(instance, DEFS, profile, [sign_off])
+    snap = build_snapshot(instance, DEFS.get_repository_def(), profile, [sign_off])
 
     by_key = {a.key: a for a in snap.assets}
     cells_status = by_key["ops_test/raw/cells"]
@@ -80,7 +80,7 @@ def test_snapshot_and_report_match_the_instance(mixed_instance):
 
 def test_override_closes_the_gate_in_the_report(mixed_instance):
     instance = mixed_instance[0]
-    snap = build_snapshot(instance, DEFS, load_profile(), [])
+    snap = build_snapshot(instance, DEFS.get_repository_def(), load_profile(), [])
     (gate,) = open_gates(snap)
     override = Review(gate.check, None, "override", "Ada", "accepted for this run", gate.run_id, False)
     snap.reviews = [override]
