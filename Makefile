@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)
 export PROJ_PROFILE ?= demo
 
-.PHONY: install demo test test-slow ui validate bench clean-data status browser
+.PHONY: install demo test test-slow ui validate bench clean-data status browser redis cluster-up cluster-env cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m proj_assets.ops.materialize_all $(foreach g,$(GROUPS),--group $(g))
 
-test: $(STAMP)
+test: $(STAMP) redis
 	$(PY) -m pytest -m "not slow" -n 2 -q
 
 test-slow: $(STAMP) browser
@@ -36,6 +36,22 @@ status: $(STAMP)
 # Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Redis for cluster mode and its test: Debian's redis-server package (needs root), never a download.
+redis:
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+
+# Cluster mode on this host (docs/scaling-out.md): PostgreSQL 15, Redis, the daemon and WORKERS
+# Celery workers on 127.0.0.1, free ports; `eval "$$(make -s cluster-env)"` then uses it.
+WORKERS ?= 2
+cluster-up: $(STAMP) redis
+	$(PY) -m proj_cluster up --workers $(WORKERS)
+
+cluster-env:
+	@$(PY) -m proj_cluster env
+
+cluster-down:
+	$(PY) -m proj_cluster down
 
 ui: $(STAMP)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

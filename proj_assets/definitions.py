@@ -13,6 +13,7 @@ from proj_assets.market import assets as market_assets
 from proj_assets.market import checks as market_checks
 from proj_assets.market import schedules as market_schedules
 from proj_assets.ops import assets as platform_assets
+from proj_assets.ops.executor import executor_for
 from proj_assets.ops import checks as platform_checks
 from proj_assets.ops import jobs as platform_jobs
 from proj_assets.ops import review_job, schedules as platform_schedules, sensors as platform_sensors
@@ -60,7 +61,7 @@ def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
         schedules=[market_schedules.market_daily_refresh, *platform_schedules.nightly_backfills(domain_jobs)],
         sensors=platform_sensors.platform_sensors(domain_jobs),
         resources=build_resources(profile, root),
-        executor=dg.multiprocess_executor.configured({"max_concurrent": profile.compute.threads}),
+        executor=executor_for(profile),  # embedded processes; Celery workers when PROJ_CLUSTER=1
     )
 
 

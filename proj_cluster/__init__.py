@@ -1,0 +1,1 @@
+"""Cluster deployment: PostgreSQL, Redis, the dagster-daemon and Celery workers (docs/scaling-out.md)."""

@@ -1,0 +1,189 @@
+"""A whole cluster on this host: PostgreSQL, Redis, the dagster-daemon and Celery workers.
+
+`LocalCluster(state_dir, data_dir)` records what it started in `<state_dir>/cluster.json`
+(PIDs, ports), so `python -m proj_cluster down` (or `make cluster-down`) stops exactly those
+processes, by PID and process group, and nothing else. Tests use the same class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from proj_assets.shared.conventions import DUCKDB_POOL
+from proj_cluster import services
+from proj_cluster.services import Started
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+DATABASES = ("dagster", "optuna")
+
+
+@dataclass
+class ClusterState:
+    state_dir: str
+    data_dir: str
+    postgres: Started | None = None
+    redis: Started | None = None
+    daemon: Started | None = None
+    workers: list[Started] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.state_dir) / "cluster.json"
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterState | None:
+        path = state_dir / "cluster.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        started = {k: Started(**raw[k]) if raw.get(k) else None for k in ("postgres", "redis", "daemon")}
+        return cls(raw["state_dir"], raw["data_dir"], **started, workers=[Started(**w) for w in raw["workers"]])
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    """os.environ with `values` set, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def cluster_env(state: ClusterState) -> dict[str, str]:
+    """The variables every process of the cluster needs (proj_assets/cluster_settings.py)."""
+    redis = f"redis://127.0.0.1:{state.redis.port}"
+    return {
+        "PROJ_CLUSTER": "1",
+        "PROJ_CLUSTER_BROKER_URL": f"{redis}/0", "PROJ_CLUSTER_BACKEND_URL": f"{redis}/1",
+        "PROJ_CLUSTER_PG_HOST": "127.0.0.1", "PROJ_CLUSTER_PG_PORT": str(state.postgres.port),
+        "PROJ_CLUSTER_PG_USER": services.PG_SUPERUSER, "PROJ_CLUSTER_PG_PASSWORD": "",
+        "PROJ_CLUSTER_PG_DB": DATABASES[0], "PROJ_CLUSTER_OPTUNA_DB": DATABASES[1],
+        # scaling/study.py: shared Optuna studies (RDBStorage with heartbeats) in the same server
+        "PROJ_OPTUNA_STORAGE": f"postgresql+psycopg2://{services.PG_SUPERUSER}@127.0.0.1:{state.postgres.port}/{DATABASES[1]}",
+        "PROJ_DATA_DIR": state.data_dir, "DAGSTER_HOME": str(Path(state.state_dir) / "home"),
+    }
+
+
+def process_env(state: ClusterState, extra: dict | None = None) -> dict[str, str]:
+    env = {**os.environ, **cluster_env(state), **(extra or {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `celery`, `dagster-daemon`
+    return env
+
+
+class LocalCluster:
+    def __init__(self, state_dir: Path, data_dir: Path):
+        self.state_dir, self.data_dir = Path(state_dir).resolve(), Path(data_dir).resolve()
+        self.state = ClusterState.load(self.state_dir) or ClusterState(str(self.state_dir), str(self.data_dir))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return cluster_env(self.state)
+
+    def start(self, cpu_workers: int = 2, gpu_workers: int = 0) -> None:
+        """Services, daemon and workers (`cpu-1..`, `gpu-1..`); on any failure stop what started."""
+        try:
+            self.start_services()
+            self.start_daemon()
+            for i in range(cpu_workers):
+                self.start_worker(f"cpu-{i + 1}", ("cpu",))
+            for i in range(gpu_workers):
+                self.start_worker(f"gpu-{i + 1}", ("gpu",))
+        except BaseException:
+            self.down()
+            raise
+
+    def start_services(self) -> None:
+        """PostgreSQL and Redis, and the instance home with proj_cluster/dagster.yaml."""
+        if self.state.postgres and services.pid_alive(self.state.postgres.pid):
+            raise services.ServiceError(f"a cluster is already running from {self.state.path}; "
+                                        "stop it first (python -m proj_cluster down)")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o755)  # the postgres user must reach its data folder
+        try:
+            self.state.postgres = services.start_postgres(self.state_dir / "postgres", DATABASES)
+            self.state.redis = services.start_redis(self.state_dir)
+        finally:
+            self.state.save()
+        from proj_cluster.worker import prepare_home
+
+        prepare_home(Path(self.env["DAGSTER_HOME"]))
+        self._create_instance_storage()
+
+    def _create_instance_storage(self) -> None:
+        """Create the instance tables and pool slots once, before the daemon and workers race to."""
+        with environment(self.env), self.instance() as instance:  # dagster.yaml reads PROJ_CLUSTER_PG_*
+            instance.get_runs(limit=1)
+            # the pool's one slot, made once: left to the first claims, two processes can each
+            # allocate one (count-then-insert) and write at the same time
+            instance.event_log_storage.initialize_concurrency_limit_to_default(DUCKDB_POOL)
+
+    def instance(self):
+        """The cluster's Dagster instance (needs the PROJ_CLUSTER_PG_* variables in os.environ)."""
+        import dagster as dg
+
+        return dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"])
+
+    def run(self, args: list[str], timeout: float = 300) -> str:
+        """A command (e.g. `python -m proj_cluster backfill ...`) with the cluster's environment."""
+        out = subprocess.run(args, cwd=PROJECT_ROOT, env=process_env(self.state), capture_output=True, text=True,
+                             timeout=timeout)
+        if out.returncode != 0:
+            raise services.ServiceError(f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        return out.stdout
+
+    def start_daemon(self) -> Started:
+        log = self.state_dir / "daemon.log"
+        proc = services.spawn([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                              log, env=process_env(self.state), cwd=PROJECT_ROOT)
+        self.state.daemon = Started("dagster-daemon", proc.pid, 0, str(log))
+        self.state.save()
+        return self.state.daemon
+
+    def start_worker(self, name: str, queues: tuple[str, ...] = ("cpu",), extra_env: dict | None = None) -> Started:
+        """One Celery worker (one task at a time) serving `queues`, started like a remote host's."""
+        log = self.state_dir / f"worker-{name}.log"
+        cmd = [sys.executable, "-m", "proj_cluster", "worker", "--name", name]
+        for queue in queues:
+            cmd += ["--queue", queue]
+        proc = services.spawn(cmd, log, env=process_env(self.state, extra_env), cwd=PROJECT_ROOT)
+        worker = Started(f"worker-{name}", proc.pid, 0, str(log))
+        self.state.workers.append(worker)
+        self.state.save()
+        return worker
+
+    def stop_worker(self, worker: Started) -> None:
+        services.stop_group(worker.pid)
+        self.state.workers = [w for w in self.state.workers if w.pid != worker.pid]
+        self.state.save()
+
+    def down(self) -> None:
+        """Stop workers, daemon, Redis, PostgreSQL: each by the PID this cluster recorded."""
+        for worker in list(self.state.workers):
+            self.stop_worker(worker)
+        if self.state.daemon:
+            services.stop_group(self.state.daemon.pid)
+            self.state.daemon = None
+        if self.state.redis:
+            services.stop_group(self.state.redis.pid)
+            self.state.redis = None
+        if self.state.postgres:
+            services.stop_postgres(self.state_dir / "postgres", self.state.postgres.pid)
+            self.state.postgres = None
+        if self.state_dir.exists():
+            self.state.save()

@@ -1,0 +1,142 @@
+"""Cluster settings and bad input, without services: the embedded default, a cluster setting
+without its URLs failing at definitions load, an unreachable PostgreSQL or Redis named by
+host:port within seconds (definitions, instance, worker start), and the executor config."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from proj_assets.cluster_settings import (ClusterSettingsError, ServiceUnreachable, celery_config, device_queue_tags,
+                                          load_cluster_settings, require_reachable)
+from proj_cluster.local_cluster import PACKAGE_DIR
+from proj_cluster.services import free_port
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _cluster_env(pg_port: int, redis_port: int) -> dict[str, str]:
+    return {"PROJ_CLUSTER": "1", "PROJ_CLUSTER_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{redis_port}/1", "PROJ_CLUSTER_PG_HOST": "127.0.0.1",
+            "PROJ_CLUSTER_PG_PORT": str(pg_port), "PROJ_CLUSTER_PG_USER": "postgres", "PROJ_CLUSTER_PG_PASSWORD": "",
+            "PROJ_CLUSTER_PG_DB": "dagster"}
+
+
+def _set(monkeypatch, env: dict[str, str]) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_embedded_default_needs_no_service(monkeypatch, tmp_path):
+    from proj_assets.definitions import build_definitions
+    from proj_assets.profiles import load_profile
+
+    monkeypatch.delenv("PROJ_CLUSTER", raising=False)
+    assert load_cluster_settings() is None
+    defs = build_definitions(load_profile(), tmp_path)
+    assert defs.resolve_job_def("probes_sweep_job").executor_def.name == "multiprocess"
+
+
+@pytest.mark.parametrize("missing", ["PROJ_CLUSTER_BROKER_URL", "PROJ_CLUSTER_PG_PORT"])
+def test_cluster_setting_without_its_urls_fails_at_definitions_load(monkeypatch, tmp_path, missing):
+    from proj_assets.definitions import build_definitions
+    from proj_assets.profiles import load_profile
+
+    _set(monkeypatch, _cluster_env(free_port(), free_port()))
+    monkeypatch.delenv(missing)
+    with pytest.raises(ClusterSettingsError, match=missing) as err:
+        build_definitions(load_profile(), tmp_path)
+    assert "PROJ_CLUSTER_BACKEND_URL" not in str(err.value)  # only what is missing is named
+
+
+def test_malformed_settings_are_named():
+    base = _cluster_env(5432, 6379)
+    with pytest.raises(ClusterSettingsError, match="PROJ_CLUSTER_PG_PORT must be a port number"):
+        load_cluster_settings({**base, "PROJ_CLUSTER_PG_PORT": "five"})
+    with pytest.raises(ClusterSettingsError, match="PROJ_CLUSTER_BROKER_URL must be a redis:// URL"):
+        load_cluster_settings({**base, "PROJ_CLUSTER_BROKER_URL": "amqp://127.0.0.1//"})
+
+
+def test_unreachable_services_fail_definitions_load_naming_host_and_port(monkeypatch, tmp_path):
+    from proj_assets.definitions import build_definitions
+    from proj_assets.profiles import load_profile
+
+    pg_port = free_port()  # nothing listens there
+    _set(monkeypatch, _cluster_env(pg_port, free_port()))
+    started = time.monotonic()
+    with pytest.raises(ServiceUnreachable, match=f"PostgreSQL at 127.0.0.1:{pg_port} is unreachable"):
+        build_definitions(load_profile(), tmp_path)
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections and never says a word (a hung or wrong service)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_ports_that_never_answer_fail_in_seconds_each_named(silent_port):
+    refused = free_port()
+    settings = load_cluster_settings(_cluster_env(silent_port, silent_port) | {
+        "PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{refused}/1"})
+    started = time.monotonic()
+    with pytest.raises(ServiceUnreachable) as err:
+        require_reachable(settings, timeout=2)
+    assert time.monotonic() - started < 12  # three checks, 2 s each at most, never a hang
+    message = str(err.value)
+    assert f"PostgreSQL at 127.0.0.1:{silent_port} is unreachable" in message
+    assert f"Redis broker at 127.0.0.1:{silent_port} is unreachable" in message
+    assert f"Redis result backend at 127.0.0.1:{refused} is unreachable" in message
+
+
+def test_instance_on_an_unreachable_postgres_fails_in_seconds(monkeypatch, tmp_path):
+    """Dagster's own message is generic ("too many retries"); the cause it chains names host:port.
+    The project's entry points (definitions load, workers, `make cluster-up`) check first, above."""
+    pg_port = free_port()
+    _set(monkeypatch, _cluster_env(pg_port, free_port()))
+    (tmp_path / "dagster.yaml").write_text((PACKAGE_DIR / "dagster.yaml").read_text())
+    started = time.monotonic()
+    with pytest.raises(Exception) as err:
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            instance.get_runs(limit=1)
+    assert time.monotonic() - started < 20
+    causes, exc = [], err.value
+    while exc is not None:
+        causes.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert any(f'"127.0.0.1", port {pg_port} failed: Connection refused' in c for c in causes), causes
+
+
+def test_worker_refuses_to_start_against_unreachable_services(tmp_path):
+    redis_port = free_port()
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path),
+           **_cluster_env(free_port(), redis_port)}
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "proj_cluster", "worker", "--name", "w"], cwd=PROJECT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert f"proj_cluster worker w: cluster mode (3 s timeout): PostgreSQL at 127.0.0.1:{env['PROJ_CLUSTER_PG_PORT']} is unreachable" in out.stderr, out.stderr
+    assert f"Redis broker at 127.0.0.1:{redis_port} is unreachable" in out.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag(tmp_path):
+    import yaml
+    from dagster_celery.cli import get_validated_config
+
+    config = celery_config(load_cluster_settings(_cluster_env(5432, 6379)))
+    (tmp_path / "celery.yaml").write_text(yaml.safe_dump({"execution": {"config": config}}))  # as the worker writes it
+    validated = get_validated_config(str(tmp_path / "celery.yaml"))
+    assert validated["broker"] == "redis://127.0.0.1:6379/0" and validated["backend"] == "redis://127.0.0.1:6379/1"
+    assert validated["config_source"]["task_default_queue"] == "cpu"
+    assert device_queue_tags("gpu") == {"dagster-celery/queue": "gpu"}
+    with pytest.raises(ValueError, match="device queue must be one of"):
+        device_queue_tags("tpu")
