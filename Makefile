@@ -53,8 +53,10 @@ cluster-env:
 cluster-down:
 	$(PY) -m proj_cluster down
 
+# `dg dev` (webserver on 127.0.0.1:$(UI_PORT) + daemon); Ctrl-C or SIGTERM stops it and its children.
+UI_PORT ?= 3000
 ui: $(STAMP)
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(PY) -m proj_assets.ops.ui --port $(UI_PORT)
 
 clean-data:
 	rm -rf data/dagster data/warehouse data/artifacts data/optuna
