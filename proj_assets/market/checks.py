@@ -42,7 +42,7 @@ def ohlcv_expectations(ohlcv: pl.DataFrame) -> dg.AssetCheckResult:
                                                "unexpected_count": pl.Int64, "sample": pl.List(pl.Utf8)})
     return threshold_result(success, measured=len(failures), threshold=0, offending=offending,
                             description=f"{len(failures)} failed expectation(s) in suite '{SUITE_NAME}'",
-                            suite=SUITE_NAME)
+                            suite=SUITE_NAME, quantity="failed_expectations", threshold_name="allowed", must_be="at most")
 
 
 @dg.asset_check(asset=_raw, partitions_def=ticker_partitions, description=f"no gap between trading days longer than {MAX_CALENDAR_GAP_DAYS} days")
@@ -86,4 +86,5 @@ def class_balance_reasonable(targets: pl.DataFrame) -> dg.AssetCheckResult:
     bad = rates.filter(~pl.col("positive_rate").is_between(*BALANCE_RANGE))
     worst = float(rates["positive_rate"].min())
     return threshold_result(bad.height == 0, measured=worst, threshold=BALANCE_RANGE[0], offending=bad,
-                            severity=WARN, description=f"positive rates {dict(rates.iter_rows())}")
+                            severity=WARN, description=f"positive rates {dict(rates.iter_rows())}",
+                            quantity="lowest_positive_rate", threshold_name="min_positive_rate", must_be="at least")

@@ -25,11 +25,11 @@ def compute_within_budget(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
     worst = max((r.fraction for r in rows if r.fraction is not None), default=0.0)
     severity = dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN
     return threshold_result(
-        passed=not over and not warn, measured=worst, threshold=1.0, severity=severity,
+        passed=not over and not warn, measured=worst, threshold=profile.platform.budget_warn_fraction, severity=severity,
+        quantity="most_used_budget_fraction", threshold_name="warn_at", must_be="below",
         description=(f"over budget: {[r.domain for r in over]}" if over else
                      f"above {profile.platform.budget_warn_fraction:.0%} of budget: {[r.domain for r in warn]}" if warn
                      else f"every domain within {profile.platform.budget_warn_fraction:.0%} of its budget"),
-        offending=table.filter(pl.col("state").is_in(["over", "warn"])), warn_at=profile.platform.budget_warn_fraction,
-        spend=markdown_table(table, limit=100))
+        offending=table.filter(pl.col("state").is_in(["over", "warn"])), spend=markdown_table(table, limit=100))
 
 

@@ -99,7 +99,7 @@ def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateSta
             gates.append(GateStatus(
                 key.to_user_string(), key.asset_key.path[0], blocking, partition, ev.passed if ev else None,
                 ev.severity.value if ev else "", *(float(v) if isinstance(v, int | float) else None for v in value.values()),
-                (ev.description or "") if ev else "", record.run_id))
+                (ev.description or "") if ev else "", record.run_id, str(getattr(meta.get("must_be"), "value", ""))))
     return gates
 
 

@@ -40,6 +40,12 @@ class GateStatus:
     threshold: float | None = None
     description: str = ""
     run_id: str | None = None
+    must_be: str = ""  # e.g. "mcnemar_p below alpha = 0.01" (shared.check_results)
+
+    def reading(self) -> str:
+        """What was measured against which rule, e.g. "measured 0.31, must be: mcnemar_p below alpha = 0.01"."""
+        rule = f"must be: {self.must_be}" if self.must_be else f"threshold {_num(self.threshold)}"
+        return f"measured {_num(self.measured)}, {rule}"
 
 
 @dataclass
@@ -94,14 +100,13 @@ def next_actions(snapshot: Snapshot) -> list[str]:
     actions = []
     for gate in open_gates(snapshot):
         where = f" partition `{gate.partition}`" if gate.partition else ""
-        actions.append(f"Review gate `{gate.check}`{where} (measured {_num(gate.measured)}, threshold "
-                       f"{_num(gate.threshold)}): fix the input and re-materialize, or record an override "
-                       f"with `gate_review_job`.")
+        actions.append(f"Review gate `{gate.check}`{where} ({gate.reading()}): fix the input and re-materialize, "
+                       f"or record an override with `gate_review_job`.")
     for gate in snapshot.gates:  # decision gates (e.g. a stage gate): failed, ERROR, nothing blocked
         if not gate.blocking and gate.passed is False and gate.severity == "ERROR":
             where = f" partition `{gate.partition}`" if gate.partition else ""
-            actions.append(f"Decide on `{gate.check}`{where}: it failed (measured {_num(gate.measured)}, threshold "
-                           f"{_num(gate.threshold)}); it blocks nothing, so read its metadata before going on.")
+            actions.append(f"Decide on `{gate.check}`{where}: it failed ({gate.reading()}); it blocks nothing, "
+                           "so read its metadata before going on.")
     for run in (r for r in snapshot.failures if r.died):
         actions.append(f"Run `{run.run_id[:8]}` ({run.job}) died: re-run its partitions (missing/failed backfill).")
     never: dict[str, list[str]] = {}
@@ -149,8 +154,7 @@ def _gates_section(snapshot: Snapshot) -> list[str]:
         by_check.setdefault(gate.check, []).append(gate)
     for check, results in sorted(by_check.items()):
         failed = [g for g in results if g.passed is False]
-        detail = "; ".join(f"{g.partition or ''} {g.severity} measured {_num(g.measured)} / threshold {_num(g.threshold)}".strip()
-                           for g in failed[:3])
+        detail = "; ".join(f"{g.partition or ''} {g.severity} {g.reading()}".strip() for g in failed[:3])
         lines.append(f"| `{check}` | {'yes' if results[0].blocking else 'no'} | {sum(g.passed is True for g in results)} "
                      f"| {len(failed)} | {sum(g.passed is None for g in results)} | {detail} |")
     gates = open_gates(snapshot)

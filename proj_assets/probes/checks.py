@@ -111,5 +111,6 @@ def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckR
     confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
     decision = release_decision(confirmed, load_profile().probes.release_margin)
     return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
-                            offending=None if decision["passed"] else confirmed,
+                            offending=None if decision["passed"] else confirmed, must_be="above",
+                            quantity="min_gain_ci_low_vs_baseline_and_control", threshold_name="release_margin",
                             **flat_confirmation(decision["summary"]), **_tripwire("release_gate"))

@@ -20,7 +20,8 @@ def rate_result(df: pl.DataFrame, flag: str, threshold: float) -> dg.AssetCheckR
     rate = flag_rate(df, flag)
     offending = df.filter(pl.col(flag)).select([c for c in SAMPLE_COLUMNS if c in df.columns])
     return threshold_result(rate < threshold, rate, threshold, offending=offending,
-                            description=f"{flag} rate {rate:.1%} (must be below {threshold:.1%}) over {df.height} rows")
+                            description=f"{flag} rate {rate:.1%} (must be below {threshold:.1%}) over {df.height} rows",
+                            quantity=f"{flag}_rate", threshold_name=f"max_{flag}_rate", must_be="below")
 
 
 @dg.asset_check(asset=BASE_MODEL, name="completion_mode_only", blocking=True)
@@ -34,7 +35,7 @@ def completion_mode_only(context: dg.AssetCheckExecutionContext, compute: Comput
                             schema={"sentinel": pl.Utf8, "continuation": pl.Utf8, "reason": pl.Utf8})
     return threshold_result(failures.height == 0, failures.height, 0, offending=failures,
                             description=f"{failures.height} of {len(SENTINEL_INSTRUCTIONS)} sentinels not plain continuation",
-                            shipped_chat_template_removed=cm.shipped_chat_template)
+                            shipped_chat_template_removed=cm.shipped_chat_template, quantity="sentinels_not_continued")
 
 
 @dg.asset_check(asset=PILOT, name=RUNAWAY_CHECK, blocking=True)
@@ -72,7 +73,8 @@ def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
     shown = "not measurable (one class)" if overall is None else f"{overall:.3f}"
     return threshold_result(passed, overall if overall is not None else float("nan"), minimum,
                             description=f"critic ROC-AUC {shown} against program labels (warns below {minimum})",
-                            severity=dg.AssetCheckSeverity.WARN, auc_by_type=dg.MetadataValue.json(auc))
+                            severity=dg.AssetCheckSeverity.WARN, auc_by_type=dg.MetadataValue.json(auc),
+                            quantity="critic_roc_auc", threshold_name="min_auc", must_be="at least")
 
 
 @dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK)
@@ -133,7 +135,7 @@ def stage_gate(stats: pl.DataFrame) -> dg.AssetCheckResult:
     verdict = "better" if overall["sft_accuracy"] > overall["base_accuracy"] else "not better"
     extra = {k: overall[k] for k in ("base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate",
                                      "sft_runaway_rate", "base_token_limit_rate", "sft_token_limit_rate") if k in overall}
-    return threshold_result(passed, overall["mcnemar_p"], alpha,
+    return threshold_result(passed, overall["mcnemar_p"], alpha, quantity="mcnemar_p", threshold_name="alpha", must_be="below",
                             description=(f"by {GATE_JUDGE}: SFT {overall['sft_accuracy']:.1%} vs base "
                                          f"{overall['base_accuracy']:.1%} ({verdict}), McNemar "
                                          f"p={overall['mcnemar_p']:.3g} (needs < {alpha})"),

@@ -1,9 +1,10 @@
-"""Building asset-check results that a reviewer can act on: measured value, threshold, sample rows."""
+"""Building asset-check results that a reviewer can act on: what was measured, which way it must
+lie of which threshold, and a sample of the offending rows."""
 
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.markdown import table_markdown
+from proj_assets.shared.markdown import format_number, table_markdown
 
 SAMPLE_ROWS = 10
 
@@ -13,17 +14,39 @@ def markdown_table(rows: pl.DataFrame, limit: int = SAMPLE_ROWS) -> dg.MetadataV
     return dg.MetadataValue.md(table_markdown(rows, limit))
 
 
+DIRECTIONS = ("below", "above", "at most", "at least")
+
+
+def derived_direction(passed: bool, measured: float, threshold: float) -> str:
+    """Which side of the threshold passes, read from one result: a passing value below it (or a
+    failing one above it) means "must be below"; equal passes as "at most" (counts of bad rows)."""
+    if measured == threshold:
+        return "at most" if passed else "below"
+    return "below" if (measured < threshold) == bool(passed) else "above"
+
+
 def threshold_result(passed: bool, measured: float, threshold: float, description: str,
                      offending: pl.DataFrame | None = None,
                      severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+                     quantity: str = "measured", threshold_name: str = "threshold", must_be: str | None = None,
                      **extra) -> dg.AssetCheckResult:
-    """A check result whose metadata always carries the measured value, the threshold and
-    (when given) how many rows offend and a sample of them."""
-    metadata = {"measured": float(measured), "threshold": float(threshold), **extra}
+    """A check result whose metadata always carries the measured value and the threshold (4
+    significant digits), a `must_be` line naming the quantity, the direction and the threshold
+    (e.g. "mcnemar_p below alpha = 0.01"; the direction is derived when not given), and (when
+    given) how many rows offend and a sample of them."""
+    direction = must_be or derived_direction(passed, measured, threshold)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"must_be: expected one of {DIRECTIONS}, got {direction!r}")
+    metadata = {"measured": _rounded(measured), "threshold": _rounded(threshold),
+                "must_be": f"{quantity} {direction} {threshold_name} = {format_number(float(threshold))}", **extra}
     if offending is not None:
         metadata["n_failing"] = offending.height
         metadata["offending_sample"] = markdown_table(offending)
     return dg.AssetCheckResult(passed=bool(passed), severity=severity, description=description, metadata=metadata)
+
+
+def _rounded(value: float) -> float:
+    return float(format_number(float(value)))
 
 
 def offending_rows_result(offending: pl.DataFrame, total: int, what: str,
@@ -34,5 +57,5 @@ def offending_rows_result(offending: pl.DataFrame, total: int, what: str,
     return threshold_result(
         passed=n == 0, measured=n, threshold=0, offending=offending, severity=severity,
         description=f"{n} of {total} {what}" if n else f"no {what} among {total} rows",
-        total_rows=total, **extra,
+        quantity="offending_rows", threshold_name="allowed", must_be="at most", total_rows=total, **extra,
     )

@@ -17,7 +17,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from proj_assets.shared import reviews
 
 _DONE = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-_SHOWN_METADATA = ("measured", "threshold", "value", "n_failing")
+# what a refusal names: the rule (quantity, direction, threshold), then the values
+_SHOWN_METADATA = ("must_be", "measured", "threshold", "value", "n_failing")
 
 
 def _describe(record) -> str:

@@ -93,10 +93,12 @@ def test_failed_decision_gate_is_listed_but_a_warning_is_not():
 
     from proj_assets.ops.status import GateStatus, Snapshot
 
-    stage = GateStatus("sft/eval/stats:stage_gate", "sft", False, None, False, "ERROR", 1.0, 0.01)
+    stage = GateStatus("sft/eval/stats:stage_gate", "sft", False, None, False, "ERROR", 1.0, 0.01,
+                       must_be="mcnemar_p below alpha = 0.01")
     soft = GateStatus("market/processed/targets:class_balance_reasonable", "market", False, None, False, "WARN")
     snap = Snapshot(datetime.now(timezone.utc), "demo", [], [stage, soft], [], [], [], [], [])
     actions = next_actions(snap)
-    assert actions == ["Decide on `sft/eval/stats:stage_gate`: it failed (measured 1, threshold 0.01); "
+    assert actions == ["Decide on `sft/eval/stats:stage_gate`: it failed (measured 1, must be: mcnemar_p below "
+                       "alpha = 0.01); "
                        "it blocks nothing, so read its metadata before going on."]
     assert open_gates(snap) == []
