@@ -22,6 +22,7 @@ from proj_assets.probes import assets as probes_assets
 from proj_assets.probes import checks as probes_checks
 from proj_assets.profiles import Profile, data_dir, load_profile
 from proj_assets.scaling import assets as scaling_assets
+from proj_assets.scaling import assets_law as scaling_law_assets
 from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager
 from proj_assets.scaling import checks as scaling_checks
 from proj_assets.sft import assets as sft_assets
@@ -30,7 +31,7 @@ from proj_resources import (ArtifactStore, Compute, MarketSource, Provenance, Wa
                             warehouse_path)
 from proj_resources.models import ModelSource
 
-ASSET_MODULES = [market_assets, scaling_assets, probes_assets, sft_assets, platform_assets]
+ASSET_MODULES = [market_assets, scaling_assets, scaling_law_assets, probes_assets, sft_assets, platform_assets]
 CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks, platform_checks]
 
 

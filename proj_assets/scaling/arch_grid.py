@@ -14,7 +14,7 @@ import polars as pl
 
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.scaling.memory import plan_batch
-from proj_assets.scaling.model import ArchConfig, build_on_meta, count_parameters
+from proj_assets.scaling.param_count import count_parameters
 from proj_assets.scaling.settings import ArchSpace
 
 N_FEATURES = len(FEATURE_NAMES)  # the model's input width; profiles are checked against it
@@ -126,6 +126,8 @@ def verify_on_meta(grid: pl.DataFrame, n_features: int, ffn_mult: int) -> pl.Dat
     rows (empty when all agree). The model stacks identical layers, so its count is affine in
     n_layers: two depths per width pin the line, and building 40,000-layer models is avoided.
     Head count changes how attention is split, never the parameter count."""
+    from proj_assets.scaling.model import ArchConfig, build_on_meta  # torch: only when verifying
+
     shapes = (grid.group_by("d_model", "n_layers").agg(pl.col("n_heads").max(), pl.col("n_params").first())
               .sort("d_model", "n_layers").group_by("d_model", maintain_order=True).head(2))
     bad = []

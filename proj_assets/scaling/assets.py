@@ -1,6 +1,7 @@
-"""Scaling domain assets: architecture grid -> HPO trials per (budget, horizon) -> best trials,
-scaling curve and the experiment-results table."""
+"""Scaling domain assets: architecture grid -> HPO trials per (budget, horizon) -> best trials and
+the experiment-results table (seed re-runs and the scaling law: assets_law.py)."""
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,8 +16,7 @@ from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.partitions import budget_horizon_partitions
 from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.gates import require_gates_passed
-from proj_assets.shared.plots import figure_markdown, new_figure
-from proj_assets.profiles import active_profile_name, data_dir, load_profile
+from proj_assets.profiles import data_dir, load_profile
 from proj_resources import ArtifactStore, Compute, Provenance
 
 ARCH_GRID = ["scaling", "design", "arch_grid"]
@@ -29,12 +29,17 @@ MARKET_GATES = [check_key(FEATURES, "no_lookahead"), check_key(TARGETS, "labels_
 TRIAL_GATES = [check_key(TRIALS, "extremes_covered"), check_key(TRIALS, "all_params_logged")]
 N_FEATURES = len(FEATURE_NAMES)
 _settings = load_profile().scaling
+# Study journals, checkpoints and the CSV are keyed by the profile's `name` field, never by the
+# PROJ_PROFILE value (which may be a path to a profile file outside data/profiles).
+PROFILE_KEY = load_profile().name
+if not re.fullmatch(r"[A-Za-z0-9_.-]+", PROFILE_KEY) or PROFILE_KEY in (".", ".."):
+    raise ValueError(f"profile field 'name' must be a plain name (letters, digits, _ . -), got {PROFILE_KEY!r}")
 if TYPE_CHECKING:
     from proj_assets.scaling.study import StudyLocation
 
 
 def study_root():
-    return data_dir() / "optuna" / active_profile_name()
+    return data_dir() / "optuna" / PROFILE_KEY
 
 
 @dg.asset(key=ARCH_GRID, group_name="scaling", kinds={"pytorch", "polars", "duckdb"},
@@ -77,13 +82,27 @@ class StudyCell:
     seed: int
     stale_retried: tuple[int, ...]
     extremes_added: tuple[str, ...]
+    space_version: str
+
+
+def model_sink(artifacts: ArtifactStore, provenance: Provenance, splits: dict, run_id: str):
+    """Saves weights content-addressed by (config with seed, data version, code version)."""
+    from proj_assets.scaling.model_store import data_version, save_model
+
+    version = {"data_version": data_version(splits), "git_sha": provenance.record(run_id, None, {})["git_sha"],
+               "code_version": provenance.code_version}
+    return lambda model, hp, metrics: save_model(artifacts, model, {"config": hp, **version}, metrics)
+
+
+def _sampler_seed(seed: int, worker: int) -> int:
+    """Each worker's own sampler seed, derived from the partition's."""
+    return (seed + 1_000_003 * worker) % 2**31
 
 
 def _study_settings(seed: int, worker: int):
-    """Sampler and pruner of one worker: its own sampler seed, derived from the partition's."""
     from proj_assets.scaling.hpo import make_sampler_and_pruner
 
-    return make_sampler_and_pruner(_settings, (seed + 1_000_003 * worker) % 2**31)
+    return make_sampler_and_pruner(_settings, _sampler_seed(seed, worker))
 
 
 @dg.op(name="scaling_hpo_trials_prepare", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
@@ -92,37 +111,46 @@ def trials_prepare(context: dg.OpExecutionContext, arch_grid: pl.DataFrame) -> S
     extremes, once, before the workers start."""
     from proj_assets.scaling.extremes import extreme_architectures
     from proj_assets.scaling.hpo import extreme_trials
-    from proj_assets.scaling.study import enqueue_missing_extremes, open_study, recover_stale_trials, study_location
+    from proj_assets.scaling.search_space import feasible_archs, space_version
+    from proj_assets.scaling.study import (enqueue_missing_extremes, open_study, record_space_version,
+                                           recover_stale_trials, study_location)
 
     require_gates_passed(context, GRID_GATES + MARKET_GATES)
     budget, horizon = (context.partition_key.keys_by_dimension[d] for d in ("budget", "horizon"))
-    location = study_location(_settings, study_root(), active_profile_name())
+    location = study_location(_settings, study_root(), PROFILE_KEY)
     seed = zlib.crc32(context.partition_key.encode()) % 100_000
     study = open_study(location, budget, horizon, *_study_settings(seed, 0))
     stale = recover_stale_trials(study, location.grace_s)
-    grid = arch_grid.filter(pl.col("budget") == budget)
+    grid = feasible_archs(arch_grid.filter(pl.col("budget") == budget))
+    version = space_version(grid, _settings.search.model_dump())
+    changed = record_space_version(study, version)
     added = enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), _settings))
-    context.log.info(f"study {location.describe(budget, horizon)}: {len(stale)} trial(s) of dead workers "
-                     f"retried; extremes enqueued: {added}; {_settings.study_workers} worker(s)")
-    return StudyCell(budget, horizon, location, seed, tuple(stale), tuple(added))
+    context.log.info(f"study {location.describe(budget, horizon)}: search space {version}"
+                     f"{' (new: supplemental extremes run after n_trials)' if changed else ''}; {len(stale)} "
+                     f"trial(s) of dead workers retried; extremes enqueued: {added}; {_settings.study_workers} worker(s)")
+    return StudyCell(budget, horizon, location, seed, tuple(stale), tuple(added), version)
 
 
 def trial_worker(index: int) -> dg.OpDefinition:
     @dg.op(name=f"scaling_hpo_trials_worker_{index}", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
     def _worker(context: dg.OpExecutionContext, cell: StudyCell, features: pl.DataFrame, targets: pl.DataFrame,
-                splits: pl.DataFrame, arch_grid: pl.DataFrame, compute: Compute) -> dict:
+                splits: pl.DataFrame, arch_grid: pl.DataFrame, compute: Compute, artifacts: ArtifactStore,
+                provenance: Provenance) -> dict:
         """Run trials of the shared study until it holds n_trials (no pool: trains for minutes)."""
         from proj_assets.market.panel import split_arrays
         from proj_assets.scaling.graceful import GracefulStop
-        from proj_assets.scaling.hpo import CellContext, Objective, run_trials
+        from proj_assets.scaling.hpo import CellContext, Objective, reseed_for_resume, run_trials
         from proj_assets.scaling.study import open_study, worker_lock
 
         seed = compute.seed_everything(cell.seed, threads=_settings.trainer.torch_threads)
         arrays = split_arrays(features, targets, splits, int(cell.horizon.removeprefix("h")))
-        cc = CellContext(arch_grid.filter(pl.col("budget") == cell.budget),
-                         {"train": arrays.train, "val": arrays.val, "test": arrays.test}, _settings,
-                         compute.memory_budget_mb, compute.torch_device(), seed)
+        cell_splits = {"train": arrays.train, "val": arrays.val, "test": arrays.test}
+        cc = CellContext(arch_grid.filter(pl.col("budget") == cell.budget), cell_splits, _settings,
+                         compute.memory_budget_mb, compute.torch_device(), seed,
+                         artifacts.path("scaling", "checkpoints", PROFILE_KEY, "trials"),
+                         model_sink(artifacts, provenance, cell_splits, context.run_id), cell.space_version)
         study = open_study(cell.location, cell.budget, cell.horizon, *_study_settings(seed, index))
+        reseed_for_resume(study, _settings, _sampler_seed(seed, index))
         with compute.meter() as meter, GracefulStop() as stop, worker_lock(
                 cell.location, cell.budget, cell.horizon, f"{context.run_id}-{index}") as owner:
             ran = run_trials(study, Objective(cc, stop, context.log.debug), _settings.n_trials, context.log.info,
@@ -148,6 +176,7 @@ def trials_table(context: dg.OpExecutionContext, cell: StudyCell, workers: list[
         "trials_run_now": sum(ran), "trials_run_per_worker": dg.MetadataValue.json(ran),
         "trials_total": table.height, "stale_trials_retried": len(cell.stale_retried),
         "extremes_enqueued": dg.MetadataValue.json(list(cell.extremes_added)), "best_val_loss": table["val_loss"].min(),
+        "search_space_version": cell.space_version,
         "trials": markdown_table(table.select("trial_number", "state", "forced_extreme", "d_model", "n_layers",
                                               "n_heads", "n_params", "val_loss", "val_roc_auc"), limit=60),
         "compute_seconds": round(sum(w["compute_seconds"] for w in workers), 3),
@@ -184,20 +213,6 @@ def best_trials(context: dg.AssetExecutionContext, trials: pl.DataFrame) -> pl.D
     return best
 
 
-@dg.asset(key=SCALING_CURVE, group_name="scaling", kinds={"statsmodels", "polars", "duckdb"}, pool=DUCKDB_POOL,
-          ins={"best_trials": dg.AssetIn(key=BEST_TRIALS)}, metadata=table_metadata(SCALING_CURVE),
-          automation_condition=GATED)
-def scaling_curve(context: dg.AssetExecutionContext, best_trials: pl.DataFrame) -> pl.DataFrame:
-    """Power-law fit of best validation loss against parameters, per horizon, with a plot."""
-    from proj_assets.scaling.curve import fit_per_horizon, plot_curves
-
-    fits = fit_per_horizon(best_trials)
-    fig, ax = new_figure()
-    plot_curves(best_trials, fits, ax)
-    context.add_output_metadata({"fits": markdown_table(fits), "plot": figure_markdown(fig, "scaling curve")})
-    return fits
-
-
 @dg.asset(key=EXPERIMENT_RESULTS, group_name="scaling", kinds={"polars", "duckdb", "csv"}, pool=DUCKDB_POOL,
           ins={"trials": dg.AssetIn(key=TRIALS), "best_trials": dg.AssetIn(key=BEST_TRIALS)},
           metadata=table_metadata(EXPERIMENT_RESULTS), automation_condition=GATED)
@@ -207,7 +222,7 @@ def experiment_results(context: dg.AssetExecutionContext, trials: pl.DataFrame, 
     from proj_assets.scaling.report import experiment_results as build_results
 
     table = build_results(trials, best_trials)
-    csv_path = artifacts.write_bytes(f"scaling/{active_profile_name()}/experiment_results.csv",
+    csv_path = artifacts.write_bytes(f"scaling/{PROFILE_KEY}/experiment_results.csv",
                                      table.write_csv().encode())
     context.add_output_metadata({"cells": table.height, "results": markdown_table(table, limit=50),
                                  **artifacts.describe(csv_path)})

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
-import polars as pl
-import torch
+from optuna.trial import TrialState
 
+from proj_assets.scaling.config_training import CellContext, CellTrainer, result_fields
 from proj_assets.scaling.extremes import middle_hyperparameters
-from proj_assets.scaling.memory import plan_batch
-from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, count_parameters
 from proj_assets.scaling.search_space import ArchSpace, encode
 from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.scaling.study import (
@@ -34,12 +30,13 @@ from proj_assets.scaling.study import (
     SurplusTrial,
     enqueue_retry,
     is_surplus,
+    SPACE_VERSION_ATTR,
     n_done,
     recover_stale_trials,
+    waiting_extremes,
 )
-from proj_assets.scaling.trainer import NonFiniteLoss, OutOfMemory, TrainConfig, train
+from proj_assets.scaling.trainer import NonFiniteLoss, OutOfMemory
 from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
-from proj_assets.scaling.windows import WindowData, build_windows
 from proj_resources.hashing import canonical_hash
 
 
@@ -61,19 +58,6 @@ def extreme_trials(extremes: list[tuple[str, dict]], settings: ScalingSettings) 
     return [(label, study_params(arch, middle)) for label, arch in extremes]
 
 
-@dataclass
-class CellContext:
-    """What the objective needs for one (budget, horizon) cell."""
-
-    budget_grid: pl.DataFrame  # this budget's rows of arch_grid
-    splits: dict  # split -> (X, y) from market.panel.split_arrays
-    settings: ScalingSettings
-    memory_budget_mb: float
-    device: str
-    seed: int
-    checkpoint_root: Path | None = None  # where trials keep resumable training state (None: not kept)
-
-
 def first_attempt(trial: optuna.Trial) -> int:
     """The number of the trial this one retries (following retries of retries), else its own."""
     number, by_number = trial.number, None
@@ -93,13 +77,7 @@ class Objective:
     def __init__(self, cell: CellContext, should_stop: Callable[[], bool], log: Callable[[str], None]):
         self.cell, self.should_stop, self.log = cell, should_stop, log
         self.space = ArchSpace(cell.budget_grid)
-        self._windows: dict[int, WindowData] = {}
-
-    def windows(self, context_length: int) -> WindowData:
-        if context_length not in self._windows:
-            data = build_windows(self.cell.splits, context_length, self.cell.settings.trainer.max_train_windows)
-            self._windows[context_length] = data.to(self.cell.device)
-        return self._windows[context_length]
+        self.trainer = CellTrainer(cell)
 
     def sample(self, trial: optuna.Trial) -> dict:
         search, bounds = self.cell.settings.search, self.space.bounds
@@ -114,35 +92,17 @@ class Objective:
             "dropout": trial.suggest_float("dropout", *search.dropout),
         }
 
-    def checkpoint(self, trial: optuna.Trial, hp: dict) -> TrainingCheckpoint | None:
-        root = self.cell.checkpoint_root
-        if root is None:
-            return None
-        key = canonical_hash({"study": trial.study.study_name, "hp": hp})
-        return TrainingCheckpoint(root / f"{key}.pt", self.cell.settings.trainer.checkpoint_every_epochs)
-
     def __call__(self, trial: optuna.Trial) -> float:
-        hp = self.sample(trial)
-        s, n_features = self.cell.settings, self.cell.splits["train"][0].shape[1]
-        n_params = count_parameters(n_features, hp["d_model"], hp["n_layers"], s.arch.ffn_mult)
-        plan = plan_batch(n_params, n_features, hp["d_model"], hp["n_layers"], hp["n_heads"], hp["context_length"],
-                          s.trainer.effective_batch, self.cell.memory_budget_mb, s.arch.ffn_mult)
-        seed = self.cell.seed + first_attempt(trial)  # a retry trains exactly like the attempt it replaces
-        hp = {**hp, "head_dim": hp["d_model"] // hp["n_heads"], "n_params": n_params, "micro_batch": plan.micro_batch,
-              "accum_steps": plan.accum_steps, "effective_batch": plan.effective_batch,
-              "memory_estimate_mb": plan.estimate_mb, "seed": seed}
+        # a retry trains exactly like the attempt it replaces (same seed, same checkpoint)
+        hp, plan = self.trainer.resolve(self.sample(trial), self.cell.seed + first_attempt(trial))
         trial.set_user_attr("hp", hp)
+        if self.cell.space_version is not None:
+            trial.set_user_attr(SPACE_VERSION_ATTR, self.cell.space_version)
         if not plan.feasible:
             trial.set_user_attr(INFEASIBLE_ATTR, f"estimate {plan.estimate_mb:.0f} MiB at one sample exceeds "
                                                  f"the {self.cell.memory_budget_mb} MiB budget")
             raise InfeasibleTrial(trial.user_attrs[INFEASIBLE_ATTR])
-        torch.manual_seed(seed)
-        model = TimeSeriesTransformer(ArchConfig(n_features, hp["d_model"], hp["n_layers"], hp["n_heads"],
-                                                 s.arch.ffn_mult, hp["dropout"])).to(self.cell.device)
-        config = TrainConfig(hp["lr"], hp["weight_decay"], s.trainer.max_epochs, s.trainer.patience,
-                             s.trainer.min_delta, plan.micro_batch, plan.accum_steps, s.trainer.grad_clip,
-                             s.trainer.trial_time_limit_s, seed)
-        checkpoint = self.checkpoint(trial, hp)
+        checkpoint = self.trainer.checkpoint(canonical_hash({"study": trial.study.study_name, "hp": hp}))
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             trial.report(metrics["loss"], epoch)
@@ -151,8 +111,7 @@ class Objective:
                 raise optuna.TrialPruned(f"val loss {metrics['loss']:.4f} after epoch {epoch + 1}")
 
         try:
-            result = train(model, self.windows(hp["context_length"]), config, on_epoch, self.should_stop, self.log,
-                           checkpoint)
+            result, model = self.trainer.train(hp, on_epoch, self.should_stop, self.log, checkpoint)
         except OutOfMemory as exc:
             trial.set_user_attr(INFEASIBLE_ATTR, str(exc)[:500])
             raise InfeasibleTrial(str(exc)) from exc
@@ -168,14 +127,16 @@ class Objective:
             enqueue_retry(trial.study, trial)
             raise TrialInterrupted(f"trial {trial.number} stopped by a cancel request; queued for retry")
         _clear(checkpoint)
-        trial.set_user_attr("result", {
-            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-            "early_stopped": result.early_stopped, "time_limited": result.time_limited,
-            "duration_s": result.duration_s, "peak_memory_mb": result.peak_memory_mb,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            **{f"val_{k}": v for k, v in result.val.items()}, **{f"test_{k}": v for k, v in result.test.items()},
-        })
+        fields = result_fields(result)
+        if self.cell.model_sink is not None and _best_so_far(trial.study, result.val["loss"]):
+            trial.set_user_attr("model", self.cell.model_sink(model, hp, fields))
+        trial.set_user_attr("result", fields)
         return result.val["loss"]
+
+
+def _best_so_far(study: optuna.Study, loss: float) -> bool:
+    done = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return not done or loss < min(done)
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
@@ -185,7 +146,8 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     this worker ran. While the running trials of other workers would reach `n_trials`, it waits
     for them (failing those of dead workers) instead of starting one more; a trial that still
     starts past the count (two workers racing) is failed as surplus, its enqueued parameters
-    queued again."""
+    queued again. Forced extremes still queued (supplemental trials of a widened grid) run even
+    when the study already holds `n_trials`."""
     started, ran = time.perf_counter(), 0
 
     def claimed(trial: optuna.Trial) -> float:
@@ -195,9 +157,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             raise SurplusTrial(trial.number)
         return objective(trial)
 
-    while (done := n_done(study)) < n_trials:
+    while (done := n_done(study)) < n_trials or waiting_extremes(study):
         running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-        if done + running >= n_trials:
+        if done + running >= n_trials and not waiting_extremes(study):
             recover_stale_trials(study, grace_s)
             time.sleep(poll_s)
             continue
@@ -205,8 +167,16 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         ran += 1
         rate = ran / max(time.perf_counter() - started, 1e-9)
         remaining = n_trials - n_done(study)
-        log(f"trial {done + 1} of {n_trials} finished; {rate * 60:.1f} trials/min, ETA {remaining / rate:.0f} s")
+        log(f"trial {done + 1} of {n_trials} finished; {rate * 60:.1f} trials/min, ETA {max(remaining, 0) / rate:.0f} s")
     return ran
+
+
+def reseed_for_resume(study: optuna.Study, settings: ScalingSettings, seed: int) -> int:
+    """Give the sampler a seed that also depends on how many trials the study already holds, so a
+    resumed (or re-materialized) study never replays the draws of an earlier run; returns it."""
+    resumed = (seed + 104_729 * len(study.get_trials(deepcopy=False))) % 2**31
+    study.sampler = make_sampler_and_pruner(settings, resumed)[0]
+    return resumed
 
 
 def make_sampler_and_pruner(settings: ScalingSettings, seed: int, pruning: bool | None = None):

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from proj_assets.scaling.param_count import count_parameters  # noqa: F401  (the model's exact count, torch-free)
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -30,19 +32,6 @@ class ArchConfig:
             raise ValueError(f"n_heads {self.n_heads} must divide d_model {self.d_model}")
         if min(self.n_features, self.d_model, self.n_layers, self.n_heads, self.ffn_mult) < 1:
             raise ValueError(f"every size must be >= 1, got {asdict(self)}")
-
-
-def count_parameters(n_features: int, d_model: int, n_layers: int, ffn_mult: int = 4) -> int:
-    """Trainable parameters of `TimeSeriesTransformer`, term by term.
-
-    input projection  n_features*d + d
-    per layer         attention: in-proj 3d^2 + 3d, out-proj d^2 + d; feed-forward: d*f + f + f*d + d;
-                      two LayerNorms 4d   (f = ffn_mult * d)
-    final LayerNorm   2d;   head   d + 1
-    """
-    d, f = d_model, ffn_mult * d_model
-    per_layer = (3 * d * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d) + 4 * d
-    return (n_features * d + d) + n_layers * per_layer + 2 * d + (d + 1)
 
 
 def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:

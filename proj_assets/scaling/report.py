@@ -7,8 +7,8 @@ import polars as pl
 CELL = ["budget", "horizon"]
 BEST_COLUMNS = ["budget", "horizon", "budget_params", "trial_number", "forced_extreme", "d_model", "n_layers",
                 "n_heads", "context_length", "lr", "weight_decay", "dropout", "n_params", "effective_batch",
-                "epochs_run", "early_stopped", "val_loss", "val_roc_auc", "val_pr_auc", "val_accuracy",
-                "test_loss", "test_roc_auc", "test_pr_auc", "test_accuracy"]
+                "epochs_run", "early_stopped", "time_limited", "val_loss", "val_roc_auc", "val_pr_auc", "val_accuracy",
+                "test_loss", "test_roc_auc", "test_pr_auc", "test_accuracy", "model_path", "model_sha256"]
 
 
 def best_trials(trials: pl.DataFrame) -> pl.DataFrame:

@@ -38,6 +38,8 @@ RETRY_ATTR = "retry_of"
 EXTREME_ATTR = "forced_extreme"
 INFEASIBLE_ATTR = "infeasible"
 FAILED_REASON_ATTR = "failed_reason"
+SPACE_VERSION_ATTR = "space_version"  # on each trial: the search space it was sampled in
+SPACE_VERSIONS_ATTR = "space_versions"  # on the study: every version it ran under, in order
 OWNER_ATTR = "worker"  # journal storage: the lock file of the worker running the trial
 
 
@@ -176,7 +178,10 @@ class SurplusTrial(Exception):
 
 def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
     """Whether the trials numbered below this one already reach `n_trials` done or running; if so
-    the trial is marked, and parameters it was enqueued with are queued again."""
+    the trial is marked, and parameters it was enqueued with are queued again. A forced extreme
+    is never surplus (supplemental extremes of a widened grid run after n_trials)."""
+    if EXTREME_ATTR in trial.user_attrs:
+        return False
     earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
     if sum(is_done(t) or t.state == TrialState.RUNNING for t in earlier) < n_trials:
         return False
@@ -221,15 +226,48 @@ def explain_retried_failures(table):
                                .then(reason).otherwise(pl.col("failed_reason"))).drop("retried_as")
 
 
+def _architecture(params: dict) -> tuple[int, int, int] | None:
+    """(d_model, n_layers, n_heads) of encoded study parameters (search_space.encode)."""
+    if not {"log2_d_model", "n_layers", "log2_n_heads"} <= params.keys():
+        return None
+    return round(2 ** params["log2_d_model"]), int(params["n_layers"]), round(2 ** params["log2_n_heads"])
+
+
+def trial_architecture(trial: FrozenTrial) -> tuple[int, int, int] | None:
+    """The architecture a trial trained (its resolved hp) or will train (its enqueued parameters)."""
+    hp = trial.user_attrs.get("hp")
+    if hp:
+        return hp["d_model"], hp["n_layers"], hp["n_heads"]
+    return _architecture({**trial.system_attrs.get("fixed_params", {}), **trial.params})
+
+
 def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict]]) -> list[str]:
-    """Enqueue each forced extreme whose label no live trial carries yet (a plain FAIL does not
-    count: its retry does). Returns the labels enqueued now; calling it again enqueues nothing.
-    Call it from one place before workers start (the trials graph's prepare op)."""
-    present = {t.user_attrs.get(EXTREME_ATTR) for t in study.get_trials(deepcopy=False)
+    """Enqueue each forced extreme whose architecture (by value, not label) no live trial has yet
+    (a plain FAIL does not count: its retry does). When the grid widens, its new extremes have new
+    values and are enqueued as supplemental trials; old trials stay. Returns the labels enqueued
+    now; calling it again enqueues nothing. Call it from one place before workers start (the
+    trials graph's prepare op)."""
+    present = {trial_architecture(t) for t in study.get_trials(deepcopy=False)
                if t.state != TrialState.FAIL or INFEASIBLE_ATTR in t.user_attrs}
     added = []
     for label, params in extremes:
-        if label not in present:
+        if _architecture(params) not in present:
             study.enqueue_trial(params, user_attrs={EXTREME_ATTR: label})
+            present.add(_architecture(params))
             added.append(label)
     return added
+
+
+def waiting_extremes(study: optuna.Study) -> int:
+    """Forced extremes queued and not started: they run even once the study has n_trials."""
+    return sum(EXTREME_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def record_space_version(study: optuna.Study, version: str) -> bool:
+    """Add the search-space version (hash of grid and search settings) to the study's history;
+    True when it is new (the space changed since the study last ran)."""
+    versions = study.user_attrs.get(SPACE_VERSIONS_ATTR, [])
+    if versions and versions[-1] == version:
+        return False
+    study.set_user_attr(SPACE_VERSIONS_ATTR, [*versions, version])
+    return True

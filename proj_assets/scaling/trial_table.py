@@ -6,7 +6,7 @@ import optuna
 import polars as pl
 from optuna.trial import TrialState
 
-from proj_assets.scaling.study import EXTREME_ATTR, FAILED_REASON_ATTR, INFEASIBLE_ATTR, RETRY_ATTR
+from proj_assets.scaling.study import EXTREME_ATTR, FAILED_REASON_ATTR, INFEASIBLE_ATTR, RETRY_ATTR, SPACE_VERSION_ATTR
 
 HYPERPARAMETERS = ("d_model", "n_layers", "n_heads", "head_dim", "context_length", "lr", "weight_decay",
                    "dropout", "n_params", "micro_batch", "accum_steps", "effective_batch", "memory_estimate_mb",
@@ -21,6 +21,8 @@ TRIAL_SCHEMA = {
     "pruned_at_epoch": pl.Int64, "duration_s": pl.Float64, "peak_memory_mb": pl.Float64,
     **{m: pl.Float64 for m in METRICS},
     "objective": pl.Float64, "infeasible_reason": pl.Utf8, "failed_reason": pl.Utf8,
+    "model_path": pl.Utf8, "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
+    "space_version": pl.Utf8,  # the search space (grid + search settings) the trial was sampled in
 }
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -42,6 +44,8 @@ def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_para
         "val_loss": result.get("val_loss", min(intermediate.values()) if intermediate else None),
         "objective": trial.value, "infeasible_reason": attrs.get(INFEASIBLE_ATTR),
         "failed_reason": attrs.get(FAILED_REASON_ATTR),
+        "model_path": attrs.get("model", {}).get("model_path"), "model_sha256": attrs.get("model", {}).get("model_sha256"),
+        "space_version": attrs.get(SPACE_VERSION_ATTR),
     }
 
 

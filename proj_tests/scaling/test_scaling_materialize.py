@@ -9,7 +9,9 @@ from scaling_helpers import tiny_settings
 from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
 from proj_assets.scaling import assets as scaling_assets
 from proj_assets.scaling import checks as scaling_checks
+from proj_assets.scaling import assets_law
 from proj_assets.scaling.assets import ARCH_GRID, BEST_TRIALS, EXPERIMENT_RESULTS, SCALING_CURVE, TRIALS
+from proj_assets.scaling.assets_law import SEED_RUNS
 
 PARTITION = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
 PROVENANCE = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id", "model_revision"]
@@ -20,7 +22,7 @@ def defs():
     from proj_assets.market import assets as market_assets
     from proj_assets.market import checks as market_checks
 
-    modules = [market_assets, scaling_assets]
+    modules = [market_assets, scaling_assets, assets_law]
     return [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules([market_checks, scaling_checks])]
 
 
@@ -70,14 +72,16 @@ def _checks(result) -> dict[str, bool]:
 
 
 def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
-    settings = _use_settings(monkeypatch)
+    settings = _use_settings(monkeypatch, seed_runs=2)
     scaling_resources, instance = world
     assert _run(defs, scaling_resources, instance, [ARCH_GRID]).success
     result = _run(defs, scaling_resources, instance, [TRIALS], PARTITION)
     assert result.success
     assert _checks(result) == {"extremes_covered": True, "all_params_logged": True, "trials_complete": True}
-    report = _run(defs, scaling_resources, instance, [BEST_TRIALS, SCALING_CURVE, EXPERIMENT_RESULTS])
+    report = _run(defs, scaling_resources, instance, [BEST_TRIALS, EXPERIMENT_RESULTS])
     assert report.success
+    assert _run(defs, scaling_resources, instance, [SEED_RUNS], PARTITION).success
+    assert _run(defs, scaling_resources, instance, [SCALING_CURVE]).success  # one budget: no law fitted yet
 
     warehouse = scaling_resources["warehouse"]
     grid = warehouse.query("select * from scaling_design.arch_grid")
@@ -88,6 +92,10 @@ def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
     assert trials["n_heads"].null_count() == 0 and trials["effective_batch"].min() >= settings.trainer.effective_batch
     best = warehouse.query("select * from scaling_hpo.best_trials")
     assert best.height == 1 and best["val_loss"][0] == trials.filter(pl.col("state") == "COMPLETE")["val_loss"].min()
+    runs = warehouse.query("select * from scaling_hpo.seed_runs order by run_seed")
+    assert runs.height == 2 and runs["run_seed"].n_unique() == 2 and runs["val_loss"].null_count() == 0
+    assert (runs["d_model"][0], runs["lr"][0]) == (best["d_model"][0], best["lr"][0])
+    _reevaluate_without_training(runs.row(0, named=True), settings, warehouse)
     results = warehouse.query("select * from scaling_report.experiment_results")
     assert results["n_trials"].to_list() == [settings.n_trials]
     csv_meta = report.asset_materializations_for_node("scaling__report__experiment_results")[0].metadata
@@ -99,8 +107,43 @@ def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
     assert meta["trials_run_now"].value == 0 and meta["trials_total"].value == settings.n_trials
 
 
+def _reevaluate_without_training(run: dict, settings, warehouse):
+    """The stored safetensors weights give back the run's validation loss with no training."""
+    from proj_assets.market.panel import split_arrays
+    from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer
+    from proj_assets.scaling.trainer import evaluate
+    from proj_assets.scaling.windows import build_windows
+    from proj_assets.scaling.model_store import load_state
+    from proj_resources.hashing import sha256_file
+
+    assert run["model_path"].endswith(".safetensors") and sha256_file(run["model_path"]) == run["model_sha256"]
+    state, spec = load_state(run["model_path"])
+    assert spec["config"]["seed"] == run["run_seed"] and spec["data_version"] and spec["git_sha"]
+    config = spec["config"]
+    model = TimeSeriesTransformer(ArchConfig(25, config["d_model"], config["n_layers"], config["n_heads"],
+                                             settings.arch.ffn_mult, config["dropout"]))
+    model.load_state_dict(state)
+    assert sum(p.numel() for p in model.parameters()) == run["n_params"]
+    tables = [warehouse.query(f"select * from market_processed.{t}") for t in ("features", "targets", "splits")]
+    arrays = split_arrays(*tables, 1)
+    data = build_windows({"train": arrays.train, "val": arrays.val, "test": arrays.test}, config["context_length"],
+                         settings.trainer.max_train_windows)
+    assert evaluate(model, data, "val", 64)["loss"] == pytest.approx(run["val_loss"], rel=1e-5)
+
+
 def test_failed_extremes_check_blocks_best_trials_now_and_later(defs, world, monkeypatch):
-    _use_settings(monkeypatch, n_trials=2)  # the study stops before every forced extreme ran
+    import math
+
+    from proj_assets.scaling.model import TimeSeriesTransformer
+
+    _use_settings(monkeypatch, n_trials=2)
+    forward = TimeSeriesTransformer.forward
+
+    def widest_diverges(self, windows):  # the d_model_max extreme's loss becomes NaN: that trial fails
+        out = forward(self, windows)
+        return out * math.nan if self.config.d_model == 12 else out
+
+    monkeypatch.setattr(TimeSeriesTransformer, "forward", widest_diverges)
     scaling_resources, instance = world
     assert _run(defs, scaling_resources, instance, [ARCH_GRID]).success
     result = _run(defs, scaling_resources, instance, [TRIALS, BEST_TRIALS], PARTITION)

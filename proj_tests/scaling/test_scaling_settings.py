@@ -70,3 +70,23 @@ def test_depth_check_warns_naming_the_depths_a_cap_leaves_out(monkeypatch):
     assert "above scaling.arch.n_layers_max=4" in result.description
     sample = result.metadata["sample"].value if "sample" in result.metadata else str(result.metadata)
     assert "20k" in str(sample) and "first_left_out" in str(sample)
+
+
+def test_a_profile_given_as_a_path_keys_studies_by_its_name(tmp_path):
+    raw = yaml.safe_load(profile_path("demo").read_text())
+    raw["name"] = "my_lab"
+    path = tmp_path / "profiles" / "lab.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw))
+    script = ("from proj_assets.scaling import assets as a\n"
+              "from proj_assets.scaling.study import open_study, study_location\n"
+              "from proj_assets.scaling.hpo import make_sampler_and_pruner\n"
+              "loc = study_location(a._settings, a.study_root(), a.PROFILE_KEY)\n"
+              "open_study(loc, '2k', 'h1', *make_sampler_and_pruner(a._settings, 0))\n"
+              "print(loc.journal_path('2k', 'h1'))\n")
+    env = {**os.environ, "PROJ_PROFILE": str(path), "PROJ_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    journal = tmp_path / "data" / "optuna" / "my_lab" / "2k__h1.log"
+    assert done.stdout.strip() == str(journal) and journal.is_file()
