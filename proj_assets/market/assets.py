@@ -62,10 +62,10 @@ def features(context: dg.AssetExecutionContext, ohlcv: pl.DataFrame, compute: Co
     index = ohlcv.filter(pl.col("ticker") == _settings.vol_index_ticker)
     with compute.meter() as meter:
         table = compute_features(prices, index, _settings.vol_index_fallback)
-    context.add_output_metadata({
+    context.add_output_metadata({  # the plot first: the UI lists materialization metadata in order
+        "target_series": dg.MetadataValue.md(close_plot(prices, _settings.target_ticker)),
         **_date_range(table), "n_features": len(FEATURE_NAMES), "ticker": _settings.target_ticker,
-        "vol_index_fallback": _settings.vol_index_fallback,
-        "proxy_rows": int(table[PROXY_FLAG].sum()), "target_series": dg.MetadataValue.md(close_plot(prices, _settings.target_ticker)),
+        "vol_index_fallback": _settings.vol_index_fallback, "proxy_rows": int(table[PROXY_FLAG].sum()),
         **meter.metadata(),
     })
     return provenance.stamp(table, context.run_id, seed=None, params=_settings.model_dump())
@@ -83,9 +83,9 @@ def targets(context: dg.AssetExecutionContext, ohlcv: pl.DataFrame, features: pl
     table = compute_targets(prices, _settings.horizons, _settings.rise_threshold)
     table = table.join(features.select("date"), on="date", how="semi")
     rates = {c: round(float(table[c].mean()), 4) for c in table.columns if c.startswith("target_h")}
-    context.add_output_metadata({**_date_range(table), "positive_rate": dg.MetadataValue.json(rates),
-                                 "threshold": _settings.rise_threshold,
-                                 "target_plot": dg.MetadataValue.md(close_and_target_plot(prices, table, _settings.target_ticker))})
+    context.add_output_metadata({"target_plot": dg.MetadataValue.md(close_and_target_plot(prices, table, _settings.target_ticker)),
+                                 **_date_range(table), "positive_rate": dg.MetadataValue.json(rates),
+                                 "threshold": _settings.rise_threshold})
     return provenance.stamp(table, context.run_id, seed=None, params=_settings.model_dump())
 
 

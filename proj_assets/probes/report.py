@@ -43,8 +43,8 @@ def summary_metadata(finals: pl.DataFrame, confirmed: pl.DataFrame, decision: di
     shown = finals.select("config_id", "probe", "layer", "pooling", "learning_rate", "weight_decay", "epochs",
                           "n_heads", "stage", "n_folds", "n_fits", "pr_auc_mean", "pr_auc_ci_low", "pr_auc_ci_high")
     return {
+        "probe_layer_plot": _probe_layer_plot(finals, decision.get("summary", {})),  # first: shown first
         "results": table_markdown(shown, limit=50),
-        "probe_layer_plot": _probe_layer_plot(finals, decision.get("summary", {})),
         "confirmation_folds": table_markdown(confirmed, limit=50),
         **flat_confirmation(decision.get("summary", {})),
         "release_preview": decision["reason"],

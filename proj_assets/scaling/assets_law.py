@@ -73,6 +73,6 @@ def scaling_curve(context: dg.AssetExecutionContext, seed_runs: pl.DataFrame, be
     fits, bands = fit_per_horizon(seed_runs, best_trials, scaling._settings.curve_bootstrap)
     fig, ax = new_figure()
     plot_curves(seed_runs, fits, bands, ax)
-    context.add_output_metadata({"fits": markdown_table(fits), "plot": figure_markdown(fig, "scaling law"),
+    context.add_output_metadata({"plot": figure_markdown(fig, "scaling law"), "fits": markdown_table(fits),
                                  "time_limited_best_trials": fits["time_limited_budgets"].drop_nulls().to_list()})
     return fits
