@@ -22,6 +22,7 @@ from proj_assets.partitions import sft_shard_partitions  # noqa: E402
 from proj_assets.profiles import data_dir, load_profile  # noqa: E402
 from proj_assets.sft import assets, checks  # noqa: E402
 from proj_assets.sft import keys as k  # noqa: E402
+from proj_assets.sft.iterations import iterations, selected_iteration  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +44,11 @@ def main() -> None:
         total = time.perf_counter()
         run("base_model (cold)", [k.BASE_MODEL])
         run("base_model (cached)", [k.BASE_MODEL])
-        run("test + pilot", [k.TEST_INSTRUCTIONS, k.PILOT])
+        run("test set + pilot settings", [k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
+        cfg = load_profile().sft
+        for n, key in enumerate(iterations(cfg)):
+            run(f"pilot iteration {n}{' (selected)' if key == selected_iteration(cfg) else ''}", [k.PILOT], key)
+        run("pilot comparison", [k.PILOT_COMPARISON])
         for shard in sft_shard_partitions.get_partition_keys():
             run(f"shard {shard} + critic", [k.SHARDS, k.CRITIC], shard)
         run("training set", [k.TRAINING_SET])
@@ -52,8 +57,10 @@ def main() -> None:
         elapsed = time.perf_counter() - total
         instance_meta = {}
         for key in (k.PILOT, k.CRITIC, k.TRAINING_SET, k.ADAPTER):
-            event = instance.get_latest_materialization_event(dg.AssetKey(key))
-            meta = event.asset_materialization.metadata if event else {}
+            partition = selected_iteration(cfg) if key == k.PILOT else None
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records
+            meta = records[0].asset_materialization.metadata if records else {}
             instance_meta[tuple(key)] = {m: getattr(v, "value", v) for m, v in meta.items()}
     for label, seconds in timings.items():
         print(f"{label:28s} {seconds:7.1f} s")
@@ -65,6 +72,8 @@ def main() -> None:
     warehouse = resources["warehouse"]
     stats = warehouse.query("select * from sft_eval.stats")
     with pl.Config(tbl_cols=14, tbl_width_chars=200):
+        print("pilot iterations:")
+        print(warehouse.query("select * from sft_report.pilot_comparison"))
         print("strict exact match (the stage gate's judge):")
         print(stats.select("scope", "n", "base_accuracy", "sft_accuracy", "cohens_h", "mcnemar_p", "p_bh"))
         print("lenient judge and QC rates:")

@@ -26,3 +26,7 @@ probe_config_fold_partitions = dg.MultiPartitionsDefinition(
 sft_shard_partitions = dg.StaticPartitionsDefinition(
     [f"shard_{i:02d}" for i in range(_profile.sft.n_shards)]
 )
+
+# SFT pilot iterations, keyed by their sampling-settings hash; `sft/data/pilot_settings` registers
+# the profile's iterations, and keys of earlier iterations stay registered (their rows are kept).
+sft_pilot_partitions = dg.DynamicPartitionsDefinition(name="sft_pilot_iteration")

@@ -1,29 +1,28 @@
-"""sft evaluation assets: paired greedy answers of base vs base+adapter, and their statistics."""
+"""sft evaluation assets: paired greedy answers of base vs base+adapter (graph-backed: the answering
+runs outside the `duckdb` pool, see shared/compute_write.py), and their statistics."""
 
 import dagster as dg
 import polars as pl
 
+from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.shared.gates import require_gates_passed
 from proj_assets.sft.evaluation import GATE_JUDGE
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS, sft_settings
 from proj_assets.sft.lineage import latest_artifact_path, latest_metadata
-from proj_resources import Compute, Provenance
+from proj_resources import ArtifactStore, Compute, Provenance
 from proj_resources.models import ModelSource
 
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 
-@dg.asset(key=PAIRED, deps=[BASE_MODEL, ADAPTER], ins={"test_instructions": dg.AssetIn(key=TEST_INSTRUCTIONS)},
-          automation_condition=GATED, metadata=table_metadata(PAIRED), **TABLE)
-def paired_results(context: dg.AssetExecutionContext, test_instructions: pl.DataFrame, base_model: ModelSource,
-                   compute: Compute, provenance: Provenance) -> dg.Output[pl.DataFrame]:
-    """Greedy answers of base and base+adapter on every test item: strict and lenient judgements, runaway and token-limit flags."""
+@compute_op(name="sft_eval_paired_results_compute", ins={"base": dg.In(dg.Nothing), "adapter": dg.In(dg.Nothing)})
+def paired_compute(context: dg.OpExecutionContext, test_instructions: pl.DataFrame, base_model: ModelSource,
+                   compute: Compute, provenance: Provenance, artifacts: ArtifactStore) -> Handoff:
+    """Both models answer every test item greedily (no pool); judged and flagged."""
     from proj_assets.sft.evaluation import answer_columns
     from proj_assets.sft.generation import generate
-    import torch
-
-    from proj_assets.sft.lora_training import bitsandbytes_available, choose_method, load_adapter_model
+    from proj_assets.sft.lora_training import load_adapter_model
     from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
     from proj_assets.sft.tokenizer import load_sft_tokenizer
 
@@ -35,8 +34,6 @@ def paired_results(context: dg.AssetExecutionContext, test_instructions: pl.Data
     prompts = [builder.answer_prompt(i) for i in test_instructions["instruction"]]
     refs = test_instructions["reference"].to_list()
     with compute.meter() as meter:
-        if method == "qlora":  # evaluated on the same 4-bit base it was trained on: a clear error without CUDA
-            choose_method("qlora", torch.cuda.is_available(), bitsandbytes_available())
         tokenizer = load_sft_tokenizer(base_path)
         model = load_adapter_model(base_path, adapter_path, compute.torch_device(), method)
         greedy = {"max_new_tokens": cfg.eval_max_new_tokens, "stop": [STOP_SEQUENCE], "do_sample": False}
@@ -52,8 +49,21 @@ def paired_results(context: dg.AssetExecutionContext, test_instructions: pl.Data
                           base_model.path or f"demo:{base_path.name}", revision)
     rates = {f"{m}_{c}_rate": float(df[f"{m}_{c}"].mean()) for m in ("base", "sft")
              for c in ("strict", "lenient", "runaway", "token_limit")}
-    return dg.Output(df, metadata={"rows": df.height, **rates, "gate_judge": GATE_JUDGE, "adapter": adapter_path.name,
-                                   "adapter_method": method, **meter.metadata()})
+    return save_handoff(context, artifacts, df, {"rows": df.height, **rates, "gate_judge": GATE_JUDGE,
+                                                 "adapter": adapter_path.name, "adapter_method": method,
+                                                 **meter.metadata()})
+
+
+write_paired = frame_write_op("sft_eval_paired_results_write")
+
+
+@dg.graph_asset(key=PAIRED, group_name="sft", kinds={"polars", "duckdb"}, automation_condition=GATED,
+                ins={"test_instructions": dg.AssetIn(key=TEST_INSTRUCTIONS),
+                     "base": dg.AssetIn(key=BASE_MODEL, dagster_type=dg.Nothing),
+                     "adapter": dg.AssetIn(key=ADAPTER, dagster_type=dg.Nothing)}, metadata=table_metadata(PAIRED))
+def paired_results(test_instructions, base, adapter):
+    """Greedy answers of base and base+adapter on every test item: strict and lenient judgements, runaway and token-limit flags."""
+    return write_paired(paired_compute(test_instructions, base=base, adapter=adapter))
 
 
 @dg.asset(key=STATS, ins={"paired_results": dg.AssetIn(key=PAIRED)}, automation_condition=GATED,

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.partitions import sft_shard_partitions
+from proj_assets.partitions import sft_pilot_partitions, sft_shard_partitions
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
 from proj_assets.sft.keys import (ADAPTER, BASE_MODEL, CRITIC, CRITIC_AUC_CHECK, PILOT, RUNAWAY_CHECK, SHARDS, STATS,
                                   TEST_INSTRUCTIONS, TOKEN_LIMIT_CHECK, TRAINING_SET, sft_settings)
@@ -38,13 +38,13 @@ def completion_mode_only(context: dg.AssetCheckExecutionContext, compute: Comput
                             shipped_chat_template_removed=cm.shipped_chat_template, quantity="sentinels_not_continued")
 
 
-@dg.asset_check(asset=PILOT, name=RUNAWAY_CHECK, blocking=True)
+@dg.asset_check(asset=PILOT, name=RUNAWAY_CHECK, blocking=True, partitions_def=sft_pilot_partitions)
 def pilot_runaway_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
-    """Share of pilot generations that ran on past their answer is below the profile's maximum."""
+    """Share of the pilot iteration's generations that ran on past their answer is below the profile's maximum."""
     return rate_result(pilot_generations, "runaway", sft_settings().qc.runaway_max)
 
 
-@dg.asset_check(asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True)
+@dg.asset_check(asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=sft_pilot_partitions)
 def pilot_token_limit_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
     """Share of pilot generations cut off by max_new_tokens is below the profile's maximum."""
     return rate_result(pilot_generations, "token_limit", sft_settings().qc.token_limit_max)
@@ -77,7 +77,7 @@ def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
                             quantity="critic_roc_auc", threshold_name="min_auc", must_be="at least")
 
 
-@dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK)
+@dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK, partitions_def=sft_pilot_partitions)
 def pilot_critic_auc_above_min(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
     """The critic ranks the pilot's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
     return auc_result(pilot_generations, sft_settings().critic_auc_min)

@@ -8,6 +8,7 @@ types no program can check. Each row carries the seeds that drove it: `instructi
 instruction) and `seed` (the sampling seed of its batch).
 """
 
+import json
 from collections.abc import Callable
 
 import polars as pl
@@ -15,19 +16,15 @@ import polars as pl
 from proj_assets.sft.generation import generate
 from proj_assets.sft.prompts import PromptBuilder
 from proj_assets.sft.qc import flag_generations
+from proj_assets.sft.iterations import sampling_hash
 from proj_assets.sft.settings import QcSettings, SamplingSettings
 from proj_assets.sft.tasks import make_instructions, strict_match
-from proj_resources.hashing import canonical_hash
 
 PILOT_SEED_SLOT = 0  # pilot instructions use slot 0 of the data seed; shard i uses slot i + 1
 
 
 def instruction_seed(data_seed: int, slot: int) -> int:
     return data_seed * 1000 + slot
-
-
-def sampling_hash(sampling: SamplingSettings) -> str:
-    return canonical_hash(sampling.model_dump())
 
 
 class EmptyGenerationsError(ValueError):
@@ -58,6 +55,7 @@ def generate_examples(model, tokenizer, *, n: int, data_seed: int, slot: int, id
         "instruction_seed": instruction_seed(data_seed, slot),
         "row_seed": [o.seed for o in outputs],
         "sampling_params_hash": sampling_hash(sampling),
+        "sampling_params": json.dumps(sampling.model_dump(), sort_keys=True),
         "prompt_template_hash": builder.template_hash(),
     })
     return flag_generations(df, qc.repetition_ngram, qc.repetition_times)

@@ -5,9 +5,13 @@ from pathlib import Path
 import dagster as dg
 
 
-def latest_metadata(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: list[str]) -> dict:
-    """`key`'s latest materialization metadata as plain values ({} when it was never materialized)."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+def latest_metadata(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: list[str],
+                    partition: str | None = None) -> dict:
+    """`key`'s (`partition`'s) latest materialization metadata as plain values ({} when none)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    event = records[0] if records else None
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return {k: getattr(v, "value", v) for k, v in meta.items()}
 

@@ -172,8 +172,11 @@ def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[s
 def load_adapter_model(base_path: str | Path, adapter_dir: str | Path, device: str = "cpu", method: str = "lora"):
     """Base model with a saved adapter attached (safetensors), for evaluation. A QLoRA adapter is
     evaluated on the same 4-bit NF4 base it was trained on, never on full-precision weights."""
+    import torch
     from peft import PeftModel
 
+    if method == "qlora":  # a clear error where 4-bit cannot run, never a silent full-precision base
+        choose_method("qlora", torch.cuda.is_available(), bitsandbytes_available())
     quantized = {"quantization_config": qlora_quantization_config()} if method == "qlora" else {}
     base = load_causal_lm(base_path, device=device, **quantized)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval()

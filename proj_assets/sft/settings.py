@@ -79,6 +79,9 @@ class SftSettings(Section):
     test_seed: int = 2024
     data_seed: int = 11
     sampling: SamplingSettings = SamplingSettings()
+    # Further pilot iterations to compare side by side (each a complete sampling block). `sampling`
+    # is the iteration scaling uses: a reviewer selects an iteration by making it `sampling`.
+    pilot_iterations: list[SamplingSettings] = Field(default_factory=list)
     qc: QcSettings = QcSettings()
     # The critic keeps answers whose margin is at least the threshold chosen on the pilot (critic.py);
     # this value is used only when the pilot's labels hold one class and no threshold can be chosen.

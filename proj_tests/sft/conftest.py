@@ -24,6 +24,34 @@ TINY_SFT = {
 }
 
 
+def selected_pilot(instance) -> str:
+    """The active profile's selected pilot iteration, registered as a partition of `instance`."""
+    from proj_assets.partitions import sft_pilot_partitions
+    from proj_assets.sft.iterations import selected_iteration
+    from proj_assets.sft.keys import sft_settings
+
+    key = selected_iteration(sft_settings())
+    instance.add_dynamic_partitions(sft_pilot_partitions.name, [key])
+    return key
+
+
+def stand_in_pilot(df, metadata: dict | None = None) -> dg.AssetsDefinition:
+    """A pilot asset with the real key, partitions and I/O manager whose rows are given (the
+    generations themselves are not under test); `pilot_iteration` is set to the partition."""
+    from proj_assets.partitions import sft_pilot_partitions
+    from proj_assets.shared.conventions import table_metadata
+    from proj_assets.sft.keys import PILOT
+
+    @dg.asset(key=PILOT, group_name="sft", partitions_def=sft_pilot_partitions,
+              metadata=table_metadata(PILOT, partition_expr="pilot_iteration"))
+    def pilot_generations(context) -> dg.Output:
+        import polars as pl
+
+        return dg.Output(df.with_columns(pl.lit(context.partition_key).alias("pilot_iteration")), metadata=metadata or {})
+
+    return pilot_generations
+
+
 @pytest.fixture
 def tiny_profile(tmp_path: Path, monkeypatch) -> Path:
     """The demo profile with a very small sft section, made active through PROJ_PROFILE."""

@@ -8,6 +8,7 @@ from proj_assets.shared.conventions import check_key, table_metadata
 from proj_assets.shared.gates import gate_problems
 from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
+from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
 
 PILOT_CHECKS = [check_key(k.PILOT, k.RUNAWAY_CHECK), check_key(k.PILOT, k.TOKEN_LIMIT_CHECK)]
 
@@ -24,18 +25,10 @@ def crafted_pilot(n: int, n_runaway: int, n_limit: int) -> pl.DataFrame:
     })
 
 
-def stand_in_pilot(df: pl.DataFrame) -> dg.AssetsDefinition:
-    @dg.asset(key=k.PILOT, group_name="sft", metadata=table_metadata(k.PILOT))
-    def pilot_generations() -> pl.DataFrame:
-        return df
-
-    return pilot_generations
-
-
 def materialize_pilot(df, instance, resources):
     return dg.materialize([stand_in_pilot(df), checks.pilot_runaway_rate_below_max,
                            checks.pilot_token_limit_rate_below_max], instance=instance,
-                          resources=resources, raise_on_error=False)
+                          partition_key=selected_pilot(instance), resources=resources, raise_on_error=False)
 
 
 def test_bad_pilot_blocks_scaling_with_the_measured_rate(tmp_path):  # demo thresholds: 5% and 10%
@@ -62,7 +55,7 @@ def test_bad_pilot_blocks_scaling_with_the_measured_rate(tmp_path):  # demo thre
         # a good pilot clears both gates
         good = materialize_pilot(crafted_pilot(20, 0, 1), instance, resources)
         assert all(e.passed for e in good.get_asset_check_evaluations())
-        assert gate_problems(instance, PILOT_CHECKS) == []
+        assert gate_problems(instance, PILOT_CHECKS, [selected_pilot(instance)]) == []
 
 
 @pytest.mark.parametrize("n_runaway,passed", [(0, True), (1, False)])

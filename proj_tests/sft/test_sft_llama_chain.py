@@ -11,7 +11,7 @@ import yaml
 
 from proj_assets.profiles import PROFILES_DIR
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import TINY_SFT
+from proj_tests.sft.conftest import TINY_SFT, selected_pilot
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 
@@ -86,7 +86,8 @@ def test_whole_chain_runs_on_a_no_pad_bos_model(llama_style_folder, tmp_path, mo
         base = run([k.BASE_MODEL])
         (mode,) = [e for e in base.get_asset_check_evaluations() if e.check_name == "completion_mode_only"]
         assert mode.passed  # BOS in front is allowed; nothing else is added
-        run([k.TEST_INSTRUCTIONS, k.PILOT])
+        run([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
+        run([k.PILOT], selected_pilot(instance))
         for shard in sft_shard_partitions.get_partition_keys():
             critic = run([k.SHARDS, k.CRITIC], shard)
         critic_meta = critic.asset_materializations_for_node("sft__data__critic_scores")[0].metadata

@@ -75,6 +75,13 @@ def test_adapter_reloads_and_reproduces_its_outputs(untrained_model_dir, tmp_pat
     assert not torch.allclose(base, trained)  # the adapter changed the model
 
 
+def test_a_qlora_adapter_is_only_evaluated_on_a_4bit_base(untrained_model_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine could load the 4-bit base; the refusal is for machines without CUDA")
+    with pytest.raises(QLoRAUnavailableError, match="CUDA is not available"):
+        load_adapter_model(untrained_model_dir, tmp_path / "adapter", method="qlora")
+
+
 def test_empty_training_set_is_refused(untrained_model_dir):
     tok = load_tokenizer(untrained_model_dir)
     with pytest.raises(ValueError, match="empty training set"):

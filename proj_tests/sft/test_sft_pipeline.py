@@ -1,6 +1,7 @@
 """The whole SFT chain materializes in-process on a very small profile, checks included."""
 
 from proj_assets.sft import keys as k
+from proj_tests.sft.conftest import selected_pilot
 
 
 def _check(result, key, name):
@@ -17,7 +18,12 @@ def test_pipeline_materializes_end_to_end(sft_runner):
     again = sft_runner([k.BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")[0].metadata
     assert again["cache_hit"].value is True and again["path"].value == first["path"].value
 
-    sft_runner([k.TEST_INSTRUCTIONS, k.PILOT])
+    sft_runner([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
+    selected = selected_pilot(sft_runner.instance)
+    sft_runner([k.PILOT], partition=selected)
+    comparison = sft_runner([k.PILOT_COMPARISON]).output_for_node("sft__report__pilot_comparison")
+    assert comparison["pilot_iteration"].to_list() == [selected] and comparison["selected"].to_list() == [True]
+    assert comparison["gates_passed"].to_list() == [True] and comparison["n"].to_list() == [20]
     for shard in ("shard_00", "shard_01"):
         sft_runner([k.SHARDS, k.CRITIC], partition=shard)
     r = sft_runner([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])  # a failed stage gate is a verdict, not an error

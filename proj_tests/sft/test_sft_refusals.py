@@ -15,6 +15,7 @@ from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
 from proj_assets.sft.model_folder import check_base_model_folder
 from proj_resources.loaders.models import ModelPathError
+from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
 from proj_tests.sft.test_sft_shard_and_model_gates import crafted_shard, stand_in_test_instructions
 
 
@@ -149,3 +150,33 @@ def test_all_empty_generations_are_a_clear_error(untrained_model_dir):
         generate_examples(model, tokenizer, n=6, data_seed=1, slot=0, id_prefix="pilot", builder=PromptBuilder(n_shots=1),
                           sampling=SamplingSettings(max_new_tokens=4), qc=QcSettings())
     assert torch.is_tensor(model(**tokenizer(["a"], return_tensors="pt")).logits)
+
+
+def test_a_shard_whose_projected_cost_exceeds_the_budget_refuses_unless_overridden(resources):
+    from proj_assets.sft.budget_guard import OVERRIDE_TAG, projected_cost, refuse_over_budget
+    from proj_tests.sft.test_sft_gates import crafted_pilot
+
+    # a clean pilot that measured 60 s per example
+    pilot_generations = stand_in_pilot(crafted_pilot(20, 0, 0), {"seconds_per_example": 60.0})
+
+    pilot_checks = [checks.pilot_runaway_rate_below_max, checks.pilot_token_limit_rate_below_max]
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([pilot_generations, *pilot_checks], partition_key=selected_pilot(instance),
+                              instance=instance, resources=resources).success
+        run = dg.materialize([assets.scale_shards, pilot_generations], selection=[dg.AssetKey(k.SHARDS)],
+                             partition_key="shard_00", instance=instance, resources=resources, raise_on_error=False)
+        assert not run.success
+        # demo: 60 s x 300 examples at 0.05/h = 0.25 against an sft budget of 0.02
+        expected = projected_cost(60.0, 300, 0.05)
+        message = failure_message(run)
+        assert f"projected cost {expected:.6g} exceeds the remaining sft budget" in message and OVERRIDE_TAG in message
+        assert not instance.get_latest_materialization_event(dg.AssetKey(k.SHARDS))
+
+        overridden = dg.materialize([assets.scale_shards, pilot_generations], selection=[dg.AssetKey(k.SHARDS)],
+                                    partition_key="shard_00", instance=instance, resources=resources,
+                                    raise_on_error=False, tags={OVERRIDE_TAG: "reviewed: one-off large shard"})
+        # past the budget; it stops at the next gate (no base model was built in this test)
+        assert "budget" not in failure_message(overridden) and "completion_mode_only" in failure_message(overridden)
+    numbers = refuse_over_budget("x", 0.5, 0.1, 0.3, override="ok")
+    assert numbers["budget_remaining"] == pytest.approx(0.2) and numbers["budget_override"] == "ok"
+    assert refuse_over_budget("x", 5.0, 0.0, None, None)["budget"] is None  # no budget configured: not enforced

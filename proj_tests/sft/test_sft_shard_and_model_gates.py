@@ -13,6 +13,7 @@ from proj_assets.shared.conventions import table_metadata
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
+from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
 
 SHARD_NAMES = ["shard_00", "shard_01"]
 
@@ -53,15 +54,6 @@ def stand_in_critic() -> dg.AssetsDefinition:
     return critic_scores
 
 
-def stand_in_pilot() -> dg.AssetsDefinition:
-    @dg.asset(key=k.PILOT, group_name="sft", metadata=table_metadata(k.PILOT))
-    def pilot_generations() -> pl.DataFrame:
-        return pl.DataFrame({"example_id": ["pilot-0", "pilot-1"], "critic_margin": [1.0, -1.0],
-                             "answer_correct": [True, False]})
-
-    return pilot_generations
-
-
 def stand_in_test_instructions() -> dg.AssetsDefinition:
     @dg.asset(key=k.TEST_INSTRUCTIONS, group_name="sft", metadata=table_metadata(k.TEST_INSTRUCTIONS))
     def test_instructions() -> pl.DataFrame:
@@ -78,7 +70,8 @@ def step_failure_message(run) -> str:
 
 def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources):
     shards, critic, test_instr = stand_in_shards(), stand_in_critic(), stand_in_test_instructions()
-    pilot = stand_in_pilot()
+    pilot = stand_in_pilot(pl.DataFrame({"example_id": ["pilot-0", "pilot-1"], "critic_margin": [1.0, -1.0],
+                                         "answer_correct": [True, False]}))
     shard_checks = [checks.shard_runaway_rate_below_max, checks.shard_token_limit_rate_below_max]
     with dg.instance_for_test() as instance:
         evals = {}
@@ -97,7 +90,8 @@ def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources)
         assert bad.severity == dg.AssetCheckSeverity.ERROR
 
         # critic_scores for shard_01 refuses in a later run, naming the check, the partition and the rate
-        assert dg.materialize([pilot], instance=instance, resources=resources).success
+        assert dg.materialize([pilot], partition_key=selected_pilot(instance), instance=instance,
+                              resources=resources).success
         run = dg.materialize([assets.critic_scores, shards, pilot], selection=[dg.AssetKey(k.CRITIC)],
                              partition_key="shard_01", instance=instance, resources=resources,
                              raise_on_error=False)
@@ -166,7 +160,7 @@ def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
 
         # a later run of the pilot refuses, naming the check
         run = dg.materialize([assets.pilot_generations, base_model], selection=[dg.AssetKey(k.PILOT)],
-                             instance=instance, resources=resources, raise_on_error=False)
+                             partition_key=selected_pilot(instance), instance=instance, resources=resources, raise_on_error=False)
         assert not run.success
         message = step_failure_message(run)
         assert "refusing to run" in message and "completion_mode_only" in message
