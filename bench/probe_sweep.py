@@ -47,21 +47,92 @@ def build_cache(folder: Path, layer: int = 4):
 def bench_probe(probe_type, corpus, array, index, seeds, epochs):
     config = {"probe_type": probe_type, "pooling": "mean"}
     data = fold_inputs(config, corpus, array, index, "problem_00")
-    hp = TrainParams(0.02, 0.01, epochs, 512, 2)
-    labels = np.tile(data.y_train, (len(seeds), 1))
-    train_replicas(probe_type, data.train, labels[:1], seeds[:1], TrainParams(0.02, 0.01, 2, 512, 2), 0)  # warm-up
+    hp = TrainParams(0.02, 0.01, epochs, 512, 2, patience=epochs)  # no early stop: both run every epoch
+    labels, val_labels = np.tile(data.y_train, (len(seeds), 1)), np.tile(data.y_val, (len(seeds), 1))
+    train_replicas(probe_type, data.train, labels[:1], seeds[:1], TrainParams(0.02, 0.01, 2, 512, 2))  # warm-up
     start = time.perf_counter()
-    batched = predict(probe_type, train_replicas(probe_type, data.train, labels, seeds, hp, 0), data.test)
+    batched = predict(probe_type, train_replicas(probe_type, data.train, labels, seeds, hp, data.val, val_labels), data.test)
     t_batched = time.perf_counter() - start
     start = time.perf_counter()
-    looped = np.concatenate([predict(probe_type, p, data.test)
-                             for p in train_one_at_a_time(probe_type, data.train, labels, seeds, hp, 0)])
+    looped = np.concatenate([predict(probe_type, p, data.test) for p in
+                             train_one_at_a_time(probe_type, data.train, labels, seeds, hp, data.val, val_labels)])
     t_loop = time.perf_counter() - start
     pr_b = [m["pr_auc"] for m in replica_metrics(data.y_test, batched)]
     pr_l = [m["pr_auc"] for m in replica_metrics(data.y_test, looped)]
     return {"probe": probe_type, "batched_fits_s": len(seeds) / t_batched, "loop_fits_s": len(seeds) / t_loop,
             "ratio": t_loop / t_batched, "max_abs_pr_auc_diff": float(np.max(np.abs(np.subtract(pr_b, pr_l)))),
             "mean_pr_auc": float(np.mean(pr_b))}
+
+
+def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
+    """16 configs (4 learning rates x 4 weight decays) x seeds in one batched computation."""
+    data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
+    grid = [(lr, wd) for lr in (0.003, 0.01, 0.02, 0.05) for wd in (0.0, 0.001, 0.01, 0.1) for _ in seeds]
+    reps = [s for _ in range(16) for s in seeds]
+    hp = TrainParams([g[0] for g in grid], [g[1] for g in grid], epochs, 512, 2, patience=epochs)
+    start = time.perf_counter()
+    train_replicas(probe_type, data.train, np.tile(data.y_train, (len(reps), 1)), reps, hp, data.val,
+                   np.tile(data.y_val, (len(reps), 1)))
+    return len(reps) / (time.perf_counter() - start)
+
+
+def research_case(probe_type: str, seeds: int, epochs: int) -> dict:
+    """Research-shaped fold in this process: >= 1000 training sentences x 64 tokens x 1536 dims in
+    a float16 memmap; s/epoch for `seeds` replicas and the process's peak RSS."""
+    import resource
+
+    from proj_assets.probes.activation_cache import CacheWriter
+
+    corpus = with_sentence_uid(coerce_corpus(generate_corpus(10, 14, 0.08, seed=7), "generated"))
+    tmp = tempfile.mkdtemp(prefix="probe_research_")
+    n, length, dim = corpus.height, 64, 1536
+    writer = CacheWriter(Path(tmp), {"bench": True}, corpus["uid"].to_numpy(), np.full(n, length), dim)
+    rng = np.random.default_rng(0)
+    for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list()):
+        block = rng.standard_normal((length, dim), dtype=np.float32)
+        block[:, 0] += 0.8 * label
+        writer.put(uid, block)
+    writer.close()
+    array, index, _ = open_cache(Path(tmp))
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
+    hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
+    reps = list(range(seeds))
+    start = time.perf_counter()
+    train_replicas(probe_type, data.train, np.tile(data.y_train, (seeds, 1)), reps, hp, data.val,
+                   np.tile(data.y_val, (seeds, 1)))
+    per_epoch = (time.perf_counter() - start) / epochs
+    slice_mb = n * length * dim * 2 / 2**20
+    return {"probe": probe_type, "train_sentences": len(data.y_train) + len(data.y_val), "s_per_epoch": per_epoch,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fold_mb": base_rss,
+            "fold_fp16_slice_mb": slice_mb}
+
+
+def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
+    """Each probe type in its own process, so each peak RSS is its own."""
+    import json
+    import subprocess
+
+    rows = []
+    for probe in CANDIDATE_PROBES:
+        out = subprocess.run([sys.executable, __file__, "--research-case", probe, "--seeds", str(seeds),
+                              "--epochs", str(epochs), "--threads", str(threads)],
+                             capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    return rows
+
+
+def project_stage1(rows: list[dict], hosts: int, gpu_speedup: float) -> None:
+    """Stage 1 of the research sweep from the measured s/epoch (20 seeds per config, full epochs,
+    i.e. no early stopping: an upper bound): 192 configs per probe type (4 layers x 4 lr x 4 wd x
+    3 epoch counts), 20 folds, epochs averaging (20 + 50 + 100) / 3."""
+    mean_epochs = (20 + 50 + 100) / 3
+    per_probe = RESEARCH["configs"] // len(rows)
+    cpu = sum(r["s_per_epoch"] * mean_epochs * per_probe * RESEARCH["folds"] for r in rows)
+    print(f"projected stage 1 ({RESEARCH['configs']} configs x {RESEARCH['folds']} folds x {RESEARCH['seeds']} seeds, "
+          f"full epochs): one CPU host like this one {cpu / 3600:.0f} h; {hosts} hosts {cpu / hosts / 3600:.1f} h; "
+          f"one GPU ~{cpu / gpu_speedup / 3600:.1f} h if it runs the batched fits {gpu_speedup:.0f}x faster than this "
+          f"host (assumed, not measured here: no GPU in this session)")
 
 
 def registration_seconds() -> float:
@@ -79,8 +150,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--research-epochs", type=int, default=2)
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--gpu-speedup", type=float, default=30.0)
+    parser.add_argument("--research-case", choices=CANDIDATE_PROBES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.research_case:
+        import json
+
+        print(json.dumps(research_case(args.research_case, args.seeds, args.epochs)))
+        return
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
         corpus, array, index = build_cache(Path(tmp) / "cache")
@@ -88,21 +168,28 @@ def main() -> None:
         print(f"data: {corpus.height} sentences, activations {array.shape} float16 ({cache_bytes / 1e6:.2f} MB per layer); "
               f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads")
         rows = [bench_probe(p, corpus, array, index, seeds, args.epochs) for p in CANDIDATE_PROBES]
-    print(f"{'probe':28s} {'batched fits/s':>15s} {'loop fits/s':>12s} {'ratio':>7s} {'max |dPR-AUC|':>14s}")
+        for r in rows:
+            r["group_fits_s"] = bench_config_group(r["probe"], corpus, array, index, seeds, args.epochs)
+    print(f"{'probe':28s} {'batched fits/s':>15s} {'loop fits/s':>12s} {'ratio':>7s} {'16 configs fits/s':>18s} "
+          f"{'ratio':>7s} {'max |dPR-AUC|':>14s}")
     for r in rows:
-        print(f"{r['probe']:28s} {r['batched_fits_s']:15.1f} {r['loop_fits_s']:12.1f} {r['ratio']:6.1f}x {r['max_abs_pr_auc_diff']:14.2e}")
-    mean_rate = len(rows) / sum(1 / r["batched_fits_s"] for r in rows)  # harmonic mean: equal mix of probe types
-    loop_rate = len(rows) / sum(1 / r["loop_fits_s"] for r in rows)
-    fits = RESEARCH["configs"] * RESEARCH["folds"] * RESEARCH["seeds"] * 3  # candidate + control + baseline
-    print(f"overall (equal mix of probe types): batched {mean_rate:.1f} fits/s, loop {loop_rate:.1f} fits/s, "
-          f"ratio {mean_rate / loop_rate:.1f}x")
-    print(f"projected stage-1 research sweep at demo data size ({fits} fits incl. controls and baselines): "
-          f"batched {fits / mean_rate / 3600:.1f} h, loop {fits / loop_rate / 3600:.1f} h on this machine")
+        print(f"{r['probe']:28s} {r['batched_fits_s']:15.1f} {r['loop_fits_s']:12.1f} {r['ratio']:6.1f}x "
+              f"{r['group_fits_s']:18.1f} {r['group_fits_s'] / r['loop_fits_s']:6.1f}x {r['max_abs_pr_auc_diff']:14.2e}")
+    harmonic = lambda key: len(rows) / sum(1 / r[key] for r in rows)  # noqa: E731  (equal mix of probe types)
+    print(f"equal mix: batched {harmonic('batched_fits_s'):.1f} fits/s, loop {harmonic('loop_fits_s'):.1f} fits/s, "
+          f"ratio {harmonic('batched_fits_s') / harmonic('loop_fits_s'):.1f}x; 16 configs x {args.seeds} seeds batched "
+          f"{harmonic('group_fits_s'):.1f} fits/s, ratio {harmonic('group_fits_s') / harmonic('loop_fits_s'):.1f}x")
+    research = run_research_cases(args.seeds, args.research_epochs, args.threads)
+    print(f"research-shaped fold ({research[0]['train_sentences']} training sentences x 64 tokens x 1536 dims, "
+          f"fp16 fold slice {research[0]['fold_fp16_slice_mb']:.0f} MB, {args.seeds} seeds, batch 256):")
+    for r in research:
+        print(f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB "
+              f"({r['peak_rss_mb'] - r['rss_before_fold_mb']:5.0f} MB above the process before the fold)")
+    project_stage1(research, args.hosts, args.gpu_speedup)
     per_config = RESEARCH["configs"] * RESEARCH["per_config_file_mb"] / 1e3
     shared = RESEARCH["layers"] * RESEARCH["per_config_file_mb"] / 1e3
     print(f"activation storage, research (728 MB per layer file): one copy per config {per_config:.0f} GB, "
-          f"shared per layer {shared:.1f} GB ({per_config / shared:.0f}x less); demo: "
-          f"{RESEARCH['configs'] * cache_bytes / 1e9:.2f} GB vs {cache_bytes / 1e6:.2f} MB")
+          f"shared per layer {shared:.1f} GB ({per_config / shared:.0f}x less)")
     print(f"registering {RESEARCH['configs']} configs x {RESEARCH['folds']} folds as dynamic partitions: "
           f"{registration_seconds():.2f} s")
 

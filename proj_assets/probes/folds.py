@@ -27,29 +27,45 @@ def position_features(rows: pl.DataFrame) -> np.ndarray:
     return np.stack([rel, rel**2, np.log1p(idx), np.log1p(n), (idx == n - 1).astype(np.float64)], axis=1)
 
 
-def padded_tokens(array: np.ndarray, index: pl.DataFrame, uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens [N, T, D] (float32, zero padded) and mask [N, T] for the given sentences."""
+def token_rows(index: pl.DataFrame, uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(activation rows of the given sentences' tokens in order, tokens per sentence)."""
     by_uid = index.select("uid", "offset", "length").join(pl.DataFrame({"uid": uids}), on="uid", how="right")
     if by_uid["offset"].null_count():
         missing = by_uid.filter(pl.col("offset").is_null())["uid"].head(5).to_list()
         raise KeyError(f"sentences {missing} are not in the activation index")
     offsets, lengths = by_uid["offset"].to_numpy(), by_uid["length"].to_numpy()
-    width = int(lengths.max())
-    tokens = np.zeros((len(uids), width, array.shape[1]), dtype=np.float32)
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    rows = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
-    tokens[mask] = np.asarray(array[rows], dtype=np.float32)
-    return tokens, mask
+    starts = np.repeat(offsets - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return starts + np.arange(int(lengths.sum())), lengths
 
 
-def pool(tokens: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
-    if how == "mean":
-        return (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-    if how == "max":
-        return np.where(mask[..., None], tokens, -np.inf).max(1)
-    if how == "last":
-        return tokens[np.arange(len(tokens)), mask.sum(1) - 1]
-    raise ValueError(f"unknown pooling {how!r} (mean, max or last)")
+def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 256) -> np.ndarray:
+    """Per-sentence mean / max / last token [N, D] (float32) of packed tokens, `chunk` sentences at a time."""
+    if how not in ("mean", "max", "last"):
+        raise ValueError(f"unknown pooling {how!r} (mean, max or last)")
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    out = np.empty((len(lengths), tokens.shape[1]), dtype=np.float32)
+    for a in range(0, len(lengths), chunk):
+        lo, hi = int(starts[a]), int(starts[min(a + chunk, len(lengths)) - 1] + lengths[min(a + chunk, len(lengths)) - 1])
+        block, local = np.asarray(tokens[lo:hi], dtype=np.float32), starts[a:a + chunk] - lo
+        if how == "mean":
+            out[a:a + chunk] = np.add.reduceat(block, local, axis=0) / lengths[a:a + chunk, None]
+        elif how == "max":
+            out[a:a + chunk] = np.maximum.reduceat(block, local, axis=0)
+        else:
+            out[a:a + chunk] = block[local + lengths[a:a + chunk] - 1]
+    return out
+
+
+def token_stats(*parts: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std [D] over the rows of the given float16 token arrays (float64 accumulation)."""
+    total = sq = 0.0
+    n = 0
+    for part in parts:
+        for a in range(0, len(part), chunk):
+            block = np.asarray(part[a:a + chunk], dtype=np.float64)
+            total, sq, n = total + block.sum(0), sq + (block ** 2).sum(0), n + len(block)
+    mean = total / n
+    return mean.astype(np.float32), (np.sqrt(np.maximum(sq / n - mean ** 2, 0)) + 1e-6).astype(np.float32)
 
 
 def _standardise(train: np.ndarray, test: np.ndarray, axis=0, weights=None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,31 +107,40 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
                pooling: str | None, need_tokens: bool) -> FoldData:
     """Standardised inputs for one held-out group (statistics from the training problems only).
 
-    `corpus` must carry `uid`; `array`/`index` may be None for the position baseline alone."""
+    Tokens are copied once from the memmap per part (fit, validation, test) as packed float16:
+    the fold's slice, no padding and no float32 copy. `corpus` must carry `uid`; `array`/`index`
+    may be None for the position baseline alone."""
     import torch
 
     from proj_assets.probes.probe_models import ProbeInputs
 
     train_rows, test_rows = split(corpus, fold)
     val_groups = validation_groups(train_rows["group_id"].unique().to_list(), fold)
-    is_val = train_rows["group_id"].is_in(val_groups).to_numpy()
+    train_rows = train_rows.with_columns(is_val=pl.col("group_id").is_in(val_groups)).sort("is_val", maintain_order=True)
+    is_val = train_rows["is_val"].to_numpy()
+    train_rows = train_rows.drop("is_val")
     pos_tr, pos_te = _standardise(position_features(train_rows), position_features(test_rows))
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    train, test = ProbeInputs(to_t(pos_tr)), ProbeInputs(to_t(pos_te))
+    parts = [ProbeInputs(to_t(pos_tr[~is_val])), ProbeInputs(to_t(pos_tr[is_val])), ProbeInputs(to_t(pos_te))]
     reference = {"position_train": pos_tr, "position_test": pos_te, "groups_train": train_rows["group_id"].to_numpy(),
                  "pooled_train": None, "pooled_test": None}
     if array is not None:
-        tok_tr, m_tr = padded_tokens(array, index, train_rows["uid"].to_numpy())
-        tok_te, m_te = padded_tokens(array, index, test_rows["uid"].to_numpy())
-        reference["pooled_train"], reference["pooled_test"] = _standardise(pool(tok_tr, m_tr, "mean"), pool(tok_te, m_te, "mean"))
+        uids = [train_rows["uid"].to_numpy()[~is_val], train_rows["uid"].to_numpy()[is_val], test_rows["uid"].to_numpy()]
+        packed = [token_rows(index, u) for u in uids]
+        tokens = [np.asarray(array[rows], dtype=np.float16) for rows, _ in packed]
+        lengths = [n for _, n in packed]
+        means = [pool(t, n, "mean") for t, n in zip(tokens, lengths)]
+        reference["pooled_train"], reference["pooled_test"] = _standardise(np.concatenate(means[:2]), means[2])
         if pooling:
-            p_tr, p_te = _standardise(pool(tok_tr, m_tr, pooling), pool(tok_te, m_te, pooling))
-            train.pooled, test.pooled = to_t(p_tr), to_t(p_te)
+            pooled = means if pooling == "mean" else [pool(t, n, pooling) for t, n in zip(tokens, lengths)]
+            fit, test_p = _standardise(np.concatenate(pooled[:2]), pooled[2])
+            for part, values in zip(parts, (fit[:len(lengths[0])], fit[len(lengths[0]):], test_p)):
+                part.pooled = to_t(values)
         if need_tokens:
-            tok_tr, tok_te = _standardise(tok_tr, tok_te, weights=m_tr)
-            train.tokens, train.mask = to_t(tok_tr * m_tr[..., None]), torch.from_numpy(m_tr)
-            test.tokens, test.mask = to_t(tok_te * m_te[..., None]), torch.from_numpy(m_te)
+            mean, std = token_stats(tokens[0], tokens[1])
+            for part, t, n in zip(parts, tokens, lengths):
+                part.tokens, part.lengths = torch.from_numpy(t), torch.from_numpy(n.astype(np.int64))
+                part.token_mean, part.token_std = torch.from_numpy(mean), torch.from_numpy(std)
     y = train_rows["label"].to_numpy()
-    fit_idx, val_idx = torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
-    return FoldData(train.rows(fit_idx), train.rows(val_idx), test, y[~is_val], y[is_val], test_rows["label"].to_numpy(),
+    return FoldData(parts[0], parts[1], parts[2], y[~is_val], y[is_val], test_rows["label"].to_numpy(),
                     train_rows, test_rows, val_groups, reference)

@@ -12,33 +12,56 @@ run starts exactly where a single-replica run with the same seed starts.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from proj_assets.probes.probe_types import TOKEN_PROBES
 
 
+CHUNK_TOKENS = 16384  # tokens converted to float32 at a time (recomputed in backward: checkpointed)
+
+
 @dataclass
 class ProbeInputs:
-    """Standardised features of N sentences: position [N,P], pooled [N,D] and tokens [N,T,D] with a
-    validity mask [N,T] (pooled/tokens are None when the probe does not need them)."""
+    """Features of N sentences: standardised position [N,P] and pooled [N,D] features, and for
+    token probes the raw tokens *packed* (no padding) as float16 [total_tokens, D] with each
+    sentence's token count, plus the training-set token mean/std [D] applied on the fly (folded
+    into the probe weights), so no float32 copy of the tokens is ever kept."""
 
     position: torch.Tensor
     pooled: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
-    mask: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    token_mean: torch.Tensor | None = None
+    token_std: torch.Tensor | None = None
+
+    @classmethod
+    def from_padded(cls, position, pooled, tokens, mask) -> "ProbeInputs":
+        """From padded tokens [N,T,D] and mask [N,T] (tests and small callers): packed, fp16, unit stats."""
+        d = tokens.shape[2]
+        return cls(position, pooled, tokens[mask].to(torch.float16), mask.sum(1).to(torch.int64),
+                   torch.zeros(d), torch.ones(d))
 
     def __len__(self) -> int:
         return self.position.shape[0]
 
     def to(self, device: str) -> "ProbeInputs":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return ProbeInputs(move(self.position), move(self.pooled), move(self.tokens), move(self.mask))
+        return ProbeInputs(*(move(getattr(self, f.name)) for f in fields(self)))
 
     def rows(self, idx: torch.Tensor) -> "ProbeInputs":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        return ProbeInputs(self.position[idx], pick(self.pooled), pick(self.tokens), pick(self.mask))
+        tokens = lengths = None
+        if self.tokens is not None:
+            starts = torch.cumsum(self.lengths, 0) - self.lengths
+            lengths = self.lengths[idx]
+            first = torch.repeat_interleave(starts[idx], lengths)
+            within = torch.arange(int(lengths.sum()), device=lengths.device) - torch.repeat_interleave(
+                torch.cumsum(lengths, 0) - lengths, lengths)
+            tokens = self.tokens[first + within]
+        return ProbeInputs(self.position[idx], pick(self.pooled), tokens, lengths, self.token_mean, self.token_std)
 
 
 def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
@@ -48,7 +71,7 @@ def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
         return inputs.pooled.shape[1] + inputs.position.shape[1]
     if probe_type == "linear_probe":
         return inputs.pooled.shape[1]
-    return inputs.tokens.shape[2]
+    return inputs.tokens.shape[1]
 
 
 def init_params(probe_type: str, seeds: list[int], width: int, n_heads: int) -> dict[str, torch.Tensor]:
@@ -70,22 +93,49 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
     return torch.cat([x.pooled, x.position], dim=1)
 
 
+def _chunk_pooled(tokens: torch.Tensor, segment: torch.Tensor, n: int, w: torch.Tensor, shift: torch.Tensor,
+                  attention: bool) -> torch.Tensor:
+    """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens."""
+    R, K, D = w.shape
+    x = tokens.float()
+    if attention:
+        H = K // 2
+        scores = (x @ w[:, :H].reshape(R * H, D).T + shift[:, :H].reshape(-1)) / math.sqrt(D)
+        values = x @ w[:, H:].reshape(R * H, D).T + shift[:, H:].reshape(-1)
+        index = segment[:, None].expand_as(scores)
+        peak = torch.full((n, R * H), float("-inf"), device=x.device).scatter_reduce(
+            0, index, scores.detach(), "amax", include_self=True)
+        weights = torch.exp(scores - peak[segment])
+        total = torch.zeros(n, R * H, device=x.device).index_add(0, segment, weights)
+        pooled = torch.zeros(n, R * H, device=x.device).index_add(0, segment, weights * values) / total
+        return pooled.reshape(n, R, H)
+    proj = x @ w.reshape(R * K, D).T + shift.reshape(-1)
+    index = segment[:, None].expand_as(proj)
+    pooled = torch.zeros(n, R * K, device=x.device).scatter_reduce(0, index, proj, "amax", include_self=False)
+    return pooled.reshape(n, R, K)  # hard max over each sentence's tokens
+
+
+def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs) -> torch.Tensor:
+    """Standardisation folded into the weights: ((t - mean) / std) @ w = t @ (w / std) - (mean / std) @ w."""
+    scaled = w / x.token_std
+    shift = -(scaled * x.token_mean).sum(-1)  # [R, K]
+    ends = torch.cumsum(x.lengths, 0).tolist()
+    pooled, first, tok0 = [], 0, 0
+    while first < len(ends):
+        last = first
+        while last + 1 < len(ends) and ends[last + 1] - tok0 <= CHUNK_TOKENS:
+            last += 1
+        seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
+        args = (x.tokens[tok0:ends[last]], seg, last + 1 - first, scaled, shift, probe_type == "attention_probe")
+        pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if scaled.requires_grad
+                      else _chunk_pooled(*args))
+        first, tok0 = last + 1, ends[last]
+    return torch.cat(pooled).sum(dim=2).T + b[:, None]
+
+
 def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs) -> torch.Tensor:
     """Logits [R, N] for every replica on the same N sentences."""
     w, b = params["w"], params["b"]
-    R, K, D = w.shape
-    if probe_type not in TOKEN_PROBES:
-        return w[:, 0, :] @ _linear_features(probe_type, x).T + b[:, None]
-    N, T, _ = x.tokens.shape
-    flat = x.tokens.reshape(N * T, D)
-    # 0 on real tokens, -inf on padding: one broadcast add instead of a masked copy per head
-    pad = torch.zeros(N, T, 1, 1, device=x.tokens.device).masked_fill(~x.mask[:, :, None, None], float("-inf"))
-    if probe_type == "attention_probe":
-        H = K // 2  # separate query and value matmuls give contiguous [N, T, R, H] tensors
-        scores = (flat @ (w[:, :H, :].reshape(R * H, D).T / math.sqrt(D))).reshape(N, T, R, H) + pad
-        values = (flat @ w[:, H:, :].reshape(R * H, D).T).reshape(N, T, R, H)
-        pooled = (torch.softmax(scores, dim=1) * values).sum(dim=1)  # [N, R, H]
-    else:
-        proj = (flat @ w.reshape(R * K, D).T).reshape(N, T, R, K)
-        pooled = (proj + pad).amax(dim=1)  # hard max over tokens
-    return pooled.sum(dim=2).T + b[:, None]
+    if probe_type in TOKEN_PROBES:
+        return _token_logits(probe_type, w, b, x)
+    return w[:, 0, :] @ _linear_features(probe_type, x).T + b[:, None]

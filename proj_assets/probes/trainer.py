@@ -5,8 +5,10 @@ The loss is the sum over replicas of each replica's mean class-weighted binary c
 each replica's gradient is exactly its own; the optimizer (`BatchedAdamW`, torch's AdamW update
 with a learning rate and weight decay per replica) is elementwise, so stacked replicas evolve as
 separate runs would (up to float summation order). Each replica has its own seed for its
-initialisation and its own minibatch order; a step computes the probe once on the union of the
-replicas' minibatch rows. Positives are weighted by negatives/positives of the replica's labels.
+initialisation and its own minibatch order: an epoch's minibatches are one shared random
+partition of the rows, and each replica visits them in its own seeded order, so at a step every
+minibatch is computed once for the replicas that are on it (the arithmetic of a shared order, not
+of a union of per-replica batches). Positives are weighted by negatives/positives of the replica's labels.
 With a validation set, each replica keeps its best-validation-loss parameters and stops after
 `patience` epochs without improvement (or at its own epoch budget).
 """
@@ -31,6 +33,9 @@ class TrainParams:
     batch_size: int
     n_heads: int = 2
     patience: int = 10  # epochs without validation improvement before a replica stops
+
+
+ORDER_SEED = 20_251  # the epochs' shared minibatch partition; replica seeds choose the visiting order
 
 
 def per_replica(value, n: int) -> torch.Tensor:
@@ -94,18 +99,23 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     if val is not None:
         val, val_t = val.to(device), torch.as_tensor(np.asarray(val_labels), dtype=torch.float32, device=device)
         best_loss, since_best = torch.full((R,), float("inf"), device=device), torch.zeros(R, device=device)
+    shared = np.random.default_rng(ORDER_SEED)
+    n_batches = -(-n // hp.batch_size)
     for epoch in range(int(epochs.max())):
-        full = hp.batch_size >= n
-        orders = None if full else torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(device)
-        for start in range(0, n, hp.batch_size):
-            if full:
-                out, lab = logits(probe_type, params, inputs), labels_t
-            else:
-                idx = orders[:, start:start + hp.batch_size]
-                union, inverse = torch.unique(idx, return_inverse=True)
-                out = logits(probe_type, params, inputs.rows(union)).gather(1, inverse)
-                lab = labels_t.gather(1, idx)
-            _weighted_bce(out, lab, pos_weight).sum().backward()
+        # the epoch's minibatches (one shared partition, gathered once); each replica visits them
+        # in its own seeded order, so a step computes each batch once for the replicas on it
+        perm = torch.from_numpy(shared.permutation(n)).to(device)
+        parts = [perm[b * hp.batch_size:(b + 1) * hp.batch_size] for b in range(n_batches)]
+        batches = [inputs] if n_batches == 1 else [inputs.rows(idx) for idx in parts]
+        visit = np.stack([rng.permutation(n_batches) for rng in rngs])  # [R, n_batches]
+        for step in range(n_batches):
+            loss = 0.0
+            for b in np.unique(visit[:, step]):
+                on = torch.from_numpy(np.flatnonzero(visit[:, step] == b)).to(device)
+                sub = {k: v[on] for k, v in params.items()}
+                lab = labels_t[on][:, parts[b]] if n_batches > 1 else labels_t[on]
+                loss = loss + _weighted_bce(logits(probe_type, sub, batches[b]), lab, pos_weight[on]).sum()
+            loss.backward()
             opt.step(active)
         trained = active > 0
         run += active

@@ -30,7 +30,7 @@ def planted(probe_type: str, seed: int = 0):
         position[:, 0] += 2.0 * y
     pooled = tokens.mean(1)
     pooled = (pooled - pooled.mean(0)) / pooled.std(0)
-    inputs = ProbeInputs(*(torch.from_numpy(a) for a in (position, pooled, tokens, mask)))
+    inputs = ProbeInputs.from_padded(*(torch.from_numpy(a) for a in (position, pooled, tokens, mask)))
     cuts = np.cumsum([0, N_TRAIN, N_VAL, N_TEST])
     parts = [inputs.rows(torch.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
     return (*parts, *(y[a:b] for a, b in zip(cuts[:-1], cuts[1:])))
