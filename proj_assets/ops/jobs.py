@@ -3,6 +3,12 @@
 Other domains land at different times, so every job here is built from the loaded asset
 definitions: a job whose assets are not (yet) defined is left out rather than breaking the code
 location. Partitioned jobs are the backfill targets (`dagster job backfill -j <name>`).
+
+Light jobs (steps of seconds, one partition per run) run with the executor `domain_jobs` is given
+for them (the in-process executor when embedded): the multiprocess executor would start one
+process per step and per check, each importing the code location, which costs more than the
+work (docs/benchmarks.md, bench/backfill_overhead.py). The HPO job keeps the default executor, so
+its trial workers run in parallel processes.
 """
 
 from dataclasses import dataclass
@@ -20,15 +26,16 @@ class JobSpec:
     partitions_def: dg.PartitionsDefinition | None
     description: str
     group: str | None = None  # select the group's unpartitioned assets instead of `keys`
+    light: bool = False  # short steps: run them with the light executor (one process per run)
 
 
 JOB_SPECS = (
     JobSpec("scaling_hpo_job", (("scaling", "hpo", "trials"),), partitions.budget_horizon_partitions,
             "HPO cells: one Optuna study per (budget, horizon) partition; resumable."),
     JobSpec("probes_manifest_job", (("probes", "sweep", "manifest"),), None,
-            "Re-read the sweep spec: configs with stable ids, registers config and fold partitions."),
+            "Re-read the sweep spec: configs with stable ids, registers config and fold partitions.", light=True),
     JobSpec("probes_sweep_job", (("probes", "sweep", "fold_results"),), partitions.probe_config_fold_partitions,
-            "Probe sweep: one run per (config, fold) partition, seeds batched inside."),
+            "Probe sweep: one run per (config, fold) partition, seeds batched inside.", light=True),
     JobSpec("sft_shards_job", (("sft", "data", "scale_shards"), ("sft", "data", "critic_scores")),
             partitions.sft_shard_partitions,
             "Generate, QC and critic-score scale-data shards, one run per shard (the QC gate stops the critic)."),
@@ -46,8 +53,9 @@ def _asset_index(assets: list) -> dict[dg.AssetKey, dg.PartitionsDefinition | No
     return index
 
 
-def domain_jobs(assets: list) -> list[UnresolvedAssetJobDefinition]:
-    """The jobs of JOB_SPECS whose assets are all defined in `assets`."""
+def domain_jobs(assets: list, light_executor: dg.ExecutorDefinition | None = None) -> list[UnresolvedAssetJobDefinition]:
+    """The jobs of JOB_SPECS whose assets are all defined in `assets`; light ones run with
+    `light_executor` (None: the code location's default executor)."""
     index = _asset_index(assets)
     jobs = []
     for spec in JOB_SPECS:
@@ -58,5 +66,6 @@ def domain_jobs(assets: list) -> list[UnresolvedAssetJobDefinition]:
         if not keys or any(k not in index for k in keys):
             continue
         jobs.append(dg.define_asset_job(spec.name, selection=dg.AssetSelection.assets(*keys),
-                                        partitions_def=spec.partitions_def, description=spec.description))
+                                        partitions_def=spec.partitions_def, description=spec.description,
+                                        executor_def=light_executor if spec.light else None))
     return jobs

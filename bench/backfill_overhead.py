@@ -1,0 +1,144 @@
+"""Per-run overhead: a backfill launched through a real `dagster-daemon` vs the same partitions
+materialized in-process, measured in one run.
+
+A temporary DAGSTER_HOME gets the project's dagster.yaml (its concurrency, run-queue and
+run-monitoring settings; only the storage paths point into the temp folder) and a temp data dir.
+The probes inputs (corpus, activations, manifest) are materialized once in-process, then:
+
+1. in-process: `probes_sweep_job.execute_in_process` per fold partition (as `make demo` does);
+2. launched: `dagster job backfill -j probes_sweep_job` of the same partitions, executed by
+   `dagster-daemon run` (queued run coordinator, default run launcher: one `dagster api
+   execute_run` process per run, which loads the code location);
+3. one-partition backfills, each launched like the UI's "Launch backfill": a fold partition of
+   `probes_sweep_job` (in-process executor: one process per run) and a ticker of
+   `market_ohlcv_job` (multiprocess executor: one process per step and per check).
+
+Prints wall times, the launched / in-process ratio (goal <= 2) and the one-partition run times
+(goal <= 10 s on an idle 2-core machine). Run: .venv/bin/python bench/backfill_overhead.py
+[--partitions 24]
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def write_home(home: Path) -> dict:
+    """The project's dagster.yaml with its storage paths moved under `home`; the environment."""
+    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    config["storage"] = {"sqlite": {"base_dir": str(home / "storage")}}
+    config["local_artifact_storage"]["config"]["base_dir"] = str(home)
+    config["compute_logs"]["config"]["base_dir"] = str(home / "logs")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    (home / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: proj_assets.definitions\n"
+        f"      location_name: proj_research\n      working_directory: {PROJECT}\n")
+    env = {"DAGSTER_HOME": str(home), "PROJ_DATA_DIR": str(home / "data"), "PROJ_PROFILE": "demo",
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    os.environ.update(env)
+    return {**os.environ, **env}
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def backfill(env: dict, home: Path, instance, job: str, partitions: list[str]) -> tuple[float, list]:
+    """Submit a backfill through the CLI; seconds from the backfill's creation (what the UI's
+    "Launch backfill" does) until its last run ended."""
+    import dagster as dg
+
+    before = {r.run_id for r in instance.get_runs()}
+    started = time.time()
+    out = subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", str(home / "workspace.yaml"), "-j", job,
+                          "--partitions", ",".join(partitions), "--noprompt"],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    if out.returncode:
+        raise RuntimeError(out.stdout + out.stderr)
+
+    def finished():
+        runs = [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=job)) if r.run_id not in before]
+        return runs if len(runs) == len(partitions) and all(r.is_finished for r in runs) else None
+
+    runs = wait_for(finished, 3600, f"{len(partitions)} runs of {job}")
+    failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+    if failed:
+        raise RuntimeError(f"runs failed: {failed} (logs under {home})")
+    records = [instance.get_run_record_by_id(r.run_id) for r in runs]
+    created = instance.get_backfill(runs[0].tags["dagster/backfill"]).backfill_timestamp
+    print(f"  {job} x{len(partitions)}: CLI submission (loads the code location) took {created - started:.1f} s",
+          flush=True)
+    return max(r.end_time for r in records) - created, records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", type=int, default=24, help="fold partitions (demo: 4 configs x 6 folds)")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="backfill_overhead_"))
+    env = write_home(home)
+
+    import dagster as dg
+
+    from proj_assets.definitions import defs
+    from proj_assets.ops.materialize_all import QUIET
+    from proj_assets.probes.assets import ACTIVATIONS, CORPUS, MANIFEST
+
+    load = os.getloadavg()
+    with dg.DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default("duckdb")  # one slot, before runs race
+        prep = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey(k) for k in (CORPUS, ACTIVATIONS, MANIFEST)])
+        assert prep.success
+        job = defs.resolve_job_def("probes_sweep_job")
+        keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=instance)[: args.partitions]
+
+        started = time.perf_counter()
+        for key in keys:
+            assert job.execute_in_process(instance=instance, run_config=QUIET, partition_key=key).success
+        in_process = time.perf_counter() - started
+
+        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")],
+                                  cwd=PROJECT, env=env, stdout=open(home / "daemon.log", "w"),
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: instance.get_daemon_heartbeats().get("BACKFILL"), 180, "the daemon's first heartbeat")
+            launched, records = backfill(env, home, instance, "probes_sweep_job", keys)
+            fold_one, (fold_record,) = backfill(env, home, instance, "probes_sweep_job", keys[:1])
+            ohlcv_one, (ohlcv_record,) = backfill(env, home, instance, "market_ohlcv_job", ["SP500"])
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+
+    per_run = sorted(r.end_time - r.start_time for r in records)
+    print(f"machine load (1/5/15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores: {os.cpu_count()}")
+    print(f"{len(keys)} fold partitions in-process:       {in_process:7.1f} s")
+    print(f"same partitions, daemon-launched backfill: {launched:7.1f} s "
+          f"(run process start->end median {per_run[len(per_run) // 2]:.1f} s, max {per_run[-1]:.1f} s)")
+    print(f"ratio launched / in-process:               {launched / in_process:7.2f}  (goal <= 2)")
+    print(f"one-partition backfill, probes_sweep_job (in-process executor): {fold_one:5.1f} s created->end, "
+          f"{fold_record.end_time - fold_record.start_time:.1f} s run  (goal <= 10 s idle)")
+    print(f"one-partition backfill, market_ohlcv_job (multiprocess, 5 checks): {ohlcv_one:5.1f} s created->end, "
+          f"{ohlcv_record.end_time - ohlcv_record.start_time:.1f} s run")
+    print(f"machine load (1/5/15 min) at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
