@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m proj_assets.ops.materialize_all $(foreach g,$(GROUPS),--group $(g))
 
 test: $(STAMP) redis
-	$(PY) -m pytest -m "not slow" -n 2 -q
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup -q
 
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -m slow -q

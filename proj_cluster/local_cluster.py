@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from proj_assets.cluster_settings import ClusterSettings
 from proj_assets.shared.conventions import DUCKDB_POOL
 from proj_cluster import services
 from proj_cluster.services import Started
@@ -68,14 +69,17 @@ def environment(values: dict[str, str]):
 def cluster_env(state: ClusterState) -> dict[str, str]:
     """The variables every process of the cluster needs (proj_assets/cluster_settings.py)."""
     redis = f"redis://127.0.0.1:{state.redis.port}"
+    settings = ClusterSettings(broker_url=f"{redis}/0", backend_url=f"{redis}/1", pg_host="127.0.0.1",
+                               pg_port=state.postgres.port, pg_user=services.PG_SUPERUSER, pg_db=DATABASES[0],
+                               optuna_db=DATABASES[1])
     return {
-        "PROJ_CLUSTER": "1",
-        "PROJ_CLUSTER_BROKER_URL": f"{redis}/0", "PROJ_CLUSTER_BACKEND_URL": f"{redis}/1",
-        "PROJ_CLUSTER_PG_HOST": "127.0.0.1", "PROJ_CLUSTER_PG_PORT": str(state.postgres.port),
-        "PROJ_CLUSTER_PG_USER": services.PG_SUPERUSER, "PROJ_CLUSTER_PG_PASSWORD": "",
-        "PROJ_CLUSTER_PG_DB": DATABASES[0], "PROJ_CLUSTER_OPTUNA_DB": DATABASES[1],
+        "PROJ_CLUSTER": "1", "PROJ_CLUSTER_BROKER_URL": settings.broker_url,
+        "PROJ_CLUSTER_BACKEND_URL": settings.backend_url, "PROJ_CLUSTER_PG_HOST": settings.pg_host,
+        "PROJ_CLUSTER_PG_PORT": str(settings.pg_port), "PROJ_CLUSTER_PG_USER": settings.pg_user,
+        "PROJ_CLUSTER_PG_PASSWORD": settings.pg_password, "PROJ_CLUSTER_PG_DB": settings.pg_db,
+        "PROJ_CLUSTER_OPTUNA_DB": settings.optuna_db,
         # scaling/study.py: shared Optuna studies (RDBStorage with heartbeats) in the same server
-        "PROJ_OPTUNA_STORAGE": f"postgresql+psycopg2://{services.PG_SUPERUSER}@127.0.0.1:{state.postgres.port}/{DATABASES[1]}",
+        "PROJ_OPTUNA_STORAGE": settings.optuna_storage_url,
         "PROJ_DATA_DIR": state.data_dir, "DAGSTER_HOME": str(Path(state.state_dir) / "home"),
     }
 
@@ -138,6 +142,13 @@ class LocalCluster:
         import dagster as dg
 
         return dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"])
+
+    def backfill(self, asset: str, partitions: list[str]) -> str:
+        """Submit an asset backfill with `python -m proj_cluster backfill`, as a user does; its id."""
+        self.run([sys.executable, "-m", "proj_cluster", "backfill", asset,
+                  *[arg for partition in partitions for arg in ("--partition", partition)]])
+        with self.instance() as instance:
+            return instance.get_backfills(limit=1)[0].backfill_id
 
     def run(self, args: list[str], timeout: float = 300) -> str:
         """A command (e.g. `python -m proj_cluster backfill ...`) with the cluster's environment."""
