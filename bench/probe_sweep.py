@@ -166,10 +166,12 @@ def main() -> None:
         corpus, array, index = build_cache(Path(tmp) / "cache")
         cache_bytes = dir_bytes(Path(tmp) / "cache")
         print(f"data: {corpus.height} sentences, activations {array.shape} float16 ({cache_bytes / 1e6:.2f} MB per layer); "
-              f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads")
-        rows = [bench_probe(p, corpus, array, index, seeds, args.epochs) for p in CANDIDATE_PROBES]
-        for r in rows:
-            r["group_fits_s"] = bench_config_group(r["probe"], corpus, array, index, seeds, args.epochs)
+              f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads", flush=True)
+        rows = []
+        for probe in CANDIDATE_PROBES:
+            rows.append(bench_probe(probe, corpus, array, index, seeds, args.epochs))
+            rows[-1]["group_fits_s"] = bench_config_group(probe, corpus, array, index, seeds, args.epochs)
+            print(f"  measured {probe}: {rows[-1]}", flush=True)
     print(f"{'probe':28s} {'batched fits/s':>15s} {'loop fits/s':>12s} {'ratio':>7s} {'16 configs fits/s':>18s} "
           f"{'ratio':>7s} {'max |dPR-AUC|':>14s}")
     for r in rows:

@@ -16,7 +16,7 @@ from proj_assets.probes.references import fit_references, reference_spec
 from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_replicas
 from proj_resources.hashing import canonical_hash
 
-N_CONTROL_SEEDS = 5
+N_CONTROL_SEEDS = 3
 SHARED_FIELDS = ("probe_type", "layer", "batch_size", "n_heads", "pooling")
 
 

@@ -97,3 +97,20 @@ def test_registering_a_research_sized_sweep_is_fast(instance):
     elapsed = time.perf_counter() - started
     assert n_keys == 768 * 20
     assert elapsed < 10, f"registering and listing 15360 partitions took {elapsed:.1f}s"
+
+
+def test_whole_chain_through_the_release_gate(instance, probes_profile, probe_resources):
+    """Every fold of the tiny sweep, then aggregate, screening and summary with its release gate:
+    the gate evaluates on nested confirmation folds and reports candidate, baseline and control."""
+    run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    (config,) = instance.get_dynamic_partitions("probe_config")
+    for fold in instance.get_dynamic_partitions("probe_fold"):
+        run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": config, "fold": fold}))
+    result = run(instance, probe_resources, [A.AGGREGATE, A.SCREENING, A.SUMMARY], raise_on_error=False)
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "release_gate")
+    assert gate.metadata["measured"].value == gate.metadata["measured"].value  # finite: 3 confirmation folds
+    for role in ("candidate", "baseline", "control"):
+        assert f"{role}_pr_auc_ci_low" in gate.metadata
+    summary = result.asset_materializations_for_node("probes__report__summary")[0].metadata
+    assert "probe_layer_plot" in summary and "confirmation_folds" in summary
+    assert summary["release_would_pass"].value == gate.passed
