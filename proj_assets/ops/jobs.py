@@ -36,6 +36,8 @@ JOB_SPECS = (
             "Re-read the sweep spec: configs with stable ids, registers config and fold partitions.", light=True),
     JobSpec("probes_sweep_job", (("probes", "sweep", "fold_results"),), partitions.probe_config_fold_partitions,
             "Probe sweep: one run per (config, fold) partition, seeds batched inside.", light=True),
+    JobSpec("sft_pilot_job", (("sft", "data", "pilot_generations"),), partitions.sft_pilot_partitions,
+            "SFT pilot iterations: one run per sampling-settings iteration (registered by sft/data/pilot_settings)."),
     JobSpec("sft_shards_job", (("sft", "data", "scale_shards"), ("sft", "data", "critic_scores")),
             partitions.sft_shard_partitions,
             "Generate, QC and critic-score scale-data shards, one run per shard (the QC gate stops the critic)."),

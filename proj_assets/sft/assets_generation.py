@@ -26,7 +26,7 @@ GRAPH = {"group_name": "sft", "kinds": {"polars", "duckdb"}}
 AFTER = dg.In(dg.Nothing)  # an upstream asset the compute op depends on without loading it
 
 
-def _after(key: list[str]) -> dg.AssetIn:
+def depends_on(key: list[str]) -> dg.AssetIn:
     """Depend on `key` without loading it (any of its partitions: e.g. the selected pilot iteration)."""
     return dg.AssetIn(key=key, dagster_type=dg.Nothing, partition_mapping=dg.AllPartitionMapping())
 
@@ -43,7 +43,7 @@ def _model_identity(context, base_model: ModelSource) -> tuple[str, str]:
     return base_model.path or f"demo:{path.name}", base_model.resolved_revision(str(path))
 
 
-def _generated(context, base_model, compute, provenance, n: int, slot: int, prefix: str, sampling: SamplingSettings,
+def sampled_rows(context, base_model, compute, provenance, n: int, slot: int, prefix: str, sampling: SamplingSettings,
                with_critic: bool = False):
     """Examples sampled with `sampling`, with QC flags, per-row seeds and provenance (and critic
     margins for the pilot), plus their metadata; refuses clearly when no row is free of QC flags."""
@@ -119,7 +119,7 @@ def shards_compute(context: dg.OpExecutionContext, base_model: ModelSource, comp
     budget = _within_budget(context, compute, cfg.examples_per_shard)
     shard = context.partition_key
     slot = PILOT_SEED_SLOT + 1 + sft_shard_partitions.get_partition_keys().index(shard)
-    df, meta = _generated(context, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
+    df, meta = sampled_rows(context, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
     meta["pilot_iteration"] = selected_iteration(cfg)
     return save_handoff(context, artifacts, df.with_columns(pl.lit(shard).alias("shard")), {**meta, **budget})
 
@@ -127,7 +127,7 @@ def shards_compute(context: dg.OpExecutionContext, base_model: ModelSource, comp
 write_shard = frame_write_op("sft_data_scale_shards_write")
 
 
-@dg.graph_asset(key=SHARDS, ins={"base": _after(BASE_MODEL), "pilot": _after(PILOT)}, partitions_def=sft_shard_partitions,
+@dg.graph_asset(key=SHARDS, ins={"base": depends_on(BASE_MODEL), "pilot": depends_on(PILOT)}, partitions_def=sft_shard_partitions,
                 automation_condition=GATED, metadata=table_metadata(SHARDS, partition_expr="shard"), **GRAPH)
 def scale_shards(base, pilot):
     """Scaled-up generated examples, one shard per partition; refuses while the pilot's gates fail or over budget."""
@@ -181,8 +181,8 @@ def critic_compute(context: dg.OpExecutionContext, scale_shards: pl.DataFrame, b
 write_critic = frame_write_op("sft_data_critic_scores_write")
 
 
-@dg.graph_asset(key=CRITIC, ins={"scale_shards": dg.AssetIn(key=SHARDS), "base": _after(BASE_MODEL),
-                                 "pilot": _after(PILOT)}, partitions_def=sft_shard_partitions,
+@dg.graph_asset(key=CRITIC, ins={"scale_shards": dg.AssetIn(key=SHARDS), "base": depends_on(BASE_MODEL),
+                                 "pilot": depends_on(PILOT)}, partitions_def=sft_shard_partitions,
                 automation_condition=GATED, metadata=table_metadata(CRITIC, partition_expr="shard"), **GRAPH)
 def critic_scores(scale_shards, base, pilot):
     """Order-debiased A/B critic margin per shard example, kept when above the threshold chosen on the pilot."""

@@ -10,7 +10,7 @@ from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op
 from proj_assets.shared.conventions import DUCKDB_POOL, check_key, table_metadata
 from proj_assets.shared.gates import gate_problems
 from proj_assets.shared.plots import figure_markdown, new_figure
-from proj_assets.sft.assets_generation import AFTER, GRAPH, _after, _generated
+from proj_assets.sft.assets_generation import AFTER, GRAPH, depends_on, sampled_rows
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (BASE_MODEL, CRITIC_AUC_CHECK, PILOT, PILOT_COMPARISON, PILOT_SETTINGS,
@@ -45,7 +45,7 @@ def pilot_compute(context: dg.OpExecutionContext, base_model: ModelSource, compu
     if sampling is None:
         raise dg.Failure(f"pilot iteration {key!r} is not in the active profile (sft.sampling or sft.pilot_iterations); "
                          "its rows stay in the warehouse; put its settings back to re-run it", allow_retries=False)
-    df, meta = _generated(context, base_model, compute, provenance, cfg.pilot_size, PILOT_SEED_SLOT, "pilot",
+    df, meta = sampled_rows(context, base_model, compute, provenance, cfg.pilot_size, PILOT_SEED_SLOT, "pilot",
                           sampling, with_critic=True)
     threshold = choose_threshold(df["critic_margin"].to_list(), df["answer_correct"].to_list())
     return save_handoff(context, artifacts, df.with_columns(pl.lit(key).alias("pilot_iteration")),
@@ -55,7 +55,7 @@ def pilot_compute(context: dg.OpExecutionContext, base_model: ModelSource, compu
 write_pilot = frame_write_op("sft_data_pilot_generations_write")
 
 
-@dg.graph_asset(key=PILOT, ins={"base": _after(BASE_MODEL), "settings": _after(PILOT_SETTINGS)},
+@dg.graph_asset(key=PILOT, ins={"base": depends_on(BASE_MODEL), "settings": depends_on(PILOT_SETTINGS)},
                 partitions_def=sft_pilot_partitions,
                 metadata=table_metadata(PILOT, partition_expr="pilot_iteration"), **GRAPH)
 def pilot_generations(base, settings):
