@@ -10,7 +10,7 @@ from proj_assets.scaling.study import EXTREME_ATTR, FAILED_REASON_ATTR, INFEASIB
 
 HYPERPARAMETERS = ("d_model", "n_layers", "n_heads", "head_dim", "context_length", "lr", "weight_decay",
                    "dropout", "n_params", "micro_batch", "accum_steps", "effective_batch", "memory_estimate_mb",
-                   "seed")
+                   "trial_seed")  # the trial's own training seed ("seed" is the provenance column)
 METRICS = tuple(f"{split}_{m}" for split in ("val", "test") for m in ("loss", "roc_auc", "pr_auc", "accuracy"))
 TRIAL_SCHEMA = {
     "budget": pl.Utf8, "horizon": pl.Utf8, "budget_params": pl.Int64, "trial_number": pl.Int64,
@@ -35,7 +35,7 @@ def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_para
     return {
         "budget": budget, "horizon": horizon, "budget_params": budget_params, "trial_number": trial.number,
         "state": trial.state.name, "forced_extreme": attrs.get(EXTREME_ATTR), "retry_of": attrs.get(RETRY_ATTR),
-        **{k: hp.get(k) for k in HYPERPARAMETERS},
+        **{k: hp.get("seed" if k == "trial_seed" else k) for k in HYPERPARAMETERS},
         "epochs_run": result.get("epochs_run", len(intermediate) if intermediate else None),
         "best_epoch": result.get("best_epoch"), "early_stopped": result.get("early_stopped"),
         "time_limited": result.get("time_limited"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),

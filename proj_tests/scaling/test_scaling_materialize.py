@@ -90,6 +90,7 @@ def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
     assert trials.height == settings.n_trials and set(trials["budget"]) == {"2k"} and set(trials["horizon"]) == {"h1"}
     assert trials.select(PROVENANCE[:5]).null_count().sum_horizontal()[0] == 0
     assert trials["n_heads"].null_count() == 0 and trials["effective_batch"].min() >= settings.trainer.effective_batch
+    assert trials["trial_seed"].n_unique() == trials.height  # each trial's own seed, not the provenance seed
     best = warehouse.query("select * from scaling_hpo.best_trials")
     assert best.height == 1 and best["val_loss"][0] == trials.filter(pl.col("state") == "COMPLETE")["val_loss"].min()
     runs = warehouse.query("select * from scaling_hpo.seed_runs order by run_seed")
