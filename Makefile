@@ -20,8 +20,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m proj_assets.ops.materialize_all $(foreach g,$(GROUPS),--group $(g))
 
+# The cluster tests run in a pytest process of their own, after the rest of the suite: they load
+# the code location under a cluster profile, and that module state must not leak into other tests.
 test: $(STAMP) redis
-	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup -q
+	$(PY) -m pytest -m "not slow" -n 2 -q --ignore=proj_tests/cluster
+	$(PY) -m pytest proj_tests/cluster -m "not slow" -q
 
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -m slow -q

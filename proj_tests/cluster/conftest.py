@@ -40,8 +40,8 @@ def write_profile(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def running_cluster():
-    """One cluster per test session (the cluster tests share an xdist group, so one worker runs
-    them all), stopped at the end of the session."""
+    """One cluster per test session (`make test` runs proj_tests/cluster in a pytest process of
+    its own), stopped at the end of the session."""
     state = Path(tempfile.mkdtemp(prefix="proj_cluster_test_"))
     os.chmod(state, 0o755)
     (state / "data").mkdir()

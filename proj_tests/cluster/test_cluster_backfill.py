@@ -28,7 +28,6 @@ COMPUTE_OP, WRITE_OP = "probes_sweep_fold_results_compute", "probes_sweep_fold_r
 KEYS = ["config_id", "fold", "role", "probe", "probe_seed"]
 STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
 
-pytestmark = pytest.mark.xdist_group("cluster")  # one cluster for every cluster test (make test: --dist loadgroup)
 
 
 def _materialize(instance, resources, keys, partition=None):

@@ -30,7 +30,6 @@ from proj_cluster.services import wait_until
 CELL = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
 WORKER_OP = "scaling_hpo_trials_worker_1"
 
-pytestmark = pytest.mark.xdist_group("cluster")  # one cluster for every cluster test (make test: --dist loadgroup)
 
 
 @pytest.fixture(scope="module")
