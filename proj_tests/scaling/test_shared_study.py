@@ -76,6 +76,9 @@ def test_a_worker_killed_mid_trial_is_failed_and_rerun(tmp_path, settings, stora
         assert doomed.poll() is None and time.time() < deadline, doomed.communicate()[0][-3000:]
         time.sleep(0.2)
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
+    while "lr" not in study.get_trials()[killed.number].params:  # killed after sampling, as a real trial
+        assert time.time() < deadline
+        time.sleep(0.1)
     if storage == "journal":  # the trial is named by its owner right after it starts
         while "worker" not in study.get_trials()[killed.number].user_attrs:
             time.sleep(0.1)
