@@ -5,11 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+
+from proj_cluster.services import stop_group, wait_until  # noqa: F401  (wait_until: for the tests)
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -75,34 +76,12 @@ def dagster_process(home: Path, args: list[str]):
     try:
         yield proc, env
     finally:
-        _stop_group(proc)
+        stop_group(proc.pid, grace=30)
         log.close()
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def submit_backfill(env: dict, home: Path, job: str, partitions: list[str]) -> str:

@@ -12,7 +12,7 @@ import duckdb
 import psutil
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
-from ops_instance import dagster_process, instance_at, submit_backfill, wait_for
+from ops_instance import dagster_process, instance_at, submit_backfill, wait_until
 
 pytestmark = pytest.mark.slow
 TICKERS = ["SP500", "NASDAQ", "VIX"]
@@ -49,13 +49,13 @@ def test_cli_backfill_of_several_partitions_completes(tmp_path):
         submit_backfill(env, home, "market_ohlcv_job", TICKERS)
         with instance_at(home) as instance:
             (backfill,) = instance.get_backfills()
-            runs = wait_for(lambda: _all_done(instance, 3), 480, "3 backfill runs to finish")
+            runs = wait_until(lambda: _all_done(instance, 3), 480, "3 backfill runs to finish")
             assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(TICKERS)
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
             assert all(r.tags.get("dagster/backfill") == backfill.backfill_id for r in runs)
             assert set(instance.get_materialized_partitions(OHLCV)) == set(TICKERS)
             # a job backfill is COMPLETED once every run was launched (its runs all succeeded above)
-            wait_for(lambda: instance.get_backfill(backfill.backfill_id).status in DONE, 60, "the backfill to be complete")
+            wait_until(lambda: instance.get_backfill(backfill.backfill_id).status in DONE, 60, "the backfill to be complete")
     _assert_each_partition_once(home)
 
 
@@ -81,14 +81,14 @@ def test_killed_run_is_marked_failed_and_rerun_leaves_nothing_duplicated_or_miss
                         return run, pid
                 return None
 
-            victim, pid = wait_for(a_run_in_progress, 240, "a run with its step starting", interval=0.2)
+            victim, pid = wait_until(a_run_in_progress, 240, "a run with its step starting", interval=0.2)
             assert os.getpgid(pid) == proc.pid  # only ever kill inside the group this test started
             worker = psutil.Process(pid)
             for child in worker.children(recursive=True):
                 child.send_signal(signal.SIGKILL)
             worker.send_signal(signal.SIGKILL)
 
-            wait_for(lambda: _all_done(instance, 2), 400, "every backfill run to finish or be marked failed")
+            wait_until(lambda: _all_done(instance, 2), 400, "every backfill run to finish or be marked failed")
             dead = instance.get_run_by_id(victim.run_id)
             assert dead.status == dg.DagsterRunStatus.FAILURE
             engine = [e.dagster_event.message for e in instance.all_logs(victim.run_id) if e.dagster_event]
@@ -96,6 +96,6 @@ def test_killed_run_is_marked_failed_and_rerun_leaves_nothing_duplicated_or_miss
             assert not instance.all_logs(victim.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)  # mid-partition
 
             submit_backfill(env, home, "market_ohlcv_job", KILL_TICKERS)  # re-run the whole backfill
-            wait_for(lambda: _all_done(instance, 4), 400, "the re-run backfill to finish")
+            wait_until(lambda: _all_done(instance, 4), 400, "the re-run backfill to finish")
             assert set(instance.get_materialized_partitions(OHLCV)) == set(KILL_TICKERS)
     _assert_each_partition_once(home, KILL_TICKERS)

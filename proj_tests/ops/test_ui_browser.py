@@ -13,7 +13,7 @@ import urllib.request
 
 import dagster as dg
 import pytest
-from ops_instance import PROJECT, dagster_process, instance_at, wait_for, write_home
+from ops_instance import PROJECT, dagster_process, instance_at, wait_until, write_home
 
 pytestmark = pytest.mark.slow
 SHOTS = PROJECT / "test-artifacts" / "ui"
@@ -105,7 +105,7 @@ def test_lineage_failed_gate_plot_and_materialize_from_the_ui(tmp_path):
         instance.get_runs(limit=1)
     _market_runs(home, tmp_path)
     with dagster_process(home, ["dg", "dev", "-h", "127.0.0.1", "-p", str(port)]):
-        wait_for(lambda: _serving(url), 180, "the webserver to answer /server_info", interval=2)
+        wait_until(lambda: _serving(url), 180, "the webserver to answer /server_info", interval=2)
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(  # a fresh profile folder per test
                 str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
@@ -137,9 +137,9 @@ def test_lineage_failed_gate_plot_and_materialize_from_the_ui(tmp_path):
             page.goto(f"{url}/assets/platform/report/status", wait_until="networkidle", timeout=120_000)
             page.get_by_role("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")).first.click()
             with instance_at(home) as instance:
-                run = wait_for(lambda: [r for r in instance.get_runs(limit=5) if STATUS in (r.asset_selection or ())],
+                run = wait_until(lambda: [r for r in instance.get_runs(limit=5) if STATUS in (r.asset_selection or ())],
                                60, "the UI to launch a run of the status note")[0]
-                done = wait_for(lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 400,
+                done = wait_until(lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 400,
                                 "the launched run to finish", interval=2)
                 assert done.status == dg.DagsterRunStatus.SUCCESS
                 note = instance.get_latest_materialization_event(STATUS).asset_materialization.metadata["report"].value

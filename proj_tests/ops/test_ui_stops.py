@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from ops_instance import PROJECT, instance_at, wait_for, write_home
+from ops_instance import PROJECT, instance_at, wait_until, write_home
 from test_ui_browser import _free_port, _serving
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_make_ui_stops_on_sigterm_with_no_process_left(tmp_path):
     make = subprocess.Popen(["make", "-s", "ui", f"UI_PORT={port}", f"DAGSTER_HOME={home}"], cwd=PROJECT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_sigint)
     try:
-        wait_for(lambda: _serving(f"http://127.0.0.1:{port}"), 240, "the webserver to answer /server_info", interval=2)
+        wait_until(lambda: _serving(f"http://127.0.0.1:{port}"), 240, "the webserver to answer /server_info", interval=2)
         started = _session(make.pid)
         commands = [" ".join(p.cmdline()) for p in started]
         assert any("dg dev" in c for c in commands) and any("dagster_webserver" in c for c in commands), commands
