@@ -1,8 +1,10 @@
 """Materialize the whole asset graph of the active profile, recorded in the Dagster instance.
 
 `make demo` runs this. Assets run domain by domain in dependency order; consecutive assets that
-share a partitions definition run together, one in-process run per partition (dynamic partition
-keys are read from the instance when their stage starts, after upstream assets registered them).
+share a partitions definition run together, in the in-process runs a backfill of those partitions
+would launch: one per partition, or a range per run where the asset's `BackfillPolicy` says so
+(planned by Dagster's own `build_run_requests_with_backfill_policies`). Dynamic partition keys are
+read from the instance when their stage starts, after upstream assets registered them.
 Later passes materialize only partitions that appeared meanwhile (e.g. probe configs promoted to
 stage 2) and re-run what depends on them, until nothing new appears. The status note is written
 last, once everything else has run, from the code location (it reads the asset graph from its
@@ -15,7 +17,10 @@ import time
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests_with_backfill_policies
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from proj_assets.ops.status_note import STATUS_JOB, STATUS_KEY
 
@@ -35,7 +40,7 @@ class Stage:
 @dataclass
 class RunSummary:
     label: str
-    partition: str | None
+    partition: str | None  # the run's partition key, or "start...end" of its range
     success: bool
     seconds: float
     failed_checks: list[str] = field(default_factory=list)
@@ -78,18 +83,38 @@ def _print(summary: RunSummary, where: str = "") -> None:
     print(f"  {'ok' if summary.success else 'FAILED':6} {summary.label}{where} {summary.seconds:.1f}s; {checks}", flush=True)
 
 
-def run_stage(job, instance: dg.DagsterInstance, stage: Stage, partitions: list[str | None]) -> list[RunSummary]:
+def plan_runs(defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage,
+              partitions: list[str | None]) -> list[tuple[str | None, dict]]:
+    """(partition key or None, range tags) of each run a backfill of these partitions launches."""
+    if partitions == [None]:
+        return [(None, {})]
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        requests = build_run_requests_with_backfill_policies(
+            [AssetKeyPartitionKey(k, p) for k in stage.keys for p in partitions], defs.resolve_asset_graph(), instance)
+    return sorted(((r.partition_key, {t: r.tags[t] for t in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+                                       if t in r.tags}) for r in requests), key=lambda run: str(run))
+
+
+def _where(partition: str | None, tags: dict) -> str:
+    if ASSET_PARTITION_RANGE_START_TAG in tags:
+        return f"{tags[ASSET_PARTITION_RANGE_START_TAG]}...{tags[ASSET_PARTITION_RANGE_END_TAG]}"
+    return partition
+
+
+def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage,
+              partitions: list[str | None]) -> list[RunSummary]:
+    job = defs.resolve_implicit_global_asset_job_def()
     label = ", ".join(k.to_user_string() for k in stage.keys)
-    summaries = []
-    for i, partition in enumerate(partitions, 1):
+    summaries, runs = [], plan_runs(defs, instance, stage, partitions)
+    for i, (partition, range_tags) in enumerate(runs, 1):
         start = time.perf_counter()
         result = job.execute_in_process(run_config=QUIET, instance=instance, asset_selection=stage.keys,
                                         partition_key=partition, raise_on_error=False,
-                                        tags={"proj/launched_by": "materialize_all"})
-        summary = _summarize(label, partition, result.success, time.perf_counter() - start,
+                                        tags={"proj/launched_by": "materialize_all", **range_tags})
+        summary = _summarize(label, _where(partition, range_tags), result.success, time.perf_counter() - start,
                              result.get_asset_check_evaluations())
         summaries.append(summary)
-        _print(summary, f" [{partition}] ({i}/{len(partitions)})" if partition else "")
+        _print(summary, f" [{summary.partition}] ({i}/{len(runs)})" if summary.partition else "")
     return summaries
 
 
@@ -109,7 +134,6 @@ def write_status_note(instance: dg.DagsterInstance, location: str = LOCATION) ->
 def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: list[str] | None = None,
                     location: str = LOCATION) -> list[RunSummary]:
     """Every stage of `defs` (the `defs` of module `location`), then its status note."""
-    job = defs.resolve_implicit_global_asset_job_def()
     stages = plan_stages(defs, groups)
     attempted: set = set()
     summaries: list[RunSummary] = []
@@ -123,7 +147,7 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: 
                 continue  # nothing upstream in its domain changed in this pass
             partitions = [None] if stage.partitions_def is None else _partitions_to_run(instance, stage, attempted)
             attempted.update((tuple(stage.keys), p) for p in partitions)
-            runs = run_stage(job, instance, stage, partitions)
+            runs = run_stage(defs, instance, stage, partitions)
             if runs:
                 changed_domains.add(domain)
             this_pass += runs

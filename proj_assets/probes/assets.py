@@ -18,8 +18,9 @@ from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
-from proj_assets.probes.results_store import predictions_relpath, replace_partition
-from proj_assets.probes.sweep_spec import CONFIG_FIELDS, expand, load_spec, resolve_config, stage1_id, stage2_id
+from proj_assets.probes.results_store import predictions_relpath, replace_partitions
+from proj_assets.probes.sweep_spec import (CONFIG_FIELDS, SHARED_FIELDS, expand, group_key, load_spec, resolve_config,
+                                           stage1_id, stage2_id)
 from proj_assets.probes.token_spans import EXTRACTION_VERSION, tokenizer_hash
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
@@ -116,7 +117,9 @@ def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance
     settings = load_profile().probes
     spec = load_spec(settings.sweep_spec_path())
     caches = activation_folders(corpus, artifacts, probe_model)
-    configs = pl.DataFrame(expand(spec, canonical_hash)).with_columns(
+    # configs that train together are registered next to each other, so a backfill's run (a range
+    # of one fold's configs) holds whole groups
+    configs = pl.DataFrame(expand(spec, canonical_hash)).sort(list(SHARED_FIELDS), maintain_order=True).with_columns(
         activations_path=pl.col("layer").replace_strict({k: str(v[1]) for k, v in caches.items()}, return_dtype=pl.Utf8))
     model = next(iter(caches.values()))[0]
     folds = lopo_folds(corpus)
@@ -134,54 +137,79 @@ def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance
 @compute_op(name="probes_sweep_fold_results_compute", ins={"activations": dg.In(dg.Nothing)})
 def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
                          artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> Handoff:
-    """Train one config × held-out group (all seeds in one batch) outside the warehouse pool."""
+    """Train the run's config × held-out group partitions outside the warehouse pool. A run holds
+    one partition, or a range of them (a multi-run backfill): configs of the range that share probe
+    type, layer and fold train together, every (config, seed) replica in one batched computation."""
     require_gates_passed(context, [check_key(CORPUS, "groups_and_labels_valid"),
                                    check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
     from proj_assets.probes.activation_cache import open_cache
-    from proj_assets.probes.fold_run import cached_references, fold_inputs, run_config_fold
+    from proj_assets.probes.fold_run import cached_references, fold_inputs, run_group_fold
 
-    keys = context.partition_key.keys_by_dimension
-    config = resolve_config(keys["config"], {r["config_id"]: r for r in manifest.iter_rows(named=True)})
-    folder = Path(config["activations_path"])  # resolved (weights hashed) once, by the manifest
-    array, index, _meta = open_cache(folder)
+    stage1 = {r["config_id"]: r for r in manifest.iter_rows(named=True)}
+    groups: dict[tuple, list[dict]] = {}
+    for keys in run_partitions(context):
+        config = resolve_config(keys["config"], stage1)
+        groups.setdefault((keys["fold"], config["activations_path"], group_key(config)), []).append(config)
     seed = compute.seed_everything(threads=load_profile().probes.train_threads)
+    sentences, all_metrics, rows = with_sentence_uid(corpus), [], []
     with compute.meter() as meter:
-        data = fold_inputs(config, with_sentence_uid(corpus), array, index, keys["fold"])
-        context.log.info(f"training {config['probe_type']} x {config['n_seeds']} seeds on {data.y_train.size} "
-                         f"sentences (validation {data.val_groups}), testing on {keys['fold']}")
-        refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), keys["fold"], folder.name)
-        metrics, predictions = run_config_fold(config, data, keys["fold"], seed, refs, compute.torch_device())
-    buffer = io.BytesIO()
-    predictions.write_parquet(buffer)
-    pred_path = artifacts.write_bytes(predictions_relpath(keys["config"], keys["fold"]), buffer.getvalue())
-    stamped = provenance.stamp(metrics, context.run_id, seed, config, config["model_id"], config["model_revision"])
-    cand = metrics.filter(pl.col("role") == "candidate")
+        for (fold, activations_path, _key), configs in groups.items():
+            folder = Path(activations_path)  # resolved (weights hashed) once, by the manifest
+            array, index, _meta = open_cache(folder)
+            data = fold_inputs(configs[0], sentences, array, index, fold)
+            context.log.info(f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
+                             f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}")
+            refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), fold, folder.name)
+            metrics, predictions = run_group_fold(configs, data, fold, seed, refs, compute.torch_device())
+            for config in configs:
+                own = predictions.filter(pl.col("config_id") == config["config_id"])
+                buffer = io.BytesIO()
+                own.write_parquet(buffer)
+                artifacts.write_bytes(predictions_relpath(config["config_id"], fold), buffer.getvalue())
+                mine = metrics.filter(pl.col("config_id") == config["config_id"])
+                all_metrics.append(provenance.stamp(mine, context.run_id, seed, config, config["model_id"],
+                                                    config["model_revision"]))
+                rows.append(partition_row(config, fold, mine, data))
+    stamped = pl.concat(all_metrics)
+    table = pl.DataFrame(rows)
     return save_handoff(context, artifacts, stamped, {
-        "table": f"{RESULTS_TABLE}", "rows": stamped.height, "predictions": dg.MetadataValue.path(str(pred_path)),
-        **{field: config[field] for field in CONFIG_FIELDS}, "seeds": int(config["n_seeds"]),
-        "candidate_pr_auc_mean": round(float(cand["pr_auc"].mean()), 4),
-        "baseline_pr_auc": round(float(metrics.filter(pl.col("role") == "baseline")["pr_auc"].mean()), 4),
-        "control_pr_auc_mean": round(float(metrics.filter(pl.col("role") == "control")["pr_auc"].mean()), 4),
-        "epochs_run_mean": round(float(cand["epochs_run"].mean()), 1), "n_train": data.y_train.size, "n_test": data.y_test.size,
-        "fits_per_second": round(metrics.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
+        "table": f"{RESULTS_TABLE}", "rows": stamped.height, "partitions": table.height, "trained_together": len(groups),
+        **(table.row(0, named=True) if table.height == 1 else {"results": markdown_table(table)}),
+        "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
+
+
+def run_partitions(context) -> list[dict[str, str]]:
+    """The run's partitions as {"config": ..., "fold": ...}: one, or every key of its range."""
+    return [probe_config_fold_partitions.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
+
+
+def partition_row(config: dict, fold: str, metrics: pl.DataFrame, data) -> dict:
+    """One partition's settings and headline numbers, for the run's metadata."""
+    cand = metrics.filter(pl.col("role") == "candidate")
+    mean = lambda role: round(float(metrics.filter(pl.col("role") == role)["pr_auc"].mean()), 4)  # noqa: E731
+    return {"config_id": config["config_id"], "fold": fold, **{field: config[field] for field in CONFIG_FIELDS},
+            "seeds": int(config["n_seeds"]), "candidate_pr_auc_mean": mean("candidate"), "baseline_pr_auc": mean("baseline"),
+            "control_pr_auc_mean": mean("control"), "epochs_run_mean": round(float(cand["epochs_run"].mean()), 1),
+            "n_train": int(data.y_train.size), "n_test": int(data.y_test.size)}
 
 
 @write_op(name="probes_sweep_fold_results_write", out=dg.Out(dg.Nothing))
 def fold_results_write(context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse) -> None:
-    """Replace the partition's rows in one short transaction (the only part in the `duckdb` pool)."""
-    keys = context.partition_key.keys_by_dimension
+    """Replace the run's partitions' rows in one short transaction (the only part in the `duckdb` pool)."""
     with warehouse.get_connection() as conn:
-        replace_partition(conn, load_handoff(handoff), keys["config"], keys["fold"])
+        replace_partitions(conn, load_handoff(handoff), [(k["config"], k["fold"]) for k in run_partitions(context)])
     context.add_output_metadata(handoff.metadata)
 
 
 @dg.graph_asset(key=FOLD_RESULTS, group_name="probes", kinds={"torch", "polars", "duckdb"},
                 partitions_def=probe_config_fold_partitions, automation_condition=GATED,
+                backfill_policy=dg.BackfillPolicy.multi_run(load_profile().probes.partitions_per_run),
                 ins={"corpus": dg.AssetIn(CORPUS), "manifest": dg.AssetIn(MANIFEST),
                      "activations": dg.AssetIn(ACTIVATIONS, dagster_type=dg.Nothing)},
                 metadata={"table": RESULTS_TABLE, "partition_expr": {"config": "config_id", "fold": "fold"}})
 def fold_results(corpus, manifest, activations):
-    """Metrics per seed and probe for one config × held-out group, all seeds trained in one batch."""
+    """Metrics per seed and probe for config × held-out group partitions; a backfill runs up to
+    `probes.partitions_per_run` of them per run (configs of one fold), trained in one batch."""
     return fold_results_write(fold_results_compute(corpus, manifest, activations=activations))
 
 

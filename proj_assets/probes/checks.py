@@ -6,10 +6,10 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.shared.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.check_results import offending_rows_result, range_check_events, threshold_result
 from proj_assets.probes.activation_cache import cache_problem, index_problems, nonfinite_rows, open_cache
 from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST, SUMMARY, activation_folders,
-                                      current_results)
+                                      current_results, run_partitions)
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.results_store import predictions_relpath, read_partition
 from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
@@ -76,29 +76,38 @@ def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_mo
                         "index rows that do not match the cache (or unreadable caches)")
 
 
-def _partition_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> tuple[str, str, pl.DataFrame]:
-    keys = context.partition_key.keys_by_dimension
+def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> list[tuple[str, str, pl.DataFrame]]:
+    """(config_id, fold, rows) of every partition the run materialized (one, or a range)."""
     with warehouse.get_connection() as conn:
-        rows = read_partition(conn, keys["config"], keys["fold"])
-    return keys["config"], keys["fold"], rows
+        return [(k["config"], k["fold"], read_partition(conn, k["config"], k["fold"])) for k in run_partitions(context)]
+
+
+def _per_partition(context, name: str, parts: dict[str, tuple[pl.DataFrame, int]], what: str):
+    """The check's evaluation per partition of the run and over all of them (range_check_events)."""
+    results = {k: _rows_result(name, offending, total, what) for k, (offending, total) in parts.items()}
+    overall = _rows_result(name, pl.concat([o for o, _t in parts.values()], how="diagonal_relaxed"),
+                           sum(t for _o, t in parts.values()), what)
+    yield from range_check_events(context, name, results, overall)
 
 
 @dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
-def no_group_leakage(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore,
-                     warehouse: Warehouse) -> dg.AssetCheckResult:
+def no_group_leakage(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
     """The held-out group is the only test group and never among the training groups."""
-    config_id, fold, fold_results = _partition_rows(context, warehouse)
-    predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
-    offending = leakage_rows(fold_results, predictions)
-    return _rows_result("no_group_leakage", offending, fold_results.height + predictions.height, "rows that leak a group")
+    parts = {}
+    for config_id, fold, fold_results in _run_rows(context, warehouse):
+        predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
+        parts[str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))] = (
+            leakage_rows(fold_results, predictions).with_columns(config_id=pl.lit(config_id)),
+            fold_results.height + predictions.height)
+    yield from _per_partition(context, "no_group_leakage", parts, "rows that leak a group")
 
 
 @dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
-def metrics_finite(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+def metrics_finite(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
     """PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both classes."""
-    _config_id, _fold, fold_results = _partition_rows(context, warehouse)
-    offending = nonfinite_metric_rows(fold_results)
-    return _rows_result("metrics_finite", offending, fold_results.height, "rows with non-finite metrics")
+    parts = {str(dg.MultiPartitionKey({"config": c, "fold": f})): (nonfinite_metric_rows(rows), rows.height)
+             for c, f, rows in _run_rows(context, warehouse)}
+    yield from _per_partition(context, "metrics_finite", parts, "rows with non-finite metrics")
 
 
 @dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})

@@ -12,12 +12,12 @@ import polars as pl
 
 from proj_assets.probes.folds import FoldData, build_fold
 from proj_assets.probes.probe_types import TOKEN_PROBES
+from proj_assets.probes.sweep_spec import SHARED_FIELDS, group_key
 from proj_assets.probes.references import fit_references, reference_spec
 from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_replicas
 from proj_resources.hashing import canonical_hash
 
 N_CONTROL_SEEDS = 3
-SHARED_FIELDS = ("probe_type", "layer", "batch_size", "n_heads", "pooling")
 
 
 def seeds_for(config: dict, base_seed: int) -> list[int]:
@@ -27,11 +27,6 @@ def seeds_for(config: dict, base_seed: int) -> list[int]:
 
 def control_seeds(base_seed: int) -> list[int]:
     return [base_seed + i for i in range(N_CONTROL_SEEDS)]
-
-
-def group_key(config: dict) -> tuple:
-    """Configs with the same key train together (they differ in learning rate, weight decay, epochs)."""
-    return tuple(config[f] for f in SHARED_FIELDS)
 
 
 def fold_inputs(config: dict, corpus: pl.DataFrame, array, index, fold: str) -> FoldData:
@@ -100,9 +95,3 @@ def run_group_fold(configs: list[dict], data: FoldData, fold: str, base_seed: in
                 "label": data.test_rows["label"], "probability": np.asarray(p, dtype=np.float64)}))
     schema = {"epochs_run": pl.Float64, "reference_c": pl.Float64, "reference_converged": pl.Boolean}
     return pl.DataFrame(metrics, schema_overrides=schema), pl.concat(predictions)
-
-
-def run_config_fold(config: dict, data: FoldData, fold: str, base_seed: int,
-                    references: pl.DataFrame | None = None, device: str = "cpu") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One config's rows (see run_group_fold)."""
-    return run_group_fold([config], data, fold, base_seed, references, device)

@@ -1,4 +1,4 @@
-"""Writing one config × fold partition of `probes_sweep.fold_results` in one DuckDB transaction.
+"""Writing config × fold partitions of `probes_sweep.fold_results` in one DuckDB transaction.
 
 The fold results are written here rather than by the DuckDB I/O manager because the I/O manager
 cannot resolve partition keys of a multi-partition with dynamic dimensions (dagster 1.13: "The
@@ -12,14 +12,14 @@ SCHEMA, TABLE = "probes_sweep", "fold_results"
 QUALIFIED = f"{SCHEMA}.{TABLE}"
 
 
-def replace_partition(conn, df: pl.DataFrame, config_id: str, fold: str) -> None:
-    """Delete the partition's old rows and insert `df`, all or nothing."""
+def replace_partitions(conn, df: pl.DataFrame, partitions: list[tuple[str, str]]) -> None:
+    """Delete the old rows of every (config_id, fold) partition and insert `df`, all or nothing."""
     conn.register("incoming_fold_results", df.to_arrow())
     try:
         conn.execute("begin transaction")
         conn.execute(f"create schema if not exists {SCHEMA}")
         conn.execute(f"create table if not exists {QUALIFIED} as select * from incoming_fold_results limit 0")
-        conn.execute(f"delete from {QUALIFIED} where config_id = ? and fold = ?", [config_id, fold])
+        conn.executemany(f"delete from {QUALIFIED} where config_id = ? and fold = ?", [list(p) for p in partitions])
         conn.execute(f"insert into {QUALIFIED} by name select * from incoming_fold_results")
         conn.execute("commit")
     except BaseException:

@@ -61,6 +61,10 @@ class ProbesSettings(Section):
     # torch threads inside one fold partition: its tensors are small, so partitions run in parallel
     # processes instead (on 2 shared cores, 2 threads per small fit measured 4-7x slower than 1)
     train_threads: int = Field(1, ge=1)
+    # fold partitions per run of a backfill (BackfillPolicy.multi_run): Dagster gives a run one
+    # fold's configs (or one config's folds), and configs that share probe type and layer train in
+    # one batched computation, so this is best a multiple of the configs per (probe type, layer)
+    partitions_per_run: int = Field(48, ge=1)
     disabled_tripwires: list[Tripwire] = []
 
     def sweep_spec_path(self) -> Path:

@@ -93,6 +93,14 @@ def load_spec(path: Path) -> SweepSpec:
 CONFIG_FIELDS = ("probe_type", "layer", "pooling", "learning_rate", "weight_decay", "epochs", "n_heads", "batch_size")
 
 
+# Configs that agree on these train together (they differ in learning rate, weight decay, epochs).
+SHARED_FIELDS = ("probe_type", "layer", "batch_size", "n_heads", "pooling")
+
+
+def group_key(config: dict) -> tuple:
+    return tuple(config[f] for f in SHARED_FIELDS)
+
+
 def canonical_config(values: dict, stage: int, n_seeds: int) -> dict:
     """Drop what a probe type ignores, so equivalent configs share one id."""
     config = {"probe_type": values["probe_type"], "layer": int(values["layer"]),

@@ -15,7 +15,7 @@ from proj_assets.probes import checks as C
 from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, INDEX_FILE, open_cache
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_assets.probes.quality import nonfinite_metric_rows
-from proj_assets.probes.results_store import QUALIFIED, read_partition, replace_partition
+from proj_assets.probes.results_store import QUALIFIED, read_partition, replace_partitions
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
 CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
@@ -151,7 +151,7 @@ def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, inst
             pr_auc=pl.when(first).then(float("nan")).otherwise(pl.col("pr_auc")),
             train_groups=pl.when(pl.int_range(pl.len()) == 1).then(pl.col("train_groups") + "," + fold)
             .otherwise(pl.col("train_groups")))
-        replace_partition(conn, bad, config, fold)
+        replace_partitions(conn, bad, [(config, fold)])
 
     checks = run_checks(instance, probe_resources, FOLD_CHECKS, built)
     assert_failed(checks["metrics_finite"])

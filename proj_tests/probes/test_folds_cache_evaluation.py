@@ -157,7 +157,7 @@ def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, tm
     import dagster as dg
 
     from proj_assets.probes.checks import release_gate
-    from proj_assets.probes.results_store import replace_partition
+    from proj_assets.probes.results_store import replace_partitions
     from proj_resources import Warehouse
 
     probes_profile(disabled_tripwires=["release_gate"] if disabled else [])
@@ -168,7 +168,7 @@ def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, tm
         results = _results(gain=gain)
         with warehouse.get_connection() as conn:
             for (fold,), rows in results.group_by("fold"):
-                replace_partition(conn, rows, "aaaaaaaaaaaa", fold)
+                replace_partitions(conn, rows, [("aaaaaaaaaaaa", fold)])
         return release_gate(manifest=manifest, warehouse=warehouse)
 
     result = gate(0.0, "flat")

@@ -7,12 +7,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
 from proj_assets.probes import assets as A
 from proj_assets.probes import checks as C
 from proj_assets.probes.corpus import coerce_corpus
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
+from proj_tests.probes.conftest import TINY_SPEC
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
 CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
@@ -114,3 +116,68 @@ def test_whole_chain_through_the_release_gate(instance, probes_profile, probe_re
     summary = result.asset_materializations_for_node("probes__report__summary")[0].metadata
     assert "probe_layer_plot" in summary and "confirmation_folds" in summary
     assert summary["release_would_pass"].value == gate.passed
+
+
+
+def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, probes_profile, probe_resources):
+    """Dagster plans a multi-run backfill of fold_results as ranges along the dimension with more
+    keys (here, as in a research sweep, configs: 4 configs x 3 folds), one fold's configs, never
+    holding a key that was not asked for; one range run trains the configs that share probe type
+    and layer in one batch, writes and checks every partition of its range, and its rows equal
+    those of one-partition runs."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from proj_assets.ops.materialize_all import Stage, plan_runs
+    from proj_assets.partitions import probe_config_fold_partitions as pdef
+    from proj_assets.probes.results_store import replace_partitions
+    from proj_assets.shared.gates import _blocking_failures, latest_check_results
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({**TINY_SPEC, "factors": {**TINY_SPEC["factors"], "learning_rate": [0.01, 0.02, 0.05, 0.1]}}))
+    probes_profile(sweep_spec=str(spec))
+    run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
+    key = lambda c, f: dg.MultiPartitionKey({"config": c, "fold": f})  # noqa: E731
+    defs, stage = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=probe_resources), Stage([dg.AssetKey(A.FOLD_RESULTS)], pdef)
+
+    asked = [key(c, f) for c in configs for f in folds if (c, f) != (configs[1], folds[0])]  # a hole in fold 0
+    planned = plan_runs(defs, instance, stage, asked)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        covered = [k for _p, tags in planned for k in pdef.get_partition_keys_in_range(dg.PartitionKeyRange(
+            tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]))]
+    assert sorted(covered) == sorted(asked)  # each asked key once, the hole never
+    assert {len({pdef.get_partition_key_from_str(k).keys_by_dimension["fold"] for k in
+                 pdef.get_partition_keys_in_range(dg.PartitionKeyRange(t[ASSET_PARTITION_RANGE_START_TAG],
+                                                                        t[ASSET_PARTITION_RANGE_END_TAG]),
+                                                  dynamic_partitions_store=instance)}) for _p, t in planned} == {1}
+
+    (_none, tags), = [run_ for run_ in plan_runs(defs, instance, stage, [key(c, folds[1]) for c in configs])]
+    ranged = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(A.FOLD_RESULTS), instance=instance,
+                            resources=probe_resources, tags=tags)
+    meta = ranged.asset_materializations_for_node("probes__sweep__fold_results")[-1].metadata
+    assert meta["partitions"].value == 4 and meta["trained_together"].value == 1
+    for check in ("no_group_leakage", "metrics_finite"):
+        latest = latest_check_results(instance, dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), check))
+        assert {p for p, r in latest.items() if p and r.evaluation.passed} == {key(c, folds[1]) for c in configs}
+    gate_keys = [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), c) for c in ("no_group_leakage", "metrics_finite")]
+    assert _blocking_failures(instance, gate_keys, [key(c, folds[1]) for c in configs]) == ([], [])
+    query = "select config_id, role, probe_seed, pr_auc, roc_auc from probes_sweep.fold_results order by all"
+    together = probe_resources["warehouse"].query(query)
+    assert together["config_id"].n_unique() == 4 and together.height == 4 * (2 + 1 + N_CONTROL_SEEDS)
+    for config in configs:
+        run(instance, probe_resources, [A.FOLD_RESULTS], key(config, folds[1]))
+    alone = probe_resources["warehouse"].query(query)
+    assert alone.select("config_id", "role", "probe_seed").equals(together.select("config_id", "role", "probe_seed"))
+    assert max(abs(a - b) for a, b in zip(alone["pr_auc"], together["pr_auc"])) < 1e-6
+
+    broken = key(configs[2], folds[1])  # one partition of the range goes bad: only it fails, and blocks
+    with probe_resources["warehouse"].get_connection() as conn:
+        rows = conn.execute("select * from probes_sweep.fold_results where config_id = ?", [configs[2]]).pl()
+        replace_partitions(conn, rows.with_columns(pr_auc=pl.lit(float("nan"))), [(configs[2], folds[1])])
+    rechecked = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(C.metrics_finite), instance=instance,
+                               resources=probe_resources, tags=tags, raise_on_error=False)
+    assert not rechecked.success
+    latest = latest_check_results(instance, dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite"))
+    assert {p for p, r in latest.items() if p and not r.evaluation.passed} == {broken}
+    _missing, failed = _blocking_failures(instance, gate_keys, [key(c, folds[1]) for c in configs])
+    assert [r.partition for r in failed] == [broken]
