@@ -12,6 +12,8 @@ never read; `cache_is_valid` lets the extraction asset rebuild it instead.
 
 import hashlib
 import json
+import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,33 @@ def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:
     meta = json.loads((folder / META_FILE).read_text())
     array = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r", shape=tuple(meta["shape"]))
     return array, pl.read_parquet(folder / INDEX_FILE), meta
+
+
+def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`array[rows]` as a new float16 array. From a cache memmap (as open_cache returns it) the rows
+    are copied with positioned reads, one per run of consecutive rows, so no page of the mapping is
+    touched: indexing the memmap would keep every page read resident in this process (file-backed
+    RSS, another copy of the slice on top of the packed one). Any other array is indexed."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.ndim == 2
+            and array.flags.c_contiguous and array.filename):
+        return np.asarray(array[rows], dtype=np.float16)
+    out = np.empty((len(rows), array.shape[1]), dtype=array.dtype)
+    if not rows.size:
+        return out.astype(np.float16, copy=False)
+    if rows.min() < 0 or rows.max() >= array.shape[0]:
+        raise IndexError(f"rows outside [0, {array.shape[0]}) of the activation array")
+    row_bytes = array.shape[1] * array.dtype.itemsize
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    with open(array.filename, "rb", buffering=0) as fh:
+        for a, b in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])):
+            view, pos = memoryview(out[a:b]).cast("B"), array.offset + int(rows[a]) * row_bytes
+            while len(view):
+                got = os.preadv(fh.fileno(), [view], pos)
+                if got == 0:
+                    raise CacheError(f"{array.filename} ended before row {rows[b - 1]}")
+                view, pos = view[got:], pos + got
+    return out.astype(np.float16, copy=False)
 
 
 def index_problems(index: pl.DataFrame, n_rows: int, expected_uids: set[int]) -> pl.DataFrame:

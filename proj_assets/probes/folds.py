@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from proj_assets.probes.activation_cache import gather_rows
+
 
 def lopo_folds(corpus: pl.DataFrame) -> list[str]:
     """One fold per group: the fold key is the held-out group id."""
@@ -38,7 +40,7 @@ def token_rows(index: pl.DataFrame, uids: np.ndarray) -> tuple[np.ndarray, np.nd
     return starts + np.arange(int(lengths.sum())), lengths
 
 
-def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 256) -> np.ndarray:
+def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 64) -> np.ndarray:
     """Per-sentence mean / max / last token [N, D] (float32) of packed tokens, `chunk` sentences at a time."""
     if how not in ("mean", "max", "last"):
         raise ValueError(f"unknown pooling {how!r} (mean, max or last)")
@@ -56,7 +58,7 @@ def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 256) ->
     return out
 
 
-def token_stats(*parts: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def token_stats(*parts: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std [D] over the rows of the given float16 token arrays (float64 accumulation)."""
     total = sq = 0.0
     n = 0
@@ -107,8 +109,9 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
                pooling: str | None, need_tokens: bool) -> FoldData:
     """Standardised inputs for one held-out group (statistics from the training problems only).
 
-    Tokens are copied once from the memmap per part (fit, validation, test) as packed float16:
-    the fold's slice, no padding and no float32 copy. `corpus` must carry `uid`; `array`/`index`
+    Tokens are copied once from the cache file per part (fit, validation, test) as packed float16
+    (activation_cache.gather_rows: positioned reads, no page of the memmap kept resident): the
+    fold's slice, no padding and no float32 copy. `corpus` must carry `uid`; `array`/`index`
     may be None for the position baseline alone."""
     import torch
 
@@ -127,7 +130,7 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
     if array is not None:
         uids = [train_rows["uid"].to_numpy()[~is_val], train_rows["uid"].to_numpy()[is_val], test_rows["uid"].to_numpy()]
         packed = [token_rows(index, u) for u in uids]
-        tokens = [np.asarray(array[rows], dtype=np.float16) for rows, _ in packed]
+        tokens = [gather_rows(array, rows) for rows, _ in packed]
         lengths = [n for _, n in packed]
         means = [pool(t, n, "mean") for t, n in zip(tokens, lengths)]
         reference["pooled_train"], reference["pooled_test"] = _standardise(np.concatenate(means[:2]), means[2])

@@ -11,6 +11,7 @@ run starts exactly where a single-replica run with the same seed starts.
   multimax_probe             H heads, each a hard max over tokens of a learned projection
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 
@@ -28,7 +29,10 @@ class ProbeInputs:
     """Features of N sentences: standardised position [N,P] and pooled [N,D] features, and for
     token probes the raw tokens *packed* (no padding) as float16 [total_tokens, D] with each
     sentence's token count, plus the training-set token mean/std [D] applied on the fly (folded
-    into the probe weights), so no float32 copy of the tokens is ever kept."""
+    into the probe weights), so no float32 copy of the tokens is ever kept. `token_starts`, when
+    set, is the row of `tokens` where each sentence's tokens begin: `rows` (a minibatch) shares
+    its parent's tokens and each chunk is copied out, as float32, when it is computed, so a
+    minibatch costs an index, not a second copy of the tokens."""
 
     position: torch.Tensor
     pooled: torch.Tensor | None = None
@@ -36,6 +40,7 @@ class ProbeInputs:
     lengths: torch.Tensor | None = None
     token_mean: torch.Tensor | None = None
     token_std: torch.Tensor | None = None
+    token_starts: torch.Tensor | None = None
 
     @classmethod
     def from_padded(cls, position, pooled, tokens, mask) -> "ProbeInputs":
@@ -49,19 +54,41 @@ class ProbeInputs:
 
     def to(self, device: str) -> "ProbeInputs":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        if self.token_starts is not None and self.tokens.device != torch.device(device):
+            # moving a minibatch moves its own tokens, not the parent's
+            own = _copy_spans(self.tokens, _spans(self.token_starts, self.lengths), self.tokens.dtype)
+            return dataclasses.replace(self, tokens=own, token_starts=None).to(device)
         return ProbeInputs(*(move(getattr(self, f.name)) for f in fields(self)))
 
     def rows(self, idx: torch.Tensor) -> "ProbeInputs":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        tokens = lengths = None
+        starts = None
         if self.tokens is not None:
-            starts = torch.cumsum(self.lengths, 0) - self.lengths
-            lengths = self.lengths[idx]
-            first = torch.repeat_interleave(starts[idx], lengths)
-            within = torch.arange(int(lengths.sum()), device=lengths.device) - torch.repeat_interleave(
-                torch.cumsum(lengths, 0) - lengths, lengths)
-            tokens = self.tokens[first + within]
-        return ProbeInputs(self.position[idx], pick(self.pooled), tokens, lengths, self.token_mean, self.token_std)
+            starts = self.token_starts if self.token_starts is not None else torch.cumsum(self.lengths, 0) - self.lengths
+            starts = starts[idx]
+        return ProbeInputs(self.position[idx], pick(self.pooled), self.tokens, pick(self.lengths), self.token_mean,
+                           self.token_std, starts)
+
+
+def _spans(starts: torch.Tensor, lengths: torch.Tensor) -> list[tuple[int, int]]:
+    """(first row, row count) of each run of consecutive token rows of the given sentences, in order."""
+    spans: list[list[int]] = []
+    for start, n in zip(starts.tolist(), lengths.tolist()):
+        if spans and spans[-1][0] + spans[-1][1] == start:
+            spans[-1][1] += n
+        else:
+            spans.append([start, n])
+    return [(a, n) for a, n in spans]
+
+
+def _copy_spans(tokens: torch.Tensor, spans: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
+    """The rows of `spans` stacked, converted to `dtype` while copied (one pass, no fp16 copy first)."""
+    out = torch.empty(sum(n for _, n in spans), tokens.shape[1], dtype=dtype, device=tokens.device)
+    at = 0
+    for start, n in spans:
+        out[at:at + n].copy_(tokens[start:start + n])
+        at += n
+    return out
 
 
 def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
@@ -93,11 +120,12 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
     return torch.cat([x.pooled, x.position], dim=1)
 
 
-def _chunk_pooled(tokens: torch.Tensor, segment: torch.Tensor, n: int, w: torch.Tensor, shift: torch.Tensor,
-                  attention: bool) -> torch.Tensor:
-    """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens."""
+def _chunk_pooled(tokens: torch.Tensor, spans: list[tuple[int, int]] | None, segment: torch.Tensor, n: int,
+                  w: torch.Tensor, shift: torch.Tensor, attention: bool) -> torch.Tensor:
+    """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the rows of
+    `spans` of `tokens` when given: copied here, inside the checkpoint, so backward copies them again)."""
     R, K, D = w.shape
-    x = tokens.float()
+    x = tokens.float() if spans is None else _copy_spans(tokens, spans, torch.float32)
     if attention:
         H = K // 2
         scores = (x @ w[:, :H].reshape(R * H, D).T + shift[:, :H].reshape(-1)) / math.sqrt(D)
@@ -126,7 +154,9 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
         while last + 1 < len(ends) and ends[last + 1] - tok0 <= CHUNK_TOKENS:
             last += 1
         seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
-        args = (x.tokens[tok0:ends[last]], seg, last + 1 - first, scaled, shift, probe_type == "attention_probe")
+        chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
+                 (x.tokens, _spans(x.token_starts[first:last + 1], x.lengths[first:last + 1])))
+        args = (*chunk, seg, last + 1 - first, scaled, shift, probe_type == "attention_probe")
         pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if scaled.requires_grad
                       else _chunk_pooled(*args))
         first, tok0 = last + 1, ends[last]
