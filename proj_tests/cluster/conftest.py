@@ -30,7 +30,8 @@ def write_profile(folder: Path) -> Path:
     raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
     (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC))
     raw["probes"] = {"sweep_spec": str(folder / "spec.yaml"), "corpus": {"n_groups": 4, "traces_per_group": 2, "seed": 3},
-                     "model": {"max_tokens": 8, "batch_size": 32}, "train_threads": 1}
+                     "model": {"max_tokens": 8, "batch_size": 32}, "train_threads": 1,
+                     "partitions_per_run": 2}  # a backfill runs ranges of 2 partitions: 4 runs for 2 workers
     # one HPO cell served by two trial-worker ops; heartbeats fail a dead worker's trial in seconds
     raw["scaling"].update({"n_trials": 10, "study_workers": 2, "study_heartbeat_s": 1, "study_grace_s": 4})
     path = folder / "cluster_profile.yaml"
