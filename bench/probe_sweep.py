@@ -1,7 +1,9 @@
-"""Probe sweep benchmark: batched multi-seed training vs a loop that trains one seed at a time.
+"""Probe sweep benchmark: batched training vs the naive loop that trains one seed at a time.
 
 Same data (demo corpus, MiniLM layer-4 activations, one LOPO fold), same epochs, same seeds. Prints
-seed-fold fits per second for both, their ratio and the largest PR-AUC difference, then projects
+seed-fold fits per second of the loop, of one config's seeds batched, and of what one
+`fold_results` run of a backfill trains (16 configs of one probe type and layer x the seeds, in one
+computation: probes.partitions_per_run), their ratios and the largest PR-AUC difference, then projects
 the full stage-1 research sweep (768 configs x 20 folds x 20 seeds) from the batched rate, the
 activation storage (shared cache vs one copy per config), and the cost of registering its
 partitions. Run: .venv/bin/python bench/probe_sweep.py [--seeds 20] [--epochs 40] [--threads 2]
@@ -65,7 +67,8 @@ def bench_probe(probe_type, corpus, array, index, seeds, epochs):
 
 
 def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
-    """16 configs (4 learning rates x 4 weight decays) x seeds in one batched computation."""
+    """16 configs (4 learning rates x 4 weight decays) x seeds in one batched computation, as a
+    fold_results run holding those configs of one fold trains them (fold_run.run_group_fold)."""
     data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
     grid = [(lr, wd) for lr in (0.003, 0.01, 0.02, 0.05) for wd in (0.0, 0.001, 0.01, 0.1) for _ in seeds]
     reps = [s for _ in range(16) for s in seeds]
@@ -76,36 +79,48 @@ def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
     return len(reps) / (time.perf_counter() - start)
 
 
-def research_case(probe_type: str, seeds: int, epochs: int) -> dict:
-    """Research-shaped fold in this process: >= 1000 training sentences x 64 tokens x 1536 dims in
-    a float16 memmap; s/epoch for `seeds` replicas and the process's peak RSS."""
-    import resource
+def research_corpus():
+    return with_sentence_uid(coerce_corpus(generate_corpus(10, 14, 0.08, seed=7), "generated"))
 
+
+def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> None:
+    """A research-shaped float16 cache: every sentence 64 tokens x 1536 dims, a signal on dim 0."""
     from proj_assets.probes.activation_cache import CacheWriter
 
-    corpus = with_sentence_uid(coerce_corpus(generate_corpus(10, 14, 0.08, seed=7), "generated"))
-    tmp = tempfile.mkdtemp(prefix="probe_research_")
-    n, length, dim = corpus.height, 64, 1536
-    writer = CacheWriter(Path(tmp), {"bench": True}, corpus["uid"].to_numpy(), np.full(n, length), dim)
+    corpus = research_corpus()
+    folder.mkdir(parents=True)
+    writer = CacheWriter(folder, {"bench": True}, corpus["uid"].to_numpy(), np.full(corpus.height, length), dim)
     rng = np.random.default_rng(0)
     for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list()):
         block = rng.standard_normal((length, dim), dtype=np.float32)
         block[:, 0] += 0.8 * label
         writer.put(uid, block)
     writer.close()
-    array, index, _ = open_cache(Path(tmp))
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dict:
+    """One research-shaped fold (>= 1000 training sentences x 64 tokens x 1536 dims, written by
+    the parent process so this process never maps it for writing): s/epoch for `seeds` replicas,
+    and the peak RSS above the process just before the fold is built."""
+    import resource
+
+    corpus = research_corpus()
+    array, index, _ = open_cache(folder)
+    before = current_rss_mb()
     data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
     hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
-    reps = list(range(seeds))
     start = time.perf_counter()
-    train_replicas(probe_type, data.train, np.tile(data.y_train, (seeds, 1)), reps, hp, data.val,
+    train_replicas(probe_type, data.train, np.tile(data.y_train, (seeds, 1)), list(range(seeds)), hp, data.val,
                    np.tile(data.y_val, (seeds, 1)))
     per_epoch = (time.perf_counter() - start) / epochs
-    slice_mb = n * length * dim * 2 / 2**20
     return {"probe": probe_type, "train_sentences": len(data.y_train) + len(data.y_val), "s_per_epoch": per_epoch,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fold_mb": base_rss,
-            "fold_fp16_slice_mb": slice_mb}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fold_mb": before,
+            "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20}
 
 
 def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
@@ -114,11 +129,13 @@ def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
     import subprocess
 
     rows = []
-    for probe in CANDIDATE_PROBES:
-        out = subprocess.run([sys.executable, __file__, "--research-case", probe, "--seeds", str(seeds),
-                              "--epochs", str(epochs), "--threads", str(threads)],
-                             capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory(prefix="probe_research_") as tmp:
+        write_research_cache(Path(tmp) / "cache")
+        for probe in CANDIDATE_PROBES:
+            out = subprocess.run([sys.executable, __file__, "--research-case", probe, "--cache", str(Path(tmp) / "cache"),
+                                  "--seeds", str(seeds), "--epochs", str(epochs), "--threads", str(threads)],
+                                 capture_output=True, text=True, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
     return rows
 
 
@@ -154,12 +171,13 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--gpu-speedup", type=float, default=30.0)
     parser.add_argument("--research-case", choices=CANDIDATE_PROBES)
+    parser.add_argument("--cache", type=Path, help="the research-shaped cache (with --research-case)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.research_case:
         import json
 
-        print(json.dumps(research_case(args.research_case, args.seeds, args.epochs)))
+        print(json.dumps(research_case(args.research_case, args.seeds, args.epochs, args.cache)))
         return
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,14 +197,15 @@ def main() -> None:
               f"{r['group_fits_s']:18.1f} {r['group_fits_s'] / r['loop_fits_s']:6.1f}x {r['max_abs_pr_auc_diff']:14.2e}")
     harmonic = lambda key: len(rows) / sum(1 / r[key] for r in rows)  # noqa: E731  (equal mix of probe types)
     print(f"equal mix: batched {harmonic('batched_fits_s'):.1f} fits/s, loop {harmonic('loop_fits_s'):.1f} fits/s, "
-          f"ratio {harmonic('batched_fits_s') / harmonic('loop_fits_s'):.1f}x; 16 configs x {args.seeds} seeds batched "
+          f"ratio {harmonic('batched_fits_s') / harmonic('loop_fits_s'):.1f}x; a fold_results run (16 configs x {args.seeds} seeds batched) "
           f"{harmonic('group_fits_s'):.1f} fits/s, ratio {harmonic('group_fits_s') / harmonic('loop_fits_s'):.1f}x")
     research = run_research_cases(args.seeds, args.research_epochs, args.threads)
     print(f"research-shaped fold ({research[0]['train_sentences']} training sentences x 64 tokens x 1536 dims, "
           f"fp16 fold slice {research[0]['fold_fp16_slice_mb']:.0f} MB, {args.seeds} seeds, batch 256):")
     for r in research:
-        print(f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB "
-              f"({r['peak_rss_mb'] - r['rss_before_fold_mb']:5.0f} MB above the process before the fold)")
+        above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
+        print(f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB, {above:5.0f} MB "
+              f"above the process before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice")
     project_stage1(research, args.hosts, args.gpu_speedup)
     per_config = RESEARCH["configs"] * RESEARCH["per_config_file_mb"] / 1e3
     shared = RESEARCH["layers"] * RESEARCH["per_config_file_mb"] / 1e3
