@@ -49,8 +49,12 @@ def missing_extremes(trials: pl.DataFrame, grid: pl.DataFrame) -> pl.DataFrame:
 
 
 def missing_logged_values(trials: pl.DataFrame) -> pl.DataFrame:
-    """Trials missing a hyperparameter (any state) or, when complete, an outcome field."""
-    hp_missing = [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in HYPERPARAMETERS]
+    """Trials missing a hyperparameter or, when complete, an outcome field. A failure explained
+    before the trial sampled anything (surplus: two workers raced past n_trials; its worker died)
+    has no hyperparameters to log: a FAIL with a `failed_reason` is not asked for them, else one
+    such trial of a shared study would fail the check of every later run of its cell."""
+    never_trained = (pl.col("state") == "FAIL") & pl.col("failed_reason").is_not_null()
+    hp_missing = [pl.when(pl.col(c).is_null() & ~never_trained).then(pl.lit(c)) for c in HYPERPARAMETERS]
     outcome_missing = [pl.when((pl.col("state") == "COMPLETE") & pl.col(c).is_null()).then(pl.lit(c))
                        for c in OUTCOME_FIELDS]
     return (trials.with_columns(pl.concat_str([*hp_missing, *outcome_missing], separator=", ", ignore_nulls=True)

@@ -119,13 +119,21 @@ def n_done(study: optuna.Study) -> int:
     return sum(is_done(t) for t in study.get_trials(deepcopy=False))
 
 
+def stored_trial(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> FrozenTrial:
+    """The storage's record of a trial (a live `optuna.Trial` has no `system_attrs` in optuna 5)."""
+    if isinstance(trial, FrozenTrial):
+        return trial
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+
+
 def enqueue_retry(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
     """Queue the same parameters again (keeping a forced-extreme label) to replace a lost trial.
     Parameters it was enqueued with count even when it died before sampling them."""
+    stored = stored_trial(study, trial)
     attrs = {RETRY_ATTR: trial.number}
-    if EXTREME_ATTR in trial.user_attrs:
-        attrs[EXTREME_ATTR] = trial.user_attrs[EXTREME_ATTR]
-    study.enqueue_trial({**trial.system_attrs.get("fixed_params", {}), **trial.params}, user_attrs=attrs)
+    if EXTREME_ATTR in stored.user_attrs:
+        attrs[EXTREME_ATTR] = stored.user_attrs[EXTREME_ATTR]
+    study.enqueue_trial({**stored.system_attrs.get("fixed_params", {}), **stored.params}, user_attrs=attrs)
 
 
 @contextlib.contextmanager
@@ -186,7 +194,7 @@ def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
     if sum(is_done(t) or t.state == TrialState.RUNNING for t in earlier) < n_trials:
         return False
     trial.set_user_attr(FAILED_REASON_ATTR, f"surplus: the study already had {n_trials} trials done or running")
-    if "fixed_params" in trial.system_attrs:
+    if "fixed_params" in stored_trial(trial.study, trial).system_attrs:
         enqueue_retry(trial.study, trial)
     return True
 

@@ -12,7 +12,8 @@ from proj_assets.scaling.checks_core import incomplete_cells, missing_extremes, 
 from proj_assets.scaling.extremes import EXTREME_LABELS, covered_labels, extreme_architectures
 from proj_assets.scaling.graceful import GracefulStop
 from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials
-from proj_assets.scaling.study import StudyLocation, enqueue_missing_extremes, n_done, open_study, recover_stale_trials
+from proj_assets.scaling.study import (StudyLocation, enqueue_missing_extremes, is_surplus, n_done, open_study,
+                                       recover_stale_trials)
 from proj_assets.scaling.trial_table import trials_frame
 
 
@@ -163,3 +164,23 @@ def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings
     assert incomplete_cells(explained, n).height == 0
     result = trials_complete(with_fail)
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
+
+    # (d) a surplus trial (a second worker started it past n_trials) never sampled anything: its
+    # explained FAIL row has no hyperparameters and is not reported; without the reason it would be
+    extra = study.ask()
+    assert is_surplus(extra, n)
+    study.tell(extra, state=TrialState.FAIL)
+    raced = trials_frame(study, "2k", "h1", 2000)
+    surplus = raced.filter(pl.col("trial_number") == extra.number)
+    assert surplus["failed_reason"][0].startswith("surplus") and surplus["n_heads"][0] is None
+    assert missing_logged_values(raced).height == 0 and all_params_logged(raced).passed
+    unexplained = raced.with_columns(pl.lit(None, dtype=pl.Utf8).alias("failed_reason"))
+    assert missing_logged_values(unexplained)["trial_number"].to_list() == [extra.number]
+
+    # (e) a surplus trial that had claimed enqueued parameters gives them back to the queue
+    study.enqueue_trial({"lr": 0.003}, user_attrs={"note": "queued by hand"})
+    claimed = study.ask()
+    assert claimed.params == {} and is_surplus(claimed, n)
+    study.tell(claimed, state=TrialState.FAIL)
+    (waiting,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert waiting.system_attrs["fixed_params"] == {"lr": 0.003} and waiting.user_attrs["retry_of"] == claimed.number
