@@ -11,7 +11,7 @@ from proj_assets.probes.activation_cache import cache_problem, index_problems, n
 from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST, SUMMARY, activation_folders,
                                       current_results, run_partitions)
 from proj_assets.probes.corpus import with_sentence_uid
-from proj_assets.probes.results_store import predictions_relpath, read_partition
+from proj_assets.probes.results_store import predictions_relpath, read_partitions
 from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
 from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Warehouse
@@ -76,38 +76,44 @@ def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_mo
                         "index rows that do not match the cache (or unreadable caches)")
 
 
-def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> list[tuple[str, str, pl.DataFrame]]:
-    """(config_id, fold, rows) of every partition the run materialized (one, or a range)."""
+def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dict[tuple[str, str], pl.DataFrame]:
+    """(config_id, fold) -> rows, for every partition the run materialized (one, or a range), in one query."""
+    wanted = [(k["config"], k["fold"]) for k in run_partitions(context)]
     with warehouse.get_connection() as conn:
-        return [(k["config"], k["fold"], read_partition(conn, k["config"], k["fold"])) for k in run_partitions(context)]
+        rows = read_partitions(conn, wanted)
+    found = {key: frame for key, frame in rows.partition_by("config_id", "fold", as_dict=True).items()}
+    return {key: found.get(key, rows.clear()) for key in wanted}
 
 
-def _per_partition(context, name: str, parts: dict[str, tuple[pl.DataFrame, int]], what: str):
-    """The check's evaluation per partition of the run and over all of them (range_check_events)."""
-    results = {k: _rows_result(name, offending, total, what) for k, (offending, total) in parts.items()}
-    overall = _rows_result(name, pl.concat([o for o, _t in parts.values()], how="diagonal_relaxed"),
-                           sum(t for _o, t in parts.values()), what)
-    yield from range_check_events(context, name, results, overall)
+FOLD_CHECKS = {
+    "no_group_leakage": "The held-out group is the only test group and never among the training groups.",
+    "metrics_finite": "PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both classes.",
+}
 
 
-@dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
-def no_group_leakage(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
-    """The held-out group is the only test group and never among the training groups."""
-    parts = {}
-    for config_id, fold, fold_results in _run_rows(context, warehouse):
-        predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
-        parts[str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))] = (
-            leakage_rows(fold_results, predictions).with_columns(config_id=pl.lit(config_id)),
-            fold_results.height + predictions.height)
-    yield from _per_partition(context, "no_group_leakage", parts, "rows that leak a group")
-
-
-@dg.asset_check(asset=FOLD_RESULTS, blocking=True, partitions_def=probe_config_fold_partitions)
-def metrics_finite(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
-    """PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both classes."""
-    parts = {str(dg.MultiPartitionKey({"config": c, "fold": f})): (nonfinite_metric_rows(rows), rows.height)
-             for c, f, rows in _run_rows(context, warehouse)}
-    yield from _per_partition(context, "metrics_finite", parts, "rows with non-finite metrics")
+@dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
+                                               partitions_def=probe_config_fold_partitions)
+                             for name, text in FOLD_CHECKS.items()], can_subset=True)
+def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
+    """Both fold checks in one step (one query for the run's partitions, one step per run): per
+    partition of the run and over all of them (range_check_events)."""
+    rows = _run_rows(context, warehouse)
+    selected = {key.name for key in context.selected_asset_check_keys}
+    offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {name: {} for name in FOLD_CHECKS if name in selected}
+    for (config_id, fold), frame in rows.items():
+        partition = str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))
+        if "no_group_leakage" in offending:
+            predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
+            offending["no_group_leakage"][partition] = (
+                leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)), frame.height + predictions.height)
+        if "metrics_finite" in offending:
+            offending["metrics_finite"][partition] = (nonfinite_metric_rows(frame), frame.height)
+    what = {"no_group_leakage": "rows that leak a group", "metrics_finite": "rows with non-finite metrics"}
+    for name, parts in offending.items():
+        results = {k: _rows_result(name, bad, total, what[name]) for k, (bad, total) in parts.items()}
+        overall = _rows_result(name, pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
+                               sum(t for _b, t in parts.values()), what[name])
+        yield from range_check_events(context, name, results, overall)
 
 
 @dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})

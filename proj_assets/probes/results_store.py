@@ -29,8 +29,13 @@ def replace_partitions(conn, df: pl.DataFrame, partitions: list[tuple[str, str]]
         conn.unregister("incoming_fold_results")
 
 
-def read_partition(conn, config_id: str, fold: str) -> pl.DataFrame:
-    return conn.execute(f"select * from {QUALIFIED} where config_id = ? and fold = ?", [config_id, fold]).pl()
+def read_partitions(conn, partitions: list[tuple[str, str]]) -> pl.DataFrame:
+    """The rows of every (config_id, fold) partition, in one query."""
+    conn.register("wanted_partitions", pl.DataFrame(partitions, schema=["config_id", "fold"], orient="row").to_arrow())
+    try:
+        return conn.execute(f"select r.* from {QUALIFIED} r join wanted_partitions using (config_id, fold)").pl()
+    finally:
+        conn.unregister("wanted_partitions")
 
 
 def predictions_relpath(config_id: str, fold: str) -> str:

@@ -63,9 +63,9 @@ def offending_rows_result(offending: pl.DataFrame, total: int, what: str,
 
 def range_check_events(context: dg.AssetCheckExecutionContext, check_name: str,
                        by_partition: dict[str, dg.AssetCheckResult], overall: dg.AssetCheckResult):
-    """What a partitioned check yields: in a run of one partition its result; in a run of a
-    partition range (a multi-run backfill), first one evaluation per partition, each pointing at
-    that partition's latest materialization, then `overall` for the run. Dagster 1.13 records a
+    """What a partitioned check `check_name` yields: in a run of one partition its result; in a run
+    of a partition range (a multi-run backfill), first one evaluation per partition, each pointing
+    at that partition's latest materialization, then `overall` for the run. Dagster 1.13 records a
     range run's check result under no partition and leaves every partition's planned check open,
     so without these a gate downstream would see no result for any of the range's partitions.
     A failing blocking ERROR evaluation still fails the step."""
@@ -73,17 +73,21 @@ def range_check_events(context: dg.AssetCheckExecutionContext, check_name: str,
         AssetCheckEvaluationTargetMaterializationData as Target)
     from dagster._core.storage.event_log.base import AssetRecordsFilter
 
-    if not context.op_execution_context.has_partition_key_range:
-        yield overall
-        return
     (spec,) = [s for s in context.check_specs if s.name == check_name]
-    for partition, result in by_partition.items():
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=[partition]), limit=1).records
-        target = Target(storage_id=records[0].storage_id, run_id=records[0].event_log_entry.run_id,
-                        timestamp=records[0].timestamp) if records else None
-        yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=check_name, passed=result.passed,
-                                      metadata=result.metadata, target_materialization_data=target,
-                                      severity=result.severity, description=result.description,
-                                      blocking=spec.blocking, partition=partition)
-    yield overall
+    if context.op_execution_context.has_partition_key_range:
+        records = context.instance.fetch_materializations(  # newest first: the first per partition is its latest
+            AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=list(by_partition)),
+            limit=len(by_partition)).records
+        latest: dict = {}
+        for record in records:
+            latest.setdefault(record.partition_key, record)
+        for partition, result in by_partition.items():
+            record = latest.get(partition)
+            target = Target(storage_id=record.storage_id, run_id=record.event_log_entry.run_id,
+                            timestamp=record.timestamp) if record else None
+            yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=check_name, passed=result.passed,
+                                          metadata=result.metadata, target_materialization_data=target,
+                                          severity=result.severity, description=result.description,
+                                          blocking=spec.blocking, partition=partition)
+    yield dg.AssetCheckResult(check_name=check_name, passed=overall.passed, severity=overall.severity,
+                              description=overall.description, metadata=overall.metadata)

@@ -15,11 +15,11 @@ from proj_assets.probes import checks as C
 from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, INDEX_FILE, open_cache
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_assets.probes.quality import nonfinite_metric_rows
-from proj_assets.probes.results_store import QUALIFIED, read_partition, replace_partitions
+from proj_assets.probes.results_store import QUALIFIED, read_partitions, replace_partitions
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
-CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
-          C.metrics_finite, C.release_gate]
+CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.fold_checks,
+          C.release_gate]
 
 ACT_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "activations_finite"),
               dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "index_matches_cache")]
@@ -144,7 +144,7 @@ def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, inst
     warehouse, fold = probe_resources["warehouse"], built.keys_by_dimension["fold"]
     config = built.keys_by_dimension["config"]
     with warehouse.get_connection() as conn:
-        rows = read_partition(conn, config, fold)
+        rows = read_partitions(conn, [(config, fold)])
         assert rows.height == N_ROWS
         first = pl.int_range(pl.len()) == 0
         bad = rows.with_columns(

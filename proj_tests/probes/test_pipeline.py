@@ -17,8 +17,8 @@ from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_tests.probes.conftest import TINY_SPEC
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
-CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage,
-          C.metrics_finite, C.release_gate]
+CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.fold_checks,
+          C.release_gate]
 
 
 def run(instance, resources, keys, partition=None, raise_on_error=True):
@@ -174,7 +174,7 @@ def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, pr
     with probe_resources["warehouse"].get_connection() as conn:
         rows = conn.execute("select * from probes_sweep.fold_results where config_id = ?", [configs[2]]).pl()
         replace_partitions(conn, rows.with_columns(pr_auc=pl.lit(float("nan"))), [(configs[2], folds[1])])
-    rechecked = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(C.metrics_finite), instance=instance,
+    rechecked = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite")), instance=instance,
                                resources=probe_resources, tags=tags, raise_on_error=False)
     assert not rechecked.success
     latest = latest_check_results(instance, dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite"))
