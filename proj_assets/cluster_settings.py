@@ -147,6 +147,12 @@ def device_queue_tags(kind: str) -> dict[str, str]:
     return {QUEUE_TAG: kind}
 
 
+def training_queue_tags(device: str) -> dict[str, str]:
+    """The queue of a long training step under the profile's `compute.device`: `cuda` steps go to
+    the gpu workers, `cpu` and `auto` ones to the cpu workers (a gpu host may serve both queues)."""
+    return device_queue_tags("gpu" if device == "cuda" else "cpu")
+
+
 def celery_config(settings: ClusterSettings) -> dict:
     """The dagster-celery executor config; the workers' config YAML holds the same block."""
     return {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import polars as pl
 
+from proj_assets.cluster_settings import training_queue_tags
 from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
@@ -132,7 +133,8 @@ def trials_prepare(context: dg.OpExecutionContext, arch_grid: pl.DataFrame) -> S
 
 
 def trial_worker(index: int) -> dg.OpDefinition:
-    @dg.op(name=f"scaling_hpo_trials_worker_{index}", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
+    @dg.op(name=f"scaling_hpo_trials_worker_{index}", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER),
+           tags=training_queue_tags(load_profile().compute.device))
     def _worker(context: dg.OpExecutionContext, cell: StudyCell, features: pl.DataFrame, targets: pl.DataFrame,
                 splits: pl.DataFrame, arch_grid: pl.DataFrame, compute: Compute, artifacts: ArtifactStore,
                 provenance: Provenance) -> dict:

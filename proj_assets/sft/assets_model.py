@@ -3,6 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from proj_assets.cluster_settings import training_queue_tags
+from proj_assets.profiles import load_profile
 from proj_assets.shared.conventions import GATED, check_key
 from proj_assets.shared.gates import require_gates_passed
 from proj_assets.shared.plots import figure_markdown, new_figure
@@ -28,7 +30,8 @@ def loss_curve(losses: list[float], title: str, val_losses: list[float] | None =
     return figure_markdown(fig, title)
 
 
-@dg.asset(key=BASE_MODEL, group_name="sft", kinds={"pytorch", "transformers"})
+@dg.asset(key=BASE_MODEL, group_name="sft", kinds={"pytorch", "transformers"},
+          op_tags=training_queue_tags(load_profile().compute.device))
 def base_model(context: dg.AssetExecutionContext, base_model: ModelSource, artifacts: ArtifactStore,
                compute: Compute, provenance: Provenance) -> dg.MaterializeResult:
     """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
@@ -61,6 +64,7 @@ def base_model(context: dg.AssetExecutionContext, base_model: ModelSource, artif
 
 
 @dg.asset(key=ADAPTER, group_name="sft", kinds={"pytorch", "peft"}, deps=[BASE_MODEL],
+          op_tags=training_queue_tags(load_profile().compute.device),
           ins={"training_set": dg.AssetIn(key=TRAINING_SET)}, automation_condition=GATED)
 def adapter(context: dg.AssetExecutionContext, training_set: pl.DataFrame, base_model: ModelSource,
             artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> dg.MaterializeResult:

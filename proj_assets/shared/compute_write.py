@@ -33,6 +33,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from proj_assets.cluster_settings import training_queue_tags
+from proj_assets.profiles import load_profile
 from proj_assets.shared.conventions import DUCKDB_POOL
 
 HANDOFF_IO_MANAGER = "handoff_io_manager"
@@ -75,9 +77,11 @@ def load_handoff(handoff: Handoff) -> pl.DataFrame:
     return frame
 
 
-def compute_op(**op_kwargs):
-    """`@dg.op` for the long part: no pool; its output is a `Handoff` on the filesystem."""
-    return dg.op(out=dg.Out(Handoff, io_manager_key=HANDOFF_IO_MANAGER), **op_kwargs)
+def compute_op(tags: dict | None = None, **op_kwargs):
+    """`@dg.op` for the long part: no pool; its output is a `Handoff` on the filesystem; in
+    cluster mode it goes to the Celery queue of the profile's compute device."""
+    return dg.op(out=dg.Out(Handoff, io_manager_key=HANDOFF_IO_MANAGER),
+                 tags={**training_queue_tags(load_profile().compute.device), **(tags or {})}, **op_kwargs)
 
 
 def write_op(**op_kwargs):

@@ -140,3 +140,28 @@ def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag
     assert device_queue_tags("gpu") == {"dagster-celery/queue": "gpu"}
     with pytest.raises(ValueError, match="device queue must be one of"):
         device_queue_tags("tpu")
+
+
+def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(monkeypatch, tmp_path):
+    """Every long training step (compute ops, HPO trial workers, SFT pretraining and LoRA) carries
+    the queue tag of `compute.device`: the demo's cpu, a cuda profile's gpu."""
+    import yaml
+
+    from proj_assets.probes.assets import fold_results_compute
+    from proj_assets.profiles import PROFILES_DIR
+    from proj_assets.scaling.assets import TRIAL_WORKERS
+    from proj_assets.sft.assets_model import adapter, base_model
+    from proj_assets.shared.compute_write import compute_op
+
+    steps = [fold_results_compute, *TRIAL_WORKERS, base_model.op, adapter.op]
+    assert {step.tags["dagster-celery/queue"] for step in steps} == {"cpu"}
+    raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
+    raw["compute"]["device"] = "cuda"
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("PROJ_PROFILE", str(tmp_path / "gpu.yaml"))
+
+    @compute_op(name="train_on_gpu")
+    def train_on_gpu():
+        return None
+
+    assert train_on_gpu.tags["dagster-celery/queue"] == "gpu"
