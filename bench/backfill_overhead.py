@@ -5,7 +5,9 @@ A temporary DAGSTER_HOME gets the project's dagster.yaml (its concurrency, run-q
 run-monitoring settings; only the storage paths point into the temp folder) and a temp data dir.
 The probes inputs (corpus, activations, manifest) are materialized once in-process, then:
 
-1. in-process: `probes_sweep_job.execute_in_process` per fold partition (as `make demo` does);
+1. in-process: `probes_sweep_job.execute_in_process` per run a backfill of those partitions
+   launches (one per partition, or a range per run under fold_results' multi-run backfill
+   policy: `materialize_all.plan_runs`, as `make demo` does);
 2. launched: `dagster job backfill -j probes_sweep_job` of the same partitions, executed by
    `dagster-daemon run` (queued run coordinator, default run launcher: one `dagster api
    execute_run` process per run, which loads the code location);
@@ -73,10 +75,13 @@ def backfill(env: dict, home: Path, instance, job: str, partitions: list[str]) -
         raise RuntimeError(out.stdout + out.stderr)
 
     def finished():
-        runs = [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=job)) if r.run_id not in before]
-        return runs if len(runs) == len(partitions) and all(r.is_finished for r in runs) else None
+        (backfill,) = [b for b in instance.get_backfills(limit=1) if b.backfill_timestamp >= started - 1]
+        runs = [r for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+                if r.run_id not in before]
+        done = backfill.status.value.startswith(("COMPLETED", "FAILED")) and runs and all(r.is_finished for r in runs)
+        return runs if done else None
 
-    runs = wait_for(finished, 3600, f"{len(partitions)} runs of {job}")
+    runs = wait_for(finished, 3600, f"the runs of the {job} backfill of {len(partitions)} partitions")
     failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
     if failed:
         raise RuntimeError(f"runs failed: {failed} (logs under {home})")
@@ -97,8 +102,8 @@ def main() -> int:
     import dagster as dg
 
     from proj_assets.definitions import defs
-    from proj_assets.ops.materialize_all import QUIET
-    from proj_assets.probes.assets import ACTIVATIONS, CORPUS, MANIFEST
+    from proj_assets.ops.materialize_all import QUIET, Stage, plan_runs
+    from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST
 
     load = os.getloadavg()
     with dg.DagsterInstance.get() as instance:
@@ -109,9 +114,10 @@ def main() -> int:
         job = defs.resolve_job_def("probes_sweep_job")
         keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=instance)[: args.partitions]
 
+        planned = plan_runs(defs, instance, Stage([dg.AssetKey(FOLD_RESULTS)], job.partitions_def), keys)
         started = time.perf_counter()
-        for key in keys:
-            assert job.execute_in_process(instance=instance, run_config=QUIET, partition_key=key).success
+        for key, range_tags in planned:  # the runs a backfill of these partitions launches
+            assert job.execute_in_process(instance=instance, run_config=QUIET, partition_key=key, tags=range_tags).success
         in_process = time.perf_counter() - started
 
         daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")],
@@ -128,8 +134,8 @@ def main() -> int:
 
     per_run = sorted(r.end_time - r.start_time for r in records)
     print(f"machine load (1/5/15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores: {os.cpu_count()}")
-    print(f"{len(keys)} fold partitions in-process:       {in_process:7.1f} s")
-    print(f"same partitions, daemon-launched backfill: {launched:7.1f} s "
+    print(f"{len(keys)} fold partitions in {len(planned)} in-process runs: {in_process:7.1f} s")
+    print(f"same partitions, daemon-launched backfill, {len(records)} runs: {launched:7.1f} s "
           f"(run process start->end median {per_run[len(per_run) // 2]:.1f} s, max {per_run[-1]:.1f} s)")
     print(f"ratio launched / in-process:               {launched / in_process:7.2f}  (goal <= 2)")
     print(f"one-partition backfill, probes_sweep_job (in-process executor): {fold_one:5.1f} s created->end, "

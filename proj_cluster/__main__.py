@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--name", required=True)
     worker.add_argument("--queue", action="append", choices=["cpu", "gpu"], help="repeatable; default cpu")
     worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--threads", type=int, help="threads of BLAS, OpenMP and polars in its steps (default: all cores)")
     backfill = sub.add_parser("backfill")
     backfill.add_argument("asset", help="asset key with slashes, e.g. probes/sweep/fold_results")
     backfill.add_argument("--partition", action="append", help="repeatable; default: every partition")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from proj_cluster.worker import exec_worker
 
-        exec_worker(args.name, args.queue or ["cpu"], args.concurrency)
+        exec_worker(args.name, args.queue or ["cpu"], args.concurrency, args.threads)
         return 0  # not reached: exec_worker replaces this process
     if args.command == "backfill":
         import dagster as dg

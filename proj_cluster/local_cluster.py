@@ -99,15 +99,15 @@ class LocalCluster:
     def env(self) -> dict[str, str]:
         return cluster_env(self.state)
 
-    def start(self, cpu_workers: int = 2, gpu_workers: int = 0) -> None:
+    def start(self, cpu_workers: int = 2, gpu_workers: int = 0, threads: int | None = None) -> None:
         """Services, daemon and workers (`cpu-1..`, `gpu-1..`); on any failure stop what started."""
         try:
             self.start_services()
             self.start_daemon()
             for i in range(cpu_workers):
-                self.start_worker(f"cpu-{i + 1}", ("cpu",))
+                self.start_worker(f"cpu-{i + 1}", ("cpu",), threads=threads)
             for i in range(gpu_workers):
-                self.start_worker(f"gpu-{i + 1}", ("gpu",))
+                self.start_worker(f"gpu-{i + 1}", ("gpu",), threads=threads)
         except BaseException:
             self.down()
             raise
@@ -166,12 +166,15 @@ class LocalCluster:
         self.state.save()
         return self.state.daemon
 
-    def start_worker(self, name: str, queues: tuple[str, ...] = ("cpu",), extra_env: dict | None = None) -> Started:
+    def start_worker(self, name: str, queues: tuple[str, ...] = ("cpu",), extra_env: dict | None = None,
+                     threads: int | None = None) -> Started:
         """One Celery worker (one task at a time) serving `queues`, started like a remote host's."""
         log = self.state_dir / f"worker-{name}.log"
         cmd = [sys.executable, "-m", "proj_cluster", "worker", "--name", name]
         for queue in queues:
             cmd += ["--queue", queue]
+        if threads:
+            cmd += ["--threads", str(threads)]
         proc = services.spawn(cmd, log, env=process_env(self.state, extra_env), cwd=PROJECT_ROOT)
         worker = Started(f"worker-{name}", proc.pid, 0, str(log))
         self.state.workers.append(worker)

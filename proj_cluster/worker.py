@@ -4,7 +4,8 @@
 and Redis answer (clear error naming host:port otherwise), writes the instance home and the
 worker's Celery config from the PROJ_CLUSTER_* environment, then becomes
 `dagster-celery worker start`. Each worker runs one step at a time (`--concurrency=1`): a step is
-a training job that uses the host's cores itself. `proj_cluster.worker_boot` is imported before
+a training job that uses the host's cores itself, or, with `--threads N`, N of them (one worker
+per core or per GPU is the usual layout). `proj_cluster.worker_boot` is imported before
 the pool starts, so a worker that cannot import the code location stops with that error.
 """
 
@@ -37,7 +38,12 @@ def worker_argv(name: str, queues: list[str], config_yaml: Path, concurrency: in
     return argv + ["--", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle"]
 
 
-def exec_worker(name: str, queues: list[str], concurrency: int = 1) -> None:
+# The thread pools a step may start besides torch's (set by the profile per step): BLAS under numpy
+# and scikit-learn, OpenMP, polars. Several workers on one host each get their share of the cores.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+
+
+def exec_worker(name: str, queues: list[str], concurrency: int = 1, threads: int | None = None) -> None:
     try:
         settings = load_cluster_settings()
         if settings is None:
@@ -52,5 +58,7 @@ def exec_worker(name: str, queues: list[str], concurrency: int = 1) -> None:
     config_yaml = home / f"celery-{name}.yaml"
     config_yaml.write_text(yaml.safe_dump({"execution": {"config": celery_config(settings)}}))
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if threads:
+        os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
     argv = worker_argv(name, queues, config_yaml, concurrency)
     os.execv(argv[0], argv)

@@ -24,7 +24,7 @@ from proj_cluster.local_cluster import process_env
 from proj_cluster.services import group_alive, log_tail, wait_until
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results]
-CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.no_group_leakage, C.metrics_finite]
+CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.fold_checks]
 COMPUTE_OP, WRITE_OP = "probes_sweep_fold_results_compute", "probes_sweep_fold_results_write"
 KEYS = ["config_id", "fold", "role", "probe", "probe_seed"]
 STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
