@@ -5,17 +5,18 @@ A temporary DAGSTER_HOME gets the project's dagster.yaml (its concurrency, run-q
 run-monitoring settings; only the storage paths point into the temp folder) and a temp data dir.
 The probes inputs (corpus, activations, manifest) are materialized once in-process, then:
 
-1. in-process: `probes_sweep_job.execute_in_process` per run a backfill of those partitions
-   launches (one per partition, or a range per run under fold_results' multi-run backfill
-   policy: `materialize_all.plan_runs`, as `make demo` does);
-2. launched: `dagster job backfill -j probes_sweep_job` of the same partitions, executed by
+1. an asset backfill of `probes/sweep/fold_results` partitions (as the UI's "Materialize"
+   submits it; `proj_cluster.backfill`: the asset's multi-run policy plans ranges) executed by
    `dagster-daemon run` (queued run coordinator, default run launcher: one `dagster api
-   execute_run` process per run, which loads the code location);
+   execute_run` process per run, which loads the code location), against the same ranges run
+   in-process (`materialize_all.plan_runs`, as `make demo` does);
+2. a CLI job backfill of `probes_sweep_job` for the same partitions (Dagster launches one run per
+   partition for a job backfill), against one in-process run per partition;
 3. one-partition backfills, each launched like the UI's "Launch backfill": a fold partition of
    `probes_sweep_job` (in-process executor: one process per run) and a ticker of
    `market_ohlcv_job` (multiprocess executor: one process per step and per check).
 
-Prints wall times, the launched / in-process ratio (goal <= 2) and the one-partition run times
+Prints wall times, each launched / in-process ratio (goal <= 2) and the one-partition run times
 (goal <= 10 s on an idle 2-core machine). Run: .venv/bin/python bench/backfill_overhead.py
 [--partitions 24]
 """
@@ -61,18 +62,24 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def backfill(env: dict, home: Path, instance, job: str, partitions: list[str]) -> tuple[float, list]:
-    """Submit a backfill through the CLI; seconds from the backfill's creation (what the UI's
-    "Launch backfill" does) until its last run ended."""
+def backfill(env: dict, home: Path, instance, job: str, partitions: list[str], asset=None) -> tuple[float, list]:
+    """Submit a backfill: of `asset` as the UI's "Materialize" on partitions does (an asset
+    backfill: the asset's backfill policy plans the runs), else of `job` through the CLI (a job
+    backfill: one run per partition). Seconds from the backfill's creation until its last run ended."""
     import dagster as dg
+
+    from proj_cluster.backfill import submit_asset_backfill
 
     before = {r.run_id for r in instance.get_runs()}
     started = time.time()
-    out = subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", str(home / "workspace.yaml"), "-j", job,
-                          "--partitions", ",".join(partitions), "--noprompt"],
-                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
-    if out.returncode:
-        raise RuntimeError(out.stdout + out.stderr)
+    if asset is not None:
+        submit_asset_backfill(asset, partitions, workspace=home / "workspace.yaml")
+    else:
+        out = subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", str(home / "workspace.yaml"), "-j", job,
+                              "--partitions", ",".join(partitions), "--noprompt"],
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+        if out.returncode:
+            raise RuntimeError(out.stdout + out.stderr)
 
     def finished():
         (backfill,) = [b for b in instance.get_backfills(limit=1) if b.backfill_timestamp >= started - 1]
@@ -87,8 +94,8 @@ def backfill(env: dict, home: Path, instance, job: str, partitions: list[str]) -
         raise RuntimeError(f"runs failed: {failed} (logs under {home})")
     records = [instance.get_run_record_by_id(r.run_id) for r in runs]
     created = instance.get_backfill(runs[0].tags["dagster/backfill"]).backfill_timestamp
-    print(f"  {job} x{len(partitions)}: CLI submission (loads the code location) took {created - started:.1f} s",
-          flush=True)
+    print(f"  {asset.to_user_string() if asset else job} x{len(partitions)}: submission (loads the code location) "
+          f"took {created - started:.1f} s", flush=True)
     return max(r.end_time for r in records) - created, records
 
 
@@ -116,28 +123,36 @@ def main() -> int:
 
         planned = plan_runs(defs, instance, Stage([dg.AssetKey(FOLD_RESULTS)], job.partitions_def), keys)
         started = time.perf_counter()
-        for key, range_tags in planned:  # the runs a backfill of these partitions launches
+        for key, range_tags in planned:  # the runs an asset backfill of these partitions launches
             assert job.execute_in_process(instance=instance, run_config=QUIET, partition_key=key, tags=range_tags).success
         in_process = time.perf_counter() - started
+        started = time.perf_counter()
+        for key in keys:  # the runs a job backfill launches: one per partition
+            assert job.execute_in_process(instance=instance, run_config=QUIET, partition_key=key).success
+        in_process_each = time.perf_counter() - started
 
         daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")],
                                   cwd=PROJECT, env=env, stdout=open(home / "daemon.log", "w"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for(lambda: instance.get_daemon_heartbeats().get("BACKFILL"), 180, "the daemon's first heartbeat")
-            launched, records = backfill(env, home, instance, "probes_sweep_job", keys)
+            launched, records = backfill(env, home, instance, "probes_sweep_job", keys, dg.AssetKey(FOLD_RESULTS))
+            launched_each, records_each = backfill(env, home, instance, "probes_sweep_job", keys)
             fold_one, (fold_record,) = backfill(env, home, instance, "probes_sweep_job", keys[:1])
             ohlcv_one, (ohlcv_record,) = backfill(env, home, instance, "market_ohlcv_job", ["SP500"])
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(timeout=60)
 
-    per_run = sorted(r.end_time - r.start_time for r in records)
     print(f"machine load (1/5/15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores: {os.cpu_count()}")
-    print(f"{len(keys)} fold partitions in {len(planned)} in-process runs: {in_process:7.1f} s")
-    print(f"same partitions, daemon-launched backfill, {len(records)} runs: {launched:7.1f} s "
-          f"(run process start->end median {per_run[len(per_run) // 2]:.1f} s, max {per_run[-1]:.1f} s)")
-    print(f"ratio launched / in-process:               {launched / in_process:7.2f}  (goal <= 2)")
+    for what, here, there, runs in (
+            ("asset backfill (ranges, the location's executor)", in_process, launched, records),
+            ("job backfill of probes_sweep_job (a run per partition, in-process executor)", in_process_each,
+             launched_each, records_each)):
+        per_run = sorted(r.end_time - r.start_time for r in runs)
+        print(f"{what}:\n  {len(keys)} fold partitions in {len(runs)} in-process runs: {here:7.1f} s; daemon-launched: "
+              f"{there:7.1f} s (run process start->end median {per_run[len(per_run) // 2]:.1f} s, max {per_run[-1]:.1f} s)"
+              f"\n  ratio launched / in-process: {there / here:7.2f}  (goal <= 2)")
     print(f"one-partition backfill, probes_sweep_job (in-process executor): {fold_one:5.1f} s created->end, "
           f"{fold_record.end_time - fold_record.start_time:.1f} s run  (goal <= 10 s idle)")
     print(f"one-partition backfill, market_ohlcv_job (multiprocess, 5 checks): {ohlcv_one:5.1f} s created->end, "
