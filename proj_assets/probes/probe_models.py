@@ -21,7 +21,16 @@ from torch.utils.checkpoint import checkpoint
 from proj_assets.probes.probe_types import TOKEN_PROBES
 
 
-CHUNK_TOKENS = 16384  # tokens converted to float32 at a time (recomputed in backward: checkpointed)
+CHUNK_TOKENS = 16384  # tokens converted to float32 at a time
+# A chunk's forward is kept for backward when its float32 intermediates stay under this, else it
+# is recomputed in backward (checkpointed): small folds skip the recomputation, research-sized
+# ones (16384 tokens x 1536 dims) keep the peak RSS bound.
+KEEP_BYTES = 96 * 2**20
+
+
+def _kept_bytes(tokens: int, replicas: int, heads: int, dim: int) -> int:
+    """Float32 bytes autograd keeps for one chunk: its tokens and ~4 [tokens, replicas x heads] tensors."""
+    return 4 * tokens * (dim + 4 * replicas * heads)
 
 
 @dataclass
@@ -157,8 +166,8 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
         chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
                  (x.tokens, _spans(x.token_starts[first:last + 1], x.lengths[first:last + 1])))
         args = (*chunk, seg, last + 1 - first, scaled, shift, probe_type == "attention_probe")
-        pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if scaled.requires_grad
-                      else _chunk_pooled(*args))
+        recompute = scaled.requires_grad and _kept_bytes(ends[last] - tok0, *w.shape) > KEEP_BYTES
+        pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if recompute else _chunk_pooled(*args))
         first, tok0 = last + 1, ends[last]
     return torch.cat(pooled).sum(dim=2).T + b[:, None]
 
