@@ -152,10 +152,12 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
         groups.setdefault((keys["fold"], config["activations_path"], group_key(config)), []).append(config)
     seed = compute.seed_everything(threads=load_profile().probes.train_threads)
     sentences, all_metrics, rows = with_sentence_uid(corpus), [], []
+    # each layer's cache verified (checksummed) once per run, however many folds the run holds
+    caches = {path: open_cache(Path(path)) for path in {path for _fold, path, _key in groups}}
     with compute.meter() as meter:
         for (fold, activations_path, _key), configs in groups.items():
             folder = Path(activations_path)  # resolved (weights hashed) once, by the manifest
-            array, index, _meta = open_cache(folder)
+            array, index, _meta = caches[activations_path]
             data = fold_inputs(configs[0], sentences, array, index, fold)
             context.log.info(f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
                              f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}")

@@ -81,19 +81,22 @@ def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> d
     wanted = [(k["config"], k["fold"]) for k in run_partitions(context)]
     with warehouse.get_connection() as conn:
         rows = read_partitions(conn, wanted)
-    found = {key: frame for key, frame in rows.partition_by("config_id", "fold", as_dict=True).items()}
+    found = rows.partition_by("config_id", "fold", as_dict=True)
     return {key: found.get(key, rows.clear()) for key in wanted}
 
 
+# check name -> (description, what an offending row is)
 FOLD_CHECKS = {
-    "no_group_leakage": "The held-out group is the only test group and never among the training groups.",
-    "metrics_finite": "PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both classes.",
+    "no_group_leakage": ("The held-out group is the only test group and never among the training groups.",
+                         "rows that leak a group"),
+    "metrics_finite": ("PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both "
+                       "classes.", "rows with non-finite metrics"),
 }
 
 
 @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
                                                partitions_def=probe_config_fold_partitions)
-                             for name, text in FOLD_CHECKS.items()], can_subset=True)
+                             for name, (text, _what) in FOLD_CHECKS.items()], can_subset=True)
 def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
     """Both fold checks in one step (one query for the run's partitions, one step per run): per
     partition of the run and over all of them (range_check_events)."""
@@ -108,11 +111,11 @@ def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
                 leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)), frame.height + predictions.height)
         if "metrics_finite" in offending:
             offending["metrics_finite"][partition] = (nonfinite_metric_rows(frame), frame.height)
-    what = {"no_group_leakage": "rows that leak a group", "metrics_finite": "rows with non-finite metrics"}
     for name, parts in offending.items():
-        results = {k: _rows_result(name, bad, total, what[name]) for k, (bad, total) in parts.items()}
+        what = FOLD_CHECKS[name][1]
+        results = {k: _rows_result(name, bad, total, what) for k, (bad, total) in parts.items()}
         overall = _rows_result(name, pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
-                               sum(t for _b, t in parts.values()), what[name])
+                               sum(t for _b, t in parts.values()), what)
         yield from range_check_events(context, name, results, overall)
 
 

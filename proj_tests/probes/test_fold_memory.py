@@ -104,3 +104,27 @@ def test_minibatches_share_the_tokens_and_give_the_same_logits(probe_type):
     packed = ProbeInputs(torch.zeros(len(picked), 2), None, own, lengths[picked], full.token_mean, full.token_std)
     torch.testing.assert_close(logits(probe_type, params, sub), logits(probe_type, params, packed))
     torch.testing.assert_close(logits(probe_type, params, full)[:, picked], logits(probe_type, params, packed))
+
+
+@pytest.mark.parametrize("probe_type", ["attention_probe", "multimax_probe"])
+def test_a_kept_forward_and_a_recomputed_one_give_the_same_gradients(probe_type, monkeypatch):
+    """Chunks under probe_models.KEEP_BYTES keep their forward for backward, larger ones are
+    recomputed (checkpointed); a chunk that crosses the line trains the same either way."""
+    from proj_assets.probes import probe_models
+
+    rng = np.random.default_rng(2)
+    lengths = torch.from_numpy(rng.integers(1, 7, size=30))
+    tokens = torch.from_numpy(rng.standard_normal((int(lengths.sum()), 5)).astype(np.float16))
+    inputs = ProbeInputs(torch.zeros(30, 2), None, tokens, lengths, torch.full((5,), 0.1), torch.full((5,), 1.5))
+    target = torch.from_numpy(rng.integers(0, 2, size=(3, 30)).astype(np.float32))
+    grads, calls = [], []
+    real_checkpoint = probe_models.checkpoint
+    monkeypatch.setattr(probe_models, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
+    for keep, checkpointed in ((0, 1), (2**40, 0)):  # always recompute, never recompute
+        monkeypatch.setattr(probe_models, "KEEP_BYTES", keep)
+        calls.clear()
+        params = {k: v.detach().requires_grad_() for k, v in init_params(probe_type, [5, 6, 7], 5, 2).items()}
+        torch.nn.functional.binary_cross_entropy_with_logits(logits(probe_type, params, inputs), target).backward()
+        assert len(calls) == checkpointed
+        grads.append(params["w"].grad)
+    torch.testing.assert_close(grads[0], grads[1])
