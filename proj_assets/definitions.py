@@ -13,8 +13,7 @@ from proj_assets.market import assets as market_assets
 from proj_assets.market import checks as market_checks
 from proj_assets.market import schedules as market_schedules
 from proj_assets.ops import assets as platform_assets
-from proj_assets.cluster_settings import cluster_enabled
-from proj_assets.ops.executor import executor_for
+from proj_assets.ops.executor import executor_for, parallel_executor_for
 from proj_assets.ops import checks as platform_checks
 from proj_assets.ops import jobs as platform_jobs
 from proj_assets.ops import review_job, schedules as platform_schedules, sensors as platform_sensors
@@ -55,10 +54,7 @@ def build_resources(profile: Profile, root: Path) -> dict:
 
 def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
     assets = dg.load_assets_from_modules(ASSET_MODULES)
-    # Light jobs run in one process per run when embedded; in cluster mode their steps go to the
-    # Celery workers like every other job's.
-    light = None if cluster_enabled() else dg.in_process_executor
-    domain_jobs = platform_jobs.domain_jobs(assets, light_executor=light)
+    domain_jobs = platform_jobs.domain_jobs(assets, parallel_executor=parallel_executor_for(profile))
     return dg.Definitions(
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
@@ -66,7 +62,7 @@ def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
         schedules=[market_schedules.market_daily_refresh, *platform_schedules.nightly_backfills(domain_jobs)],
         sensors=platform_sensors.platform_sensors(domain_jobs),
         resources=build_resources(profile, root),
-        executor=executor_for(profile),  # embedded processes; Celery workers when PROJ_CLUSTER=1
+        executor=executor_for(),  # embedded: one process per run; Celery workers when PROJ_CLUSTER=1
     )
 
 

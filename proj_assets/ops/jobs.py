@@ -4,11 +4,9 @@ Other domains land at different times, so every job here is built from the loade
 definitions: a job whose assets are not (yet) defined is left out rather than breaking the code
 location. Partitioned jobs are the backfill targets (`dagster job backfill -j <name>`).
 
-Light jobs (steps of seconds, one partition per run) run with the executor `domain_jobs` is given
-for them (the in-process executor when embedded): the multiprocess executor would start one
-process per step and per check, each importing the code location, which costs more than the
-work (docs/benchmarks.md, bench/backfill_overhead.py). The HPO job keeps the default executor, so
-its trial workers run in parallel processes.
+Jobs run with the code location's executor (embedded: in-process, one process per run, see
+proj_assets/ops/executor.py), except parallel ones, whose steps must overlap (an HPO cell's trial
+workers): they take the executor `domain_jobs` is given for them (embedded: multiprocess).
 """
 
 from dataclasses import dataclass
@@ -26,16 +24,17 @@ class JobSpec:
     partitions_def: dg.PartitionsDefinition | None
     description: str
     group: str | None = None  # select the group's unpartitioned assets instead of `keys`
-    light: bool = False  # short steps: run them with the light executor (one process per run)
+    parallel: bool = False  # steps that must overlap: run them with the parallel executor
 
 
 JOB_SPECS = (
     JobSpec("scaling_hpo_job", (("scaling", "hpo", "trials"),), partitions.budget_horizon_partitions,
-            "HPO cells: one Optuna study per (budget, horizon) partition; resumable."),
+            "HPO cells: one Optuna study per (budget, horizon) partition, its trial workers in parallel; resumable.",
+            parallel=True),
     JobSpec("probes_manifest_job", (("probes", "sweep", "manifest"),), None,
-            "Re-read the sweep spec: configs with stable ids, registers config and fold partitions.", light=True),
+            "Re-read the sweep spec: configs with stable ids, registers config and fold partitions."),
     JobSpec("probes_sweep_job", (("probes", "sweep", "fold_results"),), partitions.probe_config_fold_partitions,
-            "Probe sweep: one run per (config, fold) partition, seeds batched inside.", light=True),
+            "Probe sweep: one run per (config, fold) partition, seeds batched inside."),
     JobSpec("sft_pilot_job", (("sft", "data", "pilot_generations"),), partitions.sft_pilot_partitions,
             "SFT pilot iterations: one run per sampling-settings iteration (registered by sft/data/pilot_settings)."),
     JobSpec("sft_shards_job", (("sft", "data", "scale_shards"), ("sft", "data", "critic_scores")),
@@ -55,9 +54,10 @@ def _asset_index(assets: list) -> dict[dg.AssetKey, dg.PartitionsDefinition | No
     return index
 
 
-def domain_jobs(assets: list, light_executor: dg.ExecutorDefinition | None = None) -> list[UnresolvedAssetJobDefinition]:
-    """The jobs of JOB_SPECS whose assets are all defined in `assets`; light ones run with
-    `light_executor` (None: the code location's default executor)."""
+def domain_jobs(assets: list, parallel_executor: dg.ExecutorDefinition | None = None
+                ) -> list[UnresolvedAssetJobDefinition]:
+    """The jobs of JOB_SPECS whose assets are all defined in `assets`; parallel ones run with
+    `parallel_executor` (None: the code location's default executor, like the others)."""
     index = _asset_index(assets)
     jobs = []
     for spec in JOB_SPECS:
@@ -69,5 +69,5 @@ def domain_jobs(assets: list, light_executor: dg.ExecutorDefinition | None = Non
             continue
         jobs.append(dg.define_asset_job(spec.name, selection=dg.AssetSelection.assets(*keys),
                                         partitions_def=spec.partitions_def, description=spec.description,
-                                        executor_def=light_executor if spec.light else None))
+                                        executor_def=parallel_executor if spec.parallel else None))
     return jobs

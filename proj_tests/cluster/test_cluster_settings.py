@@ -38,7 +38,7 @@ def test_embedded_default_needs_no_service(monkeypatch, tmp_path):
     monkeypatch.delenv("PROJ_CLUSTER", raising=False)
     assert load_cluster_settings() is None
     defs = build_definitions(load_profile(), tmp_path)
-    assert defs.resolve_job_def("scaling_hpo_job").executor_def.name == "multiprocess"  # the default executor
+    assert defs.resolve_job_def("probes_sweep_job").executor_def.name == "in_process"  # the default executor
 
 
 @pytest.mark.parametrize("missing", ["PROJ_CLUSTER_BROKER_URL", "PROJ_CLUSTER_PG_PORT"])

@@ -1,7 +1,7 @@
 """Backfills and run health against a real instance (not in-process): `dagster-daemon run` in a
 subprocess executes a CLI-submitted backfill; a run killed mid-partition is marked failed and a
-re-run leaves every partition exactly once. Slow: every step of a run starts its own process
-(multiprocess executor) that imports the code location, ~1-2 minutes per run on 2 busy cores.
+re-run leaves every partition exactly once. Slow: each run's process imports the code location and
+the daemon ticks; minutes on 2 busy cores.
 Run with `make test-slow`."""
 
 import os
@@ -60,10 +60,10 @@ def test_cli_backfill_of_several_partitions_completes(tmp_path):
 
 
 def _worker_pid(instance, run_id: str) -> int | None:
-    """The run worker's pid once its step worker is starting (the partition is in progress)."""
+    """The run worker's pid once its step started (the partition is in progress)."""
     logs = instance.all_logs(run_id)
     messages = [e.dagster_event.message or "" for e in logs if e.dagster_event]
-    if not any(e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_WORKER_STARTING for e in logs):
+    if not any(e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_START for e in logs):
         return None
     started = [m for m in messages if m.startswith("Started process for run (pid: ")]
     return int(started[0].split("pid: ")[1].rstrip(").")) if started else None
