@@ -1,7 +1,9 @@
 """Probe sweep benchmark: batched training vs the naive loop that trains one seed at a time.
 
-Same data (demo corpus, MiniLM layer-4 activations, one LOPO fold), same epochs, same seeds. Prints
-seed-fold fits per second of the loop, of one config's seeds batched, and of what one
+Same data (demo corpus, MiniLM layer-4 activations, one LOPO fold), same epochs, same seeds. Token
+probes multiply in the platform's `auto` matmul dtype (bfloat16 where the CPU has native bfloat16
+matmuls, probe_models.matmul_dtype); the loop runs in float32 and in that dtype and its faster
+time counts. Prints seed-fold fits per second of the loop, of one config's seeds batched, and of what one
 `fold_results` run of a backfill trains (16 configs of one probe type and layer x the seeds, in one
 computation: probes.partitions_per_run), their ratios and the largest PR-AUC difference, then projects
 the full stage-1 research sweep (768 configs x 20 folds x 20 seeds) from the batched rate, the
@@ -25,6 +27,7 @@ from proj_assets.probes.corpus import coerce_corpus, corpus_hash, with_sentence_
 from proj_assets.probes.corpus_generator import generate_corpus  # noqa: E402
 from proj_assets.probes.extraction import extract_into_caches  # noqa: E402
 from proj_assets.probes.fold_run import fold_inputs  # noqa: E402
+from proj_assets.probes.probe_models import matmul_dtype  # noqa: E402
 from proj_assets.probes.probe_types import CANDIDATE_PROBES  # noqa: E402
 from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_one_at_a_time, train_replicas  # noqa: E402
 from proj_resources.artifacts import dir_bytes  # noqa: E402
@@ -46,24 +49,38 @@ def build_cache(folder: Path, layer: int = 4):
     return corpus, *open_cache(folder)[:2]
 
 
+DTYPE = matmul_dtype("auto", "cpu")
+
+
 def bench_probe(probe_type, corpus, array, index, seeds, epochs):
     config = {"probe_type": probe_type, "pooling": "mean"}
     data = fold_inputs(config, corpus, array, index, "problem_00")
     hp = TrainParams(0.02, 0.01, epochs, 512, 2, patience=epochs)  # no early stop: both run every epoch
     labels, val_labels = np.tile(data.y_train, (len(seeds), 1)), np.tile(data.y_val, (len(seeds), 1))
-    train_replicas(probe_type, data.train, labels[:1], seeds[:1], TrainParams(0.02, 0.01, 2, 512, 2))  # warm-up
+    warm = TrainParams(0.02, 0.01, 2, 512, 2)  # each side's shapes once before it is timed
+    for dtype in {torch.float32, DTYPE}:
+        train_replicas(probe_type, data.train, labels[:1], seeds[:1], warm, matmul_dtype=dtype)
+    train_replicas(probe_type, data.train, labels, seeds, warm, matmul_dtype=DTYPE)
     start = time.perf_counter()
-    batched = predict(probe_type, train_replicas(probe_type, data.train, labels, seeds, hp, data.val, val_labels), data.test)
+    params = train_replicas(probe_type, data.train, labels, seeds, hp, data.val, val_labels, matmul_dtype=DTYPE)
+    batched = predict(probe_type, params, data.test, DTYPE)
     t_batched = time.perf_counter() - start
-    start = time.perf_counter()
-    looped = np.concatenate([predict(probe_type, p, data.test) for p in
-                             train_one_at_a_time(probe_type, data.train, labels, seeds, hp, data.val, val_labels)])
-    t_loop = time.perf_counter() - start
+    loops = {}
+    for dtype in {torch.float32, DTYPE}:  # the loop's own best dtype
+        start = time.perf_counter()
+        looped = np.concatenate([predict(probe_type, p, data.test, dtype) for p in train_one_at_a_time(
+            probe_type, data.train, labels, seeds, hp, data.val, val_labels, matmul_dtype=dtype)])
+        loops[dtype] = (time.perf_counter() - start, looped)
+    loop_dtype = min(loops, key=lambda d: loops[d][0])
+    t_loop, looped = loops[loop_dtype]
     pr_b = [m["pr_auc"] for m in replica_metrics(data.y_test, batched)]
-    pr_l = [m["pr_auc"] for m in replica_metrics(data.y_test, looped)]
+    pr_l = [m["pr_auc"] for m in replica_metrics(data.y_test, loops[DTYPE][1])]
     return {"probe": probe_type, "batched_fits_s": len(seeds) / t_batched, "loop_fits_s": len(seeds) / t_loop,
+            "loop_dtype": str(loop_dtype).removeprefix("torch."),
+            "loop_fits_s_by_dtype": {str(d).removeprefix("torch."): round(len(seeds) / t, 1) for d, (t, _) in loops.items()},
             "ratio": t_loop / t_batched, "max_abs_pr_auc_diff": float(np.max(np.abs(np.subtract(pr_b, pr_l)))),
-            "mean_pr_auc": float(np.mean(pr_b))}
+            "mean_pr_auc": float(np.mean(pr_b)), "mean_pr_auc_float32_loop": float(np.mean(
+                [m["pr_auc"] for m in replica_metrics(data.y_test, loops[torch.float32][1])]))}
 
 
 def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
@@ -73,9 +90,11 @@ def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
     grid = [(lr, wd) for lr in (0.003, 0.01, 0.02, 0.05) for wd in (0.0, 0.001, 0.01, 0.1) for _ in seeds]
     reps = [s for _ in range(16) for s in seeds]
     hp = TrainParams([g[0] for g in grid], [g[1] for g in grid], epochs, 512, 2, patience=epochs)
+    train_replicas(probe_type, data.train, np.tile(data.y_train, (len(reps), 1)), reps,  # warm-up, as the loop's
+                   TrainParams(0.02, 0.01, 2, 512, 2), matmul_dtype=DTYPE)
     start = time.perf_counter()
     train_replicas(probe_type, data.train, np.tile(data.y_train, (len(reps), 1)), reps, hp, data.val,
-                   np.tile(data.y_val, (len(reps), 1)))
+                   np.tile(data.y_val, (len(reps), 1)), matmul_dtype=DTYPE)
     return len(reps) / (time.perf_counter() - start)
 
 
@@ -98,28 +117,28 @@ def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> Non
     writer.close()
 
 
-def current_rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process's memory. Not ru_maxrss: Linux carries that over
+    exec from the forking parent, so a child would report the bench parent's peak when larger."""
     with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
 
 
 def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dict:
     """One research-shaped fold (>= 1000 training sentences x 64 tokens x 1536 dims, written by
     the parent process so this process never maps it for writing): s/epoch for `seeds` replicas,
     and the peak RSS above the process just before the fold is built."""
-    import resource
-
     corpus = research_corpus()
     array, index, _ = open_cache(folder)
-    before = current_rss_mb()
+    before = status_mb("VmRSS")
     data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
     hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
     start = time.perf_counter()
     train_replicas(probe_type, data.train, np.tile(data.y_train, (seeds, 1)), list(range(seeds)), hp, data.val,
-                   np.tile(data.y_val, (seeds, 1)))
+                   np.tile(data.y_val, (seeds, 1)), matmul_dtype=DTYPE)
     per_epoch = (time.perf_counter() - start) / epochs
     return {"probe": probe_type, "train_sentences": len(data.y_train) + len(data.y_val), "s_per_epoch": per_epoch,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_fold_mb": before,
+            "peak_rss_mb": status_mb("VmHWM"), "rss_before_fold_mb": before,
             "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20}
 
 
@@ -184,7 +203,8 @@ def main() -> None:
         corpus, array, index = build_cache(Path(tmp) / "cache")
         cache_bytes = dir_bytes(Path(tmp) / "cache")
         print(f"data: {corpus.height} sentences, activations {array.shape} float16 ({cache_bytes / 1e6:.2f} MB per layer); "
-              f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads", flush=True)
+              f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads; token-probe matmuls "
+              f"in {str(DTYPE).removeprefix('torch.')}", flush=True)
         rows = []
         for probe in CANDIDATE_PROBES:
             rows.append(bench_probe(probe, corpus, array, index, seeds, args.epochs))

@@ -144,16 +144,19 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
                                    check_key(ACTIVATIONS, "activations_finite"), check_key(ACTIVATIONS, "index_matches_cache")])
     from proj_assets.probes.activation_cache import open_cache
     from proj_assets.probes.fold_run import cached_references, fold_inputs, run_group_fold
+    from proj_assets.probes.probe_models import matmul_dtype
 
     stage1 = {r["config_id"]: r for r in manifest.iter_rows(named=True)}
     groups: dict[tuple, list[dict]] = {}
     for keys in run_partitions(context):
         config = resolve_config(keys["config"], stage1)
         groups.setdefault((keys["fold"], config["activations_path"], group_key(config)), []).append(config)
-    seed = compute.seed_everything(threads=load_profile().probes.train_threads)
+    settings = load_profile().probes
+    seed = compute.seed_everything(threads=settings.train_threads)
     sentences, all_metrics, rows = with_sentence_uid(corpus), [], []
     # each layer's cache verified (checksummed) once per run, however many folds the run holds
     caches = {path: open_cache(Path(path)) for path in {path for _fold, path, _key in groups}}
+    device = compute.torch_device()
     with compute.meter() as meter:
         for (fold, activations_path, _key), configs in groups.items():
             folder = Path(activations_path)  # resolved (weights hashed) once, by the manifest
@@ -162,7 +165,7 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
             context.log.info(f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
                              f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}")
             refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), fold, folder.name)
-            metrics, predictions = run_group_fold(configs, data, fold, seed, refs, compute.torch_device())
+            metrics, predictions = run_group_fold(configs, data, fold, seed, refs, device, settings.matmul_dtype)
             for config in configs:
                 own = predictions.filter(pl.col("config_id") == config["config_id"])
                 buffer = io.BytesIO()
@@ -177,7 +180,8 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
     return save_handoff(context, artifacts, stamped, {
         "table": f"{RESULTS_TABLE}", "rows": stamped.height, "partitions": table.height, "trained_together": len(groups),
         **(table.row(0, named=True) if table.height == 1 else {"results": markdown_table(table)}),
-        "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2), **meter.metadata()})
+        "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2), **meter.metadata(),
+        "token_matmul_dtype": str(matmul_dtype(settings.matmul_dtype, device)).removeprefix("torch.")})
 
 
 def run_partitions(context) -> list[dict[str, str]]:

@@ -70,6 +70,13 @@ def token_stats(*parts: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
     return mean.astype(np.float32), (np.sqrt(np.maximum(sq / n - mean ** 2, 0)) + 1e-6).astype(np.float32)
 
 
+def center_in_place(tokens: np.ndarray, mean: np.ndarray, chunk: int = 2048) -> None:
+    """tokens -= mean, float16 in place, `chunk` rows at a time (the values shrink, so they lose no
+    precision): a narrow matmul dtype (bfloat16) then never multiplies large common offsets."""
+    for a in range(0, len(tokens), chunk):
+        tokens[a:a + chunk] = np.asarray(tokens[a:a + chunk], dtype=np.float32) - mean
+
+
 def _standardise(train: np.ndarray, test: np.ndarray, axis=0, weights=None) -> tuple[np.ndarray, np.ndarray]:
     flat = train[weights] if weights is not None else train
     mean, std = flat.mean(axis=axis), flat.std(axis=axis) + 1e-6
@@ -111,7 +118,8 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
 
     Tokens are copied once from the cache file per part (fit, validation, test) as packed float16
     (activation_cache.gather_rows: positioned reads, no page of the memmap kept resident): the
-    fold's slice, no padding and no float32 copy. `corpus` must carry `uid`; `array`/`index`
+    fold's slice, no padding and no float32 copy; they are centred on the training mean in place
+    (token_mean is then zero) and their std is applied on the fly by the probes. `corpus` must carry `uid`; `array`/`index`
     may be None for the position baseline alone."""
     import torch
 
@@ -142,8 +150,9 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
         if need_tokens:
             mean, std = token_stats(tokens[0], tokens[1])
             for part, t, n in zip(parts, tokens, lengths):
+                center_in_place(t, mean)
                 part.tokens, part.lengths = torch.from_numpy(t), torch.from_numpy(n.astype(np.int64))
-                part.token_mean, part.token_std = torch.from_numpy(mean), torch.from_numpy(std)
+                part.token_mean, part.token_std = torch.zeros_like(torch.from_numpy(mean)), torch.from_numpy(std)
     y = train_rows["label"].to_numpy()
     return FoldData(parts[0], parts[1], parts[2], y[~is_val], y[is_val], test_rows["label"].to_numpy(),
                     train_rows, test_rows, val_groups, reference)

@@ -19,18 +19,35 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from proj_assets.probes.probe_types import TOKEN_PROBES
+from proj_assets.probes.segment_ops import segment_max, segment_softmax_pool
 
 
-CHUNK_TOKENS = 16384  # tokens converted to float32 at a time
-# A chunk's forward is kept for backward when its float32 intermediates stay under this, else it
-# is recomputed in backward (checkpointed): small folds skip the recomputation, research-sized
-# ones (16384 tokens x 1536 dims) keep the peak RSS bound.
-KEEP_BYTES = 96 * 2**20
+CHUNK_TOKENS = 16384  # tokens converted to the matmul dtype at a time
+# A chunk's forward is kept for backward when its intermediates stay under this, else it is
+# recomputed in backward (checkpointed): small folds skip the recomputation, research-sized ones
+# (16384 tokens x 1536 dims) keep the peak RSS bound.
+KEEP_BYTES = 48 * 2**20
 
 
-def _kept_bytes(tokens: int, replicas: int, heads: int, dim: int) -> int:
-    """Float32 bytes autograd keeps for one chunk: its tokens and ~4 [tokens, replicas x heads] tensors."""
-    return 4 * tokens * (dim + 4 * replicas * heads)
+def _kept_bytes(tokens: int, replicas: int, heads: int, dim: int, itemsize: int = 4) -> int:
+    """Bytes autograd keeps for one chunk: its tokens (in the matmul dtype) and ~4 float32
+    [tokens, replicas x heads] tensors."""
+    return tokens * (itemsize * dim + 16 * replicas * heads)
+
+
+def matmul_dtype(setting: str, device: str) -> torch.dtype:
+    """The dtype token probes multiply tokens by weights in (float32 accumulation either way):
+    `auto` is bfloat16 where `device` has native bfloat16 matmuls (a CUDA GPU that supports it; a
+    CPU with AVX512-BF16 or AMX, through oneDNN: ~4x float32 on this machine's EPYC), else float32."""
+    if setting in ("float32", "bfloat16"):
+        return getattr(torch, setting)
+    if setting != "auto":
+        raise ValueError(f"unknown matmul dtype {setting!r} (auto, float32 or bfloat16)")
+    if device.startswith("cuda"):
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if native else torch.float32
 
 
 @dataclass
@@ -40,7 +57,7 @@ class ProbeInputs:
     sentence's token count, plus the training-set token mean/std [D] applied on the fly (folded
     into the probe weights), so no float32 copy of the tokens is ever kept. `token_starts`, when
     set, is the row of `tokens` where each sentence's tokens begin: `rows` (a minibatch) shares
-    its parent's tokens and each chunk is copied out, as float32, when it is computed, so a
+    its parent's tokens and each chunk is copied out, in the matmul dtype, when it is computed, so a
     minibatch costs an index, not a second copy of the tokens."""
 
     position: torch.Tensor
@@ -130,33 +147,28 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
 
 
 def _chunk_pooled(tokens: torch.Tensor, spans: list[tuple[int, int]] | None, segment: torch.Tensor, n: int,
-                  w: torch.Tensor, shift: torch.Tensor, attention: bool) -> torch.Tensor:
+                  w: torch.Tensor, shift: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
     """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the rows of
-    `spans` of `tokens` when given: copied here, inside the checkpoint, so backward copies them again)."""
+    `spans` of `tokens` when given: copied here, inside the checkpoint, so backward copies them
+    again). Tokens and weights are multiplied in `dtype`; the products are float32 from there on."""
     R, K, D = w.shape
-    x = tokens.float() if spans is None else _copy_spans(tokens, spans, torch.float32)
-    if attention:
+    x = tokens.to(dtype) if spans is None else _copy_spans(tokens, spans, dtype)
+    if attention:  # 1/sqrt(D) folded into the (small) query weights, not applied to the scores
         H = K // 2
-        scores = (x @ w[:, :H].reshape(R * H, D).T + shift[:, :H].reshape(-1)) / math.sqrt(D)
-        values = x @ w[:, H:].reshape(R * H, D).T + shift[:, H:].reshape(-1)
-        index = segment[:, None].expand_as(scores)
-        peak = torch.full((n, R * H), float("-inf"), device=x.device).scatter_reduce(
-            0, index, scores.detach(), "amax", include_self=True)
-        weights = torch.exp(scores - peak[segment])
-        total = torch.zeros(n, R * H, device=x.device).index_add(0, segment, weights)
-        pooled = torch.zeros(n, R * H, device=x.device).index_add(0, segment, weights * values) / total
-        return pooled.reshape(n, R, H)
-    proj = x @ w.reshape(R * K, D).T + shift.reshape(-1)
-    index = segment[:, None].expand_as(proj)
-    pooled = torch.zeros(n, R * K, device=x.device).scatter_reduce(0, index, proj, "amax", include_self=False)
-    return pooled.reshape(n, R, K)  # hard max over each sentence's tokens
+        q, v = w[:, :H].reshape(R * H, D) / math.sqrt(D), w[:, H:].reshape(R * H, D)
+        scores = (x @ q.to(dtype).T).float().add_(shift[:, :H].reshape(-1) / math.sqrt(D))  # [tokens, R H]
+        values = (x @ v.to(dtype).T).float().add_(shift[:, H:].reshape(-1))
+        return segment_softmax_pool(scores, values, segment, n).reshape(n, R, H)
+    proj = (x @ w.reshape(R * K, D).to(dtype).T).float().add_(shift.reshape(-1))
+    return segment_max(proj, segment, n).reshape(n, R, K)  # hard max over each sentence's tokens
 
 
-def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs) -> torch.Tensor:
+def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs, dtype: torch.dtype) -> torch.Tensor:
     """Standardisation folded into the weights: ((t - mean) / std) @ w = t @ (w / std) - (mean / std) @ w."""
     scaled = w / x.token_std
     shift = -(scaled * x.token_mean).sum(-1)  # [R, K]
     ends = torch.cumsum(x.lengths, 0).tolist()
+    itemsize = torch.empty(0, dtype=dtype).element_size()
     pooled, first, tok0 = [], 0, 0
     while first < len(ends):
         last = first
@@ -165,16 +177,17 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
         seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
         chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
                  (x.tokens, _spans(x.token_starts[first:last + 1], x.lengths[first:last + 1])))
-        args = (*chunk, seg, last + 1 - first, scaled, shift, probe_type == "attention_probe")
-        recompute = scaled.requires_grad and _kept_bytes(ends[last] - tok0, *w.shape) > KEEP_BYTES
+        args = (*chunk, seg, last + 1 - first, scaled, shift, probe_type == "attention_probe", dtype)
+        recompute = scaled.requires_grad and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES
         pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if recompute else _chunk_pooled(*args))
         first, tok0 = last + 1, ends[last]
     return torch.cat(pooled).sum(dim=2).T + b[:, None]
 
 
-def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs) -> torch.Tensor:
-    """Logits [R, N] for every replica on the same N sentences."""
+def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Logits [R, N] for every replica on the same N sentences (token probes multiply in `dtype`)."""
     w, b = params["w"], params["b"]
     if probe_type in TOKEN_PROBES:
-        return _token_logits(probe_type, w, b, x)
+        return _token_logits(probe_type, w, b, x, dtype)
     return w[:, 0, :] @ _linear_features(probe_type, x).T + b[:, None]

@@ -65,6 +65,9 @@ class ProbesSettings(Section):
     # fold's configs (or one config's folds), and configs that share probe type and layer train in
     # one batched computation, so this is best a multiple of the configs per (probe type, layer)
     partitions_per_run: int = Field(48, ge=1)
+    # token probes multiply tokens by weights in this dtype (float32 accumulation; probe_models.matmul_dtype):
+    # auto = bfloat16 where the device does it natively (CUDA; AVX512-BF16/AMX CPUs), else float32
+    matmul_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     disabled_tripwires: list[Tripwire] = []
 
     def sweep_spec_path(self) -> Path:

@@ -13,6 +13,9 @@ With a validation set, each replica keeps its best-validation-loss parameters an
 `patience` epochs without improvement (or at its own epoch budget).
 """
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,6 +72,22 @@ class BatchedAdamW:
             p.grad = None
 
 
+@functools.cache
+def keep_freed_blocks() -> bool:
+    """Ask glibc to keep freed blocks up to 256 MB in the heap (trimming only above 512 MB free).
+    By default it returns blocks over ~128 KB-32 MB to the kernel on free and page-faults them in
+    again on the next allocation; a training step allocates a dozen [tokens, replicas x heads]
+    float32 temporaries, and on this machine those faults cost as much as the arithmetic (the
+    batched token probes ran 1.5-2x slower per epoch, docs/benchmarks.md). Once per process;
+    False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 512 << 20))
+
+
 def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
     """Per-replica mean class-weighted BCE [R]."""
     return torch.nn.functional.binary_cross_entropy_with_logits(
@@ -77,9 +96,12 @@ def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Ten
 
 def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int], hp: TrainParams,
                    val: ProbeInputs | None = None, val_labels: np.ndarray | None = None,
-                   device: str = "cpu") -> dict[str, torch.Tensor]:
+                   device: str = "cpu", matmul_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Train len(seeds) replicas; `labels` is [R, N] (one label vector per replica). Returns the
-    parameters (best on validation when given) and `epochs_run` per replica."""
+    parameters (best on validation when given) and `epochs_run` per replica. Token probes multiply
+    tokens by weights in `matmul_dtype` (probe_models.matmul_dtype); parameters, gradients and the
+    optimizer stay float32."""
+    keep_freed_blocks()
     R, n = len(seeds), len(inputs)
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.float32, device=device)
     if labels_t.shape != (R, n):
@@ -114,7 +136,7 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
                 on = torch.from_numpy(np.flatnonzero(visit[:, step] == b)).to(device)
                 sub = {k: v[on] for k, v in params.items()}
                 lab = labels_t[on][:, parts[b]] if n_batches > 1 else labels_t[on]
-                loss = loss + _weighted_bce(logits(probe_type, sub, batches[b]), lab, pos_weight[on]).sum()
+                loss = loss + _weighted_bce(logits(probe_type, sub, batches[b], matmul_dtype), lab, pos_weight[on]).sum()
             loss.backward()
             opt.step(active)
         trained = active > 0
@@ -122,7 +144,7 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
         active = active * (epoch + 1 < epochs)
         if val is not None:
             with torch.no_grad():
-                loss = _weighted_bce(logits(probe_type, params, val), val_t, pos_weight)
+                loss = _weighted_bce(logits(probe_type, params, val, matmul_dtype), val_t, pos_weight)
             improved = (loss < best_loss - 1e-6) & trained
             for k in best:
                 best[k][improved] = params[k].detach()[improved]
@@ -135,21 +157,22 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     return {**final, "epochs_run": run.cpu()}
 
 
-def predict(probe_type: str, params: dict[str, torch.Tensor], inputs: ProbeInputs) -> np.ndarray:
+def predict(probe_type: str, params: dict[str, torch.Tensor], inputs: ProbeInputs,
+            matmul_dtype: torch.dtype = torch.float32) -> np.ndarray:
     """Probabilities [R, N]."""
     with torch.no_grad():
-        return torch.sigmoid(logits(probe_type, params, inputs.to(params["w"].device))).cpu().numpy()
+        return torch.sigmoid(logits(probe_type, params, inputs.to(params["w"].device), matmul_dtype)).cpu().numpy()
 
 
 def train_one_at_a_time(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int],
-                        hp: TrainParams, val: ProbeInputs | None = None, val_labels: np.ndarray | None = None
-                        ) -> list[dict[str, torch.Tensor]]:
+                        hp: TrainParams, val: ProbeInputs | None = None, val_labels: np.ndarray | None = None,
+                        matmul_dtype: torch.dtype = torch.float32) -> list[dict[str, torch.Tensor]]:
     """The naive reference: one replica per call (what the batched trainer replaces)."""
     pick = lambda v, r: v[r] if np.ndim(v) else v  # noqa: E731
     return [train_replicas(probe_type, inputs, labels[r:r + 1], [s],
                            TrainParams(pick(hp.learning_rate, r), pick(hp.weight_decay, r), pick(hp.epochs, r),
                                        hp.batch_size, hp.n_heads, hp.patience),
-                           val, None if val_labels is None else val_labels[r:r + 1])
+                           val, None if val_labels is None else val_labels[r:r + 1], matmul_dtype=matmul_dtype)
             for r, s in enumerate(seeds)]
 
 
