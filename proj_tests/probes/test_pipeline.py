@@ -14,6 +14,7 @@ from proj_assets.probes import checks as C
 from proj_assets.probes.corpus import coerce_corpus
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
+from proj_assets.probes.probe_models import matmul_dtype
 from proj_tests.probes.conftest import TINY_SPEC
 
 ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
@@ -43,6 +44,7 @@ def test_one_config_fold_materializes_in_process(tmp_path, instance, probes_prof
     meta = next(m for m in result.asset_materializations_for_node("probes__sweep__fold_results")).metadata
     assert meta["probe_type"].value == "linear_probe" and meta["layer"].value == 2
     assert meta["learning_rate"].value == 0.05 and "baseline_pr_auc" in meta
+    assert meta["token_matmul_dtype"].value == str(matmul_dtype("auto", "cpu")).removeprefix("torch.")  # the profile's auto
     (references,) = (tmp_path / "artifacts" / "probes" / "references").glob("*.parquet")  # fit once per fold
     fitted_at = references.stat().st_mtime_ns
     other = dg.MultiPartitionKey({"config": configs[0], "fold": folds[2]})
