@@ -18,8 +18,8 @@ The probes inputs (corpus, activations, manifest) are materialized once in-proce
 
 Prints wall times, each launched / in-process ratio (goal <= 2), how long the backfill daemon took
 to create the first run (its loop ticks every 30 s, so 0-30 s of the launched time is where the
-submission fell in that cycle) and the one-partition run times (goal <= 10 s on an idle 2-core machine). Run: .venv/bin/python bench/backfill_overhead.py
-[--partitions 24]
+submission fell in that cycle) and the one-partition run times (goal <= 10 s on an idle 2-core
+machine). Run: .venv/bin/python bench/backfill_overhead.py [--partitions 24]
 """
 
 import argparse

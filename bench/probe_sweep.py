@@ -30,6 +30,7 @@ from proj_assets.probes.fold_run import fold_inputs  # noqa: E402
 from proj_assets.probes.probe_models import matmul_dtype  # noqa: E402
 from proj_assets.probes.probe_types import CANDIDATE_PROBES  # noqa: E402
 from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_one_at_a_time, train_replicas  # noqa: E402
+from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb  # noqa: E402
 from proj_resources.artifacts import dir_bytes  # noqa: E402
 
 RESEARCH = {"configs": 768, "folds": 20, "seeds": 20, "layers": 4, "per_config_file_mb": 728}
@@ -117,20 +118,13 @@ def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> Non
     writer.close()
 
 
-def status_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process's memory. Not ru_maxrss: Linux carries that over
-    exec from the forking parent, so a child would report the bench parent's peak when larger."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
-
-
 def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dict:
     """One research-shaped fold (>= 1000 training sentences x 64 tokens x 1536 dims, written by
     the parent process so this process never maps it for writing): s/epoch for `seeds` replicas,
     and the peak RSS above the process just before the fold is built."""
     corpus = research_corpus()
     array, index, _ = open_cache(folder)
-    before = status_mb("VmRSS")
+    before = current_rss_mb()
     data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
     hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
     start = time.perf_counter()
@@ -138,7 +132,7 @@ def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dic
                    np.tile(data.y_val, (seeds, 1)), matmul_dtype=DTYPE)
     per_epoch = (time.perf_counter() - start) / epochs
     return {"probe": probe_type, "train_sentences": len(data.y_train) + len(data.y_val), "s_per_epoch": per_epoch,
-            "peak_rss_mb": status_mb("VmHWM"), "rss_before_fold_mb": before,
+            "peak_rss_mb": peak_rss_mb(), "rss_before_fold_mb": before,
             "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20}
 
 

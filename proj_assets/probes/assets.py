@@ -157,6 +157,7 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
     # each layer's cache verified (checksummed) once per run, however many folds the run holds
     caches = {path: open_cache(Path(path)) for path in {path for _fold, path, _key in groups}}
     device = compute.torch_device()
+    dtype = matmul_dtype(settings.matmul_dtype, device)
     with compute.meter() as meter:
         for (fold, activations_path, _key), configs in groups.items():
             folder = Path(activations_path)  # resolved (weights hashed) once, by the manifest
@@ -165,7 +166,7 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
             context.log.info(f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
                              f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}")
             refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), fold, folder.name)
-            metrics, predictions = run_group_fold(configs, data, fold, seed, refs, device, settings.matmul_dtype)
+            metrics, predictions = run_group_fold(configs, data, fold, seed, refs, device, dtype)
             for config in configs:
                 own = predictions.filter(pl.col("config_id") == config["config_id"])
                 buffer = io.BytesIO()
@@ -181,7 +182,7 @@ def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, m
         "table": f"{RESULTS_TABLE}", "rows": stamped.height, "partitions": table.height, "trained_together": len(groups),
         **(table.row(0, named=True) if table.height == 1 else {"results": markdown_table(table)}),
         "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2), **meter.metadata(),
-        "token_matmul_dtype": str(matmul_dtype(settings.matmul_dtype, device)).removeprefix("torch.")})
+        "token_matmul_dtype": str(dtype).removeprefix("torch.")})
 
 
 def run_partitions(context) -> list[dict[str, str]]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 
 from proj_assets.probes.folds import FoldData, build_fold
-from proj_assets.probes.probe_models import matmul_dtype as resolve_matmul_dtype
 from proj_assets.probes.probe_types import TOKEN_PROBES
 from proj_assets.probes.sweep_spec import SHARED_FIELDS, group_key
 from proj_assets.probes.references import fit_references, reference_spec
@@ -58,10 +58,10 @@ def cached_references(data: FoldData, base_seed: int, root: Path, corpus_hash: s
 
 def run_group_fold(configs: list[dict], data: FoldData, fold: str, base_seed: int,
                    references: pl.DataFrame | None = None, device: str = "cpu",
-                   matmul_dtype: str = "float32") -> tuple[pl.DataFrame, pl.DataFrame]:
+                   matmul_dtype: torch.dtype = torch.float32) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(metrics: one row per config x role x seed, predictions: one row per config x role x seed x
     test sentence). `references` (from references_for, cached by the caller) are fit when None;
-    `matmul_dtype` is a probes setting (auto, float32, bfloat16: probe_models.matmul_dtype)."""
+    token probes multiply in `matmul_dtype` (probe_models.matmul_dtype resolves the setting)."""
     keys = {group_key(c) for c in configs}
     if len(keys) != 1:
         raise ValueError(f"configs trained together must share {SHARED_FIELDS}; got {sorted(keys)}")
@@ -70,10 +70,9 @@ def run_group_fold(configs: list[dict], data: FoldData, fold: str, base_seed: in
     hp = TrainParams([c["learning_rate"] for c, _ in owners], [c["weight_decay"] for c, _ in owners],
                      [c["epochs"] for c, _ in owners], int(first["batch_size"]), max(int(first["n_heads"]), 1))
     seeds = [s for _, s in owners]
-    dtype = resolve_matmul_dtype(matmul_dtype, device)
     params = train_replicas(first["probe_type"], data.train, np.tile(data.y_train, (len(seeds), 1)), seeds, hp,
-                            data.val, np.tile(data.y_val, (len(seeds), 1)), device=device, matmul_dtype=dtype)
-    probs = predict(first["probe_type"], params, data.test, dtype)
+                            data.val, np.tile(data.y_val, (len(seeds), 1)), device=device, matmul_dtype=matmul_dtype)
+    probs = predict(first["probe_type"], params, data.test, matmul_dtype)
     refs = references if references is not None else references_for(data, base_seed)
     importance = data.test_rows["importance"].to_numpy() if "importance" in data.test_rows.columns else None
     common = {"fold": fold, "n_train": data.train_rows.height, "n_test": len(data.y_test),

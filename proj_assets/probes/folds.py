@@ -118,9 +118,9 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
 
     Tokens are copied once from the cache file per part (fit, validation, test) as packed float16
     (activation_cache.gather_rows: positioned reads, no page of the memmap kept resident): the
-    fold's slice, no padding and no float32 copy; they are centred on the training mean in place
-    (token_mean is then zero) and their std is applied on the fly by the probes. `corpus` must carry `uid`; `array`/`index`
-    may be None for the position baseline alone."""
+    fold's slice, no padding and no float32 copy; they are centred on the training mean in place and
+    their std is applied on the fly by the probes. `corpus` must carry `uid`; `array`/`index` may
+    be None for the position baseline alone."""
     import torch
 
     from proj_assets.probes.probe_models import ProbeInputs
@@ -152,7 +152,7 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
             for part, t, n in zip(parts, tokens, lengths):
                 center_in_place(t, mean)
                 part.tokens, part.lengths = torch.from_numpy(t), torch.from_numpy(n.astype(np.int64))
-                part.token_mean, part.token_std = torch.zeros_like(torch.from_numpy(mean)), torch.from_numpy(std)
+                part.token_std = torch.from_numpy(std)
     y = train_rows["label"].to_numpy()
     return FoldData(parts[0], parts[1], parts[2], y[~is_val], y[is_val], test_rows["label"].to_numpy(),
                     train_rows, test_rows, val_groups, reference)

@@ -53,9 +53,10 @@ def matmul_dtype(setting: str, device: str) -> torch.dtype:
 @dataclass
 class ProbeInputs:
     """Features of N sentences: standardised position [N,P] and pooled [N,D] features, and for
-    token probes the raw tokens *packed* (no padding) as float16 [total_tokens, D] with each
-    sentence's token count, plus the training-set token mean/std [D] applied on the fly (folded
-    into the probe weights), so no float32 copy of the tokens is ever kept. `token_starts`, when
+    token probes the tokens *packed* (no padding) as float16 [total_tokens, D], centred on the
+    training-token mean (folds.center_in_place), with each sentence's token count, plus the
+    training-token std [D] applied on the fly (folded into the probe weights), so no float32 copy
+    of the tokens is ever kept. `token_starts`, when
     set, is the row of `tokens` where each sentence's tokens begin: `rows` (a minibatch) shares
     its parent's tokens and each chunk is copied out, in the matmul dtype, when it is computed, so a
     minibatch costs an index, not a second copy of the tokens."""
@@ -64,16 +65,15 @@ class ProbeInputs:
     pooled: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
-    token_mean: torch.Tensor | None = None
     token_std: torch.Tensor | None = None
     token_starts: torch.Tensor | None = None
 
     @classmethod
     def from_padded(cls, position, pooled, tokens, mask) -> "ProbeInputs":
-        """From padded tokens [N,T,D] and mask [N,T] (tests and small callers): packed, fp16, unit stats."""
-        d = tokens.shape[2]
+        """From padded tokens [N,T,D] and mask [N,T] (tests and small callers): packed, fp16, unit std;
+        the tokens are taken as centred already."""
         return cls(position, pooled, tokens[mask].to(torch.float16), mask.sum(1).to(torch.int64),
-                   torch.zeros(d), torch.ones(d))
+                   torch.ones(tokens.shape[2]))
 
     def __len__(self) -> int:
         return self.position.shape[0]
@@ -92,8 +92,8 @@ class ProbeInputs:
         if self.tokens is not None:
             starts = self.token_starts if self.token_starts is not None else torch.cumsum(self.lengths, 0) - self.lengths
             starts = starts[idx]
-        return ProbeInputs(self.position[idx], pick(self.pooled), self.tokens, pick(self.lengths), self.token_mean,
-                           self.token_std, starts)
+        return ProbeInputs(self.position[idx], pick(self.pooled), self.tokens, pick(self.lengths), self.token_std,
+                           starts)
 
 
 def _spans(starts: torch.Tensor, lengths: torch.Tensor) -> list[tuple[int, int]]:
@@ -147,7 +147,7 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
 
 
 def _chunk_pooled(tokens: torch.Tensor, spans: list[tuple[int, int]] | None, segment: torch.Tensor, n: int,
-                  w: torch.Tensor, shift: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
+                  w: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
     """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the rows of
     `spans` of `tokens` when given: copied here, inside the checkpoint, so backward copies them
     again). Tokens and weights are multiplied in `dtype`; the products are float32 from there on."""
@@ -156,17 +156,15 @@ def _chunk_pooled(tokens: torch.Tensor, spans: list[tuple[int, int]] | None, seg
     if attention:  # 1/sqrt(D) folded into the (small) query weights, not applied to the scores
         H = K // 2
         q, v = w[:, :H].reshape(R * H, D) / math.sqrt(D), w[:, H:].reshape(R * H, D)
-        scores = (x @ q.to(dtype).T).float().add_(shift[:, :H].reshape(-1) / math.sqrt(D))  # [tokens, R H]
-        values = (x @ v.to(dtype).T).float().add_(shift[:, H:].reshape(-1))
+        scores, values = (x @ q.to(dtype).T).float(), (x @ v.to(dtype).T).float()  # [tokens, R H]
         return segment_softmax_pool(scores, values, segment, n).reshape(n, R, H)
-    proj = (x @ w.reshape(R * K, D).to(dtype).T).float().add_(shift.reshape(-1))
+    proj = (x @ w.reshape(R * K, D).to(dtype).T).float()
     return segment_max(proj, segment, n).reshape(n, R, K)  # hard max over each sentence's tokens
 
 
 def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs, dtype: torch.dtype) -> torch.Tensor:
-    """Standardisation folded into the weights: ((t - mean) / std) @ w = t @ (w / std) - (mean / std) @ w."""
+    """Standardisation folded into the weights: the tokens are centred, so (t / std) @ w = t @ (w / std)."""
     scaled = w / x.token_std
-    shift = -(scaled * x.token_mean).sum(-1)  # [R, K]
     ends = torch.cumsum(x.lengths, 0).tolist()
     itemsize = torch.empty(0, dtype=dtype).element_size()
     pooled, first, tok0 = [], 0, 0
@@ -177,7 +175,7 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
         seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
         chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
                  (x.tokens, _spans(x.token_starts[first:last + 1], x.lengths[first:last + 1])))
-        args = (*chunk, seg, last + 1 - first, scaled, shift, probe_type == "attention_probe", dtype)
+        args = (*chunk, seg, last + 1 - first, scaled, probe_type == "attention_probe", dtype)
         recompute = scaled.requires_grad and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES
         pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if recompute else _chunk_pooled(*args))
         first, tok0 = last + 1, ends[last]

@@ -13,7 +13,6 @@ every few epochs and a later call resumes from it.
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss, r
 from torch import nn
 
 from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
+from proj_assets.shared.process_memory import peak_rss_mb
 from proj_assets.scaling.windows import WindowData
 
 
@@ -120,7 +120,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     """CUDA: peak allocated by torch in this trial. CPU: the process's peak resident set size."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def accumulate_gradients(model: nn.Module, data: WindowData, step: torch.Tensor, micro_batch: int) -> float:

@@ -93,7 +93,7 @@ def test_minibatches_share_the_tokens_and_give_the_same_logits(probe_type):
     rng = np.random.default_rng(1)
     lengths = torch.from_numpy(rng.integers(1, 7, size=40))
     tokens = torch.from_numpy(rng.standard_normal((int(lengths.sum()), 5)).astype(np.float16))
-    full = ProbeInputs(torch.zeros(40, 2), None, tokens, lengths, torch.full((5,), 0.1), torch.full((5,), 1.5))
+    full = ProbeInputs(torch.zeros(40, 2), None, tokens, lengths, torch.full((5,), 1.5))
     params = init_params(probe_type, [3, 4], 5, 2)
     idx = torch.from_numpy(rng.permutation(40)[:25])
     sub = full.rows(idx).rows(torch.arange(24, -1, -2))  # a minibatch of a minibatch
@@ -101,7 +101,7 @@ def test_minibatches_share_the_tokens_and_give_the_same_logits(probe_type):
     picked = idx[torch.arange(24, -1, -2)]
     starts = torch.cumsum(lengths, 0) - lengths
     own = torch.cat([tokens[s:s + n] for s, n in zip(starts[picked].tolist(), lengths[picked].tolist())])
-    packed = ProbeInputs(torch.zeros(len(picked), 2), None, own, lengths[picked], full.token_mean, full.token_std)
+    packed = ProbeInputs(torch.zeros(len(picked), 2), None, own, lengths[picked], full.token_std)
     torch.testing.assert_close(logits(probe_type, params, sub), logits(probe_type, params, packed))
     torch.testing.assert_close(logits(probe_type, params, full)[:, picked], logits(probe_type, params, packed))
 
@@ -115,7 +115,7 @@ def test_a_kept_forward_and_a_recomputed_one_give_the_same_gradients(probe_type,
     rng = np.random.default_rng(2)
     lengths = torch.from_numpy(rng.integers(1, 7, size=30))
     tokens = torch.from_numpy(rng.standard_normal((int(lengths.sum()), 5)).astype(np.float16))
-    inputs = ProbeInputs(torch.zeros(30, 2), None, tokens, lengths, torch.full((5,), 0.1), torch.full((5,), 1.5))
+    inputs = ProbeInputs(torch.zeros(30, 2), None, tokens, lengths, torch.full((5,), 1.5))
     target = torch.from_numpy(rng.integers(0, 2, size=(3, 30)).astype(np.float32))
     grads, calls = [], []
     real_checkpoint = probe_models.checkpoint
