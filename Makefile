@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)
 export PROJ_PROFILE ?= demo
 
-.PHONY: install demo test test-slow ui validate bench clean-data status browser redis cluster-up cluster-env cluster-down
+.PHONY: install lint demo test test-slow ui validate bench clean-data status browser redis cluster-up cluster-env cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,11 +18,17 @@ install: $(STAMP)
 
 # GROUPS="market scaling" limits the demo to those domains (their upstream must exist).
 demo: $(STAMP)
-	$(PY) -m proj_assets.ops.materialize_all $(foreach g,$(GROUPS),--group $(g))
+	$(PY) -m proj_assets.entrypoints.demo $(foreach g,$(GROUPS),--group $(g))
+
+# The rules CI enforces before any test: formatting, lint and types (docs/architecture.md).
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The cluster tests run in a pytest process of their own, after the rest of the suite: they load
 # the code location under a cluster profile, and that module state must not leak into other tests.
-test: $(STAMP) redis
+test: $(STAMP) redis lint
 	$(PY) -m pytest -m "not slow" -n 2 -q --ignore=proj_tests/cluster
 	$(PY) -m pytest proj_tests/cluster -m "not slow" -q
 
@@ -34,7 +40,7 @@ validate: $(STAMP)
 
 # The status report (markdown) from the instance at DAGSTER_HOME.
 status: $(STAMP)
-	$(PY) -m proj_assets.ops.cli status
+	$(PY) -m proj_assets.entrypoints.cli status
 
 # Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
 browser:
@@ -59,7 +65,7 @@ cluster-down:
 # `dg dev` (webserver on 127.0.0.1:$(UI_PORT) + daemon); Ctrl-C or SIGTERM stops it and its children.
 UI_PORT ?= 3000
 ui: $(STAMP)
-	$(PY) -m proj_assets.ops.ui --port $(UI_PORT)
+	$(PY) -m proj_assets.entrypoints.ui --port $(UI_PORT)
 
 clean-data:
 	rm -rf data/dagster data/warehouse data/artifacts data/optuna

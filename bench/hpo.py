@@ -9,6 +9,7 @@ in Python, one optimizer step per batch) measured in the same run. `--samplers-o
 TPE-vs-random comparison.
 """
 
+import argparse
 import statistics
 import sys
 import time
@@ -162,4 +163,6 @@ def main(samplers_only: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(samplers_only="--samplers-only" in sys.argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samplers-only", action="store_true", help="run just the TPE-vs-random comparison")
+    main(samplers_only=parser.parse_args().samplers_only)

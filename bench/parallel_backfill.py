@@ -104,14 +104,15 @@ def step_seconds(instance, runs) -> str:
 
 def prepare(cluster: LocalCluster, instance) -> list[str]:
     """Upstream of both benchmarks, in-process into the cluster's instance; the fold partitions."""
-    from proj_assets.definitions import build_resources
-    from proj_assets.market import assets as market_assets, checks as market_checks
-    from proj_assets.probes import assets as probes_assets, checks as probes_checks
-    from proj_assets.scaling import assets as scaling_assets, checks as scaling_checks
+    from proj_assets.definitions import build_definitions, build_resources
+    from proj_assets.market import assets as market_assets
+    from proj_assets.probes import assets as probes_assets
+    from proj_assets.scaling import assets as scaling_assets
 
-    defs = [*dg.load_assets_from_modules([market_assets, scaling_assets, probes_assets]),
-            *dg.load_asset_checks_from_modules([market_checks, scaling_checks, probes_checks])]
-    resources = build_resources(load_profile(), cluster.data_dir)
+    profile = load_profile()  # the bench profile: PROJ_PROFILE, set by main() for the cluster's processes too
+    location = build_definitions(profile, cluster.data_dir)  # as the cluster's code location builds it (gates included)
+    defs = [*location.assets, *location.asset_checks]
+    resources = build_resources(profile, cluster.data_dir)
     for ticker in ("SP500", "NASDAQ", "VIX"):
         dg.materialize(defs, resources=resources, instance=instance, partition_key=ticker,
                        selection=[dg.AssetKey(market_assets.OHLCV)])

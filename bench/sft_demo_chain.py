@@ -17,18 +17,19 @@ if "PROJ_DATA_DIR" not in os.environ:  # a fresh folder: the base model is built
 import dagster as dg  # noqa: E402
 import polars as pl  # noqa: E402
 
-from proj_assets.definitions import build_resources  # noqa: E402
+from proj_assets.definitions import build_definitions  # noqa: E402
 from proj_assets.partitions import sft_shard_partitions  # noqa: E402
 from proj_assets.profiles import data_dir, load_profile  # noqa: E402
-from proj_assets.sft import assets, checks  # noqa: E402
 from proj_assets.sft import keys as k  # noqa: E402
 from proj_assets.sft.iterations import iterations, selected_iteration  # noqa: E402
 
 
 def main() -> None:
-    defs = [getattr(assets, n) for n in assets.__all__]
-    defs += [v for v in vars(checks).values() if isinstance(v, dg.AssetChecksDefinition)]
-    resources = build_resources(load_profile(), Path(data_dir()))
+    profile, root = load_profile(), Path(data_dir())  # a script: the active profile (PROJ_PROFILE) is its input
+    cfg = profile.sft
+    location = build_definitions(profile, root)  # as the code location builds it: the gates resolved
+    defs = [*location.assets, *location.asset_checks]  # every run holds them; the selection picks what runs
+    resources = location.resources
     timings: dict[str, float] = {}
     with dg.instance_for_test() as instance:
         def run(label, keys, partition=None):
@@ -45,11 +46,10 @@ def main() -> None:
         run("base_model (cold)", [k.BASE_MODEL])
         run("base_model (cached)", [k.BASE_MODEL])
         run("test set + pilot settings", [k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
-        cfg = load_profile().sft
         for n, key in enumerate(iterations(cfg)):
             run(f"pilot iteration {n}{' (selected)' if key == selected_iteration(cfg) else ''}", [k.PILOT], key)
         run("pilot comparison", [k.PILOT_COMPARISON])
-        for shard in sft_shard_partitions.get_partition_keys():
+        for shard in sft_shard_partitions(cfg.n_shards).get_partition_keys():
             run(f"shard {shard} + critic", [k.SHARDS, k.CRITIC], shard)
         run("training set", [k.TRAINING_SET])
         run("adapter", [k.ADAPTER])

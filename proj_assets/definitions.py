@@ -1,4 +1,14 @@
-"""The code location's only Definitions: every domain, resources, jobs, schedules and sensors."""
+"""The code location: every domain's definitions, built from one profile and merged.
+
+Each domain folder exports one builder (`market.definitions.build_market`, ...) that returns its
+whole surface (assets, checks, partitions, jobs, schedules, sensors and the resources only it
+uses) from the profile it is given. This module adds what every domain shares (warehouse,
+artifacts, compute, provenance, I/O managers, the executor) and merges them with
+`Definitions.merge`: the root lists domains, not modules, and definitions for two profiles can
+live in one process. Dagster loads the code location through `defs`, a `@dg.definitions`
+function, so the active profile (PROJ_PROFILE, PROJ_DATA_DIR) is read when the location loads,
+never at import.
+"""
 
 import warnings
 from pathlib import Path
@@ -9,61 +19,57 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from proj_assets.market import assets as market_assets
-from proj_assets.market import checks as market_checks
-from proj_assets.market import schedules as market_schedules
-from proj_assets.ops import assets as platform_assets
-from proj_assets.ops.executor import executor_for, parallel_executor_for
-from proj_assets.ops import checks as platform_checks
-from proj_assets.ops import jobs as platform_jobs
-from proj_assets.ops import review_job, schedules as platform_schedules, sensors as platform_sensors
-from proj_assets.ops.status_note import status_job
-from proj_assets.probes import assets as probes_assets
-from proj_assets.probes import checks as probes_checks
-from proj_assets.profiles import Profile, data_dir, load_profile
-from proj_assets.scaling import assets as scaling_assets
-from proj_assets.scaling import assets_law as scaling_law_assets
-from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager
-from proj_assets.scaling import checks as scaling_checks
-from proj_assets.sft import assets as sft_assets
-from proj_assets.sft import checks as sft_checks
-from proj_resources import (ArtifactStore, Compute, MarketSource, Provenance, Warehouse, warehouse_io_manager,
-                            warehouse_path)
-from proj_resources.models import ModelSource
-
-ASSET_MODULES = [market_assets, scaling_assets, scaling_law_assets, probes_assets, sft_assets, platform_assets]
-CHECK_MODULES = [market_checks, scaling_checks, probes_checks, sft_checks, platform_checks]
+from proj_assets.market.definitions import build_market  # noqa: E402 (after the warning filters)
+from proj_assets.platform.definitions import build_platform  # noqa: E402
+from proj_assets.probes.definitions import build_probes  # noqa: E402
+from proj_assets.profiles import Profile, data_dir, load_profile  # noqa: E402
+from proj_assets.scaling.definitions import build_scaling  # noqa: E402
+from proj_assets.sft.definitions import build_sft  # noqa: E402
+from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager  # noqa: E402
+from proj_assets.shared.executors import executor_for  # noqa: E402
+from proj_assets.shared.gates import with_upstream_gates  # noqa: E402
+from proj_assets.shared.jobs import require_jobs_select_assets  # noqa: E402
+from proj_resources import ArtifactStore, Compute, Provenance, Warehouse, warehouse_io_manager, warehouse_path  # noqa: E402
 
 
-def build_resources(profile: Profile, root: Path) -> dict:
-    """Resources for `profile`, with every output under `root` (warehouse, artifacts)."""
+def shared_resources(profile: Profile, root: Path) -> dict:
+    """What every domain uses, for `profile`, with every output under `root`."""
     database = str(warehouse_path(profile.name, root))
-    market = profile.market
     return {
         "io_manager": warehouse_io_manager(database),
         HANDOFF_IO_MANAGER: handoff_io_manager(root),
         "warehouse": Warehouse(database=database),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
-        "market_source": MarketSource(kind=market.source, csv_dir=market.csv_dir, start=market.start, end=market.end),
         "compute": Compute(**profile.compute.model_dump()),
         "provenance": Provenance(),
-        "probe_model": ModelSource(path=profile.probes.model.resolved_path()),
-        "base_model": ModelSource(path=profile.sft.base_model_path, revision=profile.sft.base_model_revision),
     }
 
 
+def domain_definitions(profile: Profile, root: Path) -> list[dg.Definitions]:
+    """Each domain's own definitions for `profile` (the platform layer last: it spans them)."""
+    return [build_market(profile, root), build_scaling(profile, root), build_probes(profile, root),
+            build_sft(profile, root), build_platform(profile)]
+
+
+def build_resources(profile: Profile, root: Path) -> dict:
+    """Every resource of the code location for `profile` (the shared ones and each domain's)."""
+    resources = shared_resources(profile, root)
+    for domain in domain_definitions(profile, root):
+        resources.update(domain.resources or {})
+    return resources
+
+
 def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
-    assets = dg.load_assets_from_modules(ASSET_MODULES)
-    domain_jobs = platform_jobs.domain_jobs(assets, parallel_executor=parallel_executor_for(profile))
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[market_schedules.market_ohlcv_job, review_job.gate_review_job, status_job, *domain_jobs],
-        schedules=[market_schedules.market_daily_refresh, *platform_schedules.nightly_backfills(domain_jobs)],
-        sensors=platform_sensors.platform_sensors(domain_jobs),
-        resources=build_resources(profile, root),
-        executor=executor_for(),  # embedded: one process per run; Celery workers when PROJ_CLUSTER=1
-    )
+    merged = with_upstream_gates(dg.Definitions.merge(
+        *domain_definitions(profile, root),
+        dg.Definitions(resources=shared_resources(profile, root),
+                       executor=executor_for()),  # embedded: in-process; Celery workers when PROJ_CLUSTER=1
+    ))
+    require_jobs_select_assets(merged)
+    return merged
 
 
-defs = build_definitions(load_profile(), data_dir())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location for the active profile (PROJ_PROFILE) with outputs under PROJ_DATA_DIR."""
+    return build_definitions(load_profile(), data_dir())

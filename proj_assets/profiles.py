@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
 from proj_assets.market.settings import MarketSettings
 from proj_assets.settings_shared import ComputeSettings, PlatformSettings
@@ -41,6 +42,15 @@ class Profile(Section):
     probes: ProbesSettings
     sft: SftSettings
     platform: PlatformSettings = PlatformSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """Study journals, checkpoints and the warehouse file are keyed by this name (never by the
+        PROJ_PROFILE value, which may be a path), so it must be a plain file name."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+            raise ValueError(f"must be a plain name (letters, digits, _ . -), got {name!r}")
+        return name
 
 
 def profile_path(name_or_path: str) -> Path:

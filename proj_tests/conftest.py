@@ -17,6 +17,8 @@ os.environ.setdefault("PROJ_DATA_DIR", tempfile.mkdtemp(prefix="proj_test_data_"
 _dagster_home = Path(tempfile.mkdtemp(prefix="proj_test_dagster_home_"))
 (_dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 os.environ["DAGSTER_HOME"] = str(_dagster_home)
+# Only for subprocesses that load the code location; in-process tests build from a Profile object
+# (definitions_helpers.py).
 os.environ.setdefault("PROJ_PROFILE", "demo")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,10 +33,11 @@ def instance():
 @pytest.fixture
 def resources(tmp_path: Path) -> dict:
     """The demo profile's resources with every output under tmp_path."""
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
+    from definitions_helpers import demo_profile
 
-    return build_resources(load_profile(), tmp_path)
+    from proj_assets.definitions import build_resources
+
+    return build_resources(demo_profile(), tmp_path)
 
 
 def write_ohlcv_csv(path: Path, df: pl.DataFrame) -> Path:

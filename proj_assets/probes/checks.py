@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
+from proj_assets.probes.settings import ProbesSettings
 from proj_assets.shared.check_results import offending_rows_result, range_check_events, threshold_result
 from proj_assets.probes.activation_cache import cache_problem, index_problems, nonfinite_rows, open_cache
 from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST, SUMMARY, activation_folders,
@@ -13,27 +14,20 @@ from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFE
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.results_store import predictions_relpath, read_partitions
 from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
-from proj_assets.profiles import load_profile
 from proj_resources import ArtifactStore, Warehouse
 from proj_resources.models import ModelSource
 
 
-def _tripwire(name: str) -> dict:
+def _tripwire(settings: ProbesSettings, name: str) -> dict:
     """Severity and metadata for check `name`: WARN plus a record when the profile disabled it."""
-    if name in load_profile().probes.disabled_tripwires:
+    if name in settings.disabled_tripwires:
         return {"severity": dg.AssetCheckSeverity.WARN, "tripwire_disabled": True}
     return {"severity": dg.AssetCheckSeverity.ERROR, "tripwire_disabled": False}
 
 
-def _rows_result(name: str, offending: pl.DataFrame, total: int, what: str) -> dg.AssetCheckResult:
-    return offending_rows_result(offending, total, what, **_tripwire(name))
-
-
-@dg.asset_check(asset=CORPUS, blocking=True)
-def groups_and_labels_valid(corpus: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every group has both labels and enough sentences; traces are whole and in one group."""
-    problems = group_problems(corpus)
-    return _rows_result("groups_and_labels_valid", problems, corpus["group_id"].n_unique(), "groups or traces with problems")
+def _rows_result(settings: ProbesSettings, name: str, offending: pl.DataFrame, total: int,
+                 what: str) -> dg.AssetCheckResult:
+    return offending_rows_result(offending, total, what, **_tripwire(settings, name))
 
 
 _CACHE_INS = {"corpus": dg.AssetIn(CORPUS)}
@@ -43,37 +37,6 @@ def _unreadable(folder, layer: int) -> pl.DataFrame | None:
     """One offending row when a cache folder fails its size/checksum verification (never read)."""
     problem = cache_problem(folder)
     return None if problem is None else pl.DataFrame({"layer": [layer], "problem": [f"{problem} (cache {folder.name})"]})
-
-
-@dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
-def activations_finite(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
-    """No NaN or inf in any cached activation."""
-    offending, total = [], 0
-    for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
-        if (broken := _unreadable(folder, layer)) is not None:
-            offending.append(broken)
-            continue
-        array, index, _meta = open_cache(folder)
-        offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer), problem=pl.lit("non-finite")))
-        total += index.height
-    return _rows_result("activations_finite", pl.concat(offending, how="diagonal_relaxed"), total,
-                        "sentences with non-finite activations (or unreadable caches)")
-
-
-@dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
-def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
-    """The index covers every corpus sentence once and tiles the activation array exactly."""
-    uids = set(with_sentence_uid(corpus)["uid"].to_list())
-    offending, total = [], 0
-    for layer, (_spec, folder) in activation_folders(corpus, artifacts, probe_model).items():
-        if (broken := _unreadable(folder, layer)) is not None:
-            offending.append(broken)
-            continue
-        array, index, _meta = open_cache(folder)
-        offending.append(index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer)))
-        total += index.height
-    return _rows_result("index_matches_cache", pl.concat(offending, how="diagonal_relaxed"), total,
-                        "index rows that do not match the cache (or unreadable caches)")
 
 
 def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dict[tuple[str, str], pl.DataFrame]:
@@ -94,41 +57,84 @@ FOLD_CHECKS = {
 }
 
 
-@dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
-                                               partitions_def=probe_config_fold_partitions)
-                             for name, (text, _what) in FOLD_CHECKS.items()], can_subset=True)
-def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
-    """Both fold checks in one step (one query for the run's partitions, one step per run): per
-    partition of the run and over all of them (range_check_events)."""
-    rows = _run_rows(context, warehouse)
-    selected = {key.name for key in context.selected_asset_check_keys}
-    offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {name: {} for name in FOLD_CHECKS if name in selected}
-    for (config_id, fold), frame in rows.items():
-        partition = str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))
-        if "no_group_leakage" in offending:
-            predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
-            offending["no_group_leakage"][partition] = (
-                leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)), frame.height + predictions.height)
-        if "metrics_finite" in offending:
-            offending["metrics_finite"][partition] = (nonfinite_metric_rows(frame), frame.height)
-    for name, parts in offending.items():
-        what = FOLD_CHECKS[name][1]
-        results = {k: _rows_result(name, bad, total, what) for k, (bad, total) in parts.items()}
-        overall = _rows_result(name, pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
-                               sum(t for _b, t in parts.values()), what)
-        yield from range_check_events(context, name, results, overall)
+def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
+    """The probes checks for `settings` (tripwires it disables report WARN)."""
+
+    @dg.asset_check(asset=CORPUS, blocking=True)
+    def groups_and_labels_valid(corpus: pl.DataFrame) -> dg.AssetCheckResult:
+        """Every group has both labels and enough sentences; traces are whole and in one group."""
+        problems = group_problems(corpus)
+        return _rows_result(settings, "groups_and_labels_valid", problems, corpus["group_id"].n_unique(), "groups or traces with problems")
 
 
-@dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})
-def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """The config chosen without each fold beats the position baseline and the shuffled-label
-    control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
-    from proj_assets.probes.evaluation import flat_confirmation, nested_confirmation, release_decision
-    from proj_assets.probes.sweep_spec import stage1_id
+    @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
+    def activations_finite(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+        """No NaN or inf in any cached activation."""
+        offending, total = [], 0
+        for layer, (_spec, folder) in activation_folders(settings, corpus, artifacts, probe_model).items():
+            if (broken := _unreadable(folder, layer)) is not None:
+                offending.append(broken)
+                continue
+            array, index, _meta = open_cache(folder)
+            offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer), problem=pl.lit("non-finite")))
+            total += index.height
+        return _rows_result(settings, "activations_finite", pl.concat(offending, how="diagonal_relaxed"), total,
+                            "sentences with non-finite activations (or unreadable caches)")
 
-    confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
-    decision = release_decision(confirmed, load_profile().probes.release_margin)
-    return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
-                            offending=None if decision["passed"] else confirmed, must_be="above",
-                            quantity="min_gain_ci_low_vs_baseline_and_control", threshold_name="release_margin",
-                            **flat_confirmation(decision["summary"]), **_tripwire("release_gate"))
+
+    @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
+    def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+        """The index covers every corpus sentence once and tiles the activation array exactly."""
+        uids = set(with_sentence_uid(corpus)["uid"].to_list())
+        offending, total = [], 0
+        for layer, (_spec, folder) in activation_folders(settings, corpus, artifacts, probe_model).items():
+            if (broken := _unreadable(folder, layer)) is not None:
+                offending.append(broken)
+                continue
+            array, index, _meta = open_cache(folder)
+            offending.append(index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer)))
+            total += index.height
+        return _rows_result(settings, "index_matches_cache", pl.concat(offending, how="diagonal_relaxed"), total,
+                            "index rows that do not match the cache (or unreadable caches)")
+
+
+    @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
+                                                   partitions_def=probe_config_fold_partitions)
+                                 for name, (text, _what) in FOLD_CHECKS.items()], can_subset=True)
+    def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
+        """Both fold checks in one step (one query for the run's partitions, one step per run): per
+        partition of the run and over all of them (range_check_events)."""
+        rows = _run_rows(context, warehouse)
+        selected = {key.name for key in context.selected_asset_check_keys}
+        offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {name: {} for name in FOLD_CHECKS if name in selected}
+        for (config_id, fold), frame in rows.items():
+            partition = str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))
+            if "no_group_leakage" in offending:
+                predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
+                offending["no_group_leakage"][partition] = (
+                    leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)), frame.height + predictions.height)
+            if "metrics_finite" in offending:
+                offending["metrics_finite"][partition] = (nonfinite_metric_rows(frame), frame.height)
+        for name, parts in offending.items():
+            what = FOLD_CHECKS[name][1]
+            results = {k: _rows_result(settings, name, bad, total, what) for k, (bad, total) in parts.items()}
+            overall = _rows_result(settings, name, pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
+                                   sum(t for _b, t in parts.values()), what)
+            yield from range_check_events(context, name, results, overall)
+
+
+    @dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})
+    def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
+        """The config chosen without each fold beats the position baseline and the shuffled-label
+        control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
+        from proj_assets.probes.evaluation import flat_confirmation, nested_confirmation, release_decision
+        from proj_assets.probes.sweep_spec import stage1_id
+
+        confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+        decision = release_decision(confirmed, settings.release_margin)
+        return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
+                                offending=None if decision["passed"] else confirmed, must_be="above",
+                                quantity="min_gain_ci_low_vs_baseline_and_control", threshold_name="release_margin",
+                                **flat_confirmation(decision["summary"]), **_tripwire(settings, "release_gate"))
+
+    return [groups_and_labels_valid, activations_finite, index_matches_cache, fold_checks, release_gate]

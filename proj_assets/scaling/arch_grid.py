@@ -9,13 +9,16 @@ a scan; `left_out_depths` lists what such a cap hides.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.scaling.memory import plan_batch
 from proj_assets.scaling.param_count import count_parameters
-from proj_assets.scaling.settings import ArchSpace
+
+if TYPE_CHECKING:  # settings validates a profile with this module: importing it back would be a circle
+    from proj_assets.scaling.settings import ArchSpace
 
 N_FEATURES = len(FEATURE_NAMES)  # the model's input width; profiles are checked against it
 

@@ -9,16 +9,14 @@ partitions, checks and metadata are those of a plain asset.
 import dagster as dg
 import polars as pl
 
-from proj_assets.partitions import sft_shard_partitions
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
-from proj_assets.shared.conventions import GATED, check_key, table_metadata
-from proj_assets.shared.gates import require_gates_passed
+from proj_assets.shared.conventions import GATED, table_metadata
+from proj_assets.shared.gates import gated
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.iterations import selected_iteration
-from proj_assets.sft.keys import (BASE_MODEL, CRITIC, PILOT, RUNAWAY_CHECK, SFT_ASSET_KEYS, SHARDS, TOKEN_LIMIT_CHECK,
-                                  seed_and_limit_threads, sft_settings)
+from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SFT_ASSET_KEYS, SHARDS, seed_and_limit_threads
 from proj_assets.sft.lineage import latest_artifact_path, latest_metadata
-from proj_assets.sft.settings import SamplingSettings
+from proj_assets.sft.settings import SamplingSettings, SftSettings
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.models import ModelSource
 
@@ -32,9 +30,10 @@ def depends_on(key: list[str]) -> dg.AssetIn:
 
 
 def _load_model(context, compute: Compute):
+    """The base model in completion mode (its `completion_mode_only` gate is upstream of every
+    asset that samples from it, so `gated` has checked it)."""
     from proj_assets.sft.completion_model import load_completion_model
 
-    require_gates_passed(context, [check_key(BASE_MODEL, "completion_mode_only")])
     return load_completion_model(latest_artifact_path(context, BASE_MODEL), compute.torch_device())
 
 
@@ -43,8 +42,8 @@ def _model_identity(context, base_model: ModelSource) -> tuple[str, str]:
     return base_model.path or f"demo:{path.name}", base_model.resolved_revision(str(path))
 
 
-def sampled_rows(context, base_model, compute, provenance, n: int, slot: int, prefix: str, sampling: SamplingSettings,
-               with_critic: bool = False):
+def sampled_rows(context, cfg: SftSettings, base_model, compute, provenance, n: int, slot: int, prefix: str,
+                 sampling: SamplingSettings, with_critic: bool = False):
     """Examples sampled with `sampling`, with QC flags, per-row seeds and provenance (and critic
     margins for the pilot), plus their metadata; refuses clearly when no row is free of QC flags."""
     from proj_assets.sft.critic import auc_by_type, critic_scores
@@ -52,10 +51,9 @@ def sampled_rows(context, base_model, compute, provenance, n: int, slot: int, pr
     from proj_assets.sft.prompts import PromptBuilder
     from proj_assets.sft.qc import clean
 
-    cfg = sft_settings()
     builder = PromptBuilder(n_shots=cfg.prompt_shots, critic_shots=cfg.critic_shots)
     with compute.meter() as meter:
-        seed_and_limit_threads(compute, slot)
+        seed_and_limit_threads(compute, cfg, slot)
         cm = _load_model(context, compute)
         df = generate_examples(cm.model, cm.tokenizer, n=n, data_seed=cfg.data_seed, slot=slot, id_prefix=prefix,
                                builder=builder, sampling=sampling, qc=cfg.qc, log=context.log.info)
@@ -82,14 +80,13 @@ def sampled_rows(context, base_model, compute, provenance, n: int, slot: int, pr
     return df, meta
 
 
-def _within_budget(context, compute: Compute, examples: int) -> dict:
+def _within_budget(context, cfg: SftSettings, budget: float | None, compute: Compute, examples: int) -> dict:
     """Project the step's cost from the pilot's measured seconds per example; refuse (clear error
     with the numbers) when it exceeds the sft budget left, unless the run carries an override tag."""
-    from proj_assets.profiles import load_profile
     from proj_assets.sft.budget_guard import (OVERRIDE_TAG, BudgetExceededError, domain_spent, projected_cost,
                                               refuse_over_budget)
 
-    selected = selected_iteration(sft_settings())
+    selected = selected_iteration(cfg)
     per_example = latest_metadata(context, PILOT, selected).get("seconds_per_example")
     if per_example is None:
         raise dg.Failure(f"sft/data/pilot_generations {selected!r} has no measured seconds_per_example: "
@@ -100,38 +97,12 @@ def _within_budget(context, compute: Compute, examples: int) -> dict:
         numbers = refuse_over_budget(f"{'/'.join(SHARDS)} {context.partition_key}",
                                      projected_cost(per_example, examples, rate),
                                      domain_spent(context.instance, SFT_ASSET_KEYS, compute.cost_per_hour),
-                                     load_profile().platform.budgets.get("sft"), override)
+                                     budget, override)
     except BudgetExceededError as error:
         raise dg.Failure(str(error), allow_retries=False) from error
     if override:
         context.log.warning(f"budget projection overridden: {override!r} ({numbers})")
     return {k: v for k, v in numbers.items() if v is not None}
-
-
-@compute_op(name="sft_data_scale_shards_compute", ins={"base": AFTER, "pilot": AFTER})
-def shards_compute(context: dg.OpExecutionContext, base_model: ModelSource, compute: Compute, provenance: Provenance,
-                   artifacts: ArtifactStore) -> Handoff:
-    """Generate one shard (no pool) with the selected pilot iteration's settings, after that
-    iteration's gates and the budget projection allow it."""
-    cfg = sft_settings()
-    require_gates_passed(context, [check_key(PILOT, RUNAWAY_CHECK), check_key(PILOT, TOKEN_LIMIT_CHECK)],
-                         [selected_iteration(cfg)])
-    budget = _within_budget(context, compute, cfg.examples_per_shard)
-    shard = context.partition_key
-    slot = PILOT_SEED_SLOT + 1 + sft_shard_partitions.get_partition_keys().index(shard)
-    df, meta = sampled_rows(context, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
-    meta["pilot_iteration"] = selected_iteration(cfg)
-    return save_handoff(context, artifacts, df.with_columns(pl.lit(shard).alias("shard")), {**meta, **budget})
-
-
-write_shard = frame_write_op("sft_data_scale_shards_write")
-
-
-@dg.graph_asset(key=SHARDS, ins={"base": depends_on(BASE_MODEL), "pilot": depends_on(PILOT)}, partitions_def=sft_shard_partitions,
-                automation_condition=GATED, metadata=table_metadata(SHARDS, partition_expr="shard"), **GRAPH)
-def scale_shards(base, pilot):
-    """Scaled-up generated examples, one shard per partition; refuses while the pilot's gates fail or over budget."""
-    return write_shard(shards_compute(base=base, pilot=pilot))
 
 
 def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
@@ -146,47 +117,78 @@ def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
     return rows
 
 
-@compute_op(name="sft_data_critic_scores_compute", ins={"base": AFTER, "pilot": AFTER})
-def critic_compute(context: dg.OpExecutionContext, scale_shards: pl.DataFrame, base_model: ModelSource,
-                   compute: Compute, provenance: Provenance, artifacts: ArtifactStore, warehouse: Warehouse) -> Handoff:
-    """Score one shard with the critic (no pool), with the threshold chosen on the selected pilot iteration."""
-    from proj_assets.sft.critic import auc_by_type, choose_threshold, critic_scores as score
-    from proj_assets.sft.prompts import PromptBuilder
+def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget: float | None, device_tags: dict,
+                      warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+    """Scale shards and their critic scores for `cfg`: one `shards` partition each, generated on
+    the Celery queue of `device_tags` while the projection stays within the sft `budget`, past the
+    gates of the selected pilot iteration."""
 
-    shard = context.partition_key
-    require_gates_passed(context, [check_key(SHARDS, RUNAWAY_CHECK), check_key(SHARDS, TOKEN_LIMIT_CHECK)], [shard])
-    cfg = sft_settings()
-    pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
-    chosen = choose_threshold(pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list())
-    threshold, source = (chosen, "pilot (Youden's J)") if chosen is not None else (
-        cfg.critic_margin_threshold, "profile (the pilot's labels hold one class)")
-    builder = PromptBuilder(critic_shots=cfg.critic_shots)
-    with compute.meter() as meter:
-        cm = _load_model(context, compute)
-        scores = score(cm.model, cm.tokenizer, builder, scale_shards["instruction"], scale_shards["completion"],
-                       cfg.sampling.batch_size, log=context.log.info)
-    df = scale_shards.select("example_id", "shard", "task_type", "answer_correct").with_columns(
-        pl.Series("critic_margin", scores.margins, dtype=pl.Float64), pl.lit(threshold).alias("critic_threshold"))
-    df = df.with_columns((pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep"))
-    model_id, revision = _model_identity(context, base_model)
-    df = provenance.stamp(df, context.run_id, None, {"critic": builder.template_hash(), "threshold": threshold},
-                          model_id, revision)
-    auc = auc_by_type(scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list())
-    return save_handoff(context, artifacts, df, {
-        "rows": df.height, "keep_rate": float(df["critic_keep"].mean()), "threshold": threshold,
-        "threshold_source": source, "critic_auc": dg.MetadataValue.json(auc), "critic_auc_overall": auc["overall"],
-        "critic_position_prior": scores.position_prior, **meter.metadata()})
+    def selected(_context) -> list[str]:
+        return [selected_iteration(cfg)]
+
+    @compute_op(device_tags, name="sft_data_scale_shards_compute", ins={"base": AFTER, "pilot": AFTER})
+    @gated(SHARDS, warehouse, {tuple(PILOT): selected})
+    def shards_compute(context: dg.OpExecutionContext, base_model: ModelSource, compute: Compute, provenance: Provenance,
+                       artifacts: ArtifactStore) -> Handoff:
+        """Generate one shard (no pool) with the selected pilot iteration's settings, after that
+        iteration's gates and the budget projection allow it."""
+        spend = _within_budget(context, cfg, budget, compute, cfg.examples_per_shard)
+        shard = context.partition_key
+        slot = PILOT_SEED_SLOT + 1 + shards.get_partition_keys().index(shard)
+        df, meta = sampled_rows(context, cfg, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
+        meta["pilot_iteration"] = selected_iteration(cfg)
+        return save_handoff(context, artifacts, df.with_columns(pl.lit(shard).alias("shard")), {**meta, **spend})
 
 
-write_critic = frame_write_op("sft_data_critic_scores_write")
+    write_shard = frame_write_op("sft_data_scale_shards_write")
 
 
-@dg.graph_asset(key=CRITIC, ins={"scale_shards": dg.AssetIn(key=SHARDS), "base": depends_on(BASE_MODEL),
-                                 "pilot": depends_on(PILOT)}, partitions_def=sft_shard_partitions,
-                automation_condition=GATED, metadata=table_metadata(CRITIC, partition_expr="shard"), **GRAPH)
-def critic_scores(scale_shards, base, pilot):
-    """Order-debiased A/B critic margin per shard example, kept when above the threshold chosen on the pilot."""
-    return write_critic(critic_compute(scale_shards, base=base, pilot=pilot))
+    @dg.graph_asset(key=SHARDS, ins={"base": depends_on(BASE_MODEL), "pilot": depends_on(PILOT)}, partitions_def=shards,
+                    automation_condition=GATED, metadata=table_metadata(SHARDS, partition_expr="shard"), **GRAPH)
+    def scale_shards(base, pilot):
+        """Scaled-up generated examples, one shard per partition; refuses while the pilot's gates fail or over budget."""
+        return write_shard(shards_compute(base=base, pilot=pilot))
 
 
+    @compute_op(device_tags, name="sft_data_critic_scores_compute", ins={"base": AFTER, "pilot": AFTER})
+    @gated(CRITIC, warehouse, {tuple(PILOT): selected})
+    def critic_compute(context: dg.OpExecutionContext, scale_shards: pl.DataFrame, base_model: ModelSource,
+                       compute: Compute, provenance: Provenance, artifacts: ArtifactStore, warehouse: Warehouse) -> Handoff:
+        """Score one shard with the critic (no pool), with the threshold chosen on the selected pilot iteration."""
+        from proj_assets.sft.critic import auc_by_type, choose_threshold, critic_scores as score
+        from proj_assets.sft.prompts import PromptBuilder
 
+        shard = context.partition_key
+        pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
+        chosen = choose_threshold(pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list())
+        threshold, source = (chosen, "pilot (Youden's J)") if chosen is not None else (
+            cfg.critic_margin_threshold, "profile (the pilot's labels hold one class)")
+        builder = PromptBuilder(critic_shots=cfg.critic_shots)
+        with compute.meter() as meter:
+            cm = _load_model(context, compute)
+            scores = score(cm.model, cm.tokenizer, builder, scale_shards["instruction"], scale_shards["completion"],
+                           cfg.sampling.batch_size, log=context.log.info)
+        df = scale_shards.select("example_id", "shard", "task_type", "answer_correct").with_columns(
+            pl.Series("critic_margin", scores.margins, dtype=pl.Float64), pl.lit(threshold).alias("critic_threshold"))
+        df = df.with_columns((pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep"))
+        model_id, revision = _model_identity(context, base_model)
+        df = provenance.stamp(df, context.run_id, None, {"critic": builder.template_hash(), "threshold": threshold},
+                              model_id, revision)
+        auc = auc_by_type(scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list())
+        return save_handoff(context, artifacts, df, {
+            "rows": df.height, "keep_rate": float(df["critic_keep"].mean()), "threshold": threshold,
+            "threshold_source": source, "critic_auc": dg.MetadataValue.json(auc), "critic_auc_overall": auc["overall"],
+            "critic_position_prior": scores.position_prior, **meter.metadata()})
+
+
+    write_critic = frame_write_op("sft_data_critic_scores_write")
+
+
+    @dg.graph_asset(key=CRITIC, ins={"scale_shards": dg.AssetIn(key=SHARDS), "base": depends_on(BASE_MODEL),
+                                     "pilot": depends_on(PILOT)}, partitions_def=shards,
+                    automation_condition=GATED, metadata=table_metadata(CRITIC, partition_expr="shard"), **GRAPH)
+    def critic_scores(scale_shards, base, pilot):
+        """Order-debiased A/B critic margin per shard example, kept when above the threshold chosen on the pilot."""
+        return write_critic(critic_compute(scale_shards, base=base, pilot=pilot))
+
+    return [scale_shards, critic_scores]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from proj_assets.shared.instance_reads import materializations
+
 OVERRIDE_TAG = "proj/budget_override"
 
 
@@ -40,17 +42,10 @@ def domain_spent(instance: dg.DagsterInstance, keys: Sequence[list[str]], rates_
     """Cost of every recorded materialization of `keys` (compute_seconds x the rate of its device)."""
     total = 0.0
     for key in keys:
-        cursor = None
-        while True:
-            page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(key)), limit=1000,
-                                                   cursor=cursor)
-            for record in page.records:
-                meta = record.asset_materialization.metadata if record.asset_materialization else {}
-                seconds = getattr(meta.get("compute_seconds"), "value", None)
-                device = str(getattr(meta.get("compute_device"), "value", "cpu"))
-                if isinstance(seconds, int | float):
-                    total += seconds / 3600.0 * rates_per_hour.get(device, 0.0)
-            if not page.has_more:
-                break
-            cursor = page.cursor
+        for record in materializations(instance, dg.AssetKey(key)):
+            meta = record.asset_materialization.metadata if record.asset_materialization else {}
+            seconds = getattr(meta.get("compute_seconds"), "value", None)
+            device = str(getattr(meta.get("compute_device"), "value", "cpu"))
+            if isinstance(seconds, int | float):
+                total += seconds / 3600.0 * rates_per_hour.get(device, 0.0)
     return total

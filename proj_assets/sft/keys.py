@@ -1,6 +1,5 @@
-"""Asset keys of the sft domain (the contract in DESIGN.md) and the active profile's sft section."""
+"""Asset keys and check names of the sft domain (the contract in DESIGN.md)."""
 
-from proj_assets.profiles import load_profile
 from proj_assets.sft.settings import SftSettings
 
 BASE_MODEL = ["sft", "model", "base_model"]
@@ -21,12 +20,6 @@ TOKEN_LIMIT_CHECK = "token_limit_rate_below_max"
 CRITIC_AUC_CHECK = "critic_auc_above_min"
 
 
-def sft_settings() -> SftSettings:
-    """The sft section of the active profile (read at run time, so a test can point PROJ_PROFILE
-    at a tiny profile file)."""
-    return load_profile().sft
-
-
-def seed_and_limit_threads(compute, offset: int = 0) -> int:
+def seed_and_limit_threads(compute, cfg: SftSettings, offset: int = 0) -> int:
     """`compute.seed_everything(offset)` with this domain's `torch_threads` when the profile sets it."""
-    return compute.seed_everything(offset, threads=sft_settings().torch_threads)
+    return compute.seed_everything(offset, threads=cfg.torch_threads)

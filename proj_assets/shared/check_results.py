@@ -71,12 +71,11 @@ def range_check_events(context: dg.AssetCheckExecutionContext, check_name: str,
     A failing blocking ERROR evaluation still fails the step."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData as Target)
-    from dagster._core.storage.event_log.base import AssetRecordsFilter
 
     (spec,) = [s for s in context.check_specs if s.name == check_name]
     if context.op_execution_context.has_partition_key_range:
         records = context.instance.fetch_materializations(  # newest first: the first per partition is its latest
-            AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=list(by_partition)),
+            dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=list(by_partition)),
             limit=len(by_partition)).records
         latest: dict = {}
         for record in records:

@@ -11,7 +11,10 @@ The compute op writes its result as Parquet under the artifact store and returns
 through `HANDOFF_IO_MANAGER`, a filesystem I/O manager under the data folder, never in memory, so
 the two ops may run in different processes or on different Celery workers that share the data
 folder. The write op loads the Parquet and writes it in one short transaction, either by
-returning the frame to the DuckDB I/O manager (`frame_write_op`) or by its own SQL.
+returning the frame to the DuckDB I/O manager (`frame_write_op`) or by its own SQL, then removes
+the Parquet (`remove_handoff`). A run that failed between the two leaves its Parquet for a retry of
+the write step; the next compute step of any later run removes handoffs of runs no longer in
+progress (`remove_finished_handoffs`), so the folder never grows with the history.
 
 Usage (a graph-backed asset keeps the asset key, partitions, checks and metadata):
 
@@ -27,14 +30,13 @@ Usage (a graph-backed asset keeps the asset key, partitions, checks and metadata
 """
 
 import io
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from proj_assets.cluster_settings import training_queue_tags
-from proj_assets.profiles import load_profile
 from proj_assets.shared.conventions import DUCKDB_POOL
 
 HANDOFF_IO_MANAGER = "handoff_io_manager"
@@ -60,9 +62,33 @@ def _partition_keys(context: dg.OpExecutionContext) -> tuple[str, ...]:
     return tuple(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else ()
 
 
+def remove_finished_handoffs(instance: dg.DagsterInstance, artifacts) -> list[str]:
+    """Delete the handoff folders of runs that are no longer queued or running (their write step
+    succeeded and removed its file, or the run failed and will not be retried from it); the run
+    ids removed."""
+    folder = artifacts.path(HANDOFF_KIND)
+    removed = []
+    for run_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
+        run = instance.get_run_by_id(run_folder.name)
+        if run is None or run.is_finished:
+            shutil.rmtree(run_folder, ignore_errors=True)
+            removed.append(run_folder.name)
+    return removed
+
+
+def remove_handoff(handoff: Handoff) -> None:
+    """Delete a handoff once its rows are written (and its run's folder when it is empty)."""
+    path = Path(handoff.path)
+    path.unlink(missing_ok=True)
+    if path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()
+
+
 def save_handoff(context: dg.OpExecutionContext, artifacts, frame: pl.DataFrame, metadata: dict) -> Handoff:
     """Write `frame` atomically as Parquet under the artifact store, named by run and step (kept
-    after the write, so a retried write step finds it)."""
+    until its write step has written it, so a retried write step finds it); first remove what
+    finished runs left behind."""
+    remove_finished_handoffs(context.instance, artifacts)
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     relative = f"{HANDOFF_KIND}/{context.run_id}/{context.op_handle}.parquet"
@@ -77,11 +103,10 @@ def load_handoff(handoff: Handoff) -> pl.DataFrame:
     return frame
 
 
-def compute_op(tags: dict | None = None, **op_kwargs):
-    """`@dg.op` for the long part: no pool; its output is a `Handoff` on the filesystem; in
-    cluster mode it goes to the Celery queue of the profile's compute device."""
-    return dg.op(out=dg.Out(Handoff, io_manager_key=HANDOFF_IO_MANAGER),
-                 tags={**training_queue_tags(load_profile().compute.device), **(tags or {})}, **op_kwargs)
+def compute_op(tags: dict, **op_kwargs):
+    """`@dg.op` for the long part: no pool; its output is a `Handoff` on the filesystem. `tags`
+    carry the Celery queue of the profile's compute device (`cluster_settings.training_queue_tags`)."""
+    return dg.op(out=dg.Out(Handoff, io_manager_key=HANDOFF_IO_MANAGER), tags=tags, **op_kwargs)
 
 
 def write_op(**op_kwargs):
@@ -93,10 +118,9 @@ def frame_write_op(name: str) -> dg.OpDefinition:
     """A write op that hands the Parquet's rows to the asset's DuckDB I/O manager (which deletes
     and rewrites the run's partitions in one transaction) with the compute op's metadata."""
 
-    @write_op(name=name)
-    def _write(context: dg.OpExecutionContext, handoff: Handoff) -> pl.DataFrame:
-        frame = load_handoff(handoff)
-        context.add_output_metadata(handoff.metadata)
-        return frame
+    @write_op(name=name, out=dg.Out(pl.DataFrame))
+    def _write(context: dg.OpExecutionContext, handoff: Handoff):
+        yield dg.Output(load_handoff(handoff), metadata=handoff.metadata)
+        remove_handoff(handoff)  # runs after the I/O manager stored the output
 
     return _write

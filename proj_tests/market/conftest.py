@@ -1,8 +1,8 @@
 """Market fixtures: the synthetic frame, the market asset graph, CSV-backed resources."""
 
-import dagster as dg
 import polars as pl
 import pytest
+from definitions_helpers import demo_profile, domain_defs, materializable
 from market_helpers import synthetic_index, synthetic_prices
 
 
@@ -16,12 +16,11 @@ def vol_index(prices) -> pl.DataFrame:
     return synthetic_index(prices)
 
 
-@pytest.fixture(scope="session")
-def market_defs() -> list:
-    """Every market asset and check, for dg.materialize."""
-    from proj_assets.market import assets, checks
-
-    return [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_modules([checks])]
+@pytest.fixture
+def market_defs(tmp_path) -> list:
+    """Every market asset and check of the demo profile, for dg.materialize; their gates read
+    reviews from the same temporary warehouse as the `resources` fixture."""
+    return materializable(domain_defs("market", demo_profile(), tmp_path))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Blocking checks on market/raw/ohlcv stop features in the same run and, via the gate, in later runs."""
+"""Blocking checks on market/raw/ohlcv stop features in the same run and, via the gate, in later
+runs; and targets while a check of a ticker it reads failed."""
 
 from dataclasses import dataclass
 
@@ -6,7 +7,7 @@ import polars as pl
 import pytest
 from market_helpers import failed_checks, materialize, step_failure_messages
 
-from proj_assets.market.assets import FEATURES, OHLCV
+from proj_assets.market.assets import FEATURES, OHLCV, TARGETS
 
 BAD_ROW = 200
 
@@ -86,3 +87,31 @@ def test_raw_gate_blocks_features_now_and_later(case, market_defs, csv_resources
         assert all(e.passed for e in opened.get_asset_check_evaluations())
         rows = csv_resources["warehouse"].query("select count(*) as n from market_processed.features")["n"][0]
         assert rows == good.height - 63
+
+
+def test_failed_ohlcv_gate_of_the_target_ticker_blocks_targets(market_defs, csv_resources, instance, csv_dir,
+                                                               arch_slice):
+    """targets reads the target ticker's raw rows: it refuses while a blocking check of that
+    ticker failed, and a failed check of a ticker it does not read (NASDAQ) leaves it open."""
+    for ticker in ("SP500", "NASDAQ", "VIX"):
+        assert materialize(market_defs, csv_resources, instance, [OHLCV], partition_key=ticker).success
+    assert materialize(market_defs, csv_resources, instance, [FEATURES]).success
+    case = CASES[0]
+
+    case.corrupt(arch_slice["NASDAQ"]).write_csv(csv_dir / "NASDAQ.csv")
+    assert set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "NASDAQ"))) == case.failing
+    opened = materialize(market_defs, csv_resources, instance, [TARGETS])
+    assert opened.success, step_failure_messages(opened)
+
+    case.corrupt(arch_slice["SP500"]).write_csv(csv_dir / "SP500.csv")
+    assert set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "SP500"))) == case.failing
+    refused = materialize(market_defs, csv_resources, instance, [TARGETS])
+    assert not refused.success
+    (message,) = step_failure_messages(refused)
+    assert "refusing to run: upstream gate(s) not passed" in message
+    for check in case.failing:
+        assert f"market/raw/ohlcv:{check} partition 'SP500' failed" in message
+    assert "NASDAQ" not in message
+    assert refused.get_asset_materialization_events() == []
+    targets = csv_resources["warehouse"].query("select distinct run_id from market_processed.targets")
+    assert targets["run_id"].to_list() == [opened.run_id]  # the rows of the open run stay

@@ -34,7 +34,7 @@ WORKER = textwrap.dedent(f"""
 
     root, partition, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 
-    @compute_op(name="cells_compute")
+    @compute_op({{}}, name="cells_compute")
     def cells_compute(context, artifacts: ArtifactStore):
         if partition == "bad":
             raise ValueError("compute failed on purpose")
@@ -129,12 +129,12 @@ def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.parametrize("key", [["probes", "sweep", "fold_results"], ["scaling", "hpo", "trials"]])
-def test_long_assets_train_outside_the_pool_and_write_inside_it(key):
-    from proj_assets.probes.assets import fold_results
-    from proj_assets.scaling.assets import trials
+def test_long_assets_train_outside_the_pool_and_write_inside_it(key, tmp_path):
+    from definitions_helpers import assets_by_key, demo_profile
 
-    asset = {"fold_results": fold_results, "trials": trials}[key[-1]]
-    assert asset.key == dg.AssetKey(key)
+    from proj_assets.definitions import build_definitions
+
+    asset = assets_by_key(build_definitions(demo_profile(), tmp_path))[tuple(key)]
     pools = {node.name: node.definition.pool for node in asset.node_def.nodes}
     writes = [name for name in pools if name.endswith("_write")]
     assert any(name.endswith("_compute") for name in pools) and writes, pools

@@ -26,7 +26,7 @@ BLOCKING = {"ohlc_consistent", "prices_positive", "dates_unique_and_sorted", "oh
 def graph():
     from proj_assets.definitions import defs
 
-    return defs.resolve_asset_graph()
+    return defs().resolve_asset_graph()
 
 
 def test_market_assets_present(graph):

@@ -126,3 +126,41 @@ def test_a_crashed_check_does_not_leave_an_older_pass_in_force(instance):
     assert not crashed.success
     (problem,) = gate_problems(instance, [POSITIVE])
     assert "tiny:tiny_positive" in problem and ("no finished result" in problem or "did not run" in problem)
+
+
+class Attempt(dg.Config):
+    value: int = 1
+    fail: bool = False
+
+
+@dg.asset
+def flaky(config: Attempt) -> int:
+    if config.fail:
+        raise ValueError("refused before writing (on purpose)")
+    return config.value
+
+
+@dg.asset_check(asset=flaky, blocking=True)
+def flaky_positive(flaky: int) -> dg.AssetCheckResult:
+    return threshold_result(flaky > 0, measured=flaky, threshold=0, description="value must be > 0")
+
+
+FLAKY = dg.AssetCheckKey(dg.AssetKey("flaky"), "flaky_positive")
+
+
+def _run_flaky(instance, value: int, fail: bool = False) -> dg.ExecuteInProcessResult:
+    return dg.materialize([flaky, flaky_positive], instance=instance, raise_on_error=False,
+                          run_config={"ops": {"flaky": {"config": {"value": value, "fail": fail}}}})
+
+
+def test_a_run_that_never_wrote_the_asset_leaves_the_earlier_result_standing(instance):
+    """A re-run refused (or failed) before writing plans the check and skips it; the data it would
+    have judged is unchanged, so the gate keeps the earlier verdict either way."""
+    assert _run_flaky(instance, 3).success
+    assert not _run_flaky(instance, 3, fail=True).success
+    assert gate_problems(instance, [FLAKY]) == []
+
+    assert not _run_flaky(instance, -2).success  # written, and its blocking check fails
+    assert not _run_flaky(instance, 5, fail=True).success
+    (problem,) = gate_problems(instance, [FLAKY])
+    assert problem.startswith("flaky:flaky_positive failed") and "-2" in problem

@@ -3,6 +3,7 @@ Materialize and every job); the HPO job takes the multiprocess executor so its t
 in parallel (bench/backfill_overhead.py measures what one process per run saves)."""
 
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -10,6 +11,7 @@ import dagster as dg
 def test_runs_execute_in_process_and_the_hpo_job_in_processes():
     from proj_assets.definitions import defs
 
+    defs = defs()
     names = ("probes_sweep_job", "probes_manifest_job", "market_ohlcv_job", "sft_chain_job", "scaling_hpo_job")
     executors = {name: defs.resolve_job_def(name).executor_def.name for name in names}
     assert executors == {**dict.fromkeys(names, "in_process"), "scaling_hpo_job": "multiprocess"}
@@ -17,11 +19,17 @@ def test_runs_execute_in_process_and_the_hpo_job_in_processes():
 
 
 def test_without_a_parallel_executor_every_job_keeps_the_default():
-    from proj_assets.ops.jobs import domain_jobs
-    from proj_assets.scaling import assets as scaling_assets
+    from definitions_helpers import demo_profile
 
-    jobs = domain_jobs(dg.load_assets_from_modules([scaling_assets]), parallel_executor=None)
-    assert [job.name for job in jobs] == ["scaling_hpo_job"] and jobs[0].executor_def is None
+    from proj_assets.scaling.definitions import build_scaling
+
+    jobs = build_scaling(demo_profile(), Path("/nonexistent")).jobs
+    assert [job.name for job in jobs] == ["scaling_hpo_job"] and jobs[0].executor_def is not None
+    from proj_assets.shared.jobs import asset_job
+
+    (hpo,) = jobs
+    plain = asset_job("plain", hpo.selection, "the same selection without an executor")
+    assert plain.executor_def is None
 
 
 def test_the_code_location_loads_without_torch():

@@ -1,9 +1,10 @@
-"""The layers run one way, read from the imports (ast) of every module of proj_assets and
-proj_resources, including imports inside functions (a lazy import still runs):
+"""The layers run one way, read from the imports (ast) of every module of proj_assets,
+proj_resources and proj_cluster, including imports inside functions (a lazy import still runs):
 
-config (profiles, partitions, settings) -> shared/ -> domains -> ops/ -> definitions.py, with
-proj_resources below the domains. Pure core modules import no dagster, directly or through a
-project module they import."""
+config (profiles, partitions, settings) -> shared/ -> domains -> platform/ -> definitions.py ->
+entry points (entrypoints/, proj_cluster), with proj_resources below the domains. No module
+imports itself back through a circle; a domain imports another domain only where ALLOWED_DOMAIN_IMPORTS
+says so. Pure core modules import no dagster, directly or through a project module they import."""
 
 import ast
 import re
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-PACKAGES = ("proj_assets", "proj_resources")
+PACKAGES = ("proj_assets", "proj_resources", "proj_cluster")
 DOMAINS = ("market", "scaling", "probes", "sft")
-SHELL_NAMES = re.compile(r"^(assets(_\w+)?|checks|schedules|sensors)$")
+# domain -> the other domains it may import (scaling trains on market's features and splits)
+ALLOWED_DOMAIN_IMPORTS = {"scaling": {"market"}}
+SHELL_NAMES = re.compile(r"^(assets(_\w+)?|checks|schedules|sensors|definitions)$")
 # Domain helpers that exist to serve the shell (they read the Dagster instance for asset bodies).
 SHELL_HELPERS = {"proj_assets.sft.lineage": "finds upstream artifacts through the run's instance",
                  "proj_assets.sft.budget_guard": "reads the domain's recorded spend from the instance"}
@@ -44,12 +47,21 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except those under `if TYPE_CHECKING:` (annotations only, never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 @cache
 def imports(name: str) -> frozenset[str]:
-    """Every module `name` imports: project modules by full name (and their packages), others by
-    their top-level name."""
+    """Every module `name` imports at run time: project modules by full name (and their
+    packages), others by their top-level name."""
     found: set[str] = set()
-    for node in ast.walk(modules()[name]):
+    for node in _runtime_nodes(modules()[name]):
         targets = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -90,13 +102,20 @@ def layer(name: str) -> str:
     parts = name.split(".")
     if parts[0] == "proj_resources":
         return "resources"
-    if len(parts) == 1 or (len(parts) == 2 and parts[1] in (*DOMAINS, "shared", "ops")):
+    if parts[0] == "proj_cluster":
+        return "entrypoints"
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] in (*DOMAINS, "shared", "platform", "entrypoints")):
         return "package"  # a package's __init__ (docstring only)
     if parts[1] in DOMAINS:
         return "config" if len(parts) == 3 and parts[2] == "settings" else "domain"
-    if parts[1] in ("shared", "ops"):
+    if parts[1] in ("shared", "platform", "entrypoints"):
         return parts[1]
     return "definitions" if parts[1] == "definitions" else "config"
+
+
+def domain_of(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if parts[0] == "proj_assets" and len(parts) > 2 and parts[1] in DOMAINS else None
 
 
 @cache
@@ -123,7 +142,7 @@ def _violations(rule) -> list[str]:
 def test_the_modules_the_issue_named_are_pure_and_found_by_the_rule():
     named = {"proj_assets.market.validation", "proj_assets.market.plots", "proj_assets.probes.report",
              "proj_assets.sft.completion_model", "proj_assets.sft.lora_training", "proj_resources.loaders.models",
-             "proj_resources.loaders.market_data", "proj_assets.shared.markdown", "proj_assets.ops.status"}
+             "proj_resources.loaders.market_data", "proj_assets.shared.markdown", "proj_assets.platform.status"}
     assert named <= set(pure_modules())
 
 
@@ -133,12 +152,75 @@ def test_pure_module_imports_no_dagster(name):
     assert chain is None, " -> ".join(chain or ())
 
 
-def test_shared_imports_no_domain_ops_or_definitions():
-    assert _violations(lambda n, t: layer(n) == "shared" and layer(t) in ("domain", "ops", "definitions")) == []
+def test_shared_imports_no_domain_platform_definitions_or_profile():
+    """The profile module imports every domain's settings, so shared helpers take settings as arguments."""
+    assert _violations(lambda n, t: layer(n) == "shared" and (layer(t) in ("domain", "platform", "definitions",
+                                                                           "entrypoints") or domain_of(t) is not None
+                                                                 or t == "proj_assets.profiles")) == []
 
 
-def test_domains_import_no_ops_or_definitions():
-    assert _violations(lambda n, t: layer(n) == "domain" and layer(t) in ("ops", "definitions")) == []
+def test_domains_import_no_platform_definitions_or_entry_points():
+    assert _violations(lambda n, t: layer(n) == "domain" and layer(t) in ("platform", "definitions", "entrypoints")) == []
+
+
+def test_platform_imports_no_definitions_or_entry_points():
+    assert _violations(lambda n, t: layer(n) == "platform" and layer(t) in ("definitions", "entrypoints")) == []
+
+
+def test_domains_import_other_domains_only_where_allowed():
+    def crosses(name: str, target: str) -> bool:
+        mine, theirs = domain_of(name), domain_of(target)
+        return mine is not None and theirs not in (None, mine) and theirs not in ALLOWED_DOMAIN_IMPORTS.get(mine, ())
+
+    assert _violations(crosses) == []
+
+
+def _cycles() -> list[list[str]]:
+    """Every import circle among project modules (Tarjan's strongly connected components)."""
+    graph = {n: [t for t in imports(n) if t in modules() and layer(t) != "package"] for n in modules()}
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles():
+    assert _cycles() == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    modules()["proj_assets.shared.fake_a"] = ast.parse("import proj_assets.shared.fake_b\n")
+    modules()["proj_assets.shared.fake_b"] = ast.parse("def f():\n    from proj_assets.shared import fake_a\n")
+    try:
+        imports.cache_clear()
+        assert ["proj_assets.shared.fake_a", "proj_assets.shared.fake_b"] in _cycles()
+    finally:
+        del modules()["proj_assets.shared.fake_a"], modules()["proj_assets.shared.fake_b"]
+        imports.cache_clear()
 
 
 def _own_pure_core(name: str, target: str) -> bool:
@@ -167,18 +249,18 @@ def test_nothing_definitions_loads_imports_it_back():
                 todo.append(target)
     back = sorted(n for n in loaded if ENTRY_POINTS_MAY_LOAD in imports(n))
     assert back == [], f"loaded by definitions.py and importing it: {back}"
-    for entry_point in ("proj_assets.ops.cli", "proj_assets.ops.materialize_all"):
+    for entry_point in ("proj_assets.entrypoints.cli", "proj_assets.entrypoints.demo"):
         assert ENTRY_POINTS_MAY_LOAD in imports(entry_point) and entry_point not in loaded
 
 
 def test_the_rules_catch_a_violation():
     """The import reader sees lazy imports inside functions and imports through a project module."""
     tree = ast.parse("def f():\n    from proj_assets.definitions import defs\n")
-    modules()["proj_assets.ops.fake_for_test"] = tree
+    modules()["proj_assets.platform.fake_for_test"] = tree
     try:
-        assert "proj_assets.definitions" in imports("proj_assets.ops.fake_for_test")
-        assert reaches("proj_assets.ops.fake_for_test", "dagster")[-1] == "dagster"
+        assert "proj_assets.definitions" in imports("proj_assets.platform.fake_for_test")
+        assert reaches("proj_assets.platform.fake_for_test", "dagster")[-1] == "dagster"
     finally:
-        del modules()["proj_assets.ops.fake_for_test"]
+        del modules()["proj_assets.platform.fake_for_test"]
         imports.cache_clear()
         reaches.cache_clear()

@@ -17,13 +17,14 @@ WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import dagster as dg
-    from proj_assets.definitions import build_resources
-    from proj_assets.market.assets import ohlcv
+    from proj_assets.definitions import build_definitions, build_resources
     from proj_assets.profiles import load_profile
     from proj_resources import MarketSource
 
     root, csv_dir, ticker, go = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
-    resources = build_resources(load_profile(), root)
+    profile = load_profile("demo")
+    ohlcv = next(a for a in build_definitions(profile, root).assets if a.key.path == ["market", "raw", "ohlcv"])
+    resources = build_resources(profile, root)
     resources["market_source"] = MarketSource(kind="csv", csv_dir=csv_dir)
     while not go.exists():  # start every writer at the same moment
         time.sleep(0.01)

@@ -1,48 +1,82 @@
-"""A tiny probes profile (3 problems, a 1-config sweep) and its resources, all under tmp_path."""
+"""A tiny probes profile (3 problems, a 1-config sweep), its definitions and resources, all under
+tmp_path; tokenizers of each family for the span tests."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
-from proj_assets.profiles import PROFILES_DIR
+from proj_assets.definitions import build_resources
+from proj_assets.probes.settings import ProbesSettings
+from proj_tests.definitions_helpers import demo_profile, domain_defs, materializable, with_settings
 
 TINY_SPEC = {"name": "tiny", "factors": {"probe_type": ["linear_probe"], "layer": [2], "learning_rate": [0.05],
                                          "epochs": [10]},
              "stages": {"stage1_seeds": 2, "stage2_seeds": 3, "promote_top_k": 1}}
 
 
+@dataclass
+class Probes:
+    """One profile's probes definitions and every resource of the code location, outputs under one root."""
+
+    defs: dg.Definitions
+    resources: dict
+
+    def run(self, instance, keys, partition=None, raise_on_error=True, tags=None):
+        """Materialize `keys` (with their checks) in a new run; the domain's other assets and checks
+        are in the run's graph, so the gates see the upstream checks."""
+        return dg.materialize(materializable(self.defs), selection=dg.AssetSelection.assets(*keys),
+                              resources=self.resources, instance=instance, partition_key=partition,
+                              raise_on_error=raise_on_error, tags=tags)
+
+    def run_checks(self, instance, check_keys, partition=None, tags=None):
+        """Re-execute only the given checks (no asset step) in a new run. dagster's `materialize`
+        rejects a partition_key when no asset is selected ("no PartitionsDefinition shared by all the
+        provided assets"), so a partition is passed as the run's partition tags instead (or `tags`,
+        e.g. a partition range)."""
+        if partition is not None:
+            tags = {"dagster/partition": str(partition),
+                    **{f"dagster/partition/{dim}": key for dim, key in partition.keys_by_dimension.items()}}
+        return dg.materialize(materializable(self.defs), selection=dg.AssetSelection.checks(*check_keys),
+                              resources=self.resources, instance=instance, tags=tags, raise_on_error=False)
+
+
+def refusal(result) -> str:
+    """The gate's own refusal of the run's failed step (the message, not a stack trace that mentions names)."""
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    error, messages = failure.event_specific_data.error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    refusals = [m for m in messages if "refusing to run" in m]
+    assert len(refusals) == 1, messages
+    return refusals[0]
+
+
 @pytest.fixture
-def probes_profile(tmp_path: Path, monkeypatch):
-    """Write a profile whose probes section is tiny and make it the active one; returns a function
-    that rewrites the probes section (e.g. to point the corpus at a file)."""
-    def write(**probes_overrides) -> Path:
-        raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
-        spec_path = tmp_path / "spec.yaml"
-        spec_path.write_text(yaml.safe_dump(TINY_SPEC))
-        raw["probes"] = {"sweep_spec": str(spec_path), "corpus": {"n_groups": 3, "traces_per_group": 2, "seed": 3},
-                         "model": {"max_tokens": 8, "batch_size": 32}, **probes_overrides}
-        path = tmp_path / f"profile_{len(list(tmp_path.glob('profile_*.yaml')))}.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        monkeypatch.setenv("PROJ_PROFILE", str(path))
-        return path
+def make_probes(tmp_path: Path):
+    """A function `(**probes_overrides) -> Probes`: the demo profile whose probes section is the tiny
+    one (with the overrides, e.g. to point the corpus at a file), built under tmp_path."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(TINY_SPEC))
 
-    write()
-    return write
+    def make(**probes_overrides) -> Probes:
+        probes = ProbesSettings.model_validate({
+            "sweep_spec": str(spec_path), "corpus": {"n_groups": 3, "traces_per_group": 2, "seed": 3},
+            "model": {"max_tokens": 8, "batch_size": 32}, **probes_overrides})
+        profile = with_settings(demo_profile(), probes=probes)
+        return Probes(domain_defs("probes", profile, tmp_path), build_resources(profile, tmp_path))
+
+    return make
 
 
 @pytest.fixture
-def probe_resources(tmp_path: Path) -> dict:
-    from proj_assets.probes.settings import ModelSettings
-    from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager
-    from proj_resources import ArtifactStore, Compute, Provenance, Warehouse, warehouse_io_manager
-    from proj_resources.models import ModelSource
-
-    database = str(tmp_path / "warehouse.duckdb")
-    return {"io_manager": warehouse_io_manager(database), "warehouse": Warehouse(database=database),
-            "artifacts": ArtifactStore(root=str(tmp_path / "artifacts")), "compute": Compute(threads=1),
-            "provenance": Provenance(), "probe_model": ModelSource(path=ModelSettings().resolved_path()),
-            HANDOFF_IO_MANAGER: handoff_io_manager(tmp_path)}
+def probes(make_probes) -> Probes:
+    """The tiny probes profile's definitions and resources."""
+    return make_probes()
 
 
 _SENTENCES = ["So, the plan is to multiply first.", "Wait, let me check: 3 times 4 is 12.",

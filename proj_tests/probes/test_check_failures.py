@@ -11,15 +11,11 @@ import polars as pl
 import pytest
 
 from proj_assets.probes import assets as A
-from proj_assets.probes import checks as C
 from proj_assets.probes.activation_cache import ACTIVATIONS_FILE, INDEX_FILE, open_cache
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_assets.probes.quality import nonfinite_metric_rows
 from proj_assets.probes.results_store import QUALIFIED, read_partitions, replace_partitions
-
-ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
-CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.fold_checks,
-          C.release_gate]
+from proj_tests.probes.conftest import refusal
 
 ACT_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "activations_finite"),
               dg.AssetCheckKey(dg.AssetKey(A.ACTIVATIONS), "index_matches_cache")]
@@ -30,29 +26,9 @@ FOLD_CHECKS = [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "no_group_leakage")
 N_ROWS = 2 + 1 + N_CONTROL_SEEDS  # candidate x 2 seeds, one position baseline, the controls
 
 
-def run(instance, resources, keys, partition=None, raise_on_error=True):
-    """As in test_pipeline: materialize `keys` (with their checks) in a new run."""
-    return dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(*keys), resources=resources,
-                          instance=instance, partition_key=partition, raise_on_error=raise_on_error)
-
-
-def run_checks(instance, resources, keys, partition=None):
-    """Re-execute only the given checks (no asset step) in a new run. dagster's `materialize`
-    rejects a partition_key when no asset is selected ("no PartitionsDefinition shared by all the
-    provided assets"), so a partition is passed as the run's partition tags instead."""
-    tags = {}
-    if partition is not None:
-        tags = {"dagster/partition": str(partition),
-                **{f"dagster/partition/{dim}": key for dim, key in partition.keys_by_dimension.items()}}
-    result = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(*keys), resources=resources,
-                            instance=instance, tags=tags, raise_on_error=False)
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def refusal_message(result) -> str:
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    return str(failure.event_specific_data.error.message) + str(failure.event_specific_data)
+def run_checks(probes, instance, keys, partition=None):
+    """Re-execute only the given checks in a new run: check name -> its evaluation."""
+    return {e.check_name: e for e in probes.run_checks(instance, keys, partition).get_asset_check_evaluations()}
 
 
 def assert_failed(evaluation, min_failing=1):
@@ -80,15 +56,15 @@ def cache_folder(tmp_path):
 
 
 @pytest.fixture
-def built(tmp_path, instance, probes_profile, probe_resources):
+def built(instance, probes):
     """corpus + token_activations + manifest materialized, all checks passing."""
-    first = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    first = probes.run(instance, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
     assert first.success and all(e.passed for e in first.get_asset_check_evaluations())
     configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
     return dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]})
 
 
-def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instance, probe_resources, built):
+def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instance, probes, built):
     folder = cache_folder(tmp_path)
     array, index, meta = open_cache(folder)
     row = int(index["offset"][3])  # a token row inside the 4th sentence
@@ -100,19 +76,19 @@ def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instan
     writable.flush()
     del writable
 
-    checks = run_checks(instance, probe_resources, ACT_CHECKS)  # changed behind the checksum: never read
+    checks = run_checks(probes, instance, ACT_CHECKS)  # changed behind the checksum: never read
     for name in ("activations_finite", "index_matches_cache"):
         assert_failed(checks[name])
         assert "sha256 mismatch" in checks[name].metadata["offending_sample"].value
     reseal(folder)
 
-    checks = run_checks(instance, probe_resources, ACT_CHECKS)
+    checks = run_checks(probes, instance, ACT_CHECKS)
     assert_failed(checks["activations_finite"])
     assert checks["activations_finite"].metadata["n_failing"].value == 1
     assert checks["index_matches_cache"].passed
 
-    refused = run(instance, probe_resources, [A.FOLD_RESULTS], built, raise_on_error=False)
-    message = refusal_message(refused)
+    refused = probes.run(instance, [A.FOLD_RESULTS], built, raise_on_error=False)
+    message = refusal(refused)
     assert "refusing to run" in message
     assert "probes/features/token_activations:activations_finite failed" in message
     assert "index_matches_cache" not in message
@@ -127,21 +103,21 @@ def test_corrupt_cache_fails_its_checks_and_blocks_fold_results(tmp_path, instan
                        .otherwise(pl.col("offset"))).write_parquet(folder / INDEX_FILE)
     reseal(folder)
 
-    checks = run_checks(instance, probe_resources, ACT_CHECKS)
+    checks = run_checks(probes, instance, ACT_CHECKS)
     assert checks["activations_finite"].passed
     assert_failed(checks["index_matches_cache"])
     assert "gap or overlap" in checks["index_matches_cache"].metadata["offending_sample"].value
 
-    refused = run(instance, probe_resources, [A.FOLD_RESULTS], built, raise_on_error=False)
-    message = refusal_message(refused)
+    refused = probes.run(instance, [A.FOLD_RESULTS], built, raise_on_error=False)
+    message = refusal(refused)
     assert "probes/features/token_activations:index_matches_cache failed" in message
     assert "activations_finite" not in message
 
 
-def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, instance, probe_resources, built):
-    good = run(instance, probe_resources, [A.FOLD_RESULTS], built)
+def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, instance, probes, built):
+    good = probes.run(instance, [A.FOLD_RESULTS], built)
     assert all(e.passed for e in good.get_asset_check_evaluations())
-    warehouse, fold = probe_resources["warehouse"], built.keys_by_dimension["fold"]
+    warehouse, fold = probes.resources["warehouse"], built.keys_by_dimension["fold"]
     config = built.keys_by_dimension["config"]
     with warehouse.get_connection() as conn:
         rows = read_partitions(conn, [(config, fold)])
@@ -153,14 +129,14 @@ def test_bad_fold_partition_fails_its_checks_and_blocks_aggregate(tmp_path, inst
             .otherwise(pl.col("train_groups")))
         replace_partitions(conn, bad, [(config, fold)])
 
-    checks = run_checks(instance, probe_resources, FOLD_CHECKS, built)
+    checks = run_checks(probes, instance, FOLD_CHECKS, built)
     assert_failed(checks["metrics_finite"])
     assert checks["metrics_finite"].metadata["n_failing"].value == 1
     assert_failed(checks["no_group_leakage"])
     assert checks["no_group_leakage"].metadata["n_failing"].value == 1
 
-    refused = run(instance, probe_resources, [A.AGGREGATE], raise_on_error=False)
-    message = refusal_message(refused)
+    refused = probes.run(instance, [A.AGGREGATE], raise_on_error=False)
+    message = refusal(refused)
     assert "refusing to run" in message
     for name in ("metrics_finite", "no_group_leakage"):
         assert f"probes/sweep/fold_results:{name} partition {str(built)!r} failed" in message

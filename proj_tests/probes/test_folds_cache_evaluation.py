@@ -153,14 +153,15 @@ def test_screening_promotes_top_k_once_and_converges():
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_release_gate_check_blocks_unless_explicitly_disabled(probes_profile, tmp_path, disabled):
+def test_release_gate_check_blocks_unless_explicitly_disabled(make_probes, tmp_path, disabled):
     import dagster as dg
 
-    from proj_assets.probes.checks import release_gate
     from proj_assets.probes.results_store import replace_partitions
     from proj_resources import Warehouse
+    from proj_tests.definitions_helpers import checks_by_name
 
-    probes_profile(disabled_tripwires=["release_gate"] if disabled else [])
+    probes = make_probes(disabled_tripwires=["release_gate"] if disabled else [])
+    release_gate = checks_by_name(probes.defs)["release_gate"]
     manifest = pl.DataFrame({"config_id": ["aaaaaaaaaaaa"]})
 
     def gate(gain: float, name: str):

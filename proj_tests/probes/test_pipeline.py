@@ -10,33 +10,23 @@ import pytest
 import yaml
 
 from proj_assets.probes import assets as A
-from proj_assets.probes import checks as C
 from proj_assets.probes.corpus import coerce_corpus
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.fold_run import N_CONTROL_SEEDS
 from proj_assets.probes.probe_models import matmul_dtype
-from proj_tests.probes.conftest import TINY_SPEC
-
-ASSETS = [A.corpus, A.token_activations, A.manifest, A.fold_results, A.aggregate_metrics, A.screening, A.summary]
-CHECKS = [C.groups_and_labels_valid, C.activations_finite, C.index_matches_cache, C.fold_checks,
-          C.release_gate]
+from proj_tests.probes.conftest import TINY_SPEC, refusal
 
 
-def run(instance, resources, keys, partition=None, raise_on_error=True):
-    return dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(*keys), resources=resources,
-                          instance=instance, partition_key=partition, raise_on_error=raise_on_error)
-
-
-def test_one_config_fold_materializes_in_process(tmp_path, instance, probes_profile, probe_resources):
-    first = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+def test_one_config_fold_materializes_in_process(tmp_path, instance, probes):
+    first = probes.run(instance, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
     assert all(e.passed for e in first.get_asset_check_evaluations())
     configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
     assert len(configs) == 1 and folds == ["problem_00", "problem_01", "problem_02"]
 
-    result = run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
+    result = probes.run(instance, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"no_group_leakage": True, "metrics_finite": True}
-    rows = probe_resources["warehouse"].query("select * from probes_sweep.fold_results")
+    rows = probes.resources["warehouse"].query("select * from probes_sweep.fold_results")
     assert rows.height == 2 + 1 + N_CONTROL_SEEDS  # candidate x 2 seeds, the position baseline, the controls
     assert rows.filter(pl.col("role") != "candidate")["reference_converged"].all()
     assert set(rows["fold"]) == {"problem_01"} and rows["model_revision"].null_count() == 0
@@ -48,44 +38,43 @@ def test_one_config_fold_materializes_in_process(tmp_path, instance, probes_prof
     (references,) = (tmp_path / "artifacts" / "probes" / "references").glob("*.parquet")  # fit once per fold
     fitted_at = references.stat().st_mtime_ns
     other = dg.MultiPartitionKey({"config": configs[0], "fold": folds[2]})
-    run(instance, probe_resources, [A.FOLD_RESULTS], other)
-    run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
+    probes.run(instance, [A.FOLD_RESULTS], other)
+    probes.run(instance, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": configs[0], "fold": folds[1]}))
     assert references.stat().st_mtime_ns == fitted_at  # reused, not refit
     assert len(list(references.parent.glob("*.parquet"))) == 2
 
-    again = run(instance, probe_resources, [A.ACTIVATIONS])
+    again = probes.run(instance, [A.ACTIVATIONS])
     meta = again.asset_materializations_for_node("probes__features__token_activations")[0].metadata
     assert meta["cache_hits"].value == 1
 
     folder = Path(meta["layers"].value["2"]["path"])
     (folder / "activations.f16").write_bytes((folder / "activations.f16").read_bytes()[:-64])  # truncated
-    rebuilt = run(instance, probe_resources, [A.ACTIVATIONS])
+    rebuilt = probes.run(instance, [A.ACTIVATIONS])
     meta = rebuilt.asset_materializations_for_node("probes__features__token_activations")[0].metadata
     assert meta["cache_hits"].value == 0 and all(e.passed for e in rebuilt.get_asset_check_evaluations())
 
 
-def test_bad_corpus_fails_its_gate_and_blocks_activations(tmp_path, instance, probes_profile, probe_resources):
+def test_bad_corpus_fails_its_gate_and_blocks_activations(tmp_path, instance, make_probes):
     corpus = coerce_corpus(generate_corpus(3, 2, 0.0, seed=3), "g")
     bad = corpus.with_columns(label=pl.when(pl.col("group_id") == "problem_02").then(0).otherwise(pl.col("label")))
     path = tmp_path / "corpus.parquet"
     bad.write_parquet(path)
-    probes_profile(corpus={"source": "path", "path": str(path)})
+    probes = make_probes(corpus={"source": "path", "path": str(path)})
 
-    result = run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS], raise_on_error=False)
+    result = probes.run(instance, [A.CORPUS, A.ACTIVATIONS], raise_on_error=False)
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "groups_and_labels_valid")
     assert not evaluation.passed and evaluation.metadata["n_failing"].value == 1
     assert "problem_02" in evaluation.metadata["offending_sample"].value
     assert not result.asset_materializations_for_node("probes__features__token_activations")
 
-    later = run(instance, probe_resources, [A.ACTIVATIONS], raise_on_error=False)
-    assert not later.success
-    failure = next(e for e in later.all_events if e.event_type_value == "STEP_FAILURE")
-    error, messages = failure.event_specific_data.error, []
-    while error is not None:  # the gate's own message, not a stack trace that mentions the name
-        messages.append(error.message)
-        error = error.cause
-    assert any("refusing to run" in m and "probes/raw/corpus:groups_and_labels_valid" in m for m in messages), messages
+    later = probes.run(instance, [A.ACTIVATIONS], raise_on_error=False)
+    assert "probes/raw/corpus:groups_and_labels_valid" in refusal(later)
     assert not (tmp_path / "artifacts" / "probes" / "activations").exists()
+
+    manifest = probes.run(instance, [A.MANIFEST], raise_on_error=False)  # gated too: registers nothing
+    assert "probes/raw/corpus:groups_and_labels_valid" in refusal(manifest)
+    assert instance.get_latest_materialization_event(dg.AssetKey(A.MANIFEST)) is None
+    assert instance.get_dynamic_partitions("probe_config") == [] == instance.get_dynamic_partitions("probe_fold")
 
 
 def test_registering_a_research_sized_sweep_is_fast(instance):
@@ -103,14 +92,14 @@ def test_registering_a_research_sized_sweep_is_fast(instance):
     assert elapsed < 10, f"registering and listing 15360 partitions took {elapsed:.1f}s"
 
 
-def test_whole_chain_through_the_release_gate(instance, probes_profile, probe_resources):
+def test_whole_chain_through_the_release_gate(instance, probes):
     """Every fold of the tiny sweep, then aggregate, screening and summary with its release gate:
     the gate evaluates on nested confirmation folds and reports candidate, baseline and control."""
-    run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    probes.run(instance, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
     (config,) = instance.get_dynamic_partitions("probe_config")
     for fold in instance.get_dynamic_partitions("probe_fold"):
-        run(instance, probe_resources, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": config, "fold": fold}))
-    result = run(instance, probe_resources, [A.AGGREGATE, A.SCREENING, A.SUMMARY], raise_on_error=False)
+        probes.run(instance, [A.FOLD_RESULTS], dg.MultiPartitionKey({"config": config, "fold": fold}))
+    result = probes.run(instance, [A.AGGREGATE, A.SCREENING, A.SUMMARY], raise_on_error=False)
     gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "release_gate")
     assert gate.metadata["measured"].value == gate.metadata["measured"].value  # finite: 3 confirmation folds
     for role in ("candidate", "baseline", "control"):
@@ -121,7 +110,7 @@ def test_whole_chain_through_the_release_gate(instance, probes_profile, probe_re
 
 
 
-def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, probes_profile, probe_resources):
+def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, make_probes):
     """Dagster plans a multi-run backfill of fold_results as ranges along the dimension with more
     keys (here, as in a research sweep, configs: 4 configs x 3 folds), one fold's configs, never
     holding a key that was not asked for; one range run trains the configs that share probe type
@@ -129,21 +118,21 @@ def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, pr
     those of one-partition runs."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from proj_assets.ops.materialize_all import Stage, plan_runs
+    from proj_assets.entrypoints.demo import Stage, plan_runs
     from proj_assets.partitions import probe_config_fold_partitions as pdef
     from proj_assets.probes.results_store import replace_partitions
     from proj_assets.shared.gates import _blocking_failures, latest_check_results
 
     spec = tmp_path / "grid.yaml"
     spec.write_text(yaml.safe_dump({**TINY_SPEC, "factors": {**TINY_SPEC["factors"], "learning_rate": [0.01, 0.02, 0.05, 0.1]}}))
-    probes_profile(sweep_spec=str(spec))
-    run(instance, probe_resources, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
+    probes = make_probes(sweep_spec=str(spec))
+    probes.run(instance, [A.CORPUS, A.ACTIVATIONS, A.MANIFEST])
     configs, folds = instance.get_dynamic_partitions("probe_config"), instance.get_dynamic_partitions("probe_fold")
     key = lambda c, f: dg.MultiPartitionKey({"config": c, "fold": f})  # noqa: E731
-    defs, stage = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=probe_resources), Stage([dg.AssetKey(A.FOLD_RESULTS)], pdef)
+    stage = Stage([dg.AssetKey(A.FOLD_RESULTS)], pdef)
 
     asked = [key(c, f) for c in configs for f in folds if (c, f) != (configs[1], folds[0])]  # a hole in fold 0
-    planned = plan_runs(defs, instance, stage, asked)
+    planned = plan_runs(probes.defs, instance, stage, asked)
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         covered = [k for _p, tags in planned for k in pdef.get_partition_keys_in_range(dg.PartitionKeyRange(
             tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]))]
@@ -153,9 +142,8 @@ def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, pr
                                                                         t[ASSET_PARTITION_RANGE_END_TAG]),
                                                   dynamic_partitions_store=instance)}) for _p, t in planned} == {1}
 
-    (_none, tags), = [run_ for run_ in plan_runs(defs, instance, stage, [key(c, folds[1]) for c in configs])]
-    ranged = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.assets(A.FOLD_RESULTS), instance=instance,
-                            resources=probe_resources, tags=tags)
+    (_none, tags), = [run_ for run_ in plan_runs(probes.defs, instance, stage, [key(c, folds[1]) for c in configs])]
+    ranged = probes.run(instance, [A.FOLD_RESULTS], tags=tags)
     meta = ranged.asset_materializations_for_node("probes__sweep__fold_results")[-1].metadata
     assert meta["partitions"].value == 4 and meta["trained_together"].value == 1
     for check in ("no_group_leakage", "metrics_finite"):
@@ -164,20 +152,19 @@ def test_a_backfill_run_trains_one_folds_configs_together(tmp_path, instance, pr
     gate_keys = [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), c) for c in ("no_group_leakage", "metrics_finite")]
     assert _blocking_failures(instance, gate_keys, [key(c, folds[1]) for c in configs]) == ([], [])
     query = "select config_id, role, probe_seed, pr_auc, roc_auc from probes_sweep.fold_results order by all"
-    together = probe_resources["warehouse"].query(query)
+    together = probes.resources["warehouse"].query(query)
     assert together["config_id"].n_unique() == 4 and together.height == 4 * (2 + 1 + N_CONTROL_SEEDS)
     for config in configs:
-        run(instance, probe_resources, [A.FOLD_RESULTS], key(config, folds[1]))
-    alone = probe_resources["warehouse"].query(query)
+        probes.run(instance, [A.FOLD_RESULTS], key(config, folds[1]))
+    alone = probes.resources["warehouse"].query(query)
     assert alone.select("config_id", "role", "probe_seed").equals(together.select("config_id", "role", "probe_seed"))
     assert max(abs(a - b) for a, b in zip(alone["pr_auc"], together["pr_auc"])) < 1e-6
 
     broken = key(configs[2], folds[1])  # one partition of the range goes bad: only it fails, and blocks
-    with probe_resources["warehouse"].get_connection() as conn:
+    with probes.resources["warehouse"].get_connection() as conn:
         rows = conn.execute("select * from probes_sweep.fold_results where config_id = ?", [configs[2]]).pl()
         replace_partitions(conn, rows.with_columns(pr_auc=pl.lit(float("nan"))), [(configs[2], folds[1])])
-    rechecked = dg.materialize(ASSETS + CHECKS, selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite")), instance=instance,
-                               resources=probe_resources, tags=tags, raise_on_error=False)
+    rechecked = probes.run_checks(instance, [dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite")], tags=tags)
     assert not rechecked.success
     latest = latest_check_results(instance, dg.AssetCheckKey(dg.AssetKey(A.FOLD_RESULTS), "metrics_finite"))
     assert {p for p, r in latest.items() if p and not r.evaluation.passed} == {broken}

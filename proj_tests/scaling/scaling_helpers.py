@@ -1,4 +1,5 @@
-"""Scaling test helpers: a small synthetic panel with signal and tiny settings."""
+"""Scaling test helpers: a small synthetic panel with signal, tiny settings and the checks built
+for them."""
 
 import numpy as np
 
@@ -29,3 +30,15 @@ def tiny_settings(**overrides) -> ScalingSettings:
         "pruner": "none",
     }
     return ScalingSettings(**{**base, **overrides})
+
+
+def checks_for(settings: ScalingSettings) -> dict:
+    """The scaling checks built for `settings` (the demo's horizons), by name, to call on frames.
+    (Imported here: worker subprocesses import this module with only this folder on sys.path.)"""
+    from definitions_helpers import checks_by_name, demo_profile
+
+    from proj_assets.partitions import budget_horizon_partitions
+    from proj_assets.scaling.checks import scaling_checks
+
+    cells = budget_horizon_partitions(settings.budgets, demo_profile().market.horizons)
+    return checks_by_name(scaling_checks(settings, cells))

@@ -1,89 +1,98 @@
 """The scaling group in-process on a temporary warehouse: one budget x horizon partition end to
-end, and a failing blocking check on the trials stopping `best_trials` in this run and later ones."""
+end, a failing blocking check on the trials stopping `best_trials` in this run and later ones, and a
+failed blocking market check stopping the seed re-runs (gates read from the asset graph)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
+from definitions_helpers import demo_profile, domain_defs, materializable, with_settings
 from scaling_helpers import tiny_settings
 
+from proj_assets.definitions import build_resources
+from proj_assets.market import assets as market_assets
 from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
-from proj_assets.scaling import assets as scaling_assets
-from proj_assets.scaling import checks as scaling_checks
-from proj_assets.scaling import assets_law
+from proj_assets.market.features import compute_features
+from proj_assets.profiles import Profile, load_profile, profile_path
 from proj_assets.scaling.assets import ARCH_GRID, BEST_TRIALS, EXPERIMENT_RESULTS, SCALING_CURVE, TRIALS
 from proj_assets.scaling.assets_law import SEED_RUNS
+from proj_assets.scaling.settings import ScalingSettings
+from proj_resources import Warehouse
 
 PARTITION = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
 PROVENANCE = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id", "model_revision"]
 
 
-@pytest.fixture(scope="module")
-def defs():
-    from proj_assets.market import assets as market_assets
-    from proj_assets.market import checks as market_checks
-
-    modules = [market_assets, scaling_assets, assets_law]
-    return [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules([market_checks, scaling_checks])]
-
-
-def _run(defs, resources, instance, keys, partition_key=None):
-    return dg.materialize(defs, resources=resources, instance=instance, partition_key=partition_key,
-                          selection=[dg.AssetKey(k) for k in keys], raise_on_error=False)
-
-
-@pytest.fixture(scope="module")
-def market_world(defs, tmp_path_factory, arch_slice):
-    """One instance and warehouse with the market group (and its checks) materialized once from
-    CSV files; each test then runs scaling assets on top with its own study folder."""
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-    from proj_resources import MarketSource
-
-    root = tmp_path_factory.mktemp("scaling_world")
-    (root / "csv").mkdir()
-    for ticker, frame in arch_slice.items():
-        frame.select("date", "open", "high", "low", "close", "volume").write_csv(root / "csv" / f"{ticker}.csv")
-    resources = {**build_resources(load_profile(), root),
-                 "market_source": MarketSource(kind="csv", csv_dir=str(root / "csv"))}
-    with dg.instance_for_test() as instance:
-        for ticker in ("SP500", "NASDAQ", "VIX"):
-            assert _run(defs, resources, instance, [OHLCV], ticker).success
-        assert _run(defs, resources, instance, [FEATURES, TARGETS, SPLITS]).success
-        yield resources, instance
+@dataclass(frozen=True)
+class World:
+    settings: ScalingSettings
+    root: Path
+    warehouse: Warehouse
+    run: Callable[..., dg.ExecuteInProcessResult]  # (keys, partition_key=None): one run, never raises
 
 
 @pytest.fixture
-def world(market_world, tmp_path, monkeypatch):
-    monkeypatch.setenv("PROJ_DATA_DIR", str(tmp_path / "data"))
-    return market_world
+def world(tmp_path, csv_dir, instance) -> Callable[..., World]:
+    """Builds the market and scaling definitions of a profile (`base`, default the demo) reading the
+    `csv_dir` files, with tiny scaling settings (`overrides`), every output under tmp_path, and
+    materializes the market group with its checks on a temporary instance: scaling's gates read
+    the market checks of that graph."""
+
+    def build(base: Profile | None = None, **overrides) -> World:
+        settings = tiny_settings(budgets={"2k": 2000, "6k": 6000, "20k": 20000},
+                                 arch={"d_model_min": 8, "d_model_max": 48, "d_model_step": 4, "n_layers_max": 4,
+                                       "n_heads": [1, 2, 4], "min_head_dim": 4, "tolerance": 0.25}, **overrides)
+        profile = with_settings(base or demo_profile(), scaling=settings,
+                                market={"source": "csv", "csv_dir": str(csv_dir)})
+        defs = [*materializable(domain_defs("market", profile, tmp_path)),
+                *materializable(domain_defs("scaling", profile, tmp_path))]
+        resources = build_resources(profile, tmp_path)
+
+        def run(keys, partition_key=None) -> dg.ExecuteInProcessResult:
+            return dg.materialize(defs, resources=resources, instance=instance, partition_key=partition_key,
+                                  selection=[dg.AssetKey(k) for k in keys], raise_on_error=False)
+
+        for ticker in profile.market.tickers:
+            assert run([OHLCV], ticker).success
+        assert run([FEATURES, TARGETS, SPLITS]).success
+        return World(settings, tmp_path, resources["warehouse"], run)
+
+    return build
 
 
-def _use_settings(monkeypatch, **overrides):
-    settings = tiny_settings(budgets={"2k": 2000, "6k": 6000, "20k": 20000},
-                             arch={"d_model_min": 8, "d_model_max": 48, "d_model_step": 4, "n_layers_max": 4,
-                                   "n_heads": [1, 2, 4], "min_head_dim": 4, "tolerance": 0.25}, **overrides)
-    monkeypatch.setattr(scaling_assets, "_settings", settings)
-    monkeypatch.setattr(scaling_checks, "_settings", settings)
-    return settings
+def _profile_at_a_path(folder: Path, name: str) -> Profile:
+    """The demo profile saved as `folder`/profiles/lab.yaml with field `name` set to `name`,
+    loaded from that path (as the code location loads PROJ_PROFILE=<path>)."""
+    raw = {**yaml.safe_load(profile_path("demo").read_text()), "name": name}
+    path = folder / "profiles" / "lab.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw))
+    return load_profile(str(path))
 
 
 def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
-    settings = _use_settings(monkeypatch, seed_runs=2)
-    scaling_resources, instance = world
-    assert _run(defs, scaling_resources, instance, [ARCH_GRID]).success
-    result = _run(defs, scaling_resources, instance, [TRIALS], PARTITION)
+def test_one_partition_materializes_end_to_end(world, tmp_path):
+    # a profile given as a file path keys its studies and CSV by its `name` field, not the file name
+    w = world(_profile_at_a_path(tmp_path, "my_lab"), seed_runs=2)
+    settings, run, warehouse = w.settings, w.run, w.warehouse
+    assert run([ARCH_GRID]).success
+    result = run([TRIALS], PARTITION)
     assert result.success
     assert _checks(result) == {"extremes_covered": True, "all_params_logged": True, "trials_complete": True}
-    report = _run(defs, scaling_resources, instance, [BEST_TRIALS, EXPERIMENT_RESULTS])
+    assert (w.root / "optuna" / "my_lab" / "2k__h1.log").is_file()
+    assert [p.name for p in (w.root / "optuna").iterdir()] == ["my_lab"]
+    report = run([BEST_TRIALS, EXPERIMENT_RESULTS])
     assert report.success
-    assert _run(defs, scaling_resources, instance, [SEED_RUNS], PARTITION).success
-    assert _run(defs, scaling_resources, instance, [SCALING_CURVE]).success  # one budget: no law fitted yet
+    assert run([SEED_RUNS], PARTITION).success
+    assert run([SCALING_CURVE]).success  # one budget: no law fitted yet
 
-    warehouse = scaling_resources["warehouse"]
     grid = warehouse.query("select * from scaling_design.arch_grid")
     assert set(grid["budget"]) == {"2k", "6k", "20k"} and (grid["micro_batch"] > 0).all()
     trials = warehouse.query("select * from scaling_hpo.trials order by trial_number")
@@ -100,9 +109,10 @@ def test_one_partition_materializes_end_to_end(defs, world, monkeypatch):
     results = warehouse.query("select * from scaling_report.experiment_results")
     assert results["n_trials"].to_list() == [settings.n_trials]
     csv_meta = report.asset_materializations_for_node("scaling__report__experiment_results")[0].metadata
+    assert Path(csv_meta["path"].value).parts[-3:] == ("scaling", "my_lab", "experiment_results.csv")
     assert pl.read_csv(csv_meta["path"].value)["n_trials"].to_list() == [settings.n_trials]
 
-    again = _run(defs, scaling_resources, instance, [TRIALS], PARTITION)  # resumes: nothing to add
+    again = run([TRIALS], PARTITION)  # resumes: nothing to add
     assert again.success
     meta = again.asset_materializations_for_node("scaling__hpo__trials")[0].metadata
     assert meta["trials_run_now"].value == 0 and meta["trials_total"].value == settings.n_trials
@@ -132,12 +142,12 @@ def _reevaluate_without_training(run: dict, settings, warehouse):
     assert evaluate(model, data, "val", 64)["loss"] == pytest.approx(run["val_loss"], rel=1e-5)
 
 
-def test_failed_extremes_check_blocks_best_trials_now_and_later(defs, world, monkeypatch):
+def test_failed_extremes_check_blocks_best_trials_now_and_later(world, monkeypatch):
     import math
 
     from proj_assets.scaling.model import TimeSeriesTransformer
 
-    _use_settings(monkeypatch, n_trials=2)
+    run = world(n_trials=2).run
     forward = TimeSeriesTransformer.forward
 
     def widest_diverges(self, windows):  # the d_model_max extreme's loss becomes NaN: that trial fails
@@ -145,15 +155,41 @@ def test_failed_extremes_check_blocks_best_trials_now_and_later(defs, world, mon
         return out * math.nan if self.config.d_model == 12 else out
 
     monkeypatch.setattr(TimeSeriesTransformer, "forward", widest_diverges)
-    scaling_resources, instance = world
-    assert _run(defs, scaling_resources, instance, [ARCH_GRID]).success
-    result = _run(defs, scaling_resources, instance, [TRIALS, BEST_TRIALS], PARTITION)
+    assert run([ARCH_GRID]).success
+    result = run([TRIALS, BEST_TRIALS], PARTITION)
     assert _checks(result)["extremes_covered"] is False
     assert [m.asset_key for m in result.get_asset_materialization_events()] == [dg.AssetKey(TRIALS)]
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "extremes_covered")
     assert evaluation.metadata["measured"].value > 0 and evaluation.metadata["threshold"].value == 0
 
-    later = _run(defs, scaling_resources, instance, [BEST_TRIALS])
+    later = run([BEST_TRIALS])
     assert not later.success
-    (message,) = [e.event_specific_data.error.message for e in later.get_step_failure_events()]
+    (message,) = _failure_messages(later)
     assert "refusing to run" in message and "extremes_covered" in message
+
+
+def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+
+
+def test_failed_market_gate_blocks_seed_runs(world, monkeypatch):
+    """The seed re-runs train on the market panel: while a blocking market check on it failed
+    they refuse, naming the check (the gate comes from the graph: they used to train ungated)."""
+    w = world(seed_runs=2)
+    assert w.run([ARCH_GRID]).success
+    assert w.run([TRIALS], PARTITION).success
+    assert w.run([BEST_TRIALS]).success
+
+    def looks_ahead(*args, **kwargs):  # tomorrow's return today: finite, but no_lookahead sees it
+        return compute_features(*args, **kwargs).with_columns(pl.col("ret_1").shift(-1).fill_null(0.0))
+
+    monkeypatch.setattr(market_assets, "compute_features", looks_ahead)
+    leaked = w.run([FEATURES])
+    assert _checks(leaked) == {"features_finite_after_warmup": True, "no_lookahead": False}
+
+    refused = w.run([SEED_RUNS], PARTITION)
+    assert not refused.success
+    (message,) = _failure_messages(refused)
+    assert "refusing to run" in message and "market/processed/features:no_lookahead failed" in message
+    assert refused.get_asset_materialization_events() == []
+    assert not w.warehouse.table_exists("scaling_hpo", "seed_runs")

@@ -6,6 +6,8 @@ import random
 import polars as pl
 import pytest
 import torch
+from definitions_helpers import demo_profile
+from scaling_helpers import checks_for
 
 from proj_assets.scaling.arch_grid import (
     d_model_values,
@@ -103,6 +105,5 @@ def test_params_check_flags_a_count_off_the_analytic_value_within_tolerance():
     assert off.row(0, named=True)["n_params"] == expected + 1 and off["expected_params"][0] == expected
     from dagster import AssetCheckSeverity
 
-    from proj_assets.scaling.checks import params_within_budget
-    result = params_within_budget(pl.concat([grid, extra]))
+    result = checks_for(demo_profile().scaling)["params_within_budget"](pl.concat([grid, extra]))
     assert result.passed is False and result.severity == AssetCheckSeverity.ERROR

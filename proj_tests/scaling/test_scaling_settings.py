@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 from pydantic import ValidationError
-from scaling_helpers import tiny_settings
+from scaling_helpers import checks_for, tiny_settings
 
 from proj_assets.profiles import PROJECT_ROOT, ProfileError, load_profile_file, profile_path
 from proj_assets.scaling.settings import ScalingSettings
@@ -50,43 +50,25 @@ def test_bad_profile_fails_definitions_load_naming_the_field(tmp_path):
     raw["scaling"]["pruner"], raw["scaling"]["search"]["lr"] = "median", [0.0003, 0.003]
     raw["scaling"]["budgets"]["10"] = 10  # below the smallest one-layer model
     bad.write_text(yaml.safe_dump(raw))
+    # The process boundary: a fresh interpreter loads the code location (`defs()`, as Dagster
+    # does) with the active profile set in its environment.
     env = {**os.environ, "PROJ_PROFILE": str(bad)}
-    loaded = subprocess.run([sys.executable, "-c", "import proj_assets.definitions"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    loaded = subprocess.run([sys.executable, "-c", "from proj_assets.definitions import defs; defs()"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert loaded.returncode != 0
     assert "field 'scaling'" in loaded.stderr and "scaling.budgets ['10']: no architecture" in loaded.stderr
 
 
-def test_depth_check_warns_naming_the_depths_a_cap_leaves_out(monkeypatch):
+def test_depth_check_warns_naming_the_depths_a_cap_leaves_out():
     import dagster as dg
 
-    from proj_assets.scaling import checks
+    def depth_check(budgets: dict) -> dg.AssetCheckResult:
+        return checks_for(tiny_settings(budgets=budgets))["every_feasible_depth_in_grid"]()
 
-    monkeypatch.setattr(checks, "_settings", tiny_settings(budgets={"2k": 2000}))
-    assert checks.every_feasible_depth_in_grid().passed  # the cap of 4 cuts nothing at 2k
-    monkeypatch.setattr(checks, "_settings", tiny_settings(budgets={"2k": 2000, "20k": 20000}))
-    result = checks.every_feasible_depth_in_grid()
+    assert depth_check({"2k": 2000}).passed  # the cap of 4 cuts nothing at 2k
+    result = depth_check({"2k": 2000, "20k": 20000})
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
     assert "above scaling.arch.n_layers_max=4" in result.description
     sample = result.metadata["sample"].value if "sample" in result.metadata else str(result.metadata)
     assert "20k" in str(sample) and "first_left_out" in str(sample)
 
-
-def test_a_profile_given_as_a_path_keys_studies_by_its_name(tmp_path):
-    raw = yaml.safe_load(profile_path("demo").read_text())
-    raw["name"] = "my_lab"
-    path = tmp_path / "profiles" / "lab.yaml"
-    path.parent.mkdir()
-    path.write_text(yaml.safe_dump(raw))
-    script = ("from proj_assets.scaling import assets as a\n"
-              "from proj_assets.scaling.study import open_study, study_location\n"
-              "from proj_assets.scaling.hpo import make_sampler_and_pruner\n"
-              "loc = study_location(a._settings, a.study_root(), a.PROFILE_KEY)\n"
-              "open_study(loc, '2k', 'h1', *make_sampler_and_pruner(a._settings, 0))\n"
-              "print(loc.journal_path('2k', 'h1'))\n")
-    env = {**os.environ, "PROJ_PROFILE": str(path), "PROJ_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    journal = tmp_path / "data" / "optuna" / "my_lab" / "2k__h1.log"
-    assert done.stdout.strip() == str(journal) and journal.is_file()

@@ -7,6 +7,7 @@ import signal
 import polars as pl
 import pytest
 from optuna.trial import TrialState
+from scaling_helpers import checks_for
 
 from proj_assets.scaling.checks_core import incomplete_cells, missing_extremes, missing_logged_values
 from proj_assets.scaling.extremes import EXTREME_LABELS, covered_labels, extreme_architectures
@@ -124,8 +125,8 @@ def _set_null(table, column, trial_number):
 def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings):
     import dagster as dg
 
-    from proj_assets.scaling.checks import all_params_logged, trials_complete
-
+    all_params_logged, trials_complete = (checks_for(settings)[name] for name in ("all_params_logged",
+                                                                                 "trials_complete"))
     study = _open(tmp_path / "2k__h1.log", settings)
     _prepare(study, budget_grid, settings)
     run_trials(study, _objective(budget_grid, splits, settings), n_trials=settings.n_trials)

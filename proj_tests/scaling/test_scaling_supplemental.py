@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 from optuna.trial import TrialState
-from scaling_helpers import tiny_settings
+from scaling_helpers import checks_for, tiny_settings
 
 from proj_assets.scaling.arch_grid import enumerate_grid
 from proj_assets.scaling.checks_core import missing_extremes
@@ -54,9 +54,8 @@ def _prepare(study, grid, settings) -> tuple[str, bool, list[str]]:
 
 
 def test_a_widened_grid_runs_its_new_extremes_after_n_trials(tmp_path, splits):
-    from proj_assets.scaling.checks import extremes_covered
-
     narrow, wide = _settings(16), _settings(20)
+    extremes_covered = checks_for(wide)["extremes_covered"]
     grid_n, grid_w = (enumerate_grid({"6k": 6000}, s.arch, 25) for s in (narrow, wide))
     assert grid_w["d_model"].max() > grid_n["d_model"].max() and grid_w["n_layers"].min() < grid_n["n_layers"].min()
     study = _open(tmp_path, narrow)

@@ -1,15 +1,19 @@
-"""sft fixtures: a very small profile (tiny model, few examples) and an in-process runner."""
+"""sft fixtures: a very small profile (tiny model, few examples), an in-process runner over the
+whole sft domain built from a profile, stand-in upstream assets and how a refusal is read."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
-import yaml
 
-from proj_assets.profiles import PROFILES_DIR
+from proj_assets.profiles import Profile
+from proj_assets.sft.settings import SftSettings
+from proj_tests.definitions_helpers import demo_profile, domain_defs, materializable, with_settings
 
 TINY_SFT = {
-    "n_shards": 2,  # must match the partitions built at import (demo profile)
+    "n_shards": 2,
     "demo_model": {"n_documents": 300, "blocks_per_document": 4, "vocab_size": 300, "hidden_size": 32,
                    "n_layers": 2, "n_heads": 2, "seq_len": 128, "train_steps": 150, "batch_size": 8,
                    "learning_rate": 0.01,
@@ -24,64 +28,120 @@ TINY_SFT = {
 }
 
 
-def selected_pilot(instance) -> str:
-    """The active profile's selected pilot iteration, registered as a partition of `instance`."""
-    from proj_assets.partitions import sft_pilot_partitions
-    from proj_assets.sft.iterations import selected_iteration
-    from proj_assets.sft.keys import sft_settings
-
-    key = selected_iteration(sft_settings())
-    instance.add_dynamic_partitions(sft_pilot_partitions.name, [key])
-    return key
+def tiny(**sft) -> Profile:
+    """The demo profile whose whole sft section is TINY_SFT (updated by `sft`), on one thread
+    (tiny tensors: one thread is faster, and the cores are shared)."""
+    return with_settings(demo_profile(), sft=SftSettings(**{**TINY_SFT, **sft}), compute={"threads": 1})
 
 
-def stand_in_pilot(df, metadata: dict | None = None) -> dg.AssetsDefinition:
-    """A pilot asset with the real key, partitions and I/O manager whose rows are given (the
-    generations themselves are not under test); `pilot_iteration` is set to the partition."""
-    from proj_assets.partitions import sft_pilot_partitions
+class SftRunner:
+    """Materializes the sft domain of `profile` in `instance`, outputs under `root`: every sft asset
+    and check, as the code location builds them (gates resolved), is in each run; `keys` pick what runs."""
+
+    def __init__(self, profile: Profile, root: Path, instance: dg.DagsterInstance):
+        self.cfg, self.instance = profile.sft, instance
+        self.defs = domain_defs("sft", profile, root)  # as the code location builds it: gates resolved
+        self.resources = self.defs.resources
+
+    def __call__(self, keys: Sequence[list[str]], partition: str | None = None,
+                 stand_ins: Sequence[dg.AssetsDefinition] = (), raise_on_error: bool = True, tags=None):
+        """Materialize `keys` (with their checks); each of `stand_ins` replaces the real asset of its key."""
+        replaced = {key for asset in stand_ins for key in asset.keys}
+        kept = [d for d in materializable(self.defs) if not d.keys & replaced]
+        return dg.materialize([*stand_ins, *kept], selection=[dg.AssetKey(k) for k in keys],
+                              partition_key=partition, resources=self.resources, instance=self.instance,
+                              raise_on_error=raise_on_error, tags=tags)
+
+    def selected_pilot(self) -> str:
+        """The profile's selected pilot iteration, registered as a partition of the instance."""
+        from proj_assets.partitions import sft_pilot_partitions
+        from proj_assets.sft.iterations import selected_iteration
+
+        key = selected_iteration(self.cfg)
+        self.instance.add_dynamic_partitions(sft_pilot_partitions.name, [key])
+        return key
+
+    def shards(self) -> list[str]:
+        from proj_assets.partitions import sft_shard_partitions
+
+        return sft_shard_partitions(self.cfg.n_shards).get_partition_keys()
+
+
+@pytest.fixture
+def tiny_runner(tmp_path: Path, instance) -> SftRunner:
+    """The sft domain of the tiny profile."""
+    return SftRunner(tiny(), tmp_path / "out", instance)
+
+
+@pytest.fixture
+def demo_runner(tmp_path: Path, instance) -> SftRunner:
+    """The sft domain of the demo profile (its QC thresholds, sizes and budget)."""
+    return SftRunner(demo_profile(), tmp_path, instance)
+
+
+def stand_in(key: list[str], frame, partitions_def: dg.PartitionsDefinition | None = None,
+             partition_expr: str | None = None, metadata: dict | None = None) -> dg.AssetsDefinition:
+    """An asset with the real key, partitions and I/O manager whose rows are given (a frame, or a
+    function of the partition key giving it): what it stands in for is not under test."""
     from proj_assets.shared.conventions import table_metadata
+
+    @dg.asset(key=key, group_name="sft", partitions_def=partitions_def,
+              metadata=table_metadata(key, partition_expr=partition_expr))
+    def rows(context: dg.AssetExecutionContext) -> dg.Output:
+        df = frame(context.partition_key) if callable(frame) else frame
+        return dg.Output(df, metadata=metadata or {})
+
+    return rows
+
+
+def stand_in_pilot(df: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsDefinition:
+    """A pilot of the rows given, in any iteration; `pilot_iteration` is set to the partition."""
+    from proj_assets.partitions import sft_pilot_partitions
     from proj_assets.sft.keys import PILOT
 
-    @dg.asset(key=PILOT, group_name="sft", partitions_def=sft_pilot_partitions,
-              metadata=table_metadata(PILOT, partition_expr="pilot_iteration"))
-    def pilot_generations(context) -> dg.Output:
-        import polars as pl
-
-        return dg.Output(df.with_columns(pl.lit(context.partition_key).alias("pilot_iteration")), metadata=metadata or {})
-
-    return pilot_generations
+    return stand_in(PILOT, lambda key: df.with_columns(pl.lit(key).alias("pilot_iteration")), sft_pilot_partitions,
+                    "pilot_iteration", metadata)
 
 
-@pytest.fixture
-def tiny_profile(tmp_path: Path, monkeypatch) -> Path:
-    """The demo profile with a very small sft section, made active through PROJ_PROFILE."""
-    raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
-    raw["sft"] = TINY_SFT
-    raw["compute"]["threads"] = 1  # tiny tensors: one thread is faster, and the cores are shared
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("PROJ_PROFILE", str(path))
-    return path
+def stand_in_base_model(folder: Path) -> dg.AssetsDefinition:
+    """A base model that is the model folder given (its completion_mode_only check runs on it)."""
+    from proj_assets.sft.keys import BASE_MODEL
+
+    @dg.asset(key=BASE_MODEL, group_name="sft")
+    def base_model() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(folder))})
+
+    return base_model
 
 
-@pytest.fixture
-def sft_runner(tiny_profile: Path, tmp_path: Path):
-    """run(keys, partition=None) materializes sft assets (with their checks) in one shared instance."""
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-    from proj_assets.sft import assets, checks
+def crafted_pilot(n: int, n_runaway: int, n_limit: int) -> pl.DataFrame:
+    """Pilot rows whose flags are set by hand (the generations themselves are not under test here)."""
+    return pl.DataFrame({
+        "example_id": [f"pilot-{i:06d}" for i in range(n)], "task_type": ["add"] * n,
+        "instruction": ["Add 1 and 2."] * n,
+        "completion": [" 3\nInstruction: Add" if i < n_runaway else " 3" for i in range(n)],
+        "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
+        "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
+        "runaway": [i < n_runaway for i in range(n)], "token_limit": [i < n_limit for i in range(n)],
+        "critic_margin": [1.0 if i % 2 else -1.0 for i in range(n)], "answer_correct": [bool(i % 2) for i in range(n)],
+    })
 
-    all_assets = [getattr(assets, n) for n in assets.__all__]
-    all_checks = [v for v in vars(checks).values() if isinstance(v, dg.AssetChecksDefinition)]
-    resources = build_resources(load_profile(str(tiny_profile)), tmp_path / "out")
-    with dg.instance_for_test() as instance:
-        def run(keys: list[list[str]], partition: str | None = None, raise_on_error: bool = True):
-            return dg.materialize([*all_assets, *all_checks], selection=[dg.AssetKey(k) for k in keys],
-                                  partition_key=partition, resources=resources, instance=instance,
-                                  raise_on_error=raise_on_error)
-        run.instance = instance
-        run.resources = resources
-        yield run
+
+def step_failure(run):
+    (failure,) = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failure.event_specific_data
+
+
+def failure_message(run) -> str:
+    """The error of the run's one failed step."""
+    return str(step_failure(run).error)
+
+
+def refused_gates(run) -> list[str]:
+    """The open gates the run's one failed step refused on (one line each), empty when it failed otherwise."""
+    data = step_failure(run).user_failure_data
+    gates = data.metadata.get("failed_gates") if data else None
+    return list(gates.value) if gates else []
 
 
 @pytest.fixture(scope="session")

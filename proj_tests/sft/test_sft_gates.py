@@ -1,61 +1,47 @@
-"""The pilot's QC gates block scaling on a bad pilot (in later runs too) and pass on a good one."""
+"""The pilot's QC gates block scaling on a bad pilot (in later runs too) and pass on a good one; the
+decontamination gate stops the adapter. Each run holds the sft domain as the code location builds
+it (its gates resolved from the graph); stand-ins replace the upstream assets not under test."""
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from proj_assets.shared.conventions import check_key, table_metadata
+from proj_assets.shared.conventions import check_key
 from proj_assets.shared.gates import gate_problems
-from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
+from proj_tests.sft.conftest import (crafted_pilot, failure_message, refused_gates, stand_in, stand_in_base_model,
+                                     stand_in_pilot)
+
+
+def gate_line(run, start: str) -> str:
+    """The one refusal line of `run` that starts with `start`."""
+    (line,) = [g for g in refused_gates(run) if g.startswith(start)]
+    return line
+
 
 PILOT_CHECKS = [check_key(k.PILOT, k.RUNAWAY_CHECK), check_key(k.PILOT, k.TOKEN_LIMIT_CHECK)]
 
 
-def crafted_pilot(n: int, n_runaway: int, n_limit: int) -> pl.DataFrame:
-    """Pilot rows whose flags are set by hand (the generations themselves are not under test here)."""
-    return pl.DataFrame({
-        "example_id": [f"pilot-{i:06d}" for i in range(n)], "task_type": ["add"] * n,
-        "instruction": ["Add 1 and 2."] * n,
-        "completion": [" 3\nInstruction: Add" if i < n_runaway else " 3" for i in range(n)],
-        "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
-        "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
-        "runaway": [i < n_runaway for i in range(n)], "token_limit": [i < n_limit for i in range(n)],
-    })
+def test_bad_pilot_blocks_scaling_with_the_measured_rate(demo_runner):  # demo thresholds: 5% and 10%
+    selected = demo_runner.selected_pilot()
+    # 1 of 20 runaway (5%) is not below 5%; 3 of 20 at the token limit (15%) is not below 10%
+    result = demo_runner([k.PILOT], selected, [stand_in_pilot(crafted_pilot(20, 1, 3))], raise_on_error=False)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evals[k.RUNAWAY_CHECK].passed and evals[k.RUNAWAY_CHECK].metadata["measured"].value == 0.05
+    assert not evals[k.TOKEN_LIMIT_CHECK].passed and evals[k.TOKEN_LIMIT_CHECK].metadata["n_failing"].value == 3
 
+    # a later run of the scale shards refuses, naming the failed checks and the measured value
+    run = demo_runner([k.SHARDS], "shard_00", raise_on_error=False)
+    assert not run.success
+    runaway, limit = (gate_line(run, f"sft/data/pilot_generations:{name} partition {selected!r} failed")
+                      for name in (k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK))
+    assert "'measured': 0.05" in runaway and "'n_failing': 3" in limit
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.SHARDS))
 
-def materialize_pilot(df, instance, resources):
-    return dg.materialize([stand_in_pilot(df), checks.pilot_runaway_rate_below_max,
-                           checks.pilot_token_limit_rate_below_max], instance=instance,
-                          partition_key=selected_pilot(instance), resources=resources, raise_on_error=False)
-
-
-def test_bad_pilot_blocks_scaling_with_the_measured_rate(tmp_path):  # demo thresholds: 5% and 10%
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-
-    resources = build_resources(load_profile(), tmp_path)
-    with dg.instance_for_test() as instance:
-        # 1 of 20 runaway (5%) is not below 5%; 3 of 20 at the token limit (15%) is not below 10%
-        result = materialize_pilot(crafted_pilot(20, 1, 3), instance, resources)
-        evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        assert not evals[k.RUNAWAY_CHECK].passed and evals[k.RUNAWAY_CHECK].metadata["measured"].value == 0.05
-        assert not evals[k.TOKEN_LIMIT_CHECK].passed and evals[k.TOKEN_LIMIT_CHECK].metadata["n_failing"].value == 3
-
-        # a later run of the scale shards refuses, naming the failed check and the measured value
-        run = dg.materialize([assets.scale_shards], partition_key="shard_00", instance=instance,
-                             resources=resources, raise_on_error=False)
-        assert not run.success
-        failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
-        message = str(failure.event_specific_data.error)
-        assert "runaway_rate_below_max" in message and "0.05" in message and "token_limit_rate_below_max" in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.SHARDS))
-
-        # a good pilot clears both gates
-        good = materialize_pilot(crafted_pilot(20, 0, 1), instance, resources)
-        assert all(e.passed for e in good.get_asset_check_evaluations())
-        assert gate_problems(instance, PILOT_CHECKS, [selected_pilot(instance)]) == []
+    # a good pilot clears both gates
+    good = demo_runner([k.PILOT], selected, [stand_in_pilot(crafted_pilot(20, 0, 1))])
+    assert all(e.passed for e in good.get_asset_check_evaluations())
+    assert gate_problems(demo_runner.instance, PILOT_CHECKS, [selected]) == []
 
 
 @pytest.mark.parametrize("n_runaway,passed", [(0, True), (1, False)])
@@ -66,32 +52,35 @@ def test_runaway_gate_boundary(n_runaway, passed):
     assert rate_result(df, "runaway", 0.025).passed is passed  # 1/40 = 2.5% is not below 2.5%
 
 
-def test_adapter_refuses_a_contaminated_training_set(tmp_path):
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-
-    resources = build_resources(load_profile(), tmp_path)
+def test_adapter_refuses_to_train_while_no_test_overlap_failed(demo_runner, untrained_model_dir, tmp_path):
     leaked = "Add 12 and 30."
 
-    @dg.asset(key=k.TRAINING_SET, group_name="sft", metadata=table_metadata(k.TRAINING_SET))
-    def training_set() -> pl.DataFrame:
-        return pl.DataFrame({"example_id": ["s-1", "s-2"], "instruction": ["Add 1 and 2.", leaked],
-                             "completion": [" 3", " 42"]})
+    def training_set(instructions: list[str]):
+        return stand_in(k.TRAINING_SET, pl.DataFrame({
+            "example_id": [f"s-{i}" for i in range(len(instructions))], "instruction": instructions,
+            "completion": [" 3"] * len(instructions)}))
 
-    @dg.asset(key=k.TEST_INSTRUCTIONS, group_name="sft", metadata=table_metadata(k.TEST_INSTRUCTIONS))
-    def test_instructions() -> pl.DataFrame:
-        return pl.DataFrame({"item_id": [0], "task_type": ["add"], "instruction": [leaked], "reference": ["42"]})
+    test_instructions = stand_in(k.TEST_INSTRUCTIONS, pl.DataFrame(
+        {"item_id": [0], "task_type": ["add"], "instruction": [leaked], "reference": ["42"]}))
+    # a base model whose completion_mode_only gate passes: the overlap is the only open gate
+    base = demo_runner([k.BASE_MODEL], stand_ins=[stand_in_base_model(untrained_model_dir)])
+    assert all(e.passed for e in base.get_asset_check_evaluations())
+    contaminated = [training_set(["Add 1 and 2.", leaked]), test_instructions]
 
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([test_instructions, training_set, checks.no_test_overlap], instance=instance,
-                                resources=resources, raise_on_error=False)
-        check = result.get_asset_check_evaluations()[0]
-        assert not check.passed and check.metadata["n_failing"].value == 1
-        assert "add 12 and 30" in check.metadata["offending_sample"].value
+    result = demo_runner([k.TEST_INSTRUCTIONS, k.TRAINING_SET], stand_ins=contaminated, raise_on_error=False)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_test_overlap"]
+    assert not check.passed and check.metadata["n_failing"].value == 1
+    assert "add 12 and 30" in check.metadata["offending_sample"].value
 
-        run = dg.materialize([assets.adapter, training_set], selection=[dg.AssetKey(k.ADAPTER)], instance=instance,
-                             resources=resources, raise_on_error=False)
-        assert not run.success
-        failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
-        assert "no_test_overlap" in str(failure.event_specific_data.error)
-        assert not (tmp_path / "artifacts" / "sft_adapter").exists()  # nothing written
+    run = demo_runner([k.ADAPTER], stand_ins=contaminated, raise_on_error=False)
+    assert not run.success
+    (gate,) = refused_gates(run)
+    assert gate.startswith("sft/data/training_set:no_test_overlap failed") and "'n_failing': 1" in gate
+    assert not (tmp_path / "artifacts" / "sft_adapter").exists()  # nothing trained or written
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.ADAPTER))
+
+    # a clean training set opens the gate: the adapter starts and stops at its own row minimum (demo: 50)
+    clean = [training_set(["Add 1 and 2.", "Add 5 and 6."]), test_instructions]
+    assert demo_runner([k.TRAINING_SET], stand_ins=clean).success
+    run = demo_runner([k.ADAPTER], stand_ins=clean, raise_on_error=False)
+    assert refused_gates(run) == [] and "has 2 rows, at least 50 needed" in failure_message(run)

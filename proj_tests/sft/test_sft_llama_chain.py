@@ -5,13 +5,10 @@ in front of every prompt, as Llama-3 base checkpoints ship) runs the whole SFT c
 import json
 from pathlib import Path
 
-import dagster as dg
 import pytest
-import yaml
 
-from proj_assets.profiles import PROFILES_DIR
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import TINY_SFT, selected_pilot
+from proj_tests.sft.conftest import TINY_SFT, SftRunner, tiny
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 
@@ -62,43 +59,24 @@ def test_folder_is_shaped_like_a_llama_base_checkpoint(llama_style_folder):
     assert long.input_ids[0] == tok.bos_token_id and len(long.input_ids) == 32  # cut after BOS, never before
 
 
-def test_whole_chain_runs_on_a_no_pad_bos_model(llama_style_folder, tmp_path, monkeypatch):
-    from proj_assets.definitions import build_resources
-    from proj_assets.partitions import sft_shard_partitions
-    from proj_assets.profiles import load_profile
-    from proj_assets.sft import assets, checks
-
-    raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
-    raw["sft"] = {**TINY_SFT, "base_model_path": str(llama_style_folder)}
-    raw["compute"]["threads"] = 1
-    profile = tmp_path / "llama.yaml"
-    profile.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("PROJ_PROFILE", str(profile))
-    defs = [getattr(assets, n) for n in assets.__all__]
-    defs += [v for v in vars(checks).values() if isinstance(v, dg.AssetChecksDefinition)]
-    resources = build_resources(load_profile(str(profile)), tmp_path / "out")
-
-    with dg.instance_for_test() as instance:
-        def run(keys, partition=None):
-            return dg.materialize(defs, selection=[dg.AssetKey(x) for x in keys], partition_key=partition,
-                                  resources=resources, instance=instance)
-
-        base = run([k.BASE_MODEL])
-        (mode,) = [e for e in base.get_asset_check_evaluations() if e.check_name == "completion_mode_only"]
-        assert mode.passed  # BOS in front is allowed; nothing else is added
-        run([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
-        run([k.PILOT], selected_pilot(instance))
-        for shard in sft_shard_partitions.get_partition_keys():
-            critic = run([k.SHARDS, k.CRITIC], shard)
-        critic_meta = critic.asset_materializations_for_node("sft__data__critic_scores")[0].metadata
-        assert set(critic_meta["critic_auc"].value) >= {"overall", "add", "count"}
-        result = run([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])
-        evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        assert evals["prompt_tokens_masked"].passed and evals["no_test_overlap"].passed
-        assert evals["stage_gate"].metadata["judge"].value == "strict exact match"
-        adapter_meta = result.asset_materializations_for_node("sft__model__adapter")[0].metadata
-        assert adapter_meta["epochs_run"].value >= 1 and len(adapter_meta["validation_losses"].value) >= 1
-        stats = result.output_for_node("sft__eval__stats")
-        for column in ("base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate", "sft_runaway_rate",
-                       "base_token_limit_rate", "sft_token_limit_rate", "git_sha", "run_id"):
-            assert stats[column].null_count() == 0, column
+def test_whole_chain_runs_on_a_no_pad_bos_model(llama_style_folder, tmp_path, instance):
+    run = SftRunner(tiny(base_model_path=str(llama_style_folder)), tmp_path / "out", instance)
+    base = run([k.BASE_MODEL])
+    (mode,) = [e for e in base.get_asset_check_evaluations() if e.check_name == "completion_mode_only"]
+    assert mode.passed  # BOS in front is allowed; nothing else is added
+    run([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
+    run([k.PILOT], run.selected_pilot())
+    for shard in run.shards():
+        critic = run([k.SHARDS, k.CRITIC], shard)
+    critic_meta = critic.asset_materializations_for_node("sft__data__critic_scores")[0].metadata
+    assert set(critic_meta["critic_auc"].value) >= {"overall", "add", "count"}
+    result = run([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evals["prompt_tokens_masked"].passed and evals["no_test_overlap"].passed
+    assert evals["stage_gate"].metadata["judge"].value == "strict exact match"
+    adapter_meta = result.asset_materializations_for_node("sft__model__adapter")[0].metadata
+    assert adapter_meta["epochs_run"].value >= 1 and len(adapter_meta["validation_losses"].value) >= 1
+    stats = result.output_for_node("sft__eval__stats")
+    for column in ("base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate", "sft_runaway_rate",
+                   "base_token_limit_rate", "sft_token_limit_rate", "git_sha", "run_id"):
+        assert stats[column].null_count() == 0, column

@@ -3,18 +3,15 @@ the selected one (`sft.sampling`) only when that iteration's gates passed."""
 
 import json
 
-import dagster as dg
 import polars as pl
-import yaml
 
-from proj_assets.profiles import PROFILES_DIR
-from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
 from proj_assets.sft.pilot_report import compare_iterations
 from proj_assets.sft.iterations import iteration_key, iterations, selected_iteration
 from proj_assets.sft.settings import SamplingSettings, SftSettings
-from proj_tests.sft.conftest import stand_in_pilot
-from proj_tests.sft.test_sft_gates import crafted_pilot
+from proj_tests.definitions_helpers import demo_profile, with_settings
+from proj_tests.sft.conftest import SftRunner, crafted_pilot, failure_message, refused_gates, stand_in_pilot
+from proj_tests.sft.test_sft_shard_and_model_gates import NO_BASE_MODEL, STAND_IN_SHARDS
 
 
 def test_iteration_keys_follow_every_sampling_setting():
@@ -43,53 +40,40 @@ def test_comparison_table_has_one_row_per_iteration_with_its_settings():
     assert table["gates_passed"].to_list() == [True, False] and table["selected"].to_list() == [True, False]
 
 
-def test_every_iteration_is_kept_and_scaling_follows_the_selected_one(tmp_path, monkeypatch):
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-
-    raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
-    noisy = {**raw["sft"]["sampling"], "temperature": 1.5, "stop": ["\n###"]}
-    raw["sft"]["pilot_iterations"] = [noisy]
-    profile = tmp_path / "iterations.yaml"
-    profile.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("PROJ_PROFILE", str(profile))
-    cfg = load_profile(str(profile)).sft
-    selected, other = list(iterations(cfg))
-    resources = build_resources(load_profile(str(profile)), tmp_path / "out")
-    pilot_checks = [checks.pilot_runaway_rate_below_max, checks.pilot_token_limit_rate_below_max]
+def test_every_iteration_is_kept_and_scaling_follows_the_selected_one(tmp_path, instance):
+    demo = demo_profile()
+    noisy = {**demo.sft.sampling.model_dump(), "temperature": 1.5, "stop": ["\n###"]}
+    profile = with_settings(demo, sft={"pilot_iterations": [noisy]})
+    run = SftRunner(profile, tmp_path, instance)
+    selected, other = list(iterations(profile.sft))
     data = {selected: crafted_pilot(20, 0, 0), other: crafted_pilot(20, 6, 0)}  # the noisy one runs away (30%)
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([assets.pilot_settings], instance=instance, resources=resources).success
-        registered = instance.get_dynamic_partitions("sft_pilot_iteration")
-        assert registered == [selected, other]
-        for key, df in data.items():
-            settings = pl.lit(json.dumps(iterations(cfg)[key].model_dump())).alias("sampling_params")
-            stand_in = stand_in_pilot(df.with_columns(settings, pl.lit(True).alias("answer_correct")),
-                                      {"seconds_per_example": 0.0})
-            dg.materialize([stand_in, *pilot_checks], partition_key=key, instance=instance, resources=resources,
-                           raise_on_error=False)
-        run = dg.materialize([assets.pilot_comparison, stand_in], selection=[dg.AssetKey(k.PILOT_COMPARISON)],
-                             instance=instance, resources=resources)
-        table = run.output_for_node("sft__report__pilot_comparison")
-        assert table.select("pilot_iteration", "runaway_rate", "gates_passed", "selected").rows() == [
-            (selected, 0.0, True, True), (other, 0.3, False, False)]
-        meta = run.asset_materializations_for_node("sft__report__pilot_comparison")[0].metadata
-        assert "![" in meta["rates"].value  # the plot
+    assert run([k.PILOT_SETTINGS]).success
+    assert instance.get_dynamic_partitions("sft_pilot_iteration") == [selected, other]
+    for key, df in data.items():
+        settings = pl.lit(json.dumps(iterations(profile.sft)[key].model_dump())).alias("sampling_params")
+        pilot = stand_in_pilot(df.with_columns(settings, pl.lit(True).alias("answer_correct")),
+                               {"seconds_per_example": 0.0})
+        run([k.PILOT], key, [pilot], raise_on_error=False)
+    comparison = run([k.PILOT_COMPARISON], stand_ins=[pilot])  # not gated: it reports the failed iteration
+    table = comparison.output_for_node("sft__report__pilot_comparison")
+    assert table.select("pilot_iteration", "runaway_rate", "gates_passed", "selected").rows() == [
+        (selected, 0.0, True, True), (other, 0.3, False, False)]
+    meta = comparison.asset_materializations_for_node("sft__report__pilot_comparison")[0].metadata
+    assert "![" in meta["rates"].value  # the plot
 
-        # the failed noisy iteration does not block scaling, which uses the selected iteration; it
-        # gets past the pilot gates and the budget and stops at the base-model gate (no model here)
-        shard = dg.materialize([assets.scale_shards, stand_in], selection=[dg.AssetKey(k.SHARDS)], partition_key="shard_00",
-                               instance=instance, resources=resources, raise_on_error=False)
-        error = str(next(e for e in shard.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error)
-        assert "completion_mode_only" in error and k.RUNAWAY_CHECK not in error
+    # the failed noisy iteration blocks neither the scale shards nor their critic, which use the
+    # selected iteration: only the base-model gate is open (no model here)
+    assert run([k.SHARDS], "shard_00", [STAND_IN_SHARDS]).success  # a clean shard for the critic to score
+    steps = ((k.CRITIC, [pilot, STAND_IN_SHARDS]), (k.SHARDS, [pilot]))
+    for key, stand_ins in steps:
+        assert refused_gates(run([key], "shard_00", stand_ins, raise_on_error=False)) == [NO_BASE_MODEL], key
 
-        # a reviewer selects the noisy iteration instead: scaling refuses, naming its failed gate
-        raw["sft"]["sampling"], raw["sft"]["pilot_iterations"] = noisy, [raw["sft"]["sampling"]]
-        reselected = tmp_path / "reselected.yaml"  # a new file: profiles are cached by path
-        reselected.write_text(yaml.safe_dump(raw))
-        monkeypatch.setenv("PROJ_PROFILE", str(reselected))
-        assert selected_iteration(load_profile(str(reselected)).sft) == other
-        shard = dg.materialize([assets.scale_shards, stand_in], selection=[dg.AssetKey(k.SHARDS)], partition_key="shard_00",
-                               instance=instance, resources=resources, raise_on_error=False)
-        error = str(next(e for e in shard.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error)
-        assert "refusing to run" in error and k.RUNAWAY_CHECK in error and repr(other) in error and "0.3" in error
+    # a reviewer selects the noisy iteration instead: both refuse, naming its failed gate
+    reselected = with_settings(profile, sft={"sampling": noisy, "pilot_iterations": [demo.sft.sampling]})
+    assert selected_iteration(reselected.sft) == other
+    rerun = SftRunner(reselected, tmp_path, instance)
+    for key, stand_ins in steps:
+        step = rerun([key], "shard_00", stand_ins, raise_on_error=False)
+        (gate,) = [g for g in refused_gates(step) if g.startswith("sft/data/pilot_generations")]
+        assert gate.startswith(f"sft/data/pilot_generations:{k.RUNAWAY_CHECK} partition {other!r} failed"), key
+        assert "'measured': 0.3" in gate and "refusing to run" in failure_message(step)

@@ -1,7 +1,6 @@
 """The whole SFT chain materializes in-process on a very small profile, checks included."""
 
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import selected_pilot
 
 
 def _check(result, key, name):
@@ -10,23 +9,23 @@ def _check(result, key, name):
     return evals[-1]
 
 
-def test_pipeline_materializes_end_to_end(sft_runner):
-    r = sft_runner([k.BASE_MODEL])
+def test_pipeline_materializes_end_to_end(tiny_runner):
+    r = tiny_runner([k.BASE_MODEL])
     assert _check(r, k.BASE_MODEL, "completion_mode_only").passed
     first = r.asset_materializations_for_node("sft__model__base_model")[0].metadata
     assert first["cache_hit"].value is False
-    again = sft_runner([k.BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")[0].metadata
+    again = tiny_runner([k.BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")[0].metadata
     assert again["cache_hit"].value is True and again["path"].value == first["path"].value
 
-    sft_runner([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
-    selected = selected_pilot(sft_runner.instance)
-    sft_runner([k.PILOT], partition=selected)
-    comparison = sft_runner([k.PILOT_COMPARISON]).output_for_node("sft__report__pilot_comparison")
+    tiny_runner([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
+    selected = tiny_runner.selected_pilot()
+    tiny_runner([k.PILOT], partition=selected)
+    comparison = tiny_runner([k.PILOT_COMPARISON]).output_for_node("sft__report__pilot_comparison")
     assert comparison["pilot_iteration"].to_list() == [selected] and comparison["selected"].to_list() == [True]
     assert comparison["gates_passed"].to_list() == [True] and comparison["n"].to_list() == [20]
-    for shard in ("shard_00", "shard_01"):
-        sft_runner([k.SHARDS, k.CRITIC], partition=shard)
-    r = sft_runner([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])  # a failed stage gate is a verdict, not an error
+    for shard in tiny_runner.shards():
+        tiny_runner([k.SHARDS, k.CRITIC], partition=shard)
+    r = tiny_runner([k.TRAINING_SET, k.ADAPTER, k.PAIRED, k.STATS])  # a failed stage gate is a verdict, not an error
     assert _check(r, k.TRAINING_SET, "no_test_overlap").passed
     assert _check(r, k.ADAPTER, "prompt_tokens_masked").passed
     gate = _check(r, k.STATS, "stage_gate")
@@ -38,7 +37,7 @@ def test_pipeline_materializes_end_to_end(sft_runner):
     assert paired.height == 20 and paired["judged_by"].unique().to_list() == ["program"]
     stats = r.output_for_node("sft__eval__stats")
     assert set(stats["scope"]) == {"overall", "add", "reverse", "sort", "count", "upper"}
-    pilot = sft_runner.resources["warehouse"].query("select * from sft_data.pilot_generations")
+    pilot = tiny_runner.resources["warehouse"].query("select * from sft_data.pilot_generations")
     assert pilot.height == 20
     for column in ("git_sha", "run_id", "model_revision", "sampling_params_hash", "prompt_template_hash", "seed",
                    "runaway", "token_limit", "finish_reason", "n_tokens"):

@@ -9,62 +9,39 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from proj_assets.shared.conventions import table_metadata
 from proj_assets.partitions import sft_shard_partitions
-from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
 from proj_assets.sft.model_folder import check_base_model_folder
 from proj_resources.loaders.models import ModelPathError
-from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
-from proj_tests.sft.test_sft_shard_and_model_gates import crafted_shard, stand_in_test_instructions
+from proj_tests.definitions_helpers import demo_profile, with_settings
+from proj_tests.sft.conftest import (SftRunner, crafted_pilot, failure_message, refused_gates, stand_in,
+                                     stand_in_base_model, stand_in_pilot)
+from proj_tests.sft.test_sft_shard_and_model_gates import STAND_IN_TEST_SET, crafted_shard
 
 
-@pytest.fixture
-def resources(tmp_path):
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-
-    return build_resources(load_profile(), tmp_path)
-
-
-def failure_message(run) -> str:
-    return str(next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error)
-
-
-def test_a_training_set_the_critic_empties_refuses_with_counts_and_stops_the_adapter(resources):
-    data = {s: crafted_shard(s, 20, 0, 1) for s in sft_shard_partitions.get_partition_keys()}  # 1 of 20 at the limit: gate ok
-
-    @dg.asset(key=k.SHARDS, group_name="sft", partitions_def=sft_shard_partitions,
-              metadata=table_metadata(k.SHARDS, partition_expr="shard"))
-    def scale_shards(context) -> pl.DataFrame:
-        return data[context.partition_key]
-
-    @dg.asset(key=k.CRITIC, group_name="sft", partitions_def=sft_shard_partitions,
-              metadata=table_metadata(k.CRITIC, partition_expr="shard"))
-    def critic_scores(context) -> pl.DataFrame:  # the critic rejects everything
-        return data[context.partition_key].select("example_id", "shard").with_columns(
-            pl.lit(-3.0).alias("critic_margin"), pl.lit(0.0).alias("critic_threshold"), pl.lit(False).alias("critic_keep"))
-
-    shard_checks = [checks.shard_runaway_rate_below_max, checks.shard_token_limit_rate_below_max]
-    test_instr = stand_in_test_instructions()
-    with dg.instance_for_test() as instance:
-        for shard in data:
-            assert dg.materialize([scale_shards, critic_scores, *shard_checks], partition_key=shard, instance=instance,
-                                  resources=resources).success
-        assert dg.materialize([test_instr], instance=instance, resources=resources).success
-        run = dg.materialize([assets.training_set, assets.adapter, scale_shards, critic_scores, test_instr],
-                             selection=[dg.AssetKey(k.TRAINING_SET), dg.AssetKey(k.ADAPTER)], instance=instance,
-                             resources=resources, raise_on_error=False)
-        assert not run.success
-        message = failure_message(run)
-        assert "0 rows left after filtering, at least 50 needed" in message  # demo profile: min_training_rows 50
-        assert "generated=40" in message and "dropped_runaway=0" in message and "dropped_token_limit=2" in message
-        assert "dropped_by_critic=38" in message
-        assert "dropped_test_overlap=0" in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.ADAPTER))  # nothing downstream ran
-        started = [e.step_key for e in run.all_events if e.event_type_value == "STEP_START"]
-        assert started == ["sft__data__training_set"]  # the adapter step never started
+def test_a_training_set_the_critic_empties_refuses_with_counts_and_stops_the_adapter(demo_runner):
+    shards = sft_shard_partitions(demo_runner.cfg.n_shards)
+    data = {s: crafted_shard(s, 20, 0, 1) for s in shards.get_partition_keys()}  # 1 of 20 at the limit: gate ok
+    scale_shards = stand_in(k.SHARDS, data.get, shards, "shard")
+    critic_scores = stand_in(k.CRITIC, lambda shard: data[shard].select(  # the critic rejects everything
+        "example_id", "shard", "task_type", "answer_correct").with_columns(
+        pl.lit(-3.0).alias("critic_margin"), pl.lit(0.0).alias("critic_threshold"), pl.lit(False).alias("critic_keep")),
+        shards, "shard")
+    stand_ins = [scale_shards, critic_scores, STAND_IN_TEST_SET]
+    for shard in data:
+        assert demo_runner([k.SHARDS, k.CRITIC], shard, stand_ins).success
+    assert demo_runner([k.TEST_INSTRUCTIONS], stand_ins=stand_ins).success
+    run = demo_runner([k.TRAINING_SET, k.ADAPTER], stand_ins=stand_ins, raise_on_error=False)
+    assert not run.success and refused_gates(run) == []  # past its gates: the filter empties it
+    message = failure_message(run)
+    assert "0 rows left after filtering, at least 50 needed" in message  # demo profile: min_training_rows 50
+    assert "generated=40" in message and "dropped_runaway=0" in message and "dropped_token_limit=2" in message
+    assert "dropped_by_critic=38" in message
+    assert "dropped_test_overlap=0" in message
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.ADAPTER))  # nothing downstream ran
+    started = [e.step_key for e in run.all_events if e.event_type_value == "STEP_START"]
+    assert started == ["sft__data__training_set"]  # the adapter step never started
 
 
 def test_base_model_folders_that_cannot_be_used_are_refused(untrained_model_dir, tmp_path):
@@ -97,35 +74,30 @@ def test_base_model_folders_that_cannot_be_used_are_refused(untrained_model_dir,
         check_base_model_folder(no_tokenizer)
 
 
-def test_the_base_model_asset_refuses_a_remote_code_folder(untrained_model_dir, tmp_path):
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-    from proj_resources.models import ModelSource
-
+def test_the_base_model_asset_refuses_a_remote_code_folder(untrained_model_dir, tmp_path, instance):
     remote = tmp_path / "remote_code"
     shutil.copytree(untrained_model_dir, remote)
     config = json.loads((remote / "config.json").read_text())
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "configuration_x.XConfig"}}))
-    resources = {**build_resources(load_profile(), tmp_path / "out"), "base_model": ModelSource(path=str(remote))}
-    with dg.instance_for_test() as instance:
-        run = dg.materialize([assets.base_model], instance=instance, resources=resources, raise_on_error=False)
-        assert not run.success and "needs remote code" in failure_message(run)
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.BASE_MODEL))
+    run = SftRunner(with_settings(demo_profile(), sft={"base_model_path": str(remote)}), tmp_path / "out", instance)
+    result = run([k.BASE_MODEL], raise_on_error=False)
+    assert not result.success and "needs remote code" in failure_message(result)
+    assert not instance.get_latest_materialization_event(dg.AssetKey(k.BASE_MODEL))
 
 
-def test_a_repeated_test_item_is_refused_and_the_frozen_set_is_kept(resources, tmp_path):
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([assets.test_instructions], instance=instance, resources=resources).success
-        (frozen,) = (tmp_path / "artifacts" / "sft_test_set").glob("*.json")
-        rows = json.loads(frozen.read_text())
-        frozen.write_text(json.dumps(rows + [rows[3]]))  # someone appended a copy of an item
-        run = dg.materialize([assets.test_instructions], instance=instance, resources=resources, raise_on_error=False)
-        assert not run.success
-        message = failure_message(run)
-        assert "repeats 1 instruction" in message and rows[3]["instruction"].lower() in message
-        records = instance.fetch_materializations(dg.AssetKey(k.TEST_INSTRUCTIONS), limit=10).records
-        assert len(records) == 1  # only the first, good materialization
-        assert resources["warehouse"].query("select count(*) as n from sft_data.test_instructions")["n"][0] == len(rows)
+def test_a_repeated_test_item_is_refused_and_the_frozen_set_is_kept(demo_runner, tmp_path):
+    assert demo_runner([k.TEST_INSTRUCTIONS]).success
+    (frozen,) = (tmp_path / "artifacts" / "sft_test_set").glob("*.json")
+    rows = json.loads(frozen.read_text())
+    frozen.write_text(json.dumps(rows + [rows[3]]))  # someone appended a copy of an item
+    run = demo_runner([k.TEST_INSTRUCTIONS], raise_on_error=False)
+    assert not run.success
+    message = failure_message(run)
+    assert "repeats 1 instruction" in message and rows[3]["instruction"].lower() in message
+    records = demo_runner.instance.fetch_materializations(dg.AssetKey(k.TEST_INSTRUCTIONS), limit=10).records
+    assert len(records) == 1  # only the first, good materialization
+    warehouse = demo_runner.resources["warehouse"]
+    assert warehouse.query("select count(*) as n from sft_data.test_instructions")["n"][0] == len(rows)
 
 
 def test_all_empty_generations_are_a_clear_error(untrained_model_dir):
@@ -152,31 +124,30 @@ def test_all_empty_generations_are_a_clear_error(untrained_model_dir):
     assert torch.is_tensor(model(**tokenizer(["a"], return_tensors="pt")).logits)
 
 
-def test_a_shard_whose_projected_cost_exceeds_the_budget_refuses_unless_overridden(resources):
+def test_a_shard_whose_projected_cost_exceeds_the_budget_refuses_unless_overridden(demo_runner,
+                                                                                  untrained_model_dir):
     from proj_assets.sft.budget_guard import OVERRIDE_TAG, projected_cost, refuse_over_budget
-    from proj_tests.sft.test_sft_gates import crafted_pilot
 
-    # a clean pilot that measured 60 s per example
-    pilot_generations = stand_in_pilot(crafted_pilot(20, 0, 0), {"seconds_per_example": 60.0})
+    # a clean pilot that measured 60 s per example, and a base model past its gate: only the budget can refuse
+    pilot = stand_in_pilot(crafted_pilot(20, 0, 0), {"seconds_per_example": 60.0})
+    assert demo_runner([k.PILOT], demo_runner.selected_pilot(), [pilot]).success
+    assert demo_runner([k.BASE_MODEL], stand_ins=[stand_in_base_model(untrained_model_dir)]).success
+    run = demo_runner([k.SHARDS], "shard_00", [pilot], raise_on_error=False)
+    assert not run.success and refused_gates(run) == []
+    # demo: 60 s x 300 examples at 0.05/h = 0.25 against an sft budget of 0.02
+    expected = projected_cost(60.0, 300, 0.05)
+    message = failure_message(run)
+    assert f"projected cost {expected:.6g} exceeds the remaining sft budget" in message and OVERRIDE_TAG in message
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.SHARDS))
 
-    pilot_checks = [checks.pilot_runaway_rate_below_max, checks.pilot_token_limit_rate_below_max]
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([pilot_generations, *pilot_checks], partition_key=selected_pilot(instance),
-                              instance=instance, resources=resources).success
-        run = dg.materialize([assets.scale_shards, pilot_generations], selection=[dg.AssetKey(k.SHARDS)],
-                             partition_key="shard_00", instance=instance, resources=resources, raise_on_error=False)
-        assert not run.success
-        # demo: 60 s x 300 examples at 0.05/h = 0.25 against an sft budget of 0.02
-        expected = projected_cost(60.0, 300, 0.05)
-        message = failure_message(run)
-        assert f"projected cost {expected:.6g} exceeds the remaining sft budget" in message and OVERRIDE_TAG in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.SHARDS))
-
-        overridden = dg.materialize([assets.scale_shards, pilot_generations], selection=[dg.AssetKey(k.SHARDS)],
-                                    partition_key="shard_00", instance=instance, resources=resources,
-                                    raise_on_error=False, tags={OVERRIDE_TAG: "reviewed: one-off large shard"})
-        # past the budget; it stops at the next gate (no base model was built in this test)
-        assert "budget" not in failure_message(overridden) and "completion_mode_only" in failure_message(overridden)
+    overridden = demo_runner([k.SHARDS], "shard_00", [pilot], raise_on_error=False,
+                             tags={OVERRIDE_TAG: "reviewed: one-off large shard"})
+    logs = [e.user_message for e in demo_runner.instance.all_logs(overridden.run_id)]
+    assert any("budget projection overridden: 'reviewed: one-off large shard'" in m for m in logs)
+    # past the budget, it generates the shard (the untrained model's output then fails the shard's QC gates)
+    meta = overridden.asset_materializations_for_node("sft__data__scale_shards")[0].metadata
+    assert meta["budget_override"].value == "reviewed: one-off large shard"
+    assert meta["projected_cost"].value == pytest.approx(expected)
     numbers = refuse_over_budget("x", 0.5, 0.1, 0.3, override="ok")
     assert numbers["budget_remaining"] == pytest.approx(0.2) and numbers["budget_override"] == "ok"
     assert refuse_over_budget("x", 5.0, 0.0, None, None)["budget"] is None  # no budget configured: not enforced

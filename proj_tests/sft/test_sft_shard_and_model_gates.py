@@ -1,7 +1,8 @@
 """The per-shard QC gates and the completion-mode gate FAIL on bad inputs and block later runs.
 
 Same pattern as test_sft_gates: stand-in upstream assets (same key, same partitions, same I/O
-manager), the real checks and the real downstream assets, one real temporary instance.
+manager) in the whole sft domain, its real checks and real downstream assets, one real temporary
+instance.
 """
 
 import shutil
@@ -9,11 +10,10 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.conventions import table_metadata
 from proj_assets.partitions import sft_shard_partitions
-from proj_assets.sft import assets, checks
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import selected_pilot, stand_in_pilot
+from proj_tests.sft.conftest import (crafted_pilot, failure_message, refused_gates, stand_in, stand_in_base_model,
+                                     stand_in_pilot)
 
 SHARD_NAMES = ["shard_00", "shard_01"]
 
@@ -32,104 +32,68 @@ def crafted_shard(shard: str, n: int, n_runaway: int, n_limit: int) -> pl.DataFr
 
 # demo thresholds: runaway < 5%, token limit < 10%. shard_00 is clean; shard_01 has 4/20 runaway (20%)
 SHARD_DATA = {"shard_00": crafted_shard("shard_00", 20, 0, 1), "shard_01": crafted_shard("shard_01", 20, 4, 1)}
+SHARD_PARTITIONS = sft_shard_partitions(len(SHARD_DATA))
+STAND_IN_SHARDS = stand_in(k.SHARDS, SHARD_DATA.get, SHARD_PARTITIONS, "shard")
 
 
-def stand_in_shards() -> dg.AssetsDefinition:
-    @dg.asset(key=k.SHARDS, group_name="sft", partitions_def=sft_shard_partitions,
-              metadata=table_metadata(k.SHARDS, partition_expr="shard"))
-    def scale_shards(context: dg.AssetExecutionContext) -> pl.DataFrame:
-        return SHARD_DATA[context.partition_key]
-
-    return scale_shards
+def passing_critic(shard: str) -> pl.DataFrame:
+    """Critic scores that keep every example (the shard gates, not the critic, are under test)."""
+    return SHARD_DATA[shard].select("example_id", "shard", "task_type", "answer_correct").with_columns(
+        pl.lit(1.0).alias("critic_margin"), pl.lit(0.0).alias("critic_threshold"), pl.lit(True).alias("critic_keep"))
 
 
-def stand_in_critic() -> dg.AssetsDefinition:
-    @dg.asset(key=k.CRITIC, group_name="sft", partitions_def=sft_shard_partitions,
-              metadata=table_metadata(k.CRITIC, partition_expr="shard"))
-    def critic_scores(context: dg.AssetExecutionContext) -> pl.DataFrame:
-        df = SHARD_DATA[context.partition_key]
-        return df.select("example_id", "shard").with_columns(
-            pl.lit(1.0).alias("critic_margin"), pl.lit(0.0).alias("critic_threshold"), pl.lit(True).alias("critic_keep"))
-
-    return critic_scores
+STAND_IN_CRITIC = stand_in(k.CRITIC, passing_critic, SHARD_PARTITIONS, "shard")
+STAND_IN_TEST_SET = stand_in(k.TEST_INSTRUCTIONS, pl.DataFrame(
+    {"item_id": [0], "task_type": ["add"], "instruction": ["Add 500 and 600."], "reference": ["1100"]}))
+NO_BASE_MODEL = "sft/model/base_model:completion_mode_only has no result yet: materialize its asset first"
 
 
-def stand_in_test_instructions() -> dg.AssetsDefinition:
-    @dg.asset(key=k.TEST_INSTRUCTIONS, group_name="sft", metadata=table_metadata(k.TEST_INSTRUCTIONS))
-    def test_instructions() -> pl.DataFrame:
-        return pl.DataFrame({"item_id": [0], "task_type": ["add"], "instruction": ["Add 500 and 600."],
-                             "reference": ["1100"]})
+def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(demo_runner):
+    run = demo_runner
+    evals = {}
+    for shard in SHARD_NAMES:
+        result = run([k.SHARDS], shard, [STAND_IN_SHARDS], raise_on_error=False)
+        evals[shard] = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert set(evals[shard]) == {k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK}
 
-    return test_instructions
+    # shard_00 passes both gates; shard_01 fails the runaway gate with measured vs threshold
+    assert all(e.passed for e in evals["shard_00"].values())
+    bad = evals["shard_01"][k.RUNAWAY_CHECK]
+    assert not bad.passed
+    assert bad.metadata["measured"].value == 0.2 and bad.metadata["threshold"].value == 0.05
+    assert evals["shard_01"][k.TOKEN_LIMIT_CHECK].passed  # 1/20 = 5% is below 10%
+    assert bad.severity == dg.AssetCheckSeverity.ERROR
 
+    # critic_scores for shard_01 refuses in a later run, naming the check, the partition and the rate
+    pilot = stand_in_pilot(crafted_pilot(20, 0, 0))  # a clean pilot: its gates pass
+    assert run([k.PILOT], run.selected_pilot(), [pilot]).success
+    critic = run([k.CRITIC], "shard_01", [STAND_IN_SHARDS, pilot], raise_on_error=False)
+    assert not critic.success and "refusing to run" in failure_message(critic)
+    (shard_gate,) = [g for g in refused_gates(critic) if g != NO_BASE_MODEL]
+    assert shard_gate.startswith(f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed")
+    assert "'measured': 0.2" in shard_gate
+    assert not run.instance.get_latest_materialization_event(dg.AssetKey(k.CRITIC))
 
-def step_failure_message(run) -> str:
-    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
-    return str(failure.event_specific_data.error)
+    # shard_00 gets past the shard and pilot gates: only the base-model gate is open (no model here)
+    critic = run([k.CRITIC], "shard_00", [STAND_IN_SHARDS, pilot], raise_on_error=False)
+    assert refused_gates(critic) == [NO_BASE_MODEL]
 
-
-def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(resources):
-    shards, critic, test_instr = stand_in_shards(), stand_in_critic(), stand_in_test_instructions()
-    pilot = stand_in_pilot(pl.DataFrame({"example_id": ["pilot-0", "pilot-1"], "critic_margin": [1.0, -1.0],
-                                         "answer_correct": [True, False]}))
-    shard_checks = [checks.shard_runaway_rate_below_max, checks.shard_token_limit_rate_below_max]
-    with dg.instance_for_test() as instance:
-        evals = {}
-        for shard in SHARD_NAMES:
-            result = dg.materialize([shards, *shard_checks], partition_key=shard, instance=instance,
-                                    resources=resources, raise_on_error=False)
-            evals[shard] = {e.check_name: e for e in result.get_asset_check_evaluations()}
-            assert set(evals[shard]) == {k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK}
-
-        # shard_00 passes both gates; shard_01 fails the runaway gate with measured vs threshold
-        assert all(e.passed for e in evals["shard_00"].values())
-        bad = evals["shard_01"][k.RUNAWAY_CHECK]
-        assert not bad.passed
-        assert bad.metadata["measured"].value == 0.2 and bad.metadata["threshold"].value == 0.05
-        assert evals["shard_01"][k.TOKEN_LIMIT_CHECK].passed  # 1/20 = 5% is below 10%
-        assert bad.severity == dg.AssetCheckSeverity.ERROR
-
-        # critic_scores for shard_01 refuses in a later run, naming the check, the partition and the rate
-        assert dg.materialize([pilot], partition_key=selected_pilot(instance), instance=instance,
-                              resources=resources).success
-        run = dg.materialize([assets.critic_scores, shards, pilot], selection=[dg.AssetKey(k.CRITIC)],
-                             partition_key="shard_01", instance=instance, resources=resources,
-                             raise_on_error=False)
-        assert not run.success
-        message = step_failure_message(run)
-        assert "refusing to run" in message and k.RUNAWAY_CHECK in message
-        assert "'shard_01'" in message and "0.2" in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.CRITIC))
-
-        # shard_00 gets past the shard gates (it may stop later at the base-model gate: no model here)
-        run = dg.materialize([assets.critic_scores, shards, pilot], selection=[dg.AssetKey(k.CRITIC)],
-                             partition_key="shard_00", instance=instance, resources=resources,
-                             raise_on_error=False)
-        if not run.success:
-            message = step_failure_message(run)
-            assert k.RUNAWAY_CHECK not in message and k.TOKEN_LIMIT_CHECK not in message
-            assert "shard_00" not in message
-
-        # training_set refuses while any shard's gate failed (all its inputs exist, so only the gate stops it)
-        for shard in SHARD_NAMES:
-            assert dg.materialize([critic], partition_key=shard, instance=instance, resources=resources).success
-        assert dg.materialize([test_instr], instance=instance, resources=resources).success
-        run = dg.materialize([assets.training_set, shards, critic, test_instr],
-                             selection=[dg.AssetKey(k.TRAINING_SET)], instance=instance, resources=resources,
-                             raise_on_error=False)
-        assert not run.success
-        message = step_failure_message(run)
-        assert "refusing to run" in message and k.RUNAWAY_CHECK in message and "'shard_01'" in message
-        assert "'shard_00'" not in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
+    # training_set refuses while any shard's gate failed (all its inputs exist, so only the gate stops it)
+    for shard in SHARD_NAMES:
+        assert run([k.CRITIC], shard, [STAND_IN_CRITIC]).success
+    assert run([k.TEST_INSTRUCTIONS], stand_ins=[STAND_IN_TEST_SET]).success
+    training = run([k.TRAINING_SET], stand_ins=[STAND_IN_SHARDS, STAND_IN_CRITIC, STAND_IN_TEST_SET],
+                   raise_on_error=False)
+    assert not training.success and "refusing to run" in failure_message(training)
+    (shard_gate,) = refused_gates(training)
+    assert shard_gate.startswith(f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed")
+    assert not run.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
 
 
 def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
-        tiny_profile, untrained_model_dir, tmp_path):
+        tiny_runner, untrained_model_dir, tmp_path):
     from tokenizers import processors
 
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
     from proj_assets.sft.demo_model import EOS
     from proj_resources.models import load_tokenizer
 
@@ -144,24 +108,27 @@ def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
     reloaded = load_tokenizer(folder)
     assert reloaded("Add 1 and 2.")["input_ids"][-1] == eos_id  # the break survives save/load
 
-    @dg.asset(key=k.BASE_MODEL, group_name="sft")
-    def base_model() -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(folder))})
+    base_model = stand_in_base_model(folder)
+    result = tiny_runner([k.BASE_MODEL], stand_ins=[base_model], raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "completion_mode_only" and not evaluation.passed
+    assert evaluation.metadata["measured"].value == 3  # all 3 sentinels
+    assert evaluation.metadata["threshold"].value == 0
+    assert f"tokenizer adds ids [{eos_id}]" in evaluation.metadata["offending_sample"].value
 
-    resources = build_resources(load_profile(str(tiny_profile)), tmp_path / "out")
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([base_model, checks.completion_mode_only], instance=instance,
-                                resources=resources, raise_on_error=False)
-        (evaluation,) = result.get_asset_check_evaluations()
-        assert evaluation.check_name == "completion_mode_only" and not evaluation.passed
-        assert evaluation.metadata["measured"].value == 3  # all 3 sentinels
-        assert evaluation.metadata["threshold"].value == 0
-        assert f"tokenizer adds ids [{eos_id}]" in evaluation.metadata["offending_sample"].value
+    # a later run of the pilot refuses, naming the check
+    run = tiny_runner([k.PILOT], tiny_runner.selected_pilot(), [base_model], raise_on_error=False)
+    assert not run.success and "refusing to run" in failure_message(run)
+    (gate,) = refused_gates(run)
+    assert gate.startswith("sft/model/base_model:completion_mode_only failed") and "'measured': 3" in gate
+    assert not tiny_runner.instance.get_latest_materialization_event(dg.AssetKey(k.PILOT))
 
-        # a later run of the pilot refuses, naming the check
-        run = dg.materialize([assets.pilot_generations, base_model], selection=[dg.AssetKey(k.PILOT)],
-                             partition_key=selected_pilot(instance), instance=instance, resources=resources, raise_on_error=False)
-        assert not run.success
-        message = step_failure_message(run)
-        assert "refusing to run" in message and "completion_mode_only" in message
-        assert not instance.get_latest_materialization_event(dg.AssetKey(k.PILOT))
+
+def test_training_set_needs_every_shard_past_its_gates(demo_runner):
+    stand_ins = [STAND_IN_SHARDS, STAND_IN_CRITIC, STAND_IN_TEST_SET]
+    assert demo_runner([k.SHARDS, k.CRITIC], "shard_00", stand_ins).success  # a clean shard; shard_01 never ran
+    assert demo_runner([k.TEST_INSTRUCTIONS], stand_ins=stand_ins).success
+    run = demo_runner([k.TRAINING_SET], stand_ins=stand_ins, raise_on_error=False)
+    assert refused_gates(run) == [f"sft/data/scale_shards:{check} partition 'shard_01' has no result yet: "
+                                  "materialize its asset first" for check in (k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK)]
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))

@@ -1,0 +1,1 @@
+"""Entry points above the code location: the CLI, the UI launcher and the demo runner."""
