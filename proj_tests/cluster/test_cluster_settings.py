@@ -13,7 +13,9 @@ import pytest
 
 from proj_assets.cluster_settings import (ClusterSettingsError, ServiceUnreachable, celery_config, device_queue_tags,
                                           load_cluster_settings, require_reachable)
-from proj_cluster.local_cluster import PACKAGE_DIR
+from proj_cluster.env_file import EnvFileError, format_exports, load_env_file, read_env_file, write_private
+from proj_cluster.home import PACKAGE_DIR
+from proj_cluster.worker import worker_celery_config
 from proj_cluster.services import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -132,11 +134,15 @@ def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag
     import yaml
     from dagster_celery.cli import get_validated_config
 
-    config = celery_config(load_cluster_settings(_cluster_env(5432, 6379)))
+    settings = load_cluster_settings(_cluster_env(5432, 6379))
+    config = worker_celery_config(settings)
     (tmp_path / "celery.yaml").write_text(yaml.safe_dump({"execution": {"config": config}}))  # as the worker writes it
     validated = get_validated_config(str(tmp_path / "celery.yaml"))
     assert validated["broker"] == "redis://127.0.0.1:6379/0" and validated["backend"] == "redis://127.0.0.1:6379/1"
     assert validated["config_source"]["task_default_queue"] == "cpu"
+    assert validated["config_source"]["worker_disable_prefetch"] is True  # a lost host holds only its running task
+    assert config["config_source"].items() - celery_config(settings)["config_source"].items() == {
+        ("worker_disable_prefetch", True)}  # otherwise the executor's config
     assert device_queue_tags("gpu") == {"dagster-celery/queue": "gpu"}
     with pytest.raises(ValueError, match="device queue must be one of"):
         device_queue_tags("tpu")
@@ -165,3 +171,16 @@ def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(monkeypat
         return None
 
     assert train_on_gpu.tags["dagster-celery/queue"] == "gpu"
+
+
+def test_a_settings_file_others_can_read_is_refused(tmp_path):
+    """The worker's settings file holds the passwords: mode 0600 or nothing."""
+    path = tmp_path / "cluster.env"
+    write_private(path, format_exports({"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}))
+    assert read_env_file(path) == {"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}
+    environ = {"PROJ_CLUSTER": "0", "PROJ_CLUSTER_ENV_FILE": str(path)}
+    load_env_file(environ)
+    assert environ["PROJ_CLUSTER"] == "0" and environ["PROJ_CLUSTER_PG_PASSWORD"] == "it's secret"  # set ones win
+    path.chmod(0o644)
+    with pytest.raises(EnvFileError, match=f"{path} is readable by others \\(mode 0644\\).*chmod 600 {path}"):
+        read_env_file(path)
