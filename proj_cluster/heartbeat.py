@@ -38,9 +38,12 @@ class WorkerHostLost(Exception):
 def lease_seconds() -> float:
     value = os.environ.get(LEASE_VARIABLE, "")
     try:
-        return float(value) if value else DEFAULT_LEASE_S
+        lease = float(value) if value else DEFAULT_LEASE_S
     except ValueError:
-        raise SystemExit(f"{LEASE_VARIABLE} must be a number of seconds, got {value!r}") from None
+        lease = 0.0
+    if lease <= 0:
+        raise SystemExit(f"{LEASE_VARIABLE} must be a positive number of seconds, got {value!r}")
+    return lease
 
 
 class Lease:

@@ -7,6 +7,7 @@ of conftest.py and a private mount namespace)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from proj_assets.shared.conventions import DUCKDB_POOL
 from proj_cluster.env_file import format_exports, read_env_file, write_private
-from proj_cluster.heartbeat import LEASE_PREFIX, LEASE_VARIABLE
+from proj_cluster.heartbeat import LEASE_PREFIX, LEASE_VARIABLE, TASKS_KEY
 from proj_cluster.home import PROJECT_ROOT
 from proj_cluster.local_cluster import LocalCluster, environment, process_env
 from proj_cluster.services import group_alive, log_tail, redis_client, wait_until
@@ -58,18 +59,15 @@ def host_env(local: LocalCluster, profile: Path, home: Path, env_file: Path | No
             LEASE_VARIABLE: str(LEASE_S)}
 
 
-def _compute_running_on(instance, worker: str):
-    """(run id, step start time) of a compute step that runs on `worker` now."""
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        compute = steps(instance, run.run_id, COMPUTE_OP)
-        on_worker = any(w.startswith(f"{worker}@") for w in celery_workers(instance, run.run_id, COMPUTE_OP))
-        if on_worker and list(compute) == [dg.DagsterEventType.STEP_START]:
-            return run.run_id
+def _compute_running_on(instance, tasks, worker: str):
+    """The run whose compute step runs on `worker` now: found from the task the worker recorded in
+    Redis (heartbeat.py), then its step events, so that the cut follows the step's start closely."""
+    for raw in tasks.hvals(TASKS_KEY):
+        record = json.loads(raw)
+        if record["worker"].startswith(f"{worker}@") and any(s.endswith(COMPUTE_OP) for s in record["steps"]) \
+                and list(steps(instance, record["run_id"], COMPUTE_OP)) == [dg.DagsterEventType.STEP_START]:
+            return record["run_id"]
     return None
-
-
-def _first(instance, run_id: str, event_type: dg.DagsterEventType):
-    return instance.all_logs(run_id, of_type=event_type)[0]
 
 
 @needs_namespaces
@@ -83,8 +81,8 @@ def test_a_host_cut_off_mid_backfill_costs_a_bounded_delay_and_nothing_else(lan_
         materialize(instance, resources(local.data_dir), UPSTREAM)
         partitions = [str(p) for p in fold_partitions(instance)]
         backfill_id = local.backfill(FOLD_RESULTS, partitions)
-        victim = wait_until(lambda: _compute_running_on(instance, "a-1"), 240, "a compute step on host a",
-                            interval=0.2)
+        victim = wait_until(lambda: _compute_running_on(instance, leases, "a-1"), 240, "a compute step on host a",
+                            interval=0.1)
         lan.cut("a")
         cut_at = time.time()
         runs = wait_until(lambda: backfill_done(instance, backfill_id, len(partitions)), 300,
@@ -92,7 +90,7 @@ def test_a_host_cut_off_mid_backfill_costs_a_bounded_delay_and_nothing_else(lan_
 
         failed = [r for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
         assert [r.run_id for r in failed] == [victim], [(r.run_id, r.status) for r in failed]
-        detected = _first(instance, victim, dg.DagsterEventType.RUN_FAILURE)
+        detected = instance.all_logs(victim, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
         (retry,) = [r for r in runs if r.tags.get("dagster/parent_run_id") == victim]
         retried = instance.get_run_record_by_id(retry.run_id).create_timestamp.timestamp()
         print(f"host a cut; its run failed after {detected.timestamp - cut_at:.1f} s, "
@@ -103,7 +101,8 @@ def test_a_host_cut_off_mid_backfill_costs_a_bounded_delay_and_nothing_else(lan_
         assert monitor_says and lan.address("a") in monitor_says[0] and "a-1@" in monitor_says[0], monitor_says
         assert lan.address("a") in str(detected.dagster_event.event_specific_data.error)  # the run's failure names it
         assert retry.status == dg.DagsterRunStatus.SUCCESS
-        assert WRITE_OP not in {k for k in steps(instance, victim, WRITE_OP)}  # the lost run wrote nothing
+        assert list(steps(instance, victim, COMPUTE_OP)) == [dg.DagsterEventType.STEP_START]  # cut mid-step
+        assert not steps(instance, victim, WRITE_OP)  # the lost run never reached its write step
 
         succeeded = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
         assert sorted(p for r in succeeded for p in partitions_of(instance, r)) == sorted(partitions)  # each once
@@ -115,6 +114,7 @@ def test_a_host_cut_off_mid_backfill_costs_a_bounded_delay_and_nothing_else(lan_
         assert pool.active_slot_count == 0 and pool.pending_step_count == 0  # no slot left claimed
 
     assert group_alive(workers["b"].pid) and leases.keys(LEASE_PREFIX + "b-1@*")  # host b never stopped
+    assert "lease not renewed" not in Path(workers["b"].log).read_text()  # nor lost its lease
     assert "lease not renewed" in log_tail(workers["a"].log, 60)  # host a fenced its own step
     assert_written_once_and_equal(warehouse_rows(local.data_dir), embedded_fold_rows, len(partitions))
 
