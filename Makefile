@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)
 export PROJ_PROFILE ?= demo
 
-.PHONY: install lint demo test test-slow ui validate bench clean-data status browser redis cluster-up cluster-env cluster-down
+.PHONY: install lint demo test test-slow ui validate bench clean-data status browser redis netns-tools cluster-up cluster-env cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(STAMP)
 
 # The cluster tests run in a pytest process of their own, after the rest of the suite: they load
 # the code location under a cluster profile, and that module state must not leak into other tests.
-test: $(STAMP) redis lint
+test: $(STAMP) redis netns-tools lint
 	$(PY) -m pytest -m "not slow" -n 2 -q --ignore=proj_tests/cluster
 	$(PY) -m pytest proj_tests/cluster -m "not slow" -q
 
@@ -50,8 +50,13 @@ browser:
 redis:
 	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 
+# `ip` for the multi-host cluster test (worker hosts as network namespaces): Debian's iproute2 (needs root).
+netns-tools:
+	@command -v ip >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2)
+
 # Cluster mode on this host (docs/scaling-out.md): PostgreSQL 15, Redis, the daemon and WORKERS
-# Celery workers on 127.0.0.1, free ports; `eval "$$(make -s cluster-env)"` then uses it.
+# Celery workers on 127.0.0.1 (PROJ_CLUSTER_BIND=<address> PROJ_CLUSTER_ALLOW=<cidr> for worker
+# hosts), free ports, passwords generated; `eval "$$(make -s cluster-env)"` then uses it.
 WORKERS ?= 2
 cluster-up: $(STAMP) redis
 	$(PY) -m proj_cluster up --workers $(WORKERS)

@@ -1,8 +1,12 @@
 """`python -m proj_cluster up|down|env|worker` (the Makefile's cluster-up / cluster-down).
 
-    up [--workers 2] [--gpu-workers 0]   PostgreSQL, Redis, the daemon and Celery workers on 127.0.0.1
+    up [--workers 2] [--gpu-workers 0] [--bind ADDR] [--allow CIDR ...]
+                                         PostgreSQL, Redis, the daemon, the host monitor and Celery
+                                         workers on ADDR (default 127.0.0.1, PROJ_CLUSTER_BIND);
+                                         PostgreSQL admits only ADDR and the CIDRs (PROJ_CLUSTER_ALLOW)
     env                                  the PROJ_CLUSTER_* exports of the running cluster (eval it)
     worker --name N [--queue cpu]        one more worker in the foreground (e.g. on another host)
+    monitor                              the watch over worker leases in the foreground (`up` starts it)
     backfill ASSET [--partition K ...]   an asset backfill (all partitions by default) on the cluster
     down                                 stop everything `up` started, by PID
 """
@@ -10,11 +14,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+import os
 import sys
 from pathlib import Path
 
 from proj_assets.profiles import data_dir
+from proj_cluster.env_file import format_exports
 from proj_cluster.local_cluster import LocalCluster
 
 
@@ -23,8 +28,7 @@ def _state_dir(args) -> Path:
 
 
 def _print_env(cluster: LocalCluster) -> None:
-    for key, value in cluster.env.items():
-        print(f"export {key}={shlex.quote(value)}")
+    print(format_exports(cluster.env), end="")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up")
     up.add_argument("--workers", type=int, default=2, help="Celery workers on the cpu queue")
     up.add_argument("--gpu-workers", type=int, default=0, help="Celery workers on the gpu queue")
+    up.add_argument("--bind", default=os.environ.get("PROJ_CLUSTER_BIND", "127.0.0.1"),
+                    help="the address PostgreSQL and Redis listen on (one the worker hosts reach)")
+    up.add_argument("--allow", action="append", help="repeatable; a network (CIDR) of worker hosts",
+                    default=[net for net in os.environ.get("PROJ_CLUSTER_ALLOW", "").split(",") if net])
     sub.add_parser("down")
     sub.add_parser("env")
+    sub.add_parser("monitor")
     worker = sub.add_parser("worker")
     worker.add_argument("--name", required=True)
     worker.add_argument("--queue", action="append", choices=["cpu", "gpu"], help="repeatable; default cpu")
@@ -59,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(submit_asset_backfill(dg.AssetKey(args.asset.split("/")), args.partition))
         return 0
-    cluster = LocalCluster(_state_dir(args), data_dir())
+    if args.command == "monitor":
+        from proj_cluster.host_monitor import run_monitor
+
+        run_monitor()
+        return 0  # not reached: the monitor runs until stopped
+    network = (args.bind, tuple(args.allow)) if args.command == "up" else ()
+    cluster = LocalCluster(_state_dir(args), data_dir(), *network)
     if args.command == "env":
         if cluster.state.postgres is None:
             print(f"no cluster recorded in {cluster.state.path}", file=sys.stderr)

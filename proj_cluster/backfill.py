@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from proj_cluster.local_cluster import PROJECT_ROOT
+from proj_cluster.home import PROJECT_ROOT
 
 
 def submit_asset_backfill(asset_key: dg.AssetKey, partitions: list[str] | None,

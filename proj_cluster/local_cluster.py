@@ -1,27 +1,33 @@
-"""A whole cluster on this host: PostgreSQL, Redis, the dagster-daemon and Celery workers.
+"""A whole cluster on this host: PostgreSQL, Redis, the dagster-daemon, the host monitor and Celery
+workers; the head host of a cluster that other hosts' workers join.
 
-`LocalCluster(state_dir, data_dir)` records what it started in `<state_dir>/cluster.json`
-(PIDs, ports), so `python -m proj_cluster down` (or `make cluster-down`) stops exactly those
-processes, by PID and process group, and nothing else. Tests use the same class.
+`LocalCluster(state_dir, data_dir, bind, allow)` binds its services to `bind` (127.0.0.1 unless
+worker hosts join), admits PostgreSQL connections from `allow` (CIDRs) only, and records what it
+started in `<state_dir>/cluster.json` (PIDs, ports, the generated passwords; mode 0600), so
+`python -m proj_cluster down` (or `make cluster-down`) stops exactly those processes, by PID and
+process group, and nothing else. `<state_dir>/cluster.env` (mode 0600) holds the settings a
+worker host needs (docs/scaling-out.md). Tests use the same class.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from proj_assets.cluster_settings import ClusterSettings
 from proj_assets.shared.conventions import DUCKDB_POOL
-from proj_cluster import services
+from proj_cluster import services, shared_root
+from proj_cluster.env_file import format_exports, write_private
+from proj_cluster.home import PROJECT_ROOT, prepare_home
 from proj_cluster.services import Started
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_DIR.parent
 DATABASES = ("dagster", "optuna")
 
 
@@ -29,9 +35,14 @@ DATABASES = ("dagster", "optuna")
 class ClusterState:
     state_dir: str
     data_dir: str
+    bind: str = "127.0.0.1"
+    allow: list[str] = field(default_factory=list)
+    pg_password: str = ""
+    redis_password: str = ""
     postgres: Started | None = None
     redis: Started | None = None
     daemon: Started | None = None
+    monitor: Started | None = None
     workers: list[Started] = field(default_factory=list)
 
     @property
@@ -39,7 +50,7 @@ class ClusterState:
         return Path(self.state_dir) / "cluster.json"
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(asdict(self), indent=2))
+        write_private(self.path, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterState | None:
@@ -47,8 +58,8 @@ class ClusterState:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        started = {k: Started(**raw[k]) if raw.get(k) else None for k in ("postgres", "redis", "daemon")}
-        return cls(raw["state_dir"], raw["data_dir"], **started, workers=[Started(**w) for w in raw["workers"]])
+        started = {k: Started(**raw[k]) if raw.get(k) else None for k in ("postgres", "redis", "daemon", "monitor")}
+        return cls(**{**raw, **started, "workers": [Started(**w) for w in raw["workers"]]})
 
 
 @contextmanager
@@ -68,10 +79,10 @@ def environment(values: dict[str, str]):
 
 def cluster_env(state: ClusterState) -> dict[str, str]:
     """The variables every process of the cluster needs (proj_assets/cluster_settings.py)."""
-    redis = f"redis://127.0.0.1:{state.redis.port}"
-    settings = ClusterSettings(broker_url=f"{redis}/0", backend_url=f"{redis}/1", pg_host="127.0.0.1",
-                               pg_port=state.postgres.port, pg_user=services.PG_SUPERUSER, pg_db=DATABASES[0],
-                               optuna_db=DATABASES[1])
+    redis = f"redis://:{quote(state.redis_password, safe='')}@{state.bind}:{state.redis.port}"
+    settings = ClusterSettings(broker_url=f"{redis}/0", backend_url=f"{redis}/1", pg_host=state.bind,
+                               pg_port=state.postgres.port, pg_user=services.PG_SUPERUSER,
+                               pg_password=state.pg_password, pg_db=DATABASES[0], optuna_db=DATABASES[1])
     return {
         "PROJ_CLUSTER": "1", "PROJ_CLUSTER_BROKER_URL": settings.broker_url,
         "PROJ_CLUSTER_BACKEND_URL": settings.backend_url, "PROJ_CLUSTER_PG_HOST": settings.pg_host,
@@ -91,9 +102,12 @@ def process_env(state: ClusterState, extra: dict | None = None) -> dict[str, str
 
 
 class LocalCluster:
-    def __init__(self, state_dir: Path, data_dir: Path):
+    def __init__(self, state_dir: Path, data_dir: Path, bind: str = "127.0.0.1", allow: tuple[str, ...] = ()):
+        """`bind`, `allow`: where the services listen and which networks PostgreSQL admits besides
+        `bind` itself; they apply from the next `start`."""
         self.state_dir, self.data_dir = Path(state_dir).resolve(), Path(data_dir).resolve()
         self.state = ClusterState.load(self.state_dir) or ClusterState(str(self.state_dir), str(self.data_dir))
+        self.bind, self.allow = bind, tuple(allow)
 
     @property
     def env(self) -> dict[str, str]:
@@ -104,6 +118,7 @@ class LocalCluster:
         try:
             self.start_services()
             self.start_daemon()
+            self.start_monitor()
             for i in range(cpu_workers):
                 self.start_worker(f"cpu-{i + 1}", ("cpu",), threads=threads)
             for i in range(gpu_workers):
@@ -119,15 +134,21 @@ class LocalCluster:
                                         "stop it first (python -m proj_cluster down)")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o755)  # the postgres user must reach its data folder
+        self.state.bind, self.state.allow = self.bind, list(self.allow)
+        # generated once: PostgreSQL's is set again at every start, Redis reads its own from redis.conf
+        self.state.pg_password = self.state.pg_password or secrets.token_urlsafe(24)
+        self.state.redis_password = self.state.redis_password or secrets.token_urlsafe(24)
         try:
-            self.state.postgres = services.start_postgres(self.state_dir / "postgres", DATABASES)
-            self.state.redis = services.start_redis(self.state_dir)
+            self.state.postgres = services.start_postgres(self.state_dir / "postgres", DATABASES, self.state.pg_password,
+                                                          self.bind, self.allow)
+            self.state.redis = services.start_redis(self.state_dir, self.state.redis_password, self.bind)
         finally:
             self.state.save()
-        from proj_cluster.worker import prepare_home
-
+        write_private(self.state_dir / "cluster.env", format_exports(self.env))  # what a worker host copies
         prepare_home(Path(self.env["DAGSTER_HOME"]))
         self._create_instance_storage()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        shared_root.publish(services.redis_client(self.env["PROJ_CLUSTER_BROKER_URL"], 5), self.data_dir)
 
     def _create_instance_storage(self) -> None:
         """Create the instance tables and pool slots once, before the daemon and workers race to."""
@@ -166,16 +187,28 @@ class LocalCluster:
         self.state.save()
         return self.state.daemon
 
+    def start_monitor(self) -> Started:
+        """The watch over worker leases (host_monitor.py), next to the daemon."""
+        log = self.state_dir / "monitor.log"
+        proc = services.spawn([sys.executable, "-m", "proj_cluster", "monitor"], log, env=process_env(self.state),
+                              cwd=PROJECT_ROOT)
+        self.state.monitor = Started("host-monitor", proc.pid, 0, str(log))
+        self.state.save()
+        return self.state.monitor
+
     def start_worker(self, name: str, queues: tuple[str, ...] = ("cpu",), extra_env: dict | None = None,
-                     threads: int | None = None) -> Started:
-        """One Celery worker (one task at a time) serving `queues`, started like a remote host's."""
+                     threads: int | None = None, wrapper: tuple[str, ...] = (), env: dict | None = None) -> Started:
+        """One Celery worker (one task at a time) serving `queues`, started like a remote host's;
+        `wrapper` runs it elsewhere (the multi-host test: `ip netns exec <host>`) and `env`, when
+        given, is its whole environment instead of this cluster's."""
         log = self.state_dir / f"worker-{name}.log"
-        cmd = [sys.executable, "-m", "proj_cluster", "worker", "--name", name]
+        cmd = [*wrapper, sys.executable, "-m", "proj_cluster", "worker", "--name", name]
         for queue in queues:
             cmd += ["--queue", queue]
         if threads:
             cmd += ["--threads", str(threads)]
-        proc = services.spawn(cmd, log, env=process_env(self.state, extra_env), cwd=PROJECT_ROOT)
+        proc = services.spawn(cmd, log, env=env if env is not None else process_env(self.state, extra_env),
+                              cwd=PROJECT_ROOT)
         worker = Started(f"worker-{name}", proc.pid, 0, str(log))
         self.state.workers.append(worker)
         self.state.save()
@@ -190,9 +223,10 @@ class LocalCluster:
         """Stop workers, daemon, Redis, PostgreSQL: each by the PID this cluster recorded."""
         for worker in list(self.state.workers):
             self.stop_worker(worker)
-        if self.state.daemon:
-            services.stop_group(self.state.daemon.pid)
-            self.state.daemon = None
+        for name in ("monitor", "daemon"):
+            if getattr(self.state, name):
+                services.stop_group(getattr(self.state, name).pid)
+                setattr(self.state, name, None)
         if self.state.redis:
             services.stop_group(self.state.redis.pid)
             self.state.redis = None

@@ -1,13 +1,17 @@
 """PostgreSQL and Redis for cluster mode, started from the machine's own binaries.
 
-Every service binds 127.0.0.1 on a free port, runs in its own process group and is stopped by
-that PID/PGID only. PostgreSQL 15 comes with the machine image; `initdb` and `pg_ctl` refuse to
+Every service binds one address (127.0.0.1 by default; the head host's private address when
+worker hosts join) on a free port, runs in its own process group and is stopped by that PID/PGID
+only. Both require a password: PostgreSQL scram-sha-256 with a `pg_hba.conf` that admits TCP only
+from the cluster's networks, Redis `requirepass` from a config file of mode 0600 (never argv,
+which `ps` shows). PostgreSQL 15 comes with the machine image; `initdb` and `pg_ctl` refuse to
 run as root, so as root they run as the `postgres` user on a data folder that user owns.
 Redis is Debian's `redis-server` package (`make cluster-up` installs it when missing).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -16,6 +20,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from proj_cluster.env_file import write_private
 
 PG_BIN = Path(os.environ.get("PROJ_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_SUPERUSER = "postgres"
@@ -102,6 +108,13 @@ def pid_alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+def children(pid: int) -> list[int]:
+    """The live (non-zombie) child processes of `pid`."""
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and (fields := _stat(entry.name)) is not None and fields[0] != "Z"
+            and int(fields[1]) == pid]
+
+
 def group_alive(pgid: int) -> list[int]:
     """The live (non-zombie) processes of process group `pgid`."""
     live = []
@@ -144,13 +157,36 @@ def _own_for_pg(path: Path) -> None:
         shutil.chown(path, PG_SUPERUSER, PG_SUPERUSER)
 
 
-def start_postgres(data_dir: Path, databases: tuple[str, ...], port: int | None = None) -> Started:
-    """initdb (once) and start a PostgreSQL 15 server on 127.0.0.1:port; create `databases`.
+def cluster_networks(bind: str, allow: tuple[str, ...] = ()) -> list[str]:
+    """The networks PostgreSQL admits: the bind address itself (the head's own processes) and
+    `allow` (CIDRs such as 10.0.0.0/24, the worker hosts). A malformed one is a ServiceError."""
+    try:
+        return list(dict.fromkeys(str(ipaddress.ip_network(net, strict=False)) for net in (bind, *allow)))
+    except ValueError as exc:
+        raise ServiceError(f"cluster network: {exc}") from None
 
-    Loopback only, `trust` auth for local connections (docs/scaling-out.md says what a multi-host
-    cluster sets instead). `max_connections` is raised: every Dagster process opens a pool."""
+
+def _pg_hba(networks: list[str]) -> str:
+    lines = ["# written by proj_cluster at every start (services.py): the local socket is in the data",
+             "# folder (mode 0700), so only its owner reaches it; TCP only from the cluster's networks,",
+             "# with a password; anything else has no entry and is refused",
+             "local all all trust"]
+    return "\n".join(lines + [f"host all all {net} scram-sha-256" for net in networks]) + "\n"
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def start_postgres(data_dir: Path, databases: tuple[str, ...], password: str, bind: str = "127.0.0.1",
+                   allow: tuple[str, ...] = (), port: int | None = None) -> Started:
+    """initdb (once) and start a PostgreSQL 15 server on bind:port; set the superuser's password
+    and create `databases` over the local socket (SQL on stdin, not argv).
+
+    `max_connections` is raised: every Dagster process opens a pool."""
     if not (PG_BIN / "initdb").exists():
         raise ServiceError(f"PostgreSQL binaries not found in {PG_BIN} (set PROJ_PG_BIN)")
+    networks = cluster_networks(bind, allow)
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     _own_for_pg(data_dir)
@@ -159,29 +195,31 @@ def start_postgres(data_dir: Path, databases: tuple[str, ...], port: int | None 
     log.touch()
     _own_for_pg(log)
     if not (data_dir / "PG_VERSION").exists():
-        subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", PG_SUPERUSER, "--auth=trust",
-                                    "--encoding=UTF8", "--no-instructions"]), check=True, capture_output=True)
-    options = f"-h 127.0.0.1 -p {port} -k {data_dir} -c max_connections=300 -c fsync=off"
+        subprocess.run(_as_pg_user([str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", PG_SUPERUSER,
+                                    "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+                                    "--no-instructions"]), check=True, capture_output=True)
+    (data_dir / "pg_hba.conf").write_text(_pg_hba(networks))
+    _own_for_pg(data_dir / "pg_hba.conf")
+    options = f"-h {bind} -p {port} -k {data_dir} -c max_connections=300 -c fsync=off"
     proc = subprocess.run(_as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t", "60",
                                        "-o", options, "start"]), capture_output=True, text=True)
-    if proc.returncode != 0 or not wait_for_port("127.0.0.1", port, 30):
-        raise ServiceError(f"PostgreSQL did not start on 127.0.0.1:{port}: {proc.stderr.strip()}\n{log_tail(log)}")
+    if proc.returncode != 0 or not wait_for_port(bind, port, 30):
+        raise ServiceError(f"PostgreSQL did not start on {bind}:{port}: {proc.stderr.strip()}\n{log_tail(log)}")
     pid = int((data_dir / "postmaster.pid").read_text().split()[0])
-    _create_databases(port, databases)
-    return Started("postgres", pid, port, str(log))
+    names = ", ".join(_sql_literal(name) for name in databases)
+    _psql(data_dir, port, f"ALTER ROLE {PG_SUPERUSER} PASSWORD {_sql_literal(password)};\n"
+                          f"SELECT format('CREATE DATABASE %I', d) FROM unnest(ARRAY[{names}]) AS d\n"
+                          "WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d)\\gexec\n")
+    return Started("postgres", pid, port, str(log), bind)
 
 
-def _create_databases(port: int, databases: tuple[str, ...]) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user=PG_SUPERUSER, dbname="postgres", connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in databases:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')  # names come from our settings, not users
-    conn.close()
+def _psql(data_dir: Path, port: int, sql: str) -> None:
+    """Run `sql` as the superuser over the server's local socket."""
+    proc = subprocess.run(_as_pg_user([str(PG_BIN / "psql"), "-h", str(data_dir), "-p", str(port), "-U", PG_SUPERUSER,
+                                       "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]),
+                          input=sql, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ServiceError(f"PostgreSQL setup failed: {proc.stderr.strip()}")
 
 
 def stop_postgres(data_dir: Path, pid: int) -> None:
@@ -204,13 +242,23 @@ def redis_binary() -> str:
     return found
 
 
-def start_redis(state_dir: Path, port: int | None = None) -> Started:
-    """A Redis server for the Celery broker and result backend; no persistence (`--save ''`)."""
+def start_redis(state_dir: Path, password: str, bind: str = "127.0.0.1", port: int | None = None) -> Started:
+    """A Redis server for the Celery broker and result backend; no persistence. Its settings,
+    the password among them, are in `<state_dir>/redis.conf` (mode 0600), not on its command line."""
     port = port or free_port()
     log = state_dir / "redis.log"
-    proc = spawn([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                  "--dir", str(state_dir), "--daemonize", "no"], log)
-    if not wait_for_port("127.0.0.1", port, 20, proc):
+    conf = state_dir / "redis.conf"
+    write_private(conf, f'port {port}\nbind {bind}\nrequirepass "{password}"\nsave ""\nappendonly no\n'
+                        f"dir {state_dir}\ndaemonize no\nprotected-mode yes\n")
+    proc = spawn([redis_binary(), str(conf)], log)
+    if not wait_for_port(bind, port, 20, proc):
         stop_group(proc.pid)
-        raise ServiceError(f"Redis did not start on 127.0.0.1:{port}:\n{log_tail(log)}")
-    return Started("redis", proc.pid, port, str(log))
+        raise ServiceError(f"Redis did not start on {bind}:{port}:\n{log_tail(log)}")
+    return Started("redis", proc.pid, port, str(log), bind)
+
+
+def redis_client(url: str, timeout: float):
+    """A Redis client that gives up after `timeout` seconds instead of waiting on a lost peer."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False)

@@ -2,7 +2,8 @@
 
 It imports the code location, so a worker that cannot (missing package, broken profile, wrong
 working directory) stops at start with one clear line instead of failing each step it is sent.
-Imported once here, the code is shared by the pool's forked children.
+Imported once here, the code is shared by the pool's forked children. Then it installs the
+worker's lease (heartbeat.py): renewed from the main process, each received task recorded.
 """
 
 import os
@@ -19,3 +20,7 @@ except BaseException as exc:  # noqa: BLE001 - any failure to load is reported t
                      f"(cwd {os.getcwd()}): {detail}\n")
     sys.stderr.flush()
     os._exit(3)  # celery would otherwise catch the error and keep a worker that fails every step
+
+from proj_cluster.heartbeat import install  # noqa: E402 - only once the code location imported
+
+install()

@@ -18,6 +18,7 @@ import yaml
 
 from proj_assets.profiles import PROFILES_DIR
 from proj_cluster.local_cluster import LocalCluster, environment
+from proj_tests.cluster.folds import embedded_rows
 
 # 2 configs x 4 problems = 8 fold partitions; epochs so that a step runs long enough to be killed
 SPEC = {"name": "cluster", "factors": {"probe_type": ["linear_probe"], "layer": [2], "learning_rate": [0.05, 0.1],
@@ -39,15 +40,34 @@ def write_profile(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def running_cluster():
-    """One cluster per test session (`make test` runs proj_tests/cluster in a pytest process of
-    its own), stopped at the end of the session."""
+def state_folder() -> Path:
     state = Path(tempfile.mkdtemp(prefix="proj_cluster_test_"))
     os.chmod(state, 0o755)
     (state / "data").mkdir()
+    return state
+
+
+@pytest.fixture(scope="session")
+def cluster_profile(tmp_path_factory) -> Path:
+    return write_profile(tmp_path_factory.mktemp("profile"))
+
+
+@pytest.fixture(scope="session")
+def embedded_fold_rows(cluster_profile, tmp_path_factory):
+    """The fold partitions of the cluster profile materialized embedded, once per session: what
+    every cluster backfill must equal."""
+    local = tmp_path_factory.mktemp("embedded")
+    with environment({"PROJ_PROFILE": str(cluster_profile), "PROJ_DATA_DIR": str(local), "PROJ_CLUSTER": ""}):
+        return embedded_rows(local)
+
+
+@pytest.fixture(scope="session")
+def running_cluster(cluster_profile):
+    """One cluster per test session (`make test` runs proj_tests/cluster in a pytest process of
+    its own), on 127.0.0.1, stopped at the end of the session."""
+    state = state_folder()
     local = LocalCluster(state / "cluster", state / "data")
-    profile = write_profile(state)
+    profile = cluster_profile
     try:
         with environment({"PROJ_PROFILE": str(profile), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}):
             local.start(cpu_workers=2)  # the processes keep this environment
@@ -57,10 +77,15 @@ def running_cluster():
         shutil.rmtree(state, ignore_errors=True)
 
 
+def pointed_at(local: LocalCluster, profile: Path):
+    """This process pointed at the cluster's instance, data folder and profile, but still embedded
+    (no PROJ_CLUSTER): what runs here runs in this process."""
+    return environment({**{k: v for k, v in local.env.items() if k != "PROJ_CLUSTER"}, "PROJ_PROFILE": str(profile)})
+
+
 @pytest.fixture
 def cluster(running_cluster):
-    """The cluster, with this test's process pointed at its instance, data folder and profile
-    (but still embedded: no PROJ_CLUSTER), for this test only."""
+    """The cluster, with this test's process pointed at it, for this test only."""
     local, profile = running_cluster
-    with environment({**{k: v for k, v in local.env.items() if k != "PROJ_CLUSTER"}, "PROJ_PROFILE": str(profile)}):
+    with pointed_at(local, profile):
         yield local

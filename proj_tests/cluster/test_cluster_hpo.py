@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 
 import dagster as dg
 import duckdb
@@ -16,14 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from proj_assets.market import assets as market_assets
-from proj_assets.market import checks as market_checks
 from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
-from proj_assets.scaling import assets as scaling_assets
-from proj_assets.scaling import checks as scaling_checks
-from proj_assets.scaling.assets import ARCH_GRID
-from proj_assets.profiles import active_profile_name, load_profile
+from proj_assets.profiles import load_profile
+from proj_assets.scaling.assets import ARCH_GRID, TRIALS
 from proj_assets.scaling.study import EXTREME_ATTR, RETRY_ATTR, STORAGE_ENV, is_done, open_study, study_location
+from proj_assets.definitions import build_definitions
 from proj_cluster.local_cluster import environment
 from proj_cluster.services import wait_until
 
@@ -32,25 +28,18 @@ WORKER_OP = "scaling_hpo_trials_worker_1"
 
 
 
-@pytest.fixture(scope="module")
-def defs():
-    return [*dg.load_assets_from_modules([market_assets, scaling_assets]),
-            *dg.load_asset_checks_from_modules([market_checks, scaling_checks])]
-
-
-def _materialize(defs, instance, data_dir, keys, partition=None):
-    from proj_assets.definitions import build_resources
-    from proj_assets.profiles import load_profile
-
-    result = dg.materialize(defs, resources=build_resources(load_profile(), data_dir), instance=instance,
-                            partition_key=partition, selection=[dg.AssetKey(k) for k in keys])
+def _materialize(instance, data_dir, keys, partition=None):
+    """In-process, with the code location the workers load (the active profile is the cluster's)."""
+    location = build_definitions(load_profile(), data_dir)
+    result = dg.materialize([*location.assets, *location.asset_checks], resources=location.resources,
+                            instance=instance, partition_key=partition, selection=[dg.AssetKey(k) for k in keys])
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
-def _market_and_grid(defs, instance, data_dir):
+def _market_and_grid(instance, data_dir):
     for ticker in ("SP500", "NASDAQ", "VIX"):
-        _materialize(defs, instance, data_dir, [OHLCV], ticker)
-    _materialize(defs, instance, data_dir, [FEATURES, TARGETS, SPLITS, ARCH_GRID])
+        _materialize(instance, data_dir, [OHLCV], ticker)
+    _materialize(instance, data_dir, [FEATURES, TARGETS, SPLITS, ARCH_GRID])
 
 
 def _study(url: str) -> optuna.Study:
@@ -79,10 +68,10 @@ def _extreme_losses(study: optuna.Study) -> dict[str, float]:
     return {t.user_attrs[EXTREME_ATTR]: t.value for t in study.get_trials() if is_done(t) and EXTREME_ATTR in t.user_attrs}
 
 
-def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(cluster, defs, tmp_path):
+def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(cluster, tmp_path):
     url = cluster.env[STORAGE_ENV]
     with cluster.instance() as instance:
-        _market_and_grid(defs, instance, cluster.data_dir)
+        _market_and_grid(instance, cluster.data_dir)
         backfill_id = cluster.backfill("scaling/hpo/trials", [str(CELL)])
         groups = {w.pid for w in cluster.state.workers}
         _pid, running = wait_until(lambda: _kill_worker_mid_trial(instance, url, groups), 400,
@@ -118,9 +107,10 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
 
     local = tmp_path / "local"  # the same cell embedded: in-process, journal study, own data folder
     with environment({STORAGE_ENV: "", "PROJ_DATA_DIR": str(local)}), dg.instance_for_test() as embedded:
-        _market_and_grid(defs, embedded, local)
-        _materialize(defs, embedded, local, [scaling_assets.TRIALS], CELL)
-        location = study_location(scaling_assets._settings, scaling_assets.study_root(), active_profile_name())
+        _market_and_grid(embedded, local)
+        _materialize(embedded, local, [TRIALS], CELL)
+        profile = load_profile()
+        location = study_location(profile.scaling, local / "optuna" / profile.name, profile.name)
         local_losses = _extreme_losses(open_study(location, "2k", "h1", optuna.samplers.RandomSampler(),
                                                   optuna.pruners.NopPruner()))
     cluster_losses = _extreme_losses(_study(url))

@@ -13,7 +13,9 @@ import pytest
 
 from proj_assets.cluster_settings import (ClusterSettingsError, ServiceUnreachable, celery_config, device_queue_tags,
                                           load_cluster_settings, require_reachable)
-from proj_cluster.local_cluster import PACKAGE_DIR
+from proj_cluster.env_file import EnvFileError, format_exports, load_env_file, read_env_file, write_private
+from proj_cluster.home import PACKAGE_DIR
+from proj_cluster.worker import worker_celery_config
 from proj_cluster.services import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -37,7 +39,7 @@ def test_embedded_default_needs_no_service(monkeypatch, tmp_path):
 
     monkeypatch.delenv("PROJ_CLUSTER", raising=False)
     assert load_cluster_settings() is None
-    defs = build_definitions(load_profile(), tmp_path)
+    defs = build_definitions(load_profile("demo"), tmp_path)
     assert defs.resolve_job_def("probes_sweep_job").executor_def.name == "in_process"  # the default executor
 
 
@@ -49,7 +51,7 @@ def test_cluster_setting_without_its_urls_fails_at_definitions_load(monkeypatch,
     _set(monkeypatch, _cluster_env(free_port(), free_port()))
     monkeypatch.delenv(missing)
     with pytest.raises(ClusterSettingsError, match=missing) as err:
-        build_definitions(load_profile(), tmp_path)
+        build_definitions(load_profile("demo"), tmp_path)
     assert "PROJ_CLUSTER_BACKEND_URL" not in str(err.value)  # only what is missing is named
 
 
@@ -69,7 +71,7 @@ def test_unreachable_services_fail_definitions_load_naming_host_and_port(monkeyp
     _set(monkeypatch, _cluster_env(pg_port, free_port()))
     started = time.monotonic()
     with pytest.raises(ServiceUnreachable, match=f"PostgreSQL at 127.0.0.1:{pg_port} is unreachable"):
-        build_definitions(load_profile(), tmp_path)
+        build_definitions(load_profile("demo"), tmp_path)
     assert time.monotonic() - started < 10
 
 
@@ -132,36 +134,51 @@ def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag
     import yaml
     from dagster_celery.cli import get_validated_config
 
-    config = celery_config(load_cluster_settings(_cluster_env(5432, 6379)))
+    settings = load_cluster_settings(_cluster_env(5432, 6379))
+    config = worker_celery_config(settings)
     (tmp_path / "celery.yaml").write_text(yaml.safe_dump({"execution": {"config": config}}))  # as the worker writes it
     validated = get_validated_config(str(tmp_path / "celery.yaml"))
     assert validated["broker"] == "redis://127.0.0.1:6379/0" and validated["backend"] == "redis://127.0.0.1:6379/1"
     assert validated["config_source"]["task_default_queue"] == "cpu"
+    assert validated["config_source"]["worker_disable_prefetch"] is True  # a lost host holds only its running task
+    assert config["config_source"].items() - celery_config(settings)["config_source"].items() == {
+        ("worker_disable_prefetch", True)}  # otherwise the executor's config
     assert device_queue_tags("gpu") == {"dagster-celery/queue": "gpu"}
     with pytest.raises(ValueError, match="device queue must be one of"):
         device_queue_tags("tpu")
 
 
-def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(monkeypatch, tmp_path):
+def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(tmp_path):
     """Every long training step (compute ops, HPO trial workers, SFT pretraining and LoRA) carries
-    the queue tag of `compute.device`: the demo's cpu, a cuda profile's gpu."""
-    import yaml
+    the queue tag of `compute.device`: the demo's cpu, a cuda profile's gpu; other steps none."""
+    from definitions_helpers import demo_profile, with_settings
 
-    from proj_assets.probes.assets import fold_results_compute
-    from proj_assets.profiles import PROFILES_DIR
-    from proj_assets.scaling.assets import TRIAL_WORKERS
-    from proj_assets.sft.assets_model import adapter, base_model
-    from proj_assets.shared.compute_write import compute_op
+    from proj_assets.definitions import build_definitions
 
-    steps = [fold_results_compute, *TRIAL_WORKERS, base_model.op, adapter.op]
-    assert {step.tags["dagster-celery/queue"] for step in steps} == {"cpu"}
-    raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
-    raw["compute"]["device"] = "cuda"
-    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("PROJ_PROFILE", str(tmp_path / "gpu.yaml"))
+    def queues(profile) -> dict[str, str | None]:
+        ops = {op.name: op for asset in build_definitions(profile, tmp_path).assets
+               for op in asset.node_def.iterate_op_defs()}
+        training = [n for n in ops if n.endswith("_compute") or "_trials_worker_" in n] + [
+            "sft__model__base_model", "sft__model__adapter"]
+        assert "probes_sweep_fold_results_compute" in training and "scaling_hpo_trials_worker_0" in training
+        return {name: ops[name].tags.get("dagster-celery/queue") for name in training} | {
+            "market__raw__ohlcv": ops["market__raw__ohlcv"].tags.get("dagster-celery/queue")}
 
-    @compute_op(name="train_on_gpu")
-    def train_on_gpu():
-        return None
+    cpu = queues(demo_profile())
+    gpu = queues(with_settings(demo_profile(), compute={"device": "cuda"}))
+    assert set(cpu.values()) == {"cpu", None} and cpu.pop("market__raw__ohlcv") is None
+    assert set(cpu.values()) == {"cpu"}
+    assert gpu.pop("market__raw__ohlcv") is None and set(gpu.values()) == {"gpu"}
 
-    assert train_on_gpu.tags["dagster-celery/queue"] == "gpu"
+
+def test_a_settings_file_others_can_read_is_refused(tmp_path):
+    """The worker's settings file holds the passwords: mode 0600 or nothing."""
+    path = tmp_path / "cluster.env"
+    write_private(path, format_exports({"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}))
+    assert read_env_file(path) == {"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}
+    environ = {"PROJ_CLUSTER": "0", "PROJ_CLUSTER_ENV_FILE": str(path)}
+    load_env_file(environ)
+    assert environ["PROJ_CLUSTER"] == "0" and environ["PROJ_CLUSTER_PG_PASSWORD"] == "it's secret"  # set ones win
+    path.chmod(0o644)
+    with pytest.raises(EnvFileError, match=f"{path} is readable by others \\(mode 0644\\).*chmod 600 {path}"):
+        read_env_file(path)
