@@ -13,8 +13,6 @@ With a validation set, each replica keeps its best-validation-loss parameters an
 `patience` epochs without improvement (or at its own epoch budget).
 """
 
-import ctypes
-import ctypes.util
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from proj_assets.probes.probe_models import ProbeInputs, feature_width, init_params, logits
+from proj_assets.shared.process_memory import set_malloc_thresholds
 
 
 @dataclass(frozen=True)
@@ -80,12 +79,7 @@ def keep_freed_blocks() -> bool:
     float32 temporaries, and on this machine those faults cost as much as the arithmetic (the
     batched token probes ran 1.5-2x slower per epoch, docs/benchmarks.md). Once per process;
     False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 512 << 20))
+    return set_malloc_thresholds(256 << 20, 512 << 20)
 
 
 def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
