@@ -1,5 +1,6 @@
-"""Before a long step starts: project its cost from the pilot and refuse when the projection
-exceeds what is left of the domain's compute budget (`platform.budgets.sft`).
+"""Before a long step starts: project its cost and refuse when the projection exceeds what is
+left of the domain's compute budget (`platform.budgets.sft`). The pure part (projections per
+step, the refusal) is step_costs.py; this module reads the spend from the instance.
 
 Projection = measured seconds per example on the pilot (generation and critic, `seconds_per_example`
 in its metadata) x planned examples x the profile's rate for the device. Spent = every recorded
@@ -12,28 +13,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-OVERRIDE_TAG = "proj/budget_override"
+from proj_assets.sft.step_costs import BudgetExceededError, projected_cost, refuse_over_budget  # noqa: F401
 
-
-class BudgetExceededError(RuntimeError):
-    """The projected cost of a step exceeds the domain's remaining budget."""
-
-
-def projected_cost(seconds_per_example: float, examples: int, rate_per_hour: float) -> float:
-    return seconds_per_example * examples / 3600.0 * rate_per_hour
-
-
-def refuse_over_budget(what: str, projected: float, spent: float, budget: float | None, override: str | None) -> dict:
-    """The numbers as metadata; raises `BudgetExceededError` when `projected` exceeds `budget - spent`
-    and no override reason is given. No budget configured: nothing to enforce."""
-    numbers = {"projected_cost": projected, "budget_spent": spent, "budget": budget,
-               "budget_remaining": None if budget is None else budget - spent, "budget_override": override}
-    if budget is not None and projected > budget - spent and not override:
-        raise BudgetExceededError(
-            f"{what}: projected cost {projected:.6g} exceeds the remaining sft budget {budget - spent:.6g} "
-            f"(budget {budget:.6g}, spent {spent:.6g}); raise platform.budgets.sft, shrink the step, or tag the run "
-            f"{OVERRIDE_TAG}=<reason>")
-    return numbers
+OVERRIDE_TAG = "proj/budget_override"  # step_costs.refuse_over_budget names it in its message
 
 
 def domain_spent(instance: dg.DagsterInstance, keys: Sequence[list[str]], rates_per_hour: dict[str, float]) -> float:
