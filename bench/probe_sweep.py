@@ -8,10 +8,13 @@ time counts. Prints seed-fold fits per second of the loop, of one config's seeds
 computation: probes.partitions_per_run), their ratios and the largest PR-AUC difference, then projects
 the full stage-1 research sweep (768 configs x 20 folds x 20 seeds) from the batched rate, the
 activation storage (shared cache vs one copy per config), and the cost of registering its
-partitions. Run: .venv/bin/python bench/probe_sweep.py [--seeds 20] [--epochs 40] [--threads 2]
+partitions; first, the operator count (torch profiler) of a token-probe epoch per computed minibatch
+as sentences and replicas grow. Run: .venv/bin/python bench/probe_sweep.py [--seeds 20] [--epochs 40]
+[--threads 2] [--only operators|research]
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -165,6 +168,32 @@ def project_stage1(rows: list[dict], hosts: int, gpu_speedup: float) -> None:
           f"host (assumed, not measured here: no GPU in this session)")
 
 
+def operator_counts(probe_type: str, cases=((256, 3), (1024, 3), (1024, 20), (4096, 20))) -> list[dict]:
+    """Operators (torch profiler events) of one training epoch on synthetic tokens, 4 minibatches
+    per epoch whatever the size, 16 tokens x 64 dims per sentence: per epoch and per computed
+    minibatch (a step computes each minibatch some replica is on once, for all of them)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from proj_assets.probes.probe_models import ProbeInputs
+
+    rows = []
+    for n, replicas in cases:
+        gen = torch.Generator().manual_seed(0)
+        lengths = torch.full((n,), 16)
+        inputs = ProbeInputs(torch.zeros(n, 2), torch.zeros(n, 64), torch.randn(n * 16, 64, generator=gen).half(),
+                             lengths, torch.ones(64))
+        labels = np.tile((np.arange(n) % 2).astype(np.float32), (replicas, 1))
+        hp = TrainParams(0.01, 0.0, 1, n // 4, 2)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            train_replicas(probe_type, inputs, labels, list(range(replicas)), hp, matmul_dtype=torch.float32)
+        visits = np.stack([np.random.default_rng(s).permutation(4) for s in range(replicas)])
+        computed = sum(len(np.unique(visits[:, step])) for step in range(4))
+        ops = sum(e.count for e in prof.key_averages())
+        rows.append({"sentences": n, "replicas": replicas, "ops_per_epoch": ops, "minibatches_computed": computed,
+                     "ops_per_minibatch": ops / computed})
+    return rows
+
+
 def registration_seconds() -> float:
     import dagster as dg
 
@@ -185,8 +214,26 @@ def main() -> None:
     parser.add_argument("--gpu-speedup", type=float, default=30.0)
     parser.add_argument("--research-case", choices=CANDIDATE_PROBES)
     parser.add_argument("--cache", type=Path, help="the research-shaped cache (with --research-case)")
+    parser.add_argument("--only", choices=["operators", "research"], help="run only this part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.only:
+        print(f"load average {os.getloadavg()}", flush=True)
+    if args.only in (None, "operators"):
+        for probe in ("attention_probe", "multimax_probe"):
+            for r in operator_counts(probe):
+                print(f"operators {probe:16s} {r['sentences']:5d} sentences x {r['replicas']:2d} replicas: "
+                      f"{r['ops_per_epoch']:7d} per epoch, {r['minibatches_computed']:2d} minibatches computed, "
+                      f"{r['ops_per_minibatch']:7.0f} per minibatch", flush=True)
+        if args.only:
+            return
+    if args.only == "research":
+        for r in run_research_cases(args.seeds, args.research_epochs, args.threads):
+            above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
+            print(f"research {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch, {above:5.0f} MB above the process "
+                  f"before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice", flush=True)
+        print(f"load average {os.getloadavg()}")
+        return
     if args.research_case:
         import json
 

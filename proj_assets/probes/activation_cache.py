@@ -4,7 +4,8 @@ Layout of a cache folder (content-addressed by `cache_spec`, so every config tha
 activations reads the same files and re-materializing is a cache hit):
   activations.f16   raw float16 array [total_tokens, hidden], row-major (np.memmap)
   index.parquet     uid (sentence, see corpus.with_sentence_uid), offset (first token row), length
-  meta.json         spec, shape, dtype, and the size and sha256 of the two data files
+  meta.json         spec, shape, dtype, the size and sha256 of the two data files, and the
+                    boundary-token counts per trace (extraction.boundary_tokens)
 
 Opening a cache verifies sizes and checksums: a truncated or corrupted cache is a CacheError,
 never read; `cache_is_valid` lets the extraction asset rebuild it instead.
@@ -78,14 +79,15 @@ class CacheWriter:
         start = self._offset[uid]
         self.array[start:start + tokens.shape[0]] = tokens.astype(DTYPE)
 
-    def close(self) -> None:
+    def close(self, extra_meta: dict | None = None) -> None:
+        """Write the index and meta.json (with `extra_meta`, e.g. the boundary-token counts)."""
         self.array.flush()
         del self.array
         self.index.write_parquet(self.folder / INDEX_FILE)
         files = {name: {"bytes": (self.folder / name).stat().st_size, "sha256": _file_digest(self.folder / name)}
                  for name in (ACTIVATIONS_FILE, INDEX_FILE)}
-        (self.folder / META_FILE).write_text(json.dumps({"spec": self.spec, "shape": self.shape, "dtype": DTYPE,
-                                                         "files": files}))
+        (self.folder / META_FILE).write_text(json.dumps({**(extra_meta or {}), "spec": self.spec, "shape": self.shape,
+                                                         "dtype": DTYPE, "files": files}))
 
 
 def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:

@@ -13,7 +13,7 @@ from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFE
                                       current_results, run_partitions)
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.results_store import predictions_relpath, read_partitions
-from proj_assets.probes.quality import group_problems, leakage_rows, nonfinite_metric_rows
+from proj_assets.probes.quality import boundary_trace_rows, group_problems, leakage_rows, nonfinite_metric_rows
 from proj_resources import ArtifactStore, Warehouse
 from proj_resources.models import ModelSource
 
@@ -98,6 +98,26 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
                             "index rows that do not match the cache (or unreadable caches)")
 
 
+    @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
+    def boundary_tokens_within_share(corpus: pl.DataFrame, artifacts: ArtifactStore,
+                                     probe_model: ModelSource) -> dg.AssetCheckResult:
+        """Few traces have a token spanning two sentences (given to the later sentence): the share of
+        such traces stays at or below probes.model.max_boundary_trace_share."""
+        limit = settings.model.max_boundary_trace_share
+        folders = activation_folders(settings, corpus, artifacts, probe_model)
+        layer, (_spec, folder) = next(iter(folders.items()))  # every layer's cache shares one tokenization
+        if (broken := _unreadable(folder, layer)) is not None:
+            return threshold_result(False, 1.0, limit, offending=broken, description="unreadable cache",
+                                    quantity="traces_with_boundary_tokens_share", threshold_name="max_share",
+                                    must_be="at most", **_tripwire(settings, "boundary_tokens_within_share"))
+        share, rows = boundary_trace_rows(open_cache(folder)[2])
+        return threshold_result(share <= limit, share, limit, offending=rows if rows.height else None,
+                                description=f"{share:.1%} of traces have a token spanning two sentences "
+                                            f"(at most {limit:.1%} allowed)",
+                                quantity="traces_with_boundary_tokens_share", threshold_name="max_share",
+                                must_be="at most", **_tripwire(settings, "boundary_tokens_within_share"))
+
+
     @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
                                                    partitions_def=probe_config_fold_partitions)
                                  for name, (text, _what) in FOLD_CHECKS.items()], can_subset=True)
@@ -137,4 +157,5 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
                                 quantity="min_gain_ci_low_vs_baseline_and_control", threshold_name="release_margin",
                                 **flat_confirmation(decision["summary"]), **_tripwire(settings, "release_gate"))
 
-    return [groups_and_labels_valid, activations_finite, index_matches_cache, fold_checks, release_gate]
+    return [groups_and_labels_valid, activations_finite, index_matches_cache, boundary_tokens_within_share, fold_checks,
+            release_gate]

@@ -84,6 +84,20 @@ def run_plans(model, plans: list[dict], layers: list[int], batch_size: int, pad_
         progress(min(b + batch_size, len(order)), len(order))
 
 
+def boundary_tokens(plans: list[dict], corpus: pl.DataFrame) -> dict:
+    """Tokens spanning two sentences (token_spans: given to the later one), counted per trace:
+    `{"tokens": total, "traces": n, "traces_with_boundary_tokens": m, "per_trace": {trace_id: count > 0}}`."""
+    traces = corpus["trace_id"] if "trace_id" in corpus.columns else corpus["uid"].cast(pl.Utf8)  # sentence mode
+    trace_of = dict(zip(corpus["uid"].to_list(), traces.to_list()))
+    per_trace: dict[str, int] = {}
+    for plan in plans:
+        for uid, n in plan.get("boundary", {}).items():
+            if n:
+                per_trace[trace_of[uid]] = per_trace.get(trace_of[uid], 0) + n
+    return {"tokens": sum(per_trace.values()), "traces": len(set(trace_of.values())),
+            "traces_with_boundary_tokens": len(per_trace), "per_trace": per_trace}
+
+
 def token_lengths(plans: list[dict]) -> dict[int, int]:
     return {uid: len(positions) for plan in plans for uid, positions in plan["spans"].items()}
 
@@ -110,8 +124,9 @@ def extract_into_caches(model, tokenizer, corpus: pl.DataFrame, folders: dict, s
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     run_plans(model, plans, layers, batch_size, pad_id, device,
               emit=lambda layer, uid, tokens: writers[layer].put(uid, tokens), progress=progress)
+    counts = {"boundary_tokens": boundary_tokens(plans, corpus)}
     for writer in writers.values():
-        writer.close()
+        writer.close(counts)
 
 
 def read_model_config(path: str):

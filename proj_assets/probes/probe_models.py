@@ -82,7 +82,7 @@ class ProbeInputs:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         if self.token_starts is not None and self.tokens.device != torch.device(device):
             # moving a minibatch moves its own tokens, not the parent's
-            own = _copy_spans(self.tokens, _spans(self.token_starts, self.lengths), self.tokens.dtype)
+            own = self.tokens.index_select(0, token_rows(self.token_starts, self.lengths))
             return dataclasses.replace(self, tokens=own, token_starts=None).to(device)
         return ProbeInputs(*(move(getattr(self, f.name)) for f in fields(self)))
 
@@ -96,25 +96,13 @@ class ProbeInputs:
                            starts)
 
 
-def _spans(starts: torch.Tensor, lengths: torch.Tensor) -> list[tuple[int, int]]:
-    """(first row, row count) of each run of consecutive token rows of the given sentences, in order."""
-    spans: list[list[int]] = []
-    for start, n in zip(starts.tolist(), lengths.tolist()):
-        if spans and spans[-1][0] + spans[-1][1] == start:
-            spans[-1][1] += n
-        else:
-            spans.append([start, n])
-    return [(a, n) for a, n in spans]
-
-
-def _copy_spans(tokens: torch.Tensor, spans: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
-    """The rows of `spans` stacked, converted to `dtype` while copied (one pass, no fp16 copy first)."""
-    out = torch.empty(sum(n for _, n in spans), tokens.shape[1], dtype=dtype, device=tokens.device)
-    at = 0
-    for start, n in spans:
-        out[at:at + n].copy_(tokens[start:start + n])
-        at += n
-    return out
+def token_rows(starts: torch.Tensor, lengths: torch.Tensor, total: int | None = None) -> torch.Tensor:
+    """The rows of the packed tokens of sentences (first row, count), sentence after sentence: one
+    index for one gather, never a copy per sentence. `total` (= lengths.sum()) spares a host sync."""
+    total = int(lengths.sum()) if total is None else total
+    offsets = torch.cumsum(lengths, 0) - lengths
+    return (torch.repeat_interleave(starts - offsets, lengths, output_size=total)
+            + torch.arange(total, device=starts.device))
 
 
 def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
@@ -146,13 +134,13 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
     return torch.cat([x.pooled, x.position], dim=1)
 
 
-def _chunk_pooled(tokens: torch.Tensor, spans: list[tuple[int, int]] | None, segment: torch.Tensor, n: int,
-                  w: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
-    """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the rows of
-    `spans` of `tokens` when given: copied here, inside the checkpoint, so backward copies them
-    again). Tokens and weights are multiplied in `dtype`; the products are float32 from there on."""
+def chunk_pooled(tokens: torch.Tensor, rows: torch.Tensor | None, segment: torch.Tensor, n: int,
+                 w: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the `rows`
+    of `tokens` when given: one gather, inside the checkpoint when there is one). Tokens and weights
+    are multiplied in `dtype`; the products are float32 from there on."""
     R, K, D = w.shape
-    x = tokens.to(dtype) if spans is None else _copy_spans(tokens, spans, dtype)
+    x = (tokens if rows is None else tokens.index_select(0, rows)).to(dtype)
     if attention:  # 1/sqrt(D) folded into the (small) query weights, not applied to the scores
         H = K // 2
         q, v = w[:, :H].reshape(R * H, D) / math.sqrt(D), w[:, H:].reshape(R * H, D)
@@ -174,10 +162,11 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
             last += 1
         seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
         chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
-                 (x.tokens, _spans(x.token_starts[first:last + 1], x.lengths[first:last + 1])))
+                 (x.tokens, token_rows(x.token_starts[first:last + 1], x.lengths[first:last + 1], ends[last] - tok0)))
         args = (*chunk, seg, last + 1 - first, scaled, probe_type == "attention_probe", dtype)
-        recompute = scaled.requires_grad and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES
-        pooled.append(checkpoint(_chunk_pooled, *args, use_reentrant=False) if recompute else _chunk_pooled(*args))
+        recompute = (scaled.requires_grad and x.tokens.device.type == "cpu"  # a CPU memory knob, not for CUDA
+                     and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES)
+        pooled.append(checkpoint(chunk_pooled, *args, use_reentrant=False) if recompute else chunk_pooled(*args))
         first, tok0 = last + 1, ends[last]
     return torch.cat(pooled).sum(dim=2).T + b[:, None]
 

@@ -46,3 +46,16 @@ def nonfinite_metric_rows(results: pl.DataFrame) -> pl.DataFrame:
     both_classes = (pl.col("n_test_positive") > 0) & (pl.col("n_test_positive") < pl.col("n_test"))
     return results.filter(bad("pr_auc") | bad("base_rate") | (both_classes & bad("roc_auc"))).select(
         "config_id", "fold", "role", "probe_seed", "pr_auc", "roc_auc", "base_rate")
+
+
+def boundary_trace_rows(meta: dict) -> tuple[float, pl.DataFrame]:
+    """(share of traces with a boundary token, one row per such trace with its count) from an
+    activation cache's meta.json (extraction.boundary_tokens); a cache written before the counts
+    existed is an error, not a pass."""
+    if "boundary_tokens" not in meta:
+        raise ValueError("the activation cache has no boundary-token counts (written before extraction "
+                         "version exact-spans-3): re-materialize probes/features/token_activations")
+    counts = meta["boundary_tokens"]
+    rows = pl.DataFrame({"trace_id": list(counts["per_trace"]), "boundary_tokens": list(counts["per_trace"].values())},
+                        schema={"trace_id": pl.Utf8, "boundary_tokens": pl.Int64})
+    return counts["traces_with_boundary_tokens"] / max(counts["traces"], 1), rows.sort("boundary_tokens", descending=True)

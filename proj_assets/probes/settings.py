@@ -44,6 +44,9 @@ class ModelSettings(Section):
     context: Literal["auto", "sentence", "trace"] = "auto"  # auto: trace for causal models
     max_context_tokens: int = Field(512, ge=8)  # trace context window for causal models
     batch_size: int = Field(64, ge=1)
+    # Share of traces with a token spanning two sentences (given to the later one, token_spans.py)
+    # above which the activations' boundary_tokens_within_share check fails.
+    max_boundary_trace_share: float = Field(0.05, ge=0.0, le=1.0)
 
     def resolved_path(self) -> str:
         if self.path:

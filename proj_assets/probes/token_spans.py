@@ -3,8 +3,20 @@
 Tokens are assigned to sentences by character overlap after trimming whitespace from each token's
 offsets: byte-level BPE (GPT-2, Qwen2, Llama-3) puts a word's leading space inside the token
 ("ĠSo" covers " So"), SentencePiece marks word starts with "▁" whose offsets may cover the space,
-WordPiece has neither. Tokens with no non-space character (zero-width, "Ċ", a lone "▁") belong to
-no sentence. A sentence's positions are kept as a list, never assumed contiguous.
+WordPiece has neither. A token of whitespace only ("Ġ", "Ċ", a lone "▁") belongs to a sentence
+when it lies inside it, also when a post-processor trimmed its offsets to zero width (`(6, 6)`
+for an interior "Ġ"); between sentences it belongs to none. A sentence's positions are kept as a
+list, never assumed contiguous.
+
+**Boundary tokens.** A token whose text covers characters of two sentences (the Llama-3 / Qwen2
+split regex makes `。然后我们算第二步` one pre-token in a CJK trace without spaces; a SentencePiece
+merge can span a tab, `▁replied.\t(Check:`) is a *boundary token*. Rule: it is given to the **later**
+sentence only. In a causal model its hidden state has read the later sentence's text, so giving it
+to the earlier sentence would leak the next sentence into that one's features; the later sentence's
+context holds the earlier one anyway. Each plan records, per sentence, how many boundary tokens it
+received (`boundary`); the extraction counts them per trace in the cache metadata and a check fails
+above the profile's share (`probes.model.max_boundary_trace_share`). A sentence left with no token
+of its own is a SpanError.
 
 Trace mode encodes prompt + the trace text as-is (the corpus's own whitespace and newlines; when
 the corpus has no `trace_text`, sentences are joined by single spaces). A trace longer than the
@@ -17,7 +29,7 @@ import hashlib
 from pathlib import Path
 
 # Part of every activation cache key: bump when what a cached sentence's tokens are changes.
-EXTRACTION_VERSION = "exact-spans-2"
+EXTRACTION_VERSION = "exact-spans-3"  # 3: boundary tokens to the later sentence, interior zero-width kept
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "vocab.json", "merges.txt", "added_tokens.json", "tokenizer.model", "spiece.model")
 
@@ -63,25 +75,29 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def assign_tokens(offsets: list[tuple[int, int]], text: str, bounds: list[tuple[int, int]]) -> list[list[int]]:
-    """Token positions per sentence: a token belongs to the sentence holding its first non-space
-    character (or, if that falls between sentences, the next sentence it overlaps). A token of
-    whitespace only (SentencePiece's lone "▁") belongs to a sentence only when it lies inside it."""
-    starts = [lo for lo, _hi in bounds]
+def assign_tokens(offsets: list[tuple[int, int]], text: str,
+                  bounds: list[tuple[int, int]]) -> tuple[list[list[int]], list[int]]:
+    """(token positions per sentence, boundary tokens received per sentence). A token belongs to
+    the sentence its non-space characters overlap; one overlapping several is a boundary token and
+    goes to the last of them. A token of whitespace only belongs to the sentence it lies inside
+    (zero-width: strictly inside), else to none."""
+    starts, ends = [lo for lo, _hi in bounds], [hi for _lo, hi in bounds]
     owned: list[list[int]] = [[] for _ in bounds]
+    boundary = [0] * len(bounds)
     for position, (s0, e0) in enumerate(offsets):
         s, e = _trimmed(text, s0, e0)
         if s >= e:
             k = bisect.bisect_right(starts, s0) - 1
-            if s0 < e0 and k >= 0 and e0 <= bounds[k][1]:
+            inside = (s0 < e0 and e0 <= ends[k]) or (s0 == e0 and starts[k] < s0 < ends[k]) if k >= 0 else False
+            if inside:
                 owned[k].append(position)
             continue
-        k = bisect.bisect_right(starts, s) - 1
-        if k >= 0 and s < bounds[k][1]:
-            owned[k].append(position)
-        elif k + 1 < len(bounds) and e > bounds[k + 1][0]:
-            owned[k + 1].append(position)
-    return owned
+        first = bisect.bisect_right(ends, s)  # the first sentence ending after the token starts
+        last = bisect.bisect_left(starts, e) - 1  # the last sentence starting before the token ends
+        if first <= last:
+            owned[last].append(position)
+            boundary[last] += last > first
+    return owned, boundary
 
 
 def special_prefix(tokenizer) -> list[int]:
@@ -110,18 +126,22 @@ def plan_trace(tokenizer, trace_id: str, prompt: str, trace_text: str, sentences
     text = prompt + trace_text
     bounds = locate_sentences(trace_id, trace_text, sentences, base=len(prompt))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    owned = assign_tokens(enc["offset_mapping"], text, bounds)
+    owned, boundary = assign_tokens(enc["offset_mapping"], text, bounds)
     prefix = special_prefix(tokenizer)
     width = max_context - len(prefix)
     stride = max(1, width - width // 2)
     plans: dict[int, dict] = {}
     for idx, (uid, positions) in enumerate(zip(uids, owned)):
         if not positions:
-            raise SpanError(f"trace {trace_id!r}, sentence {idx} ({sentences[idx][:60]!r}) has no tokens")
+            crossed = " (a boundary token spans it and the next sentence: it went to the later one)" \
+                if idx + 1 < len(boundary) and boundary[idx + 1] else ""
+            raise SpanError(f"trace {trace_id!r}, sentence {idx} ({sentences[idx][:60]!r}) has no tokens{crossed}")
         kept = positions[:max_tokens]
         k = window_for(kept, width, stride) if len(enc["input_ids"]) > width else 0
-        plan = plans.setdefault(k, {"input_ids": prefix + enc["input_ids"][k * stride:k * stride + width], "spans": {}})
+        plan = plans.setdefault(k, {"input_ids": prefix + enc["input_ids"][k * stride:k * stride + width], "spans": {},
+                                    "boundary": {}})
         plan["spans"][uid] = [len(prefix) + p - k * stride for p in kept]
+        plan["boundary"][uid] = boundary[idx]
     return list(plans.values())
 
 
@@ -130,7 +150,7 @@ def plan_sentence(tokenizer, text: str, uid: int, max_tokens: int, max_context: 
     enc = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_context,
                     return_offsets_mapping=True, return_special_tokens_mask=True)
     offsets = [(0, 0) if special else span for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"])]
-    positions = assign_tokens(offsets, text, [(0, len(text))])[0]
+    positions = assign_tokens(offsets, text, [(0, len(text))])[0][0]
     if not positions:
         raise SpanError(f"sentence uid {uid} ({text[:60]!r}) has no tokens")
     return {"input_ids": enc["input_ids"], "spans": {uid: positions[:max_tokens]}}

@@ -13,8 +13,6 @@ With a validation set, each replica keeps its best-validation-loss parameters an
 `patience` epochs without improvement (or at its own epoch budget).
 """
 
-import ctypes
-import ctypes.util
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,9 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from proj_assets.probes.probe_models import ProbeInputs, feature_width, init_params, logits
+from proj_assets.probes.probe_types import TOKEN_PROBES
+from proj_assets.probes.token_batches import epoch_tokens, minibatch_logits, step_plan
+from proj_assets.shared.process_memory import set_malloc_thresholds
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,7 @@ def keep_freed_blocks() -> bool:
     float32 temporaries, and on this machine those faults cost as much as the arithmetic (the
     batched token probes ran 1.5-2x slower per epoch, docs/benchmarks.md). Once per process;
     False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 512 << 20))
+    return set_malloc_thresholds(256 << 20, 512 << 20)
 
 
 def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
@@ -101,7 +97,8 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     parameters (best on validation when given) and `epochs_run` per replica. Token probes multiply
     tokens by weights in `matmul_dtype` (probe_models.matmul_dtype); parameters, gradients and the
     optimizer stay float32."""
-    keep_freed_blocks()
+    if torch.device(device).type == "cpu":  # a CPU allocator setting: nothing to do on CUDA
+        keep_freed_blocks()
     R, n = len(seeds), len(inputs)
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.float32, device=device)
     if labels_t.shape != (R, n):
@@ -123,21 +120,30 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
         best_loss, since_best = torch.full((R,), float("inf"), device=device), torch.zeros(R, device=device)
     shared = np.random.default_rng(ORDER_SEED)
     n_batches = -(-n // hp.batch_size)
+    gathered = probe_type in TOKEN_PROBES and n_batches > 1  # token_batches: one gather per minibatch
+    if gathered:
+        lengths = inputs.lengths.cpu().numpy()
+        starts = (inputs.token_starts.cpu().numpy() if inputs.token_starts is not None
+                  else np.cumsum(lengths) - lengths)
     for epoch in range(int(epochs.max())):
-        # the epoch's minibatches (one shared partition, gathered once); each replica visits them
-        # in its own seeded order, so a step computes each batch once for the replicas on it
-        perm = torch.from_numpy(shared.permutation(n)).to(device)
+        # the epoch's minibatches (one shared partition); each replica visits them in its own
+        # seeded order, so a step computes each minibatch once for all the replicas on it
+        order = shared.permutation(n)
+        perm = torch.from_numpy(order).to(device)
         parts = [perm[b * hp.batch_size:(b + 1) * hp.batch_size] for b in range(n_batches)]
-        batches = [inputs] if n_batches == 1 else [inputs.rows(idx) for idx in parts]
-        visit = np.stack([rng.permutation(n_batches) for rng in rngs])  # [R, n_batches]
-        for step in range(n_batches):
-            loss = 0.0
-            for b in np.unique(visit[:, step]):
-                on = torch.from_numpy(np.flatnonzero(visit[:, step] == b)).to(device)
+        if gathered:
+            index = epoch_tokens(starts, lengths, order, hp.batch_size, device)
+        else:
+            batches = [inputs] if n_batches == 1 else [inputs.rows(idx) for idx in parts]
+        replicas, plan = step_plan(np.stack([rng.permutation(n_batches) for rng in rngs]), device)
+        for triples in plan:
+            for b, lo, hi in triples:
+                on = replicas[lo:hi]
                 sub = {k: v[on] for k, v in params.items()}
                 lab = labels_t[on][:, parts[b]] if n_batches > 1 else labels_t[on]
-                loss = loss + _weighted_bce(logits(probe_type, sub, batches[b], matmul_dtype), lab, pos_weight[on]).sum()
-            loss.backward()
+                out = (minibatch_logits(probe_type, sub, inputs, index, b, matmul_dtype) if gathered
+                       else logits(probe_type, sub, batches[b], matmul_dtype))
+                _weighted_bce(out, lab, pos_weight[on]).sum().backward()  # this minibatch's graph freed now
             opt.step(active)
         trained = active > 0
         run += active

@@ -16,6 +16,7 @@ import polars as pl
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.scaling.memory import plan_batch
 from proj_assets.scaling.param_count import count_parameters
+from proj_assets.scaling.trial_time import TrialTimeModel, time_left_out, with_time_estimates
 
 if TYPE_CHECKING:  # settings validates a profile with this module: importing it back would be a circle
     from proj_assets.scaling.settings import ArchSpace
@@ -87,23 +88,27 @@ def enumerate_grid(budgets: dict[str, int], space: ArchSpace, n_features: int) -
 
 
 def with_batch_plans(grid: pl.DataFrame, n_features: int, context_length: int, effective_batch: int,
-                     memory_budget_mb: float, ffn_mult: int) -> pl.DataFrame:
+                     memory_budget_mb: float, ffn_mult: int, time_model: TrialTimeModel | None = None) -> pl.DataFrame:
     """Add the memory estimate, micro-batch and accumulation steps at `context_length` (the space's
-    longest, so the plan is safe for every context the search may pick)."""
+    longest, so the plan is safe for every context the search may pick); with a `time_model`, also
+    each trial's time estimate and whether it fits the trial time limit (trial_time.py)."""
     plans = [plan_batch(r["n_params"], n_features, r["d_model"], r["n_layers"], r["n_heads"], context_length,
                         effective_batch, memory_budget_mb, ffn_mult) for r in grid.iter_rows(named=True)]
-    return grid.with_columns(
+    planned = grid.with_columns(
         pl.Series("memory_estimate_mb", [p.estimate_mb for p in plans], dtype=pl.Float64),
         pl.Series("micro_batch", [p.micro_batch for p in plans], dtype=pl.Int64),
         pl.Series("accum_steps", [p.accum_steps for p in plans], dtype=pl.Int64),
         pl.Series("effective_batch", [p.effective_batch for p in plans], dtype=pl.Int64),
     )
+    return planned if time_model is None else with_time_estimates(planned, time_model)
 
 
 def limits_table(budgets: dict[str, int], grid: pl.DataFrame, space: ArchSpace,
                  n_features: int = N_FEATURES) -> pl.DataFrame:
     """Per budget: how many architectures (and how many fit the memory plan when the grid has one),
-    the n_layers and d_model ranges, and how many feasible depths the space's n_layers_max cuts."""
+    the n_layers and d_model ranges, how many feasible depths the space's n_layers_max cuts, and,
+    when the grid has time estimates, what the trial time limit leaves out of the forced extremes
+    (trial_time.time_left_out: how many, their d_model and n_layers ranges, the shortest estimate)."""
     left_out = left_out_depths(budgets, space, n_features)
     planned = "micro_batch" in grid.columns
     rows = []
@@ -120,7 +125,11 @@ def limits_table(budgets: dict[str, int], grid: pl.DataFrame, space: ArchSpace,
             "max_d_model": None if empty else int(part["d_model"].max()),
             "depth_capped": n_cut > 0, "n_depths_left_out": n_cut,
         })
-    return pl.DataFrame(rows)
+    table = pl.DataFrame(rows)
+    if "fits_time_limit" not in grid.columns:
+        return table
+    return table.join(time_left_out(grid), on="budget", how="left").with_columns(
+        pl.col("n_archs_over_time_limit").fill_null(0))
 
 
 def verify_on_meta(grid: pl.DataFrame, n_features: int, ffn_mult: int) -> pl.DataFrame:

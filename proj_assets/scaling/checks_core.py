@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from proj_assets.scaling.extremes import ARCH_DIMS
+from proj_assets.scaling.extremes import ARCH_DIMS, extreme_candidates
 from proj_assets.scaling.param_count import count_parameters
-from proj_assets.scaling.search_space import feasible_archs
 from proj_assets.scaling.trial_table import HYPERPARAMETERS
 
 CELL = ["budget", "horizon"]
@@ -33,11 +32,12 @@ def head_violations(grid: pl.DataFrame, min_head_dim: int) -> pl.DataFrame:
 
 def missing_extremes(trials: pl.DataFrame, grid: pl.DataFrame) -> pl.DataFrame:
     """Per cell, each (dimension, min|max) of the budget's current grid (its architectures that fit
-    the memory plan: the sampling space) that no trained trial used."""
+    the memory plan and, with time estimates, the trial time limit: extremes.extreme_candidates)
+    that no trained trial used."""
     rows = []
     trained = trials.filter(COUNTED)
     for budget, horizon in trials.select(CELL).unique().sort(CELL).iter_rows():
-        cell_grid = feasible_archs(grid.filter(pl.col("budget") == budget))
+        cell_grid = extreme_candidates(grid.filter(pl.col("budget") == budget))
         cell = trained.filter((pl.col("budget") == budget) & (pl.col("horizon") == horizon))
         for dim in ARCH_DIMS:
             for end, value in (("min", cell_grid[dim].min()), ("max", cell_grid[dim].max())):

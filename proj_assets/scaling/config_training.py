@@ -43,7 +43,7 @@ def result_fields(result: TrainResult) -> dict:
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "early_stopped": result.early_stopped, "time_limited": result.time_limited,
         "duration_s": result.duration_s, "peak_memory_mb": result.peak_memory_mb,
-        "resumed_from_epoch": result.resumed_from_epoch,
+        "peak_above_start_mb": result.peak_above_start_mb, "resumed_from_epoch": result.resumed_from_epoch,
         **{f"val_{k}": v for k, v in result.val.items()}, **{f"test_{k}": v for k, v in result.test.items()},
     }
 

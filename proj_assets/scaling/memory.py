@@ -2,11 +2,17 @@
 
 The estimate (fp32, AdamW) is static memory, 16 bytes per parameter (weights, gradients and
 AdamW's two moments), plus activations kept for the backward pass, per sample:
-  input projection   T*(n_features + d)
-  per layer          T*(10*d + 2*f) floats (norms, q/k/v, attention output, residuals,
-                     feed-forward hidden before/after GELU) + 3*n_heads*T^2 (scores, softmax,
-                     dropout mask)
-It is deliberately simple and a little generous; a safety factor covers allocator overhead.
+  input projection   T*(n_features + d); final norm and head on the last position 6*d
+  per layer          T*(8*d + 4*f + 4) + 3*n_heads*T^2 floats: what autograd saves (norm inputs,
+                     outputs, means and rstds, q/k/v, attention output, residuals and dropout masks; the
+                     feed-forward hidden before and after GELU, its dropout mask and output;
+                     scores, softmax and its dropout). Counted with saved-tensor hooks on the
+                     model at d 64-512, T 32-128 (ffn_mult 4): 96*T*d + 16*T + 12*h*T^2 bytes
+                     per layer, exactly this formula; the earlier T*(10*d + 2*f) missed a quarter.
+A safety factor covers the backward pass's transient gradients and allocator overhead. On CPU the
+measured peak holds only with glibc returning freed blocks (the scaling trainer fixes the mmap
+threshold, trainer.py): with glibc's growing threshold, freed activations stay resident and the
+peak ran 1.3-1.5x this estimate (bench/scaling_memory.py, docs/scaling.md).
 
 Evaluation runs under `torch.no_grad()` during training (weights, gradients and optimizer state
 still allocated), so it keeps no activations for a backward pass: at any moment it holds the
@@ -45,8 +51,8 @@ class BatchPlan:
 def activation_bytes_per_sample(n_features: int, d_model: int, n_layers: int, n_heads: int,
                                 context_length: int, ffn_mult: int = 4) -> int:
     t, d, f = context_length, d_model, ffn_mult * d_model
-    per_layer = t * (10 * d + 2 * f) + 3 * n_heads * t * t
-    return BYTES_PER_FLOAT * (t * (n_features + d) + n_layers * per_layer)
+    per_layer = t * (8 * d + 4 * f + 4) + 3 * n_heads * t * t  # +4: the two norms' mean and rstd per position
+    return BYTES_PER_FLOAT * (t * (n_features + d) + n_layers * per_layer + 6 * d)  # 6d: final norm and head
 
 
 def eval_activation_bytes_per_sample(n_features: int, d_model: int, n_heads: int, context_length: int,

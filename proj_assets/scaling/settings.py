@@ -49,6 +49,12 @@ class TrainerSettings(Section):
     torch_threads: int | None = Field(None, ge=1)
     # Save the full training state every this many epochs so a killed trial's retry resumes.
     checkpoint_every_epochs: int = Field(5, ge=1)
+    # The trial time model (trial_time.py) that keeps forced extremes within trial_time_limit_s:
+    # training windows per epoch it assumes (max_train_windows when set), sustained training
+    # FLOP/s and seconds per layer per micro-step (measured on a two-core CPU, docs/scaling.md).
+    time_estimate_windows: int = Field(5000, ge=1)
+    flops_per_second: float = Field(2e10, gt=0)
+    layer_step_overhead_s: float = Field(4e-3, ge=0)
 
 
 class SearchSpace(Section):

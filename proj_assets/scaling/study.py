@@ -250,18 +250,31 @@ def trial_architecture(trial: FrozenTrial) -> tuple[int, int, int] | None:
 
 
 def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict]]) -> list[str]:
-    """Enqueue each forced extreme whose architecture (by value, not label) no live trial has yet
-    (a plain FAIL does not count: its retry does). When the grid widens, its new extremes have new
-    values and are enqueued as supplemental trials; old trials stay. Returns the labels enqueued
-    now; calling it again enqueues nothing. Call it from one place before workers start (the
-    trials graph's prepare op)."""
-    present = {trial_architecture(t) for t in study.get_trials(deepcopy=False)
-               if t.state != TrialState.FAIL or INFEASIBLE_ATTR in t.user_attrs}
+    """Enqueue each forced extreme whose extreme *value* no live trial has yet: `d_model_max` is
+    covered by any trial at that d_model, whatever its depth and heads (a plain FAIL does not
+    count: its retry does). A merged extreme (`d_model_max+n_layers_min`) is enqueued when any of
+    its values is new. When the grid widens, only the extremes whose values are new run as
+    supplemental trials; old trials stay. Returns the labels enqueued now; calling it again
+    enqueues nothing. Call it from one place before workers start (the trials graph's prepare op)."""
+    from proj_assets.scaling.extremes import ARCH_DIMS, covered_labels
+
+    present: dict[str, set[int]] = {dim: set() for dim in ARCH_DIMS}
+
+    def add(arch: tuple[int, int, int]) -> None:
+        for dim, value in zip(ARCH_DIMS, arch, strict=True):
+            present[dim].add(value)
+
+    for trial in study.get_trials(deepcopy=False):
+        arch = trial_architecture(trial)
+        if arch is not None and (trial.state != TrialState.FAIL or INFEASIBLE_ATTR in trial.user_attrs):
+            add(arch)
     added = []
     for label, params in extremes:
-        if _architecture(params) not in present:
+        arch = _architecture(params)
+        values = dict(zip(ARCH_DIMS, arch, strict=True))
+        if any(values[dim] not in present[dim] for dim in (lab.rsplit("_", 1)[0] for lab in covered_labels(label))):
             study.enqueue_trial(params, user_attrs={EXTREME_ATTR: label})
-            present.add(_architecture(params))
+            add(arch)
             added.append(label)
     return added
 

@@ -23,8 +23,13 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss, r
 from torch import nn
 
 from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
-from proj_assets.shared.process_memory import peak_rss_mb
+from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb, reset_peak_rss, set_malloc_thresholds
 from proj_assets.scaling.windows import WindowData
+
+
+# CPU: blocks of 64 KiB and more are mapped and returned on free, so freed activations do not stay
+# resident and the measured peak is the live memory the estimate models (memory.py).
+RETURN_FREED_ABOVE_BYTES = 64 << 10
 
 
 class OutOfMemory(RuntimeError):
@@ -81,7 +86,8 @@ class TrainResult:
     time_limited: bool = False
     interrupted: bool = False
     duration_s: float = 0.0
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float = 0.0  # this trial's peak: CUDA allocated, or CPU resident (VmHWM reset at start)
+    peak_above_start_mb: float = 0.0  # that peak minus the memory in use when the trial started
     resumed_from_epoch: int | None = None  # set when training continued from a checkpoint
 
 
@@ -116,8 +122,18 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
+def _reset_peak(device: torch.device) -> float:
+    """Start a trial's peak (CUDA peak stats, or the process's VmHWM); returns the memory in use now."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    set_malloc_thresholds(RETURN_FREED_ABOVE_BYTES)
+    reset_peak_rss()  # where it cannot, the peak stays the process's (never below the trial's)
+    return current_rss_mb()
+
+
 def _peak_memory_mb(device: torch.device) -> float:
-    """CUDA: peak allocated by torch in this trial. CPU: the process's peak resident set size."""
+    """CUDA: peak allocated by torch since `_reset_peak`. CPU: peak resident set size since then."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return peak_rss_mb()
@@ -145,10 +161,11 @@ def train(model: nn.Module, data: WindowData, config: TrainConfig,
     `on_epoch(epoch, val_metrics)` may raise (e.g. a pruner) to end the trial early.
     """
     device = data.features.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    start_mb = _reset_peak(device)
     try:
-        return _Run(model, data, config, device, checkpoint).run(on_epoch, should_stop, log)
+        result = _Run(model, data, config, device, checkpoint).run(on_epoch, should_stop, log)
+        result.peak_above_start_mb = max(result.peak_memory_mb - start_mb, 0.0)
+        return result
     except RuntimeError as exc:
         if _is_oom(exc):
             raise OutOfMemory(f"out of memory at micro_batch={config.micro_batch}: {exc}") from exc

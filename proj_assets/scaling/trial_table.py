@@ -19,6 +19,7 @@ TRIAL_SCHEMA = {
        for k in HYPERPARAMETERS},
     "epochs_run": pl.Int64, "best_epoch": pl.Int64, "early_stopped": pl.Boolean, "time_limited": pl.Boolean,
     "pruned_at_epoch": pl.Int64, "duration_s": pl.Float64, "peak_memory_mb": pl.Float64,
+    "peak_above_start_mb": pl.Float64,  # the trial's own peak minus the memory in use when it started
     **{m: pl.Float64 for m in METRICS},
     "objective": pl.Float64, "infeasible_reason": pl.Utf8, "failed_reason": pl.Utf8,
     "model_path": pl.Utf8, "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
@@ -40,7 +41,7 @@ def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_para
         "best_epoch": result.get("best_epoch"), "early_stopped": result.get("early_stopped"),
         "time_limited": result.get("time_limited"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
         "duration_s": result.get("duration_s", duration), "peak_memory_mb": result.get("peak_memory_mb"),
-        **{m: result.get(m) for m in METRICS},
+        "peak_above_start_mb": result.get("peak_above_start_mb"), **{m: result.get(m) for m in METRICS},
         "val_loss": result.get("val_loss", min(intermediate.values()) if intermediate else None),
         "objective": trial.value, "infeasible_reason": attrs.get(INFEASIBLE_ATTR),
         "failed_reason": attrs.get(FAILED_REASON_ATTR),

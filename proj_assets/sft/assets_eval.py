@@ -7,6 +7,7 @@ import polars as pl
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
+from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.evaluation import GATE_JUDGE
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS
 from proj_assets.sft.settings import SftSettings
@@ -17,7 +18,8 @@ from proj_resources.models import ModelSource
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 
-def eval_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def eval_assets(cfg: SftSettings, budget: float | None, device_tags: dict,
+                warehouse: Warehouse) -> list[dg.AssetsDefinition]:
     """Paired answers of base and adapter on the test set, and their statistics, for `cfg`."""
 
     @compute_op(device_tags, name="sft_eval_paired_results_compute", ins={"base": dg.In(dg.Nothing), "adapter": dg.In(dg.Nothing)})
@@ -36,6 +38,7 @@ def eval_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> li
         builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
         prompts = [builder.answer_prompt(i) for i in test_instructions["instruction"]]
         refs = test_instructions["reference"].to_list()
+        spend = guard_step(context, "evaluation", PAIRED, cfg, budget, compute)
         with compute.meter() as meter:
             tokenizer = load_sft_tokenizer(base_path)
             model = load_adapter_model(base_path, adapter_path, compute.torch_device(), method)
@@ -54,7 +57,7 @@ def eval_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> li
                  for c in ("strict", "lenient", "runaway", "token_limit")}
         return save_handoff(context, artifacts, df, {"rows": df.height, **rates, "gate_judge": GATE_JUDGE,
                                                      "adapter": adapter_path.name, "adapter_method": method,
-                                                     **meter.metadata()})
+                                                     **meter.metadata(), **spend})
 
 
     write_paired = frame_write_op("sft_eval_paired_results_write")

@@ -14,8 +14,9 @@ from proj_assets.shared.conventions import GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.iterations import selected_iteration
-from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SFT_ASSET_KEYS, SHARDS, seed_and_limit_threads
-from proj_assets.sft.lineage import latest_artifact_path, latest_metadata
+from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SHARDS, seed_and_limit_threads
+from proj_assets.sft.budget_guard import guard_step
+from proj_assets.sft.lineage import latest_artifact_path
 from proj_assets.sft.settings import SamplingSettings, SftSettings
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.models import ModelSource
@@ -80,31 +81,6 @@ def sampled_rows(context, cfg: SftSettings, base_model, compute, provenance, n: 
     return df, meta
 
 
-def _within_budget(context, cfg: SftSettings, budget: float | None, compute: Compute, examples: int) -> dict:
-    """Project the step's cost from the pilot's measured seconds per example; refuse (clear error
-    with the numbers) when it exceeds the sft budget left, unless the run carries an override tag."""
-    from proj_assets.sft.budget_guard import (OVERRIDE_TAG, BudgetExceededError, domain_spent, projected_cost,
-                                              refuse_over_budget)
-
-    selected = selected_iteration(cfg)
-    per_example = latest_metadata(context, PILOT, selected).get("seconds_per_example")
-    if per_example is None:
-        raise dg.Failure(f"sft/data/pilot_generations {selected!r} has no measured seconds_per_example: "
-                         "materialize that pilot iteration")
-    rate = compute.cost_per_hour.get(compute.torch_device(), 0.0)
-    override = context.run.tags.get(OVERRIDE_TAG)
-    try:
-        numbers = refuse_over_budget(f"{'/'.join(SHARDS)} {context.partition_key}",
-                                     projected_cost(per_example, examples, rate),
-                                     domain_spent(context.instance, SFT_ASSET_KEYS, compute.cost_per_hour),
-                                     budget, override)
-    except BudgetExceededError as error:
-        raise dg.Failure(str(error), allow_retries=False) from error
-    if override:
-        context.log.warning(f"budget projection overridden: {override!r} ({numbers})")
-    return {k: v for k, v in numbers.items() if v is not None}
-
-
 def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
     """The selected pilot iteration's rows (critic margin and program label), or a clear error."""
     if not warehouse.table_exists("sft_data", "pilot_generations"):
@@ -132,7 +108,7 @@ def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget:
                        artifacts: ArtifactStore) -> Handoff:
         """Generate one shard (no pool) with the selected pilot iteration's settings, after that
         iteration's gates and the budget projection allow it."""
-        spend = _within_budget(context, cfg, budget, compute, cfg.examples_per_shard)
+        spend = guard_step(context, "shards", SHARDS, cfg, budget, compute)
         shard = context.partition_key
         slot = PILOT_SEED_SLOT + 1 + shards.get_partition_keys().index(shard)
         df, meta = sampled_rows(context, cfg, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
@@ -164,6 +140,7 @@ def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget:
         threshold, source = (chosen, "pilot (Youden's J)") if chosen is not None else (
             cfg.critic_margin_threshold, "profile (the pilot's labels hold one class)")
         builder = PromptBuilder(critic_shots=cfg.critic_shots)
+        spend = guard_step(context, "critic", CRITIC, cfg, budget, compute)
         with compute.meter() as meter:
             cm = _load_model(context, compute)
             scores = score(cm.model, cm.tokenizer, builder, scale_shards["instruction"], scale_shards["completion"],
@@ -178,7 +155,7 @@ def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget:
         return save_handoff(context, artifacts, df, {
             "rows": df.height, "keep_rate": float(df["critic_keep"].mean()), "threshold": threshold,
             "threshold_source": source, "critic_auc": dg.MetadataValue.json(auc), "critic_auc_overall": auc["overall"],
-            "critic_position_prior": scores.position_prior, **meter.metadata()})
+            "critic_position_prior": scores.position_prior, **meter.metadata(), **spend})
 
 
     write_critic = frame_write_op("sft_data_critic_scores_write")

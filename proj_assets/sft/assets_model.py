@@ -6,6 +6,7 @@ import polars as pl
 from proj_assets.shared.conventions import GATED
 from proj_assets.shared.gates import gated
 from proj_assets.shared.plots import figure_markdown, new_figure
+from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TRAINING_SET, seed_and_limit_threads
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_assets.sft.settings import SftSettings
@@ -28,7 +29,8 @@ def loss_curve(losses: list[float], title: str, val_losses: list[float] | None =
     return figure_markdown(fig, title)
 
 
-def model_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def model_assets(cfg: SftSettings, budget: float | None, device_tags: dict,
+                 warehouse: Warehouse) -> list[dg.AssetsDefinition]:
     """The base model and the adapter for `cfg`, trained on the Celery queue of `device_tags`."""
 
     @dg.asset(key=BASE_MODEL, group_name="sft", kinds={"pytorch", "transformers"},
@@ -53,6 +55,7 @@ def model_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> l
                 folder, source = artifacts.content_path("sft_demo_model", spec), "demo model pretrained here"
                 meta["cache_hit"] = folder.exists()
                 if not folder.exists():
+                    meta.update(guard_step(context, "pretraining", BASE_MODEL, cfg, budget, compute))
                     with artifacts.atomic_dir(folder) as tmp:
                         summary = pretrain(demo_cfg, tmp, log=context.log.info)
                     meta.update(n_parameters=summary["n_parameters"], vocab_size=summary["vocab_size"],
@@ -70,10 +73,9 @@ def model_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> l
     @gated(ADAPTER, warehouse)
     def adapter(context: dg.AssetExecutionContext, training_set: pl.DataFrame, base_model: ModelSource,
                 artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> dg.MaterializeResult:
-        """LoRA adapter (QLoRA 4-bit NF4 when CUDA is present) fine-tuned with the prompt masked out of the loss."""
-        import torch
-
-        from proj_assets.sft.lora_training import bitsandbytes_available, choose_method, load_base_for_training, train_lora
+        """LoRA adapter (QLoRA 4-bit NF4 when the profile's device is CUDA) fine-tuned with the prompt masked out of the loss."""
+        from proj_assets.sft.lora_training import (bitsandbytes_available, choose_method, is_cuda_device,
+                                                   load_base_for_training, train_lora)
         from proj_assets.sft.prompts import PromptBuilder
         from proj_assets.sft.tokenizer import load_sft_tokenizer
 
@@ -81,13 +83,14 @@ def model_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> l
             raise dg.Failure(f"sft/data/training_set has {training_set.height} rows, at least {cfg.min_training_rows} "
                              "needed: re-materialize it (it refuses with the counts at each filter)")
         device = compute.torch_device()
-        method = choose_method(cfg.lora.method, torch.cuda.is_available(), bitsandbytes_available())
+        method = choose_method(cfg.lora.method, is_cuda_device(device), bitsandbytes_available())
         base_path = latest_artifact_path(context, BASE_MODEL)
         revision = base_model.resolved_revision(str(base_path))
         spec = {"base": revision, "lora": cfg.lora.model_dump(), "method": method, "shots": cfg.sft_prompt_shots,
                 "data": canonical_hash(training_set.select("example_id", "instruction", "completion").rows())}
         folder = artifacts.content_path("sft_adapter", spec)
         builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
+        spend = guard_step(context, "training", ADAPTER, cfg, budget, compute, training_rows=training_set.height)
         with compute.meter() as meter:
             seed_and_limit_threads(compute, cfg, cfg.lora.seed)
             tokenizer = load_sft_tokenizer(base_path)
@@ -107,6 +110,6 @@ def model_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> l
             "validation_losses": dg.MetadataValue.json(log.val_losses), "best_validation_loss": min(log.val_losses),
             "peak_learning_rate": max(log.learning_rates),
             "loss_curve": loss_curve(log.train_losses, "SFT loss (completion tokens only)", log.val_losses, per_epoch),
-            **meter.metadata(), **provenance.metadata()})
+            **meter.metadata(), **provenance.metadata(), **spend})
 
     return [base_model, adapter]

@@ -11,6 +11,7 @@ from proj_assets.shared.conventions import DUCKDB_POOL, check_key, table_metadat
 from proj_assets.shared.gates import gate_problems, gated, not_gated
 from proj_assets.shared.plots import figure_markdown, new_figure
 from proj_assets.sft.assets_generation import AFTER, GRAPH, depends_on, sampled_rows
+from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (BASE_MODEL, PILOT, PILOT_COMPARISON, PILOT_SETTINGS, RUNAWAY_CHECK,
@@ -39,7 +40,8 @@ def rates_plot(table: pl.DataFrame, runaway_max: float, token_limit_max: float) 
     return figure_markdown(fig, "pilot iterations")
 
 
-def pilot_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def pilot_assets(cfg: SftSettings, budget: float | None, device_tags: dict,
+                 warehouse: Warehouse) -> list[dg.AssetsDefinition]:
     """The pilot iterations of `cfg`, their pilots (sampled on the Celery queue of `device_tags`)
     and their comparison. The comparison is not gated: it reports every iteration's gate verdict,
     so it must run when an iteration failed its gates."""
@@ -67,11 +69,13 @@ def pilot_assets(cfg: SftSettings, device_tags: dict, warehouse: Warehouse) -> l
         if sampling is None:
             raise dg.Failure(f"pilot iteration {key!r} is not in the active profile (sft.sampling or sft.pilot_iterations); "
                              "its rows stay in the warehouse; put its settings back to re-run it", allow_retries=False)
+        spend = guard_step(context, "pilot", PILOT, cfg, budget, compute)
         df, meta = sampled_rows(context, cfg, base_model, compute, provenance, cfg.pilot_size, PILOT_SEED_SLOT, "pilot",
                               sampling, with_critic=True)
         threshold = choose_threshold(df["critic_margin"].to_list(), df["answer_correct"].to_list())
         return save_handoff(context, artifacts, df.with_columns(pl.lit(key).alias("pilot_iteration")),
-                            {**meta, "critic_threshold_chosen": threshold, "selected": key == selected_iteration(cfg)})
+                            {**meta, **spend, "critic_threshold_chosen": threshold,
+                             "selected": key == selected_iteration(cfg)})
 
 
     write_pilot = frame_write_op("sft_data_pilot_generations_write")

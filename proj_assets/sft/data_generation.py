@@ -58,4 +58,4 @@ def generate_examples(model, tokenizer, *, n: int, data_seed: int, slot: int, id
         "sampling_params": json.dumps(sampling.model_dump(), sort_keys=True),
         "prompt_template_hash": builder.template_hash(),
     })
-    return flag_generations(df, qc.repetition_ngram, qc.repetition_times)
+    return flag_generations(df, qc)

@@ -26,10 +26,10 @@ def build_sft(profile: Profile, root: Path) -> dg.Definitions:
     shards = sft_shard_partitions(cfg.n_shards)
     tags = training_queue_tags(profile.compute.device)
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
-    assets = [*model_assets(cfg, tags, warehouse), *data_assets(cfg, shards, warehouse),
-              *pilot_assets(cfg, tags, warehouse),
-              *generation_assets(cfg, shards, profile.platform.budgets.get("sft"), tags, warehouse),
-              *eval_assets(cfg, tags, warehouse)]
+    budget = profile.platform.budgets.get("sft")  # every spending step projects its cost against it
+    assets = [*model_assets(cfg, budget, tags, warehouse), *data_assets(cfg, shards, warehouse),
+              *pilot_assets(cfg, budget, tags, warehouse), *generation_assets(cfg, shards, budget, tags, warehouse),
+              *eval_assets(cfg, budget, tags, warehouse)]
     chain = [a for a in assets if a.partitions_def is None]
     jobs = [
         asset_job("sft_pilot_job", [asset_of(assets, PILOT)], "SFT pilot iterations: one run per sampling-settings "

@@ -48,7 +48,7 @@ def answer_columns(outputs: dict[str, Sequence], references: Sequence[str | None
         verdicts = judge(answers, references)
         columns.update({f"{model}_answer": answers, f"{model}_strict": verdicts["strict"],
                         f"{model}_lenient": verdicts["lenient"], f"{model}_correct": verdicts["strict"],
-                        f"{model}_runaway": [is_runaway(a, qc.repetition_ngram, qc.repetition_times) for a in answers],
+                        f"{model}_runaway": [is_runaway(a, qc) for a in answers],
                         f"{model}_token_limit": [o.finish_reason == "length" for o in outs]})
         columns["judged_by"] = verdicts["judged_by"]
     return columns

@@ -1,8 +1,11 @@
 """LoRA / QLoRA supervised fine-tuning with the prompt masked out of the loss.
 
-QLoRA (4-bit NF4 base weights via bitsandbytes) runs only where CUDA is present; `auto` picks it
-there and plain LoRA on CPU. Asking for `qlora` where it cannot run is a clear error, never a
-silent fallback.
+QLoRA (4-bit NF4 base weights via bitsandbytes) runs only when the profile's device is CUDA (not
+merely when the machine has a GPU: the demo profile's `device: cpu` stays on plain LoRA there);
+`auto` picks it there and plain LoRA elsewhere. Asking for `qlora` where it cannot run is a clear
+error, never a silent fallback. The 4-bit compute dtype is bfloat16 where the GPU supports it, else
+float16. LoRA targets the modules peft lists for the model's architecture (`model_type`) unless
+`sft.lora.target_modules` names them.
 """
 
 import importlib.util
@@ -26,18 +29,24 @@ def bitsandbytes_available() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
-def choose_method(requested: str, has_cuda: bool, has_bitsandbytes: bool) -> str:
-    """`lora` or `qlora` for a requested method (`auto`, `lora`, `qlora`) on this machine."""
+def is_cuda_device(device) -> bool:
+    """True for `cuda`, `cuda:1` or a torch.device of type cuda (the profile's device, not the machine's)."""
+    return str(device).split(":", 1)[0] == "cuda"
+
+
+def choose_method(requested: str, device_is_cuda: bool, has_bitsandbytes: bool) -> str:
+    """`lora` or `qlora` for a requested method (`auto`, `lora`, `qlora`) on the profile's device
+    (`device_is_cuda`: `is_cuda_device(compute.torch_device())`)."""
     if requested == "qlora":
-        if not has_cuda:
-            raise QLoRAUnavailableError("sft.lora.method is 'qlora' but CUDA is not available on this machine "
+        if not device_is_cuda:
+            raise QLoRAUnavailableError("sft.lora.method is 'qlora' but the profile's device is not CUDA "
                                         "(4-bit NF4 training needs a GPU); use method 'lora' or 'auto'")
         if not has_bitsandbytes:
             raise QLoRAUnavailableError("sft.lora.method is 'qlora' but bitsandbytes is not installed; "
                                         "install the extra: pip install -e '.[qlora]'")
         return "qlora"
     if requested == "auto":
-        return "qlora" if has_cuda and has_bitsandbytes else "lora"
+        return "qlora" if device_is_cuda and has_bitsandbytes else "lora"
     if requested == "lora":
         return "lora"
     raise ValueError(f"unknown sft.lora.method {requested!r} (auto, lora or qlora)")
@@ -49,18 +58,43 @@ def load_base_for_training(base_path: str | Path, method: str, device: str):
         return load_causal_lm(base_path, device=device)
     from peft import prepare_model_for_kbit_training
 
-    model = load_causal_lm(base_path, device=device, quantization_config=qlora_quantization_config())
+    model = load_causal_lm(base_path, device=device, quantization_config=qlora_quantization_config(
+        qlora_compute_dtype(device)))
     return prepare_model_for_kbit_training(model)
+
+
+def qlora_compute_dtype(device):
+    """bfloat16 where the CUDA device computes in it natively (compute capability 8.0, Ampere, and
+    later), else float16 (bfloat16 before Ampere is emulated: slow, or an error in some kernels)."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+
+
+def lora_target_modules(model, requested: Sequence[str] | None) -> list[str]:
+    """The module names LoRA wraps: `requested` where set, else peft's defaults for the model's
+    architecture (`config.model_type`: `c_attn` for GPT-2, `q_proj`/`v_proj` for Llama); only
+    names present in the model, and at least one."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    model_type = getattr(model.config, "model_type", None)
+    if requested is None and model_type not in PEFT_DEFAULTS:
+        raise ValueError(f"peft has no default LoRA target modules for model type {model_type!r}: set "
+                         f"sft.lora.target_modules (this model's module names include {sorted(present)[:20]})")
+    wanted = list(requested) if requested is not None else PEFT_DEFAULTS[model_type]
+    targets = [m for m in wanted if m in present]
+    if not targets:
+        source = "sft.lora.target_modules" if requested is not None else f"peft's defaults for {model_type!r}"
+        raise ValueError(f"none of {source} {wanted} exist in this model "
+                         f"(its module names include {sorted(present)[:20]})")
+    return targets
 
 
 def attach_lora(model, cfg: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
-    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    targets = [m for m in cfg.target_modules if m in present]
-    if not targets:
-        raise ValueError(f"none of sft.lora.target_modules {cfg.target_modules} exist in this model "
-                         f"(its module names include {sorted(present)[:20]})")
+    targets = lora_target_modules(model, cfg.target_modules)
     config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
                         task_type="CAUSAL_LM")
     return get_peft_model(model, config)
@@ -176,7 +210,8 @@ def load_adapter_model(base_path: str | Path, adapter_dir: str | Path, device: s
     from peft import PeftModel
 
     if method == "qlora":  # a clear error where 4-bit cannot run, never a silent full-precision base
-        choose_method("qlora", torch.cuda.is_available(), bitsandbytes_available())
-    quantized = {"quantization_config": qlora_quantization_config()} if method == "qlora" else {}
+        choose_method("qlora", is_cuda_device(device), bitsandbytes_available())
+    quantized = {"quantization_config": qlora_quantization_config(qlora_compute_dtype(device))} \
+        if method == "qlora" else {}
     base = load_causal_lm(base_path, device=device, **quantized)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval()

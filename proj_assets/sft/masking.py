@@ -53,28 +53,33 @@ def collate(examples: Sequence[Encoded], pad_token_id: int) -> dict:
 
 
 def masking_errors(tokenizer, prompts: Sequence[str], completions: Sequence[str], batch: dict) -> list[dict]:
-    """Rows where a collated batch's labels are not exactly the completion tokens: a prompt or
-    padding position that is not -100, unmasked labels that do not decode to the completion, or a
-    missing BOS where the model expects one."""
-    bos = tokenizer.bos_token_id if expects_bos(tokenizer) else None
+    """Rows where a collated batch's labels are not exactly the completion tokens, compared as token
+    ids (decoded text would differ where a decoder drops a leading space, as SentencePiece's does):
+    a padding position that carries a label, a label that differs from its input id, unmasked labels
+    that are not the completion's ids, a masked span that is not the prompt's ids (or their tail
+    after BOS when the prompt was cut), or a missing BOS where the model expects one."""
+    keep = 1 if expects_bos(tokenizer) else 0
     errors = []
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         labels = batch["labels"][i].tolist()
-        ids = batch["input_ids"][i].tolist()
         mask = batch["attention_mask"][i].tolist()
-        kept = [t for t in labels if t != IGNORE_INDEX]
+        ids = [t for t, m in zip(batch["input_ids"][i].tolist(), mask) if m]
+        first = next((j for j, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
+        kept, expected = [t for t in labels if t != IGNORE_INDEX], encode_continuation(tokenizer, completion)
+        prompt_ids, masked = encode_prompt(tokenizer, prompt), ids[:first]
         problems = []
         if any(lab != IGNORE_INDEX for lab, m in zip(labels, mask) if m == 0):
             problems.append("padding position carries a label")
-        if any(lab != IGNORE_INDEX and lab != tok for lab, tok in zip(labels, ids)):
+        if any(lab != IGNORE_INDEX and lab != tok for lab, tok in zip(labels, batch["input_ids"][i].tolist())):
             problems.append("label differs from its input id")
-        first = next((j for j, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
-        if bos is not None and ids[0] != bos:
+        if keep and (not ids or ids[0] != tokenizer.bos_token_id):
             problems.append("the prompt does not start with the BOS token the model expects")
-        if not prompt.endswith(tokenizer.decode(ids[:first], skip_special_tokens=True)):
-            problems.append("masked span is not a suffix of the prompt")
-        if tokenizer.decode(kept) != completion:
-            problems.append(f"unmasked labels decode to {tokenizer.decode(kept)!r}")
+        tail = len(masked) - keep  # prompt ids kept after BOS (all of them unless the prompt was cut)
+        if not 0 < tail <= len(prompt_ids) - keep or masked != prompt_ids[:keep] + prompt_ids[len(prompt_ids) - tail:]:
+            problems.append("masked ids are not the prompt's ids")
+        if kept != expected:
+            problems.append(f"unmasked labels are ids {kept[:12]} ({tokenizer.decode(kept)!r}), the completion's "
+                            f"are {expected[:12]}")
         if problems:
             errors.append({"row": i, "prompt_tail": prompt[-30:], "completion": completion,
                            "problem": "; ".join(problems)})

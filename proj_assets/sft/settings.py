@@ -42,17 +42,21 @@ class SamplingSettings(Section):
 class QcSettings(Section):
     runaway_max: float = Field(0.05, ge=0, le=1)
     token_limit_max: float = Field(0.10, ge=0, le=1)
-    repetition_ngram: int = Field(3, ge=1)  # a run of this many symbols repeated ...
-    repetition_times: int = Field(3, ge=2)  # ... this many times in a row is degenerate
+    # A loop (qc.py): a unit of 1..repetition_max_period symbols repeated at least repetition_times
+    # times in a row, over at least repetition_min_span symbols.
+    repetition_max_period: int = Field(8, ge=1)
+    repetition_times: int = Field(3, ge=2)
+    repetition_min_span: int = Field(6, ge=2)
 
 
 class LoraSettings(Section):
-    method: Literal["auto", "lora", "qlora"] = "auto"  # auto: qlora when CUDA + bitsandbytes, else lora
+    # auto: qlora when the profile's compute.device is CUDA and bitsandbytes is installed, else lora
+    method: Literal["auto", "lora", "qlora"] = "auto"
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    # None: peft's defaults for the model's architecture (c_attn for GPT-2, q_proj/v_proj for Llama)
+    target_modules: list[str] | None = None
     epochs: int = Field(6, ge=1)  # at most; early stopping on the validation split may end sooner
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)

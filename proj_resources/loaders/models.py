@@ -77,11 +77,10 @@ def load_encoder(path: str | Path, device: str = "cpu"):
                                      use_safetensors=True).to(device)
 
 
-def qlora_quantization_config():
-    """4-bit NF4 weights with double quantization and bf16 compute: the QLoRA recipe (needs
-    bitsandbytes; used only where CUDA is present)."""
-    import torch
+def qlora_quantization_config(compute_dtype):
+    """4-bit NF4 weights with double quantization, computing in `compute_dtype` (bfloat16 where the
+    GPU supports it, else float16): the QLoRA recipe (needs bitsandbytes; used only on CUDA)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+                              bnb_4bit_compute_dtype=compute_dtype)

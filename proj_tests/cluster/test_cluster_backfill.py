@@ -120,5 +120,5 @@ def test_a_worker_that_cannot_import_the_code_location_says_so(cluster, tmp_path
     finally:
         cluster.stop_worker(broken)
     log = log_tail(broken.log, 40)
-    assert "proj_cluster worker cannot import the code location proj_assets.definitions" in log, log
+    assert "proj_cluster worker cannot load the code location proj_assets.definitions" in log, log
     assert "profile file not found" in log and "missing.yaml" in log

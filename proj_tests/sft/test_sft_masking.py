@@ -46,7 +46,7 @@ def test_checker_reports_a_leaked_prompt_label(demo_tokenizer):
     batch = collate([encode_example(demo_tokenizer, prompt, completion, 128)], demo_tokenizer.pad_token_id)
     batch["labels"][0, 0] = batch["input_ids"][0, 0]  # a prompt token leaks into the loss
     errors = masking_errors(demo_tokenizer, [prompt], [completion], batch)
-    assert len(errors) == 1 and "decode" in errors[0]["problem"]
+    assert len(errors) == 1 and "unmasked labels are ids" in errors[0]["problem"]
 
 
 def test_long_prompt_is_cut_from_the_left_and_completion_kept(demo_tokenizer):

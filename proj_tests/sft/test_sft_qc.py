@@ -5,6 +5,7 @@ import pytest
 
 from proj_assets.sft.generation import finish
 from proj_assets.sft.qc import flag_generations, flag_rate, is_runaway
+from proj_assets.sft.settings import QcSettings
 
 STOP = ["\n###"]
 
@@ -17,13 +18,13 @@ STOP = ["\n###"]
     (" 42\nAnswer: 43", True),
     (" 4 ###", True),
     (" a b c a b c a b c", True),                 # degenerate 3-gram repeated 3 times
-    (" a b c a b c", False),                      # only twice
+    (" a b c a b", False),                        # not a whole repetition
     (" 42\nWe add the two numbers.", True),        # anything after a one-line answer is a runaway
     (" 42\n", False),                              # a trailing newline alone is not content
     (" The answer is 42.", False),                 # wrong format, but nothing after the answer
 ])
 def test_runaway_flag(completion, expected):
-    assert is_runaway(completion, ngram=3, times=3) is expected
+    assert is_runaway(completion) is expected
 
 
 def test_finish_reason_and_cut_at_stop():
@@ -37,7 +38,7 @@ def test_finish_reason_and_cut_at_stop():
 def test_flags_and_rates_on_a_crafted_frame():
     df = pl.DataFrame({"completion": [" 1", " 2\nInstruction: x", " 3 3 3 3 3 3 3 3 3", " 4"],
                        "finish_reason": ["stop", "length", "length", "stop"]})
-    flagged = flag_generations(df, ngram=3, times=3)
+    flagged = flag_generations(df, QcSettings())
     assert flagged["runaway"].to_list() == [False, True, True, False]
     assert flagged["token_limit"].to_list() == [False, True, True, False]
     assert flagged["empty"].to_list() == [False] * 4

@@ -126,7 +126,8 @@ def test_all_empty_generations_are_a_clear_error(untrained_model_dir):
 
 def test_a_shard_whose_projected_cost_exceeds_the_budget_refuses_unless_overridden(demo_runner,
                                                                                   untrained_model_dir):
-    from proj_assets.sft.budget_guard import OVERRIDE_TAG, projected_cost, refuse_over_budget
+    from proj_assets.sft.budget_guard import OVERRIDE_TAG
+    from proj_assets.sft.step_costs import projected_cost, refuse_over_budget
 
     # a clean pilot that measured 60 s per example, and a base model past its gate: only the budget can refuse
     pilot = stand_in_pilot(crafted_pilot(20, 0, 0), {"seconds_per_example": 60.0})
@@ -151,3 +152,24 @@ def test_a_shard_whose_projected_cost_exceeds_the_budget_refuses_unless_overridd
     numbers = refuse_over_budget("x", 0.5, 0.1, 0.3, override="ok")
     assert numbers["budget_remaining"] == pytest.approx(0.2) and numbers["budget_override"] == "ok"
     assert refuse_over_budget("x", 5.0, 0.0, None, None)["budget"] is None  # no budget configured: not enforced
+
+
+def test_with_the_budget_spent_pretraining_and_the_pilot_refuse_before_they_spend(demo_runner, untrained_model_dir):
+    """Not only shards: pretraining the demo model and sampling a pilot project their cost first and
+    refuse once the sft budget is spent (here by a pilot that metered 10^6 s); nothing is written."""
+    from proj_assets.sft.budget_guard import OVERRIDE_TAG
+
+    spent = stand_in_pilot(crafted_pilot(20, 0, 0), {"seconds_per_example": 1.0, "compute_seconds": 1e6,
+                                                     "compute_device": "cpu"})
+    assert demo_runner([k.PILOT], demo_runner.selected_pilot(), [spent]).success
+    before = demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.PILOT)).run_id
+    pretraining = demo_runner([k.BASE_MODEL], raise_on_error=False)  # a fresh artifact store: it would pretrain
+    assert not pretraining.success and "(pretraining)" in failure_message(pretraining)
+    assert "exceeds the remaining sft budget" in failure_message(pretraining)
+    assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.BASE_MODEL))
+
+    assert demo_runner([k.BASE_MODEL], stand_ins=[stand_in_base_model(untrained_model_dir)]).success
+    pilot = demo_runner([k.PILOT], demo_runner.selected_pilot(), raise_on_error=False)
+    message = failure_message(pilot)
+    assert not pilot.success and "(pilot)" in message and OVERRIDE_TAG in message, message
+    assert demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.PILOT)).run_id == before

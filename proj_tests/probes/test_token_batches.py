@@ -1,0 +1,70 @@
+"""Token-probe minibatches for a GPU: one precomputed index per epoch, one gather per minibatch,
+the same logits as the per-minibatch path, and an operator count per epoch that does not grow
+with the number of sentences (it did: one copy per sentence run)."""
+
+import numpy as np
+import pytest
+import torch
+
+from proj_assets.probes.probe_models import ProbeInputs, init_params, logits
+from proj_assets.probes.token_batches import epoch_tokens, minibatch_logits, step_plan
+from proj_assets.probes.trainer import TrainParams, train_replicas
+
+
+def _inputs(n: int, dim: int = 6, seed: int = 0) -> ProbeInputs:
+    rng = np.random.default_rng(seed)
+    lengths = torch.from_numpy(rng.integers(1, 6, size=n))
+    tokens = torch.from_numpy(rng.standard_normal((int(lengths.sum()), dim)).astype(np.float16))
+    return ProbeInputs(torch.zeros(n, 2), None, tokens, lengths, torch.full((dim,), 1.5))
+
+
+def test_the_epoch_index_lists_each_minibatchs_token_rows_in_order():
+    inputs = _inputs(11)
+    lengths = inputs.lengths.numpy()
+    starts = np.cumsum(lengths) - lengths
+    order = np.random.default_rng(3).permutation(11)
+    index = epoch_tokens(starts, lengths, order, 4, "cpu")
+    assert index.sizes.tolist() == [4, 4, 3] and index.token_bounds[-1] == lengths.sum()
+    for b in range(3):
+        sentences = order[4 * b: 4 * b + 4]
+        lo, hi = index.token_bounds[b], index.token_bounds[b + 1]
+        expected = np.concatenate([np.arange(starts[s], starts[s] + lengths[s]) for s in sentences])
+        np.testing.assert_array_equal(index.rows[lo:hi].numpy(), expected)
+        np.testing.assert_array_equal(index.segment[lo:hi].numpy(), np.repeat(np.arange(len(sentences)), lengths[sentences]))
+
+
+@pytest.mark.parametrize("probe_type", ["attention_probe", "multimax_probe"])
+def test_a_gathered_minibatch_gives_the_logits_of_the_minibatch_itself(probe_type):
+    inputs = _inputs(13)
+    lengths = inputs.lengths.numpy()
+    order = np.random.default_rng(4).permutation(13)
+    index = epoch_tokens(np.cumsum(lengths) - lengths, lengths, order, 5, "cpu")
+    params = init_params(probe_type, [1, 2, 3], 6, 2)
+    for b in range(3):
+        minibatch = inputs.rows(torch.from_numpy(order[5 * b: 5 * b + 5]))
+        torch.testing.assert_close(minibatch_logits(probe_type, params, inputs, index, b, torch.float32),
+                                   logits(probe_type, params, minibatch))
+
+
+def test_the_step_plan_lists_every_replica_once_per_step_on_its_own_minibatch():
+    visit = np.array([[0, 1, 2], [2, 1, 0], [0, 2, 1]])  # replica r's minibatch at each step
+    replicas, plan = step_plan(visit, "cpu")
+    for step, triples in enumerate(plan):
+        seen = {int(r): b for b, lo, hi in triples for r in replicas[lo:hi]}
+        assert seen == {r: int(visit[r, step]) for r in range(3)}
+    assert [len(t) for t in plan] == [2, 2, 3]  # a minibatch two replicas share is computed once
+
+
+def _ops_per_epoch(n: int, replicas: int) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = _inputs(n, seed=1)
+    labels = np.tile((np.arange(n) % 2).astype(np.float32), (replicas, 1))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_replicas("multimax_probe", inputs, labels, list(range(replicas)), TrainParams(0.01, 0.0, 1, n // 4, 2))
+    return sum(e.count for e in prof.key_averages())
+
+
+def test_an_epochs_operator_count_does_not_grow_with_sentences():
+    small, large = _ops_per_epoch(64, 8), _ops_per_epoch(1024, 8)  # 4 minibatches each, same visiting orders
+    assert small == large
