@@ -26,9 +26,15 @@ def check_qlora(tmp: Path) -> tuple[bool, str]:
 
     from proj_assets.sft.demo_model import pretrain
     from proj_assets.sft.generation import generate
-    from proj_assets.sft.lora_training import (bitsandbytes_available, choose_method, is_cuda_device,
-                                               load_adapter_model, load_base_for_training, qlora_compute_dtype,
-                                               train_lora)
+    from proj_assets.sft.lora_training import (
+        bitsandbytes_available,
+        choose_method,
+        is_cuda_device,
+        load_adapter_model,
+        load_base_for_training,
+        qlora_compute_dtype,
+        train_lora,
+    )
     from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
     from proj_assets.sft.settings import DemoModelSettings, LoraSettings
     from proj_assets.sft.tasks import make_instructions
@@ -38,23 +44,54 @@ def check_qlora(tmp: Path) -> tuple[bool, str]:
     if method != "qlora":
         return False, "bitsandbytes is not installed: pip install -e '.[qlora]'"
     folder = tmp / "tiny_llama"
-    pretrain(DemoModelSettings(n_documents=200, blocks_per_document=4, hidden_size=64, n_layers=2, n_heads=4,
-                               train_steps=60, batch_size=8), folder, log=lambda m: None)
+    pretrain(
+        DemoModelSettings(
+            n_documents=200,
+            blocks_per_document=4,
+            hidden_size=64,
+            n_layers=2,
+            n_heads=4,
+            train_steps=60,
+            batch_size=8,
+        ),
+        folder,
+        log=lambda m: None,
+    )
     model = load_base_for_training(folder, "qlora", "cuda")
     four_bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
-    tokenizer, builder, items = load_sft_tokenizer(folder), PromptBuilder(n_shots=0), make_instructions(16, seed=3)
+    tokenizer, builder, items = (
+        load_sft_tokenizer(folder),
+        PromptBuilder(n_shots=0),
+        make_instructions(16, seed=3),
+    )
     prompts = [builder.answer_prompt(i.instruction) for i in items]
-    cfg = LoraSettings(epochs=2, batch_size=4, r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    model, log = train_lora(model, tokenizer, prompts, [builder.completion(i.reference) for i in items], cfg,
-                            log=lambda m: None)
+    cfg = LoraSettings(
+        epochs=2,
+        batch_size=4,
+        r=4,
+        alpha=8,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
+    model, log = train_lora(
+        model,
+        tokenizer,
+        prompts,
+        [builder.completion(i.reference) for i in items],
+        cfg,
+        log=lambda m: None,
+    )
     model.save_pretrained(tmp / "adapter", safe_serialization=True)
     tuned = load_adapter_model(folder, tmp / "adapter", "cuda", "qlora")
-    out = generate(tuned, tokenizer, prompts[:4], max_new_tokens=6, stop=[STOP_SEQUENCE], do_sample=False)
+    out = generate(
+        tuned, tokenizer, prompts[:4], max_new_tokens=6, stop=[STOP_SEQUENCE], do_sample=False
+    )
     finite = all(torch.isfinite(torch.tensor(log.train_losses)))
     ok = four_bit > 0 and finite and len(out) == 4
-    return ok, (f"{four_bit} Linear4bit layers, compute dtype {qlora_compute_dtype('cuda')}, {len(log.train_losses)} "
-                f"steps, loss {log.train_losses[0]:.3f} -> {log.train_losses[-1]:.3f}, reloaded adapter generated "
-                f"{len(out)} answers (first {out[0].completion!r})")
+    return ok, (
+        f"{four_bit} Linear4bit layers, compute dtype {qlora_compute_dtype('cuda')}, {len(log.train_losses)} "
+        f"steps, loss {log.train_losses[0]:.3f} -> {log.train_losses[-1]:.3f}, reloaded adapter generated "
+        f"{len(out)} answers (first {out[0].completion!r})"
+    )
 
 
 def check_token_probes() -> tuple[bool, str]:
@@ -69,37 +106,56 @@ def check_token_probes() -> tuple[bool, str]:
     labels = (torch.rand(n, generator=gen) > 0.5).float()
     tokens = torch.randn(n * length, dim, generator=gen, dtype=torch.float32)
     tokens[:, 0] += 0.8 * labels.repeat_interleave(length)
-    inputs = ProbeInputs(torch.zeros(n, 2), tokens.mean(0, keepdim=True).expand(n, dim).clone(),
-                         tokens.to(torch.float16), torch.full((n,), length), torch.ones(dim))
+    inputs = ProbeInputs(
+        torch.zeros(n, 2),
+        tokens.mean(0, keepdim=True).expand(n, dim).clone(),
+        tokens.to(torch.float16),
+        torch.full((n,), length),
+        torch.ones(dim),
+    )
     dtype, parts, ok = matmul_dtype("auto", "cuda"), [], True
     for probe in ("attention_probe", "multimax_probe"):
         hp = TrainParams(0.01, 0.001, 3, 256, 4, patience=3)
         y = np.tile(labels.numpy(), (seeds, 1))
-        train_replicas(probe, inputs, y, list(range(seeds)), TrainParams(0.01, 0.001, 1, 256, 4), device="cuda",
-                       matmul_dtype=dtype)  # warm-up
+        train_replicas(
+            probe,
+            inputs,
+            y,
+            list(range(seeds)),
+            TrainParams(0.01, 0.001, 1, 256, 4),
+            device="cuda",
+            matmul_dtype=dtype,
+        )  # warm-up
         torch.cuda.synchronize()
         start = time.perf_counter()
-        params = train_replicas(probe, inputs, y, list(range(seeds)), hp, device="cuda", matmul_dtype=dtype)
+        params = train_replicas(
+            probe, inputs, y, list(range(seeds)), hp, device="cuda", matmul_dtype=dtype
+        )
         torch.cuda.synchronize()
         per_epoch = (time.perf_counter() - start) / 3
         finite = bool(torch.isfinite(params["w"]).all())
         ok &= finite
-        parts.append(f"{probe} {per_epoch:.3f} s/epoch ({seeds} seeds, {n} x {length} x {dim}, {dtype}), "
-                     f"finite={finite}")
+        parts.append(
+            f"{probe} {per_epoch:.3f} s/epoch ({seeds} seeds, {n} x {length} x {dim}, {dtype}), "
+            f"finite={finite}"
+        )
     return ok, "; ".join(parts)
 
 
 def check_scaling_memory() -> tuple[bool, str]:
     import torch
+    from scaling_memory import SHAPES, measure
 
     from proj_assets.scaling.arch_grid import N_FEATURES
     from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, numel
-    from scaling_memory import SHAPES, measure
 
     rows = [measure(*shape, budget_mb=4000.0, steps=3, device="cuda") for shape in SHAPES]
     ok = all(r["measured_mb"] <= r["estimate_mb"] for r in rows)
-    shown = ", ".join(f"{r['shape']} mb{r['micro_batch']}: {r['measured_mb']:.0f}/{r['estimate_mb']:.0f} MB "
-                      f"({r['ratio']:.2f})" for r in rows)
+    shown = ", ".join(
+        f"{r['shape']} mb{r['micro_batch']}: {r['measured_mb']:.0f}/{r['estimate_mb']:.0f} MB "
+        f"({r['ratio']:.2f})"
+        for r in rows
+    )
     timings = []  # (flops, layer-steps, seconds): a wide shallow and a narrow deep model, one step each
     for d, layers, batch in ((1024, 2, 256), (64, 96, 64)):
         model = TimeSeriesTransformer(ArchConfig(N_FEATURES, d, layers, 4)).cuda()
@@ -114,32 +170,47 @@ def check_scaling_memory() -> tuple[bool, str]:
             opt.zero_grad()
         torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / 5
-        timings.append((batch * (6 * numel(model) * 128 + 12 * layers * 128 * 128 * d), layers, seconds))
+        timings.append(
+            (batch * (6 * numel(model) * 128 + 12 * layers * 128 * 128 * d), layers, seconds)
+        )
     (f1, l1, s1), (f2, l2, s2) = timings  # s = f / F + l * c, two equations
     overhead = max((s2 - s1 * f2 / f1) / (l2 - l1 * f2 / f1), 0.0)
     flops_per_s = f1 / max(s1 - l1 * overhead, 1e-9)
-    return ok, f"{shown}; time model: flops_per_second ~{flops_per_s:.2e}, layer_step_overhead_s ~{overhead:.2e}"
+    return (
+        ok,
+        f"{shown}; time model: flops_per_second ~{flops_per_s:.2e}, layer_step_overhead_s ~{overhead:.2e}",
+    )
 
 
 def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("bench/gpu_check.py needs CUDA: torch.cuda.is_available() is False on this machine "
-              f"(torch {torch.__version__}). Run it on a machine with an NVIDIA GPU; nothing was checked.")
+        print(
+            "bench/gpu_check.py needs CUDA: torch.cuda.is_available() is False on this machine "
+            f"(torch {torch.__version__}). Run it on a machine with an NVIDIA GPU; nothing was checked."
+        )
         return 2
-    print(f"GPU: {torch.cuda.get_device_name()} (capability {torch.cuda.get_device_capability()}), torch {torch.__version__}")
+    print(
+        f"GPU: {torch.cuda.get_device_name()} (capability {torch.cuda.get_device_capability()}), torch {torch.__version__}"
+    )
     failed = False
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        for name, check in (("qlora_4bit", lambda: check_qlora(Path(tmp))), ("token_probes", check_token_probes),
-                            ("scaling_memory", check_scaling_memory)):
+        for name, check in (
+            ("qlora_4bit", lambda: check_qlora(Path(tmp))),
+            ("token_probes", check_token_probes),
+            ("scaling_memory", check_scaling_memory),
+        ):
             start = time.perf_counter()
             try:
                 ok, detail = check()
             except Exception as exc:  # one check failing must not hide the others' results
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
             failed |= not ok
-            print(f"{'PASS' if ok else 'FAIL'} {name} ({time.perf_counter() - start:.0f} s): {detail}", flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'} {name} ({time.perf_counter() - start:.0f} s): {detail}",
+                flush=True,
+            )
     return 1 if failed else 0
 
 

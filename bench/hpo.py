@@ -28,9 +28,19 @@ from proj_assets.market.targets import compute_targets  # noqa: E402
 from proj_assets.profiles import load_profile  # noqa: E402
 from proj_assets.scaling.arch_grid import enumerate_grid  # noqa: E402
 from proj_assets.scaling.extremes import extreme_architectures  # noqa: E402
-from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, make_sampler_and_pruner, run_trials  # noqa: E402
+from proj_assets.scaling.hpo import (
+    CellContext,
+    Objective,
+    extreme_trials,
+    make_sampler_and_pruner,
+    run_trials,
+)  # noqa: E402
 from proj_assets.scaling.memory import plan_batch  # noqa: E402
-from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, count_parameters  # noqa: E402
+from proj_assets.scaling.model import (  # noqa: E402
+    ArchConfig,
+    TimeSeriesTransformer,
+    count_parameters,
+)
 from proj_assets.scaling.study import enqueue_missing_extremes  # noqa: E402
 from proj_assets.scaling.trainer import TrainConfig, train  # noqa: E402
 from proj_assets.scaling.windows import build_windows  # noqa: E402
@@ -50,14 +60,25 @@ def demo_splits(profile, horizon=1) -> dict:
     market = profile.market
     prices, index = load_arch(market.target_ticker), load_arch(market.vol_index_ticker)
     features = compute_features(prices, index, market.vol_index_fallback)
-    targets = compute_targets(prices, market.horizons, market.rise_threshold).join(features.select("date"), on="date", how="semi")
+    targets = compute_targets(prices, market.horizons, market.rise_threshold).join(
+        features.select("date"), on="date", how="semi"
+    )
     splits = build_splits(features, targets, FEATURE_NAMES, market.splits.train, market.splits.val)
     arrays = split_arrays(features, targets, splits, horizon)
     return {"train": arrays.train, "val": arrays.val, "test": arrays.test}
 
 
-def search(settings, grid, splits, budget, memory_budget_mb, pruning: bool, n_trials: int = N_TRIALS,
-           seed: int = 0, random: bool = False) -> tuple[float, float]:
+def search(
+    settings,
+    grid,
+    splits,
+    budget,
+    memory_budget_mb,
+    pruning: bool,
+    n_trials: int = N_TRIALS,
+    seed: int = 0,
+    random: bool = False,
+) -> tuple[float, float]:
     import optuna
 
     budget_grid = grid.filter(pl.col("budget") == budget)
@@ -66,8 +87,11 @@ def search(settings, grid, splits, budget, memory_budget_mb, pruning: bool, n_tr
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
     enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), settings))
-    objective = Objective(CellContext(budget_grid, splits, settings, memory_budget_mb, "cpu", seed),
-                          lambda: False, lambda _m: None)
+    objective = Objective(
+        CellContext(budget_grid, splits, settings, memory_budget_mb, "cpu", seed),
+        lambda: False,
+        lambda _m: None,
+    )
     started = time.perf_counter()
     run_trials(study, objective, n_trials)
     minutes = (time.perf_counter() - started) / 60
@@ -76,18 +100,37 @@ def search(settings, grid, splits, budget, memory_budget_mb, pruning: bool, n_tr
 
 def sampler_comparison(settings, grid, splits, budget, memory_budget_mb) -> None:
     """TPE against random search, both after the same forced extremes, best val loss per seed."""
-    trainer = settings.trainer.model_copy(update={"max_epochs": SAMPLER_EPOCHS, "patience": SAMPLER_EPOCHS})
+    trainer = settings.trainer.model_copy(
+        update={"max_epochs": SAMPLER_EPOCHS, "patience": SAMPLER_EPOCHS}
+    )
     settings = settings.model_copy(update={"trainer": trainer})
     best = {"tpe": [], "random": []}
     for seed in SAMPLER_SEEDS:
         for name in best:
-            best[name].append(search(settings, grid, splits, budget, memory_budget_mb, False, SAMPLER_TRIALS,
-                                     seed, random=name == "random")[1])
-    print(f"best val loss after {SAMPLER_TRIALS} trials, seeds {SAMPLER_SEEDS} (no pruner, <= {SAMPLER_EPOCHS} epochs):")
+            best[name].append(
+                search(
+                    settings,
+                    grid,
+                    splits,
+                    budget,
+                    memory_budget_mb,
+                    False,
+                    SAMPLER_TRIALS,
+                    seed,
+                    random=name == "random",
+                )[1]
+            )
+    print(
+        f"best val loss after {SAMPLER_TRIALS} trials, seeds {SAMPLER_SEEDS} (no pruner, <= {SAMPLER_EPOCHS} epochs):"
+    )
     for name, values in best.items():
-        print(f"  {name:6s}: median {statistics.median(values):.4f}  per seed {[round(v, 4) for v in values]}")
+        print(
+            f"  {name:6s}: median {statistics.median(values):.4f}  per seed {[round(v, 4) for v in values]}"
+        )
     ratio = statistics.median(best["tpe"]) / statistics.median(best["random"])
-    print(f"  TPE / random median best val loss: {ratio:.4f} (< 1: TPE found better configurations)")
+    print(
+        f"  TPE / random median best val loss: {ratio:.4f} (< 1: TPE found better configurations)"
+    )
 
 
 def plain_epoch(model, splits, context, batch, lr) -> float:
@@ -97,37 +140,68 @@ def plain_epoch(model, splits, context, batch, lr) -> float:
     ends = np.arange(context - 1, len(x))
     started = time.perf_counter()
     for start in range(0, len(ends), batch):
-        idx = ends[start:start + batch]
-        windows = torch.from_numpy(np.stack([x[t - context + 1:t + 1] for t in idx]))
+        idx = ends[start : start + batch]
+        windows = torch.from_numpy(np.stack([x[t - context + 1 : t + 1] for t in idx]))
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(windows), torch.from_numpy(y[idx]))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(windows), torch.from_numpy(y[idx])
+        )
         loss.backward()
         optimizer.step()
     return time.perf_counter() - started
 
 
 def epoch_times(settings, grid, splits, budget, memory_budget_mb) -> dict:
-    arch = grid.filter(pl.col("budget") == budget).sort("n_params", descending=True).row(0, named=True)
+    arch = (
+        grid.filter(pl.col("budget") == budget).sort("n_params", descending=True).row(0, named=True)
+    )
     context = max(settings.search.context_lengths)
     n_features, ffn_mult = len(FEATURE_NAMES), settings.arch.ffn_mult
     n_params = count_parameters(n_features, arch["d_model"], arch["n_layers"], ffn_mult)
-    plan = plan_batch(n_params, n_features, arch["d_model"], arch["n_layers"], arch["n_heads"], context,
-                      settings.trainer.effective_batch, memory_budget_mb, ffn_mult)
+    plan = plan_batch(
+        n_params,
+        n_features,
+        arch["d_model"],
+        arch["n_layers"],
+        arch["n_heads"],
+        context,
+        settings.trainer.effective_batch,
+        memory_budget_mb,
+        ffn_mult,
+    )
     data = build_windows(splits, context)
     config = TrainConfig(1e-3, 1e-2, 1, 1, 0.0, plan.micro_batch, plan.accum_steps, 1.0, 1e9, 0)
-    out = {"arch": f"d_model={arch['d_model']} n_layers={arch['n_layers']} n_heads={arch['n_heads']} "
-                   f"({n_params} params, context {context}, {len(data.ends['train'])} train windows)"}
-    for label, threads in (("plain loop, 1 thread", 1), ("trainer, 1 thread", 1), ("trainer, 2 threads", 2)):
+    out = {
+        "arch": f"d_model={arch['d_model']} n_layers={arch['n_layers']} n_heads={arch['n_heads']} "
+        f"({n_params} params, context {context}, {len(data.ends['train'])} train windows)"
+    }
+    for label, threads in (
+        ("plain loop, 1 thread", 1),
+        ("trainer, 1 thread", 1),
+        ("trainer, 2 threads", 2),
+    ):
         torch.set_num_threads(threads)
         times = []
         for repeat in range(EPOCH_REPEATS):
             torch.manual_seed(repeat)
-            model = TimeSeriesTransformer(ArchConfig(n_features, arch["d_model"], arch["n_layers"], arch["n_heads"],
-                                                     ffn_mult, dropout=0.1))
+            model = TimeSeriesTransformer(
+                ArchConfig(
+                    n_features,
+                    arch["d_model"],
+                    arch["n_layers"],
+                    arch["n_heads"],
+                    ffn_mult,
+                    dropout=0.1,
+                )
+            )
             if label.startswith("plain"):
-                times.append(plain_epoch(model, splits, context, settings.trainer.effective_batch, 1e-3))
+                times.append(
+                    plain_epoch(model, splits, context, settings.trainer.effective_batch, 1e-3)
+                )
             else:
-                times.append(train(model, data, config).duration_s)  # one epoch incl. val + test evaluation
+                times.append(
+                    train(model, data, config).duration_s
+                )  # one epoch incl. val + test evaluation
         out[label] = statistics.median(times)
     return out
 
@@ -141,18 +215,28 @@ def main(samplers_only: bool = False) -> None:
     grid = enumerate_grid(settings.budgets, settings.arch, len(FEATURE_NAMES))
     budget = sorted(settings.budgets, key=settings.budgets.get)[1]
     # The demo trains 2 epochs, which leaves a pruner nothing to cut: compare at SEARCH_EPOCHS.
-    trainer = settings.trainer.model_copy(update={"max_epochs": SEARCH_EPOCHS, "patience": SEARCH_EPOCHS})
+    trainer = settings.trainer.model_copy(
+        update={"max_epochs": SEARCH_EPOCHS, "patience": SEARCH_EPOCHS}
+    )
     settings = settings.model_copy(update={"trainer": trainer})
-    print(f"search on budget {budget}, horizon h1, {N_TRIALS} trials each, up to {SEARCH_EPOCHS} epochs "
-          f"(threads={profile.compute.threads}; one untimed warm-up search first)")
+    print(
+        f"search on budget {budget}, horizon h1, {N_TRIALS} trials each, up to {SEARCH_EPOCHS} epochs "
+        f"(threads={profile.compute.threads}; one untimed warm-up search first)"
+    )
     sampler_comparison(settings, grid, splits, budget, memory_budget_mb)
     if samplers_only:
         return
-    search(settings, grid, splits, budget, memory_budget_mb, pruning=False)  # warm-up: first-call costs are not counted
+    search(
+        settings, grid, splits, budget, memory_budget_mb, pruning=False
+    )  # warm-up: first-call costs are not counted
     with_rate, with_best = search(settings, grid, splits, budget, memory_budget_mb, pruning=True)
-    without_rate, without_best = search(settings, grid, splits, budget, memory_budget_mb, pruning=False)
+    without_rate, without_best = search(
+        settings, grid, splits, budget, memory_budget_mb, pruning=False
+    )
     print(f"  with median pruner : {with_rate:6.2f} trials/min, best val loss {with_best:.4f}")
-    print(f"  without pruner     : {without_rate:6.2f} trials/min, best val loss {without_best:.4f}")
+    print(
+        f"  without pruner     : {without_rate:6.2f} trials/min, best val loss {without_best:.4f}"
+    )
     print(f"  speed-up from pruning: {with_rate / without_rate:.2f}x")
     largest = max(settings.budgets, key=settings.budgets.get)
     times = epoch_times(settings, grid, splits, largest, memory_budget_mb)
@@ -164,5 +248,7 @@ def main(samplers_only: bool = False) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samplers-only", action="store_true", help="run just the TPE-vs-random comparison")
+    parser.add_argument(
+        "--samplers-only", action="store_true", help="run just the TPE-vs-random comparison"
+    )
     main(samplers_only=parser.parse_args().samplers_only)

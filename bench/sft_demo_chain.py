@@ -25,21 +25,38 @@ from proj_assets.sft.iterations import iterations, selected_iteration  # noqa: E
 
 
 def main() -> None:
-    profile, root = load_profile(), Path(data_dir())  # a script: the active profile (PROJ_PROFILE) is its input
+    profile, root = (
+        load_profile(),
+        Path(data_dir()),
+    )  # a script: the active profile (PROJ_PROFILE) is its input
     cfg = profile.sft
-    location = build_definitions(profile, root)  # as the code location builds it: the gates resolved
-    defs = [*location.assets, *location.asset_checks]  # every run holds them; the selection picks what runs
+    location = build_definitions(
+        profile, root
+    )  # as the code location builds it: the gates resolved
+    defs = [
+        *location.assets,
+        *location.asset_checks,
+    ]  # every run holds them; the selection picks what runs
     resources = location.resources
     timings: dict[str, float] = {}
     with dg.instance_for_test() as instance:
+
         def run(label, keys, partition=None):
             start = time.perf_counter()
-            result = dg.materialize(defs, selection=[dg.AssetKey(x) for x in keys], partition_key=partition,
-                                    resources=resources, instance=instance, raise_on_error=False)
+            result = dg.materialize(
+                defs,
+                selection=[dg.AssetKey(x) for x in keys],
+                partition_key=partition,
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
+            )
             timings[label] = time.perf_counter() - start
             for e in result.get_asset_check_evaluations():
-                print(f"  check {e.asset_key.to_user_string()}:{e.check_name} passed={e.passed} "
-                      f"{ {m: getattr(v, 'value', v) for m, v in e.metadata.items() if m in ('measured', 'threshold')} }")
+                print(
+                    f"  check {e.asset_key.to_user_string()}:{e.check_name} passed={e.passed} "
+                    f"{ {m: getattr(v, 'value', v) for m, v in e.metadata.items() if m in ('measured', 'threshold')} }"
+                )
             return result
 
         total = time.perf_counter()
@@ -47,7 +64,11 @@ def main() -> None:
         run("base_model (cached)", [k.BASE_MODEL])
         run("test set + pilot settings", [k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
         for n, key in enumerate(iterations(cfg)):
-            run(f"pilot iteration {n}{' (selected)' if key == selected_iteration(cfg) else ''}", [k.PILOT], key)
+            run(
+                f"pilot iteration {n}{' (selected)' if key == selected_iteration(cfg) else ''}",
+                [k.PILOT],
+                key,
+            )
         run("pilot comparison", [k.PILOT_COMPARISON])
         for shard in sft_shard_partitions(cfg.n_shards).get_partition_keys():
             run(f"shard {shard} + critic", [k.SHARDS, k.CRITIC], shard)
@@ -58,14 +79,20 @@ def main() -> None:
         instance_meta = {}
         for key in (k.PILOT, k.CRITIC, k.TRAINING_SET, k.ADAPTER):
             partition = selected_iteration(cfg) if key == k.PILOT else None
-            records = instance.fetch_materializations(dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1).records
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None
+                ),
+                limit=1,
+            ).records
             meta = records[0].asset_materialization.metadata if records else {}
             instance_meta[tuple(key)] = {m: getattr(v, "value", v) for m, v in meta.items()}
     for label, seconds in timings.items():
         print(f"{label:28s} {seconds:7.1f} s")
     print(f"{'chain total (incl. cached)':28s} {elapsed:7.1f} s")
-    print(f"cached/cold base model ratio: {timings['base_model (cached)'] / timings['base_model (cold)']:.3f}")
+    print(
+        f"cached/cold base model ratio: {timings['base_model (cached)'] / timings['base_model (cold)']:.3f}"
+    )
     if not resources["warehouse"].table_exists("sft_eval", "stats"):
         print("the chain stopped before the evaluation (a gate refused): see the check lines above")
         return
@@ -75,17 +102,50 @@ def main() -> None:
         print("pilot iterations:")
         print(warehouse.query("select * from sft_report.pilot_comparison"))
         print("strict exact match (the stage gate's judge):")
-        print(stats.select("scope", "n", "base_accuracy", "sft_accuracy", "cohens_h", "mcnemar_p", "p_bh"))
+        print(
+            stats.select(
+                "scope", "n", "base_accuracy", "sft_accuracy", "cohens_h", "mcnemar_p", "p_bh"
+            )
+        )
         print("lenient judge and QC rates:")
-        print(stats.select("scope", "base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate",
-                           "sft_runaway_rate", "base_token_limit_rate", "sft_token_limit_rate"))
+        print(
+            stats.select(
+                "scope",
+                "base_lenient_accuracy",
+                "sft_lenient_accuracy",
+                "base_runaway_rate",
+                "sft_runaway_rate",
+                "base_token_limit_rate",
+                "sft_token_limit_rate",
+            )
+        )
     for key in (k.PILOT, k.CRITIC, k.TRAINING_SET, k.ADAPTER):
         meta = instance_meta[tuple(key)]
-        shown = {m: meta[m] for m in ("critic_auc", "critic_threshold_chosen", "critic_position_prior", "threshold",
-                                      "keep_rate", "generated", "dropped_runaway", "dropped_token_limit",
-                                      "dropped_by_critic", "dropped_duplicates", "dropped_test_overlap", "kept",
-                                      "critic_precision", "candidate_accuracy", "epochs_run", "best_epoch",
-                                      "validation_losses", "runaway_rate", "token_limit_rate") if m in meta}
+        shown = {
+            m: meta[m]
+            for m in (
+                "critic_auc",
+                "critic_threshold_chosen",
+                "critic_position_prior",
+                "threshold",
+                "keep_rate",
+                "generated",
+                "dropped_runaway",
+                "dropped_token_limit",
+                "dropped_by_critic",
+                "dropped_duplicates",
+                "dropped_test_overlap",
+                "kept",
+                "critic_precision",
+                "candidate_accuracy",
+                "epochs_run",
+                "best_epoch",
+                "validation_losses",
+                "runaway_rate",
+                "token_limit_rate",
+            )
+            if m in meta
+        }
         print(f"{'/'.join(key)}: {shown}")
 
 

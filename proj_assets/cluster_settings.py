@@ -30,8 +30,12 @@ REQUIRED = {
     "PROJ_CLUSTER_PG_HOST": "PostgreSQL host of the Dagster instance and Optuna, e.g. 127.0.0.1",
     "PROJ_CLUSTER_PG_PORT": "PostgreSQL port, e.g. 5432",
 }
-OPTIONAL = {"PROJ_CLUSTER_PG_USER": "postgres", "PROJ_CLUSTER_PG_PASSWORD": "",
-            "PROJ_CLUSTER_PG_DB": "dagster", "PROJ_CLUSTER_OPTUNA_DB": "optuna"}
+OPTIONAL = {
+    "PROJ_CLUSTER_PG_USER": "postgres",
+    "PROJ_CLUSTER_PG_PASSWORD": "",
+    "PROJ_CLUSTER_PG_DB": "dagster",
+    "PROJ_CLUSTER_OPTUNA_DB": "optuna",
+}
 
 
 class ClusterSettingsError(ValueError):
@@ -64,8 +68,11 @@ class ClusterSettings:
 
     def endpoints(self) -> dict[str, tuple[str, int]]:
         """Service name -> (host, port) of every service this cluster needs."""
-        return {"PostgreSQL": (self.pg_host, self.pg_port), "Redis broker": url_endpoint(self.broker_url),
-                "Redis result backend": url_endpoint(self.backend_url)}
+        return {
+            "PostgreSQL": (self.pg_host, self.pg_port),
+            "Redis broker": url_endpoint(self.broker_url),
+            "Redis result backend": url_endpoint(self.backend_url),
+        }
 
 
 def cluster_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -75,7 +82,9 @@ def cluster_enabled(environ: Mapping[str, str] = os.environ) -> bool:
 def url_endpoint(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ClusterSettingsError(f"{url!r} names no host (expected e.g. redis://127.0.0.1:6379/0)")
+        raise ClusterSettingsError(
+            f"{url!r} names no host (expected e.g. redis://127.0.0.1:6379/0)"
+        )
     try:
         return parts.hostname, parts.port or 6379
     except ValueError as exc:
@@ -86,10 +95,15 @@ def load_cluster_settings(environ: Mapping[str, str] = os.environ) -> ClusterSet
     """The cluster settings when PROJ_CLUSTER is on, else None (embedded mode)."""
     if not cluster_enabled(environ):
         return None
-    missing = [f"{name} ({what})" for name, what in REQUIRED.items() if not environ.get(name, "").strip()]
+    missing = [
+        f"{name} ({what})" for name, what in REQUIRED.items() if not environ.get(name, "").strip()
+    ]
     if missing:
-        raise ClusterSettingsError(f"{CLUSTER_FLAG}=1 but these settings are not set: " + "; ".join(missing)
-                                   + ". `python -m proj_cluster env` prints them for a running cluster.")
+        raise ClusterSettingsError(
+            f"{CLUSTER_FLAG}=1 but these settings are not set: "
+            + "; ".join(missing)
+            + ". `python -m proj_cluster env` prints them for a running cluster."
+        )
     port = environ["PROJ_CLUSTER_PG_PORT"].strip()
     if not port.isdigit():
         raise ClusterSettingsError(f"PROJ_CLUSTER_PG_PORT must be a port number, got {port!r}")
@@ -99,23 +113,36 @@ def load_cluster_settings(environ: Mapping[str, str] = os.environ) -> ClusterSet
         url_endpoint(environ[name])
     opt = {name: environ.get(name) or default for name, default in OPTIONAL.items()}
     return ClusterSettings(
-        broker_url=environ["PROJ_CLUSTER_BROKER_URL"].strip(), backend_url=environ["PROJ_CLUSTER_BACKEND_URL"].strip(),
-        pg_host=environ["PROJ_CLUSTER_PG_HOST"].strip(), pg_port=int(port), pg_user=opt["PROJ_CLUSTER_PG_USER"],
-        pg_password=opt["PROJ_CLUSTER_PG_PASSWORD"], pg_db=opt["PROJ_CLUSTER_PG_DB"],
-        optuna_db=opt["PROJ_CLUSTER_OPTUNA_DB"])
+        broker_url=environ["PROJ_CLUSTER_BROKER_URL"].strip(),
+        backend_url=environ["PROJ_CLUSTER_BACKEND_URL"].strip(),
+        pg_host=environ["PROJ_CLUSTER_PG_HOST"].strip(),
+        pg_port=int(port),
+        pg_user=opt["PROJ_CLUSTER_PG_USER"],
+        pg_password=opt["PROJ_CLUSTER_PG_PASSWORD"],
+        pg_db=opt["PROJ_CLUSTER_PG_DB"],
+        optuna_db=opt["PROJ_CLUSTER_OPTUNA_DB"],
+    )
 
 
 def _ping_postgres(settings: ClusterSettings, timeout: float) -> None:
     import psycopg2
 
-    psycopg2.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
-                     password=settings.pg_password, dbname=settings.pg_db, connect_timeout=max(int(timeout), 1)).close()
+    psycopg2.connect(
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password,
+        dbname=settings.pg_db,
+        connect_timeout=max(int(timeout), 1),
+    ).close()
 
 
 def _ping_redis(url: str, timeout: float) -> None:
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
+    )
     try:
         client.ping()
     finally:
@@ -125,9 +152,11 @@ def _ping_redis(url: str, timeout: float) -> None:
 def require_reachable(settings: ClusterSettings, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Fail fast, naming host:port, when a service does not answer its own protocol (a port that
     accepts TCP but never replies counts as unreachable too) within `timeout` seconds."""
-    checks = {"PostgreSQL": lambda: _ping_postgres(settings, timeout),
-              "Redis broker": lambda: _ping_redis(settings.broker_url, timeout),
-              "Redis result backend": lambda: _ping_redis(settings.backend_url, timeout)}
+    checks = {
+        "PostgreSQL": lambda: _ping_postgres(settings, timeout),
+        "Redis broker": lambda: _ping_redis(settings.broker_url, timeout),
+        "Redis result backend": lambda: _ping_redis(settings.backend_url, timeout),
+    }
     failures = []
     for name, (host, port) in settings.endpoints().items():
         try:
@@ -136,8 +165,11 @@ def require_reachable(settings: ClusterSettings, timeout: float = CONNECT_TIMEOU
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
             failures.append(f"{name} at {host}:{port} is unreachable ({reason})")
     if failures:
-        raise ServiceUnreachable(f"cluster mode ({timeout:.0f} s timeout): " + "; ".join(failures)
-                                 + ". Start the services with `make cluster-up` or fix the PROJ_CLUSTER_* settings.")
+        raise ServiceUnreachable(
+            f"cluster mode ({timeout:.0f} s timeout): "
+            + "; ".join(failures)
+            + ". Start the services with `make cluster-up` or fix the PROJ_CLUSTER_* settings."
+        )
 
 
 def device_queue_tags(kind: str) -> dict[str, str]:

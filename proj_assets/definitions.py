@@ -29,7 +29,14 @@ from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_mana
 from proj_assets.shared.executors import executor_for  # noqa: E402
 from proj_assets.shared.gates import with_upstream_gates  # noqa: E402
 from proj_assets.shared.jobs import require_jobs_select_assets  # noqa: E402
-from proj_resources import ArtifactStore, Compute, Provenance, Warehouse, warehouse_io_manager, warehouse_path  # noqa: E402
+from proj_resources import (
+    ArtifactStore,
+    Compute,
+    Provenance,
+    Warehouse,
+    warehouse_io_manager,
+    warehouse_path,
+)  # noqa: E402
 
 
 def shared_resources(profile: Profile, root: Path) -> dict:
@@ -47,8 +54,13 @@ def shared_resources(profile: Profile, root: Path) -> dict:
 
 def domain_definitions(profile: Profile, root: Path) -> list[dg.Definitions]:
     """Each domain's own definitions for `profile` (the platform layer last: it spans them)."""
-    return [build_market(profile, root), build_scaling(profile, root), build_probes(profile, root),
-            build_sft(profile, root), build_platform(profile)]
+    return [
+        build_market(profile, root),
+        build_scaling(profile, root),
+        build_probes(profile, root),
+        build_sft(profile, root),
+        build_platform(profile),
+    ]
 
 
 def build_resources(profile: Profile, root: Path) -> dict:
@@ -60,11 +72,14 @@ def build_resources(profile: Profile, root: Path) -> dict:
 
 
 def build_definitions(profile: Profile, root: Path) -> dg.Definitions:
-    merged = with_upstream_gates(dg.Definitions.merge(
-        *domain_definitions(profile, root),
-        dg.Definitions(resources=shared_resources(profile, root),
-                       executor=executor_for()),  # embedded: in-process; Celery workers when PROJ_CLUSTER=1
-    ))
+    merged = with_upstream_gates(
+        dg.Definitions.merge(
+            *domain_definitions(profile, root),
+            dg.Definitions(
+                resources=shared_resources(profile, root), executor=executor_for()
+            ),  # embedded: in-process; Celery workers when PROJ_CLUSTER=1
+        )
+    )
     require_jobs_select_assets(merged)
     return merged
 

@@ -23,11 +23,15 @@ def ticker_partitions(tickers: list[str]) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(list(tickers))
 
 
-def budget_horizon_partitions(budgets: dict[str, int], horizons: list[int]) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({
-        "budget": dg.StaticPartitionsDefinition(list(budgets)),
-        "horizon": dg.StaticPartitionsDefinition([f"h{h}" for h in horizons]),
-    })
+def budget_horizon_partitions(
+    budgets: dict[str, int], horizons: list[int]
+) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {
+            "budget": dg.StaticPartitionsDefinition(list(budgets)),
+            "horizon": dg.StaticPartitionsDefinition([f"h{h}" for h in horizons]),
+        }
+    )
 
 
 def sft_shard_partitions(n_shards: int) -> dg.StaticPartitionsDefinition:

@@ -16,10 +16,10 @@ import yaml
 from pydantic import ValidationError, field_validator
 
 from proj_assets.market.settings import MarketSettings
-from proj_assets.settings_shared import ComputeSettings, PlatformSettings
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.settings_base import Section
+from proj_assets.settings_shared import ComputeSettings, PlatformSettings
 from proj_assets.sft.settings import SftSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,9 @@ def load_profile_file(path: Path) -> Profile:
     except yaml.YAMLError as exc:
         raise ProfileError(f"profile {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ProfileError(f"profile {path} must be a mapping of sections, got {type(raw).__name__}")
+        raise ProfileError(
+            f"profile {path} must be a mapping of sections, got {type(raw).__name__}"
+        )
     try:
         return Profile.model_validate(raw, context={"profile_dir": str(path.parent)})
     except ValidationError as err:

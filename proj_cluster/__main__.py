@@ -1,14 +1,14 @@
 """`python -m proj_cluster up|down|env|worker` (the Makefile's cluster-up / cluster-down).
 
-    up [--workers 2] [--gpu-workers 0] [--bind ADDR] [--allow CIDR ...]
-                                         PostgreSQL, Redis, the daemon, the host monitor and Celery
-                                         workers on ADDR (default 127.0.0.1, PROJ_CLUSTER_BIND);
-                                         PostgreSQL admits only ADDR and the CIDRs (PROJ_CLUSTER_ALLOW)
-    env                                  the PROJ_CLUSTER_* exports of the running cluster (eval it)
-    worker --name N [--queue cpu]        one more worker in the foreground (e.g. on another host)
-    monitor                              the watch over worker leases in the foreground (`up` starts it)
-    backfill ASSET [--partition K ...]   an asset backfill (all partitions by default) on the cluster
-    down                                 stop everything `up` started, by PID
+up [--workers 2] [--gpu-workers 0] [--bind ADDR] [--allow CIDR ...]
+                                     PostgreSQL, Redis, the daemon, the host monitor and Celery
+                                     workers on ADDR (default 127.0.0.1, PROJ_CLUSTER_BIND);
+                                     PostgreSQL admits only ADDR and the CIDRs (PROJ_CLUSTER_ALLOW)
+env                                  the PROJ_CLUSTER_* exports of the running cluster (eval it)
+worker --name N [--queue cpu]        one more worker in the foreground (e.g. on another host)
+monitor                              the watch over worker leases in the foreground (`up` starts it)
+backfill ASSET [--partition K ...]   an asset backfill (all partitions by default) on the cluster
+down                                 stop everything `up` started, by PID
 """
 
 from __future__ import annotations
@@ -32,28 +32,48 @@ def _print_env(cluster: LocalCluster) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proj_cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--state-dir", help="where PIDs, logs and PostgreSQL data live (default <data dir>/cluster)")
+    parser = argparse.ArgumentParser(
+        prog="python -m proj_cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state-dir", help="where PIDs, logs and PostgreSQL data live (default <data dir>/cluster)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up")
     up.add_argument("--workers", type=int, default=2, help="Celery workers on the cpu queue")
     up.add_argument("--gpu-workers", type=int, default=0, help="Celery workers on the gpu queue")
-    up.add_argument("--bind", default=os.environ.get("PROJ_CLUSTER_BIND", "127.0.0.1"),
-                    help="the address PostgreSQL and Redis listen on (one the worker hosts reach)")
-    up.add_argument("--allow", action="append", help="repeatable; a network (CIDR) of worker hosts",
-                    default=[net for net in os.environ.get("PROJ_CLUSTER_ALLOW", "").split(",") if net])
+    up.add_argument(
+        "--bind",
+        default=os.environ.get("PROJ_CLUSTER_BIND", "127.0.0.1"),
+        help="the address PostgreSQL and Redis listen on (one the worker hosts reach)",
+    )
+    up.add_argument(
+        "--allow",
+        action="append",
+        help="repeatable; a network (CIDR) of worker hosts",
+        default=[net for net in os.environ.get("PROJ_CLUSTER_ALLOW", "").split(",") if net],
+    )
     sub.add_parser("down")
     sub.add_parser("env")
     sub.add_parser("monitor")
     worker = sub.add_parser("worker")
     worker.add_argument("--name", required=True)
-    worker.add_argument("--queue", action="append", choices=["cpu", "gpu"], help="repeatable; default cpu")
+    worker.add_argument(
+        "--queue", action="append", choices=["cpu", "gpu"], help="repeatable; default cpu"
+    )
     worker.add_argument("--concurrency", type=int, default=1)
-    worker.add_argument("--threads", type=int, help="threads of BLAS, OpenMP and polars in its steps (default: all cores)")
+    worker.add_argument(
+        "--threads",
+        type=int,
+        help="threads of BLAS, OpenMP and polars in its steps (default: all cores)",
+    )
     backfill = sub.add_parser("backfill")
     backfill.add_argument("asset", help="asset key with slashes, e.g. probes/sweep/fold_results")
-    backfill.add_argument("--partition", action="append", help="repeatable; default: every partition")
+    backfill.add_argument(
+        "--partition", action="append", help="repeatable; default: every partition"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "worker":

@@ -40,8 +40,10 @@ def read_env_file(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise EnvFileError(f"{ENV_FILE_VARIABLE} {path}: {exc.strerror}") from None
     if mode & 0o077:
-        raise EnvFileError(f"{ENV_FILE_VARIABLE} {path} is readable by others (mode {mode:04o}); it holds "
-                           f"passwords: chmod 600 {path}")
+        raise EnvFileError(
+            f"{ENV_FILE_VARIABLE} {path} is readable by others (mode {mode:04o}); it holds "
+            f"passwords: chmod 600 {path}"
+        )
     values = {}
     for number, line in enumerate(text.splitlines(), 1):
         words = shlex.split(line, comments=True)

@@ -54,16 +54,25 @@ class Lease:
 
         self.worker, self.lease_s, self.period = worker, lease_s, lease_s / 3
         self.client = redis_client(broker_url, timeout=self.period)
-        self.addr = self.client.client_info()["addr"].rsplit(":", 1)[0]  # as the cluster sees this host
+        self.addr = self.client.client_info()["addr"].rsplit(":", 1)[
+            0
+        ]  # as the cluster sees this host
         self.renewed = time.monotonic()
 
     def renew(self) -> None:
-        self.client.set(LEASE_PREFIX + self.worker, json.dumps({"addr": self.addr}), px=int(self.lease_s * 1000))
+        self.client.set(
+            LEASE_PREFIX + self.worker, json.dumps({"addr": self.addr}), px=int(self.lease_s * 1000)
+        )
         self.renewed = time.monotonic()
 
     def record(self, task_id: str, run_id: str | None, steps: list[str]) -> None:
-        self.client.hset(TASKS_KEY, task_id, json.dumps({"worker": self.worker, "addr": self.addr, "run_id": run_id,
-                                                         "steps": steps}))
+        self.client.hset(
+            TASKS_KEY,
+            task_id,
+            json.dumps(
+                {"worker": self.worker, "addr": self.addr, "run_id": run_id, "steps": steps}
+            ),
+        )
 
     def keep(self) -> None:
         """Renew forever; fence once per outage that outlasts two thirds of the lease."""
@@ -82,10 +91,12 @@ class Lease:
         from proj_cluster.services import children
 
         pids = children(os.getpid())  # the pool's processes: the one running a step
-        sys.stderr.write(f"proj_cluster worker {self.worker}: lease not renewed for "
-                         f"{time.monotonic() - self.renewed:.0f} s (Redis unreachable); killing its pool "
-                         f"processes {pids} so that the step it was running does not finish after the cluster "
-                         "has failed it and retried it elsewhere\n")
+        sys.stderr.write(
+            f"proj_cluster worker {self.worker}: lease not renewed for "
+            f"{time.monotonic() - self.renewed:.0f} s (Redis unreachable); killing its pool "
+            f"processes {pids} so that the step it was running does not finish after the cluster "
+            "has failed it and retried it elsewhere\n"
+        )
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
 

@@ -24,8 +24,10 @@ POLL_S = 1.0
 
 def lost_message(record: dict) -> str:
     steps = ", ".join(record["steps"]) or "a task"
-    return (f"worker {record['worker']} at {record['addr']} stopped answering (its lease in Redis expired) while "
-            f"running {steps}: the step is failed so the run retry re-executes it on a live worker")
+    return (
+        f"worker {record['worker']} at {record['addr']} stopped answering (its lease in Redis expired) while "
+        f"running {steps}: the step is failed so the run retry re-executes it on a live worker"
+    )
 
 
 class HostMonitor:
@@ -59,8 +61,11 @@ class HostMonitor:
         run = self.instance.get_run_by_id(record["run_id"]) if record["run_id"] else None
         if run is not None:
             self.instance.report_engine_event(
-                message, run, EngineEventData({"worker": record["worker"], "address": record["addr"]}),
-                step_key=record["steps"][0] if len(record["steps"]) == 1 else None)
+                message,
+                run,
+                EngineEventData({"worker": record["worker"], "address": record["addr"]}),
+                step_key=record["steps"][0] if len(record["steps"]) == 1 else None,
+            )
 
     def watch(self) -> None:
         while True:

@@ -58,7 +58,10 @@ class ClusterState:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        started = {k: Started(**raw[k]) if raw.get(k) else None for k in ("postgres", "redis", "daemon", "monitor")}
+        started = {
+            k: Started(**raw[k]) if raw.get(k) else None
+            for k in ("postgres", "redis", "daemon", "monitor")
+        }
         return cls(**{**raw, **started, "workers": [Started(**w) for w in raw["workers"]]})
 
 
@@ -80,33 +83,51 @@ def environment(values: dict[str, str]):
 def cluster_env(state: ClusterState) -> dict[str, str]:
     """The variables every process of the cluster needs (proj_assets/cluster_settings.py)."""
     redis = f"redis://:{quote(state.redis_password, safe='')}@{state.bind}:{state.redis.port}"
-    settings = ClusterSettings(broker_url=f"{redis}/0", backend_url=f"{redis}/1", pg_host=state.bind,
-                               pg_port=state.postgres.port, pg_user=services.PG_SUPERUSER,
-                               pg_password=state.pg_password, pg_db=DATABASES[0], optuna_db=DATABASES[1])
+    settings = ClusterSettings(
+        broker_url=f"{redis}/0",
+        backend_url=f"{redis}/1",
+        pg_host=state.bind,
+        pg_port=state.postgres.port,
+        pg_user=services.PG_SUPERUSER,
+        pg_password=state.pg_password,
+        pg_db=DATABASES[0],
+        optuna_db=DATABASES[1],
+    )
     return {
-        "PROJ_CLUSTER": "1", "PROJ_CLUSTER_BROKER_URL": settings.broker_url,
-        "PROJ_CLUSTER_BACKEND_URL": settings.backend_url, "PROJ_CLUSTER_PG_HOST": settings.pg_host,
-        "PROJ_CLUSTER_PG_PORT": str(settings.pg_port), "PROJ_CLUSTER_PG_USER": settings.pg_user,
-        "PROJ_CLUSTER_PG_PASSWORD": settings.pg_password, "PROJ_CLUSTER_PG_DB": settings.pg_db,
+        "PROJ_CLUSTER": "1",
+        "PROJ_CLUSTER_BROKER_URL": settings.broker_url,
+        "PROJ_CLUSTER_BACKEND_URL": settings.backend_url,
+        "PROJ_CLUSTER_PG_HOST": settings.pg_host,
+        "PROJ_CLUSTER_PG_PORT": str(settings.pg_port),
+        "PROJ_CLUSTER_PG_USER": settings.pg_user,
+        "PROJ_CLUSTER_PG_PASSWORD": settings.pg_password,
+        "PROJ_CLUSTER_PG_DB": settings.pg_db,
         "PROJ_CLUSTER_OPTUNA_DB": settings.optuna_db,
         # scaling/study.py: shared Optuna studies (RDBStorage with heartbeats) in the same server
         "PROJ_OPTUNA_STORAGE": settings.optuna_storage_url,
-        "PROJ_DATA_DIR": state.data_dir, "DAGSTER_HOME": str(Path(state.state_dir) / "home"),
+        "PROJ_DATA_DIR": state.data_dir,
+        "DAGSTER_HOME": str(Path(state.state_dir) / "home"),
     }
 
 
 def process_env(state: ClusterState, extra: dict | None = None) -> dict[str, str]:
     env = {**os.environ, **cluster_env(state), **(extra or {})}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `celery`, `dagster-daemon`
+    env["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `celery`, `dagster-daemon`
+    )
     return env
 
 
 class LocalCluster:
-    def __init__(self, state_dir: Path, data_dir: Path, bind: str = "127.0.0.1", allow: tuple[str, ...] = ()):
+    def __init__(
+        self, state_dir: Path, data_dir: Path, bind: str = "127.0.0.1", allow: tuple[str, ...] = ()
+    ):
         """`bind`, `allow`: where the services listen and which networks PostgreSQL admits besides
         `bind` itself; they apply from the next `start`."""
         self.state_dir, self.data_dir = Path(state_dir).resolve(), Path(data_dir).resolve()
-        self.state = ClusterState.load(self.state_dir) or ClusterState(str(self.state_dir), str(self.data_dir))
+        self.state = ClusterState.load(self.state_dir) or ClusterState(
+            str(self.state_dir), str(self.data_dir)
+        )
         self.bind, self.allow = bind, tuple(allow)
 
     @property
@@ -130,8 +151,10 @@ class LocalCluster:
     def start_services(self) -> None:
         """PostgreSQL and Redis, and the instance home with proj_cluster/dagster.yaml."""
         if self.state.postgres and services.pid_alive(self.state.postgres.pid):
-            raise services.ServiceError(f"a cluster is already running from {self.state.path}; "
-                                        "stop it first (python -m proj_cluster down)")
+            raise services.ServiceError(
+                f"a cluster is already running from {self.state.path}; "
+                "stop it first (python -m proj_cluster down)"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o755)  # the postgres user must reach its data folder
         self.state.bind, self.state.allow = self.bind, list(self.allow)
@@ -139,20 +162,34 @@ class LocalCluster:
         self.state.pg_password = self.state.pg_password or secrets.token_urlsafe(24)
         self.state.redis_password = self.state.redis_password or secrets.token_urlsafe(24)
         try:
-            self.state.postgres = services.start_postgres(self.state_dir / "postgres", DATABASES, self.state.pg_password,
-                                                          self.bind, self.allow)
-            self.state.redis = services.start_redis(self.state_dir, self.state.redis_password, self.bind)
+            self.state.postgres = services.start_postgres(
+                self.state_dir / "postgres",
+                DATABASES,
+                self.state.pg_password,
+                self.bind,
+                self.allow,
+            )
+            self.state.redis = services.start_redis(
+                self.state_dir, self.state.redis_password, self.bind
+            )
         finally:
             self.state.save()
-        write_private(self.state_dir / "cluster.env", format_exports(self.env))  # what a worker host copies
+        write_private(
+            self.state_dir / "cluster.env", format_exports(self.env)
+        )  # what a worker host copies
         prepare_home(Path(self.env["DAGSTER_HOME"]))
         self._create_instance_storage()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        shared_root.publish(services.redis_client(self.env["PROJ_CLUSTER_BROKER_URL"], 5), self.data_dir)
+        shared_root.publish(
+            services.redis_client(self.env["PROJ_CLUSTER_BROKER_URL"], 5), self.data_dir
+        )
 
     def _create_instance_storage(self) -> None:
         """Create the instance tables and pool slots once, before the daemon and workers race to."""
-        with environment(self.env), self.instance() as instance:  # dagster.yaml reads PROJ_CLUSTER_PG_*
+        with (
+            environment(self.env),
+            self.instance() as instance,
+        ):  # dagster.yaml reads PROJ_CLUSTER_PG_*
             instance.get_runs(limit=1)
             # the pool's one slot, made once: left to the first claims, two processes can each
             # allocate one (count-then-insert) and write at the same time
@@ -166,23 +203,43 @@ class LocalCluster:
 
     def backfill(self, asset: str, partitions: list[str]) -> str:
         """Submit an asset backfill with `python -m proj_cluster backfill`, as a user does; its id."""
-        self.run([sys.executable, "-m", "proj_cluster", "backfill", asset,
-                  *[arg for partition in partitions for arg in ("--partition", partition)]])
+        self.run(
+            [
+                sys.executable,
+                "-m",
+                "proj_cluster",
+                "backfill",
+                asset,
+                *[arg for partition in partitions for arg in ("--partition", partition)],
+            ]
+        )
         with self.instance() as instance:
             return instance.get_backfills(limit=1)[0].backfill_id
 
     def run(self, args: list[str], timeout: float = 300) -> str:
         """A command (e.g. `python -m proj_cluster backfill ...`) with the cluster's environment."""
-        out = subprocess.run(args, cwd=PROJECT_ROOT, env=process_env(self.state), capture_output=True, text=True,
-                             timeout=timeout)
+        out = subprocess.run(
+            args,
+            cwd=PROJECT_ROOT,
+            env=process_env(self.state),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if out.returncode != 0:
-            raise services.ServiceError(f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            raise services.ServiceError(
+                f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
         return out.stdout
 
     def start_daemon(self) -> Started:
         log = self.state_dir / "daemon.log"
-        proc = services.spawn([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              log, env=process_env(self.state), cwd=PROJECT_ROOT)
+        proc = services.spawn(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            log,
+            env=process_env(self.state),
+            cwd=PROJECT_ROOT,
+        )
         self.state.daemon = Started("dagster-daemon", proc.pid, 0, str(log))
         self.state.save()
         return self.state.daemon
@@ -190,14 +247,25 @@ class LocalCluster:
     def start_monitor(self) -> Started:
         """The watch over worker leases (host_monitor.py), next to the daemon."""
         log = self.state_dir / "monitor.log"
-        proc = services.spawn([sys.executable, "-m", "proj_cluster", "monitor"], log, env=process_env(self.state),
-                              cwd=PROJECT_ROOT)
+        proc = services.spawn(
+            [sys.executable, "-m", "proj_cluster", "monitor"],
+            log,
+            env=process_env(self.state),
+            cwd=PROJECT_ROOT,
+        )
         self.state.monitor = Started("host-monitor", proc.pid, 0, str(log))
         self.state.save()
         return self.state.monitor
 
-    def start_worker(self, name: str, queues: tuple[str, ...] = ("cpu",), extra_env: dict | None = None,
-                     threads: int | None = None, wrapper: tuple[str, ...] = (), env: dict | None = None) -> Started:
+    def start_worker(
+        self,
+        name: str,
+        queues: tuple[str, ...] = ("cpu",),
+        extra_env: dict | None = None,
+        threads: int | None = None,
+        wrapper: tuple[str, ...] = (),
+        env: dict | None = None,
+    ) -> Started:
         """One Celery worker (one task at a time) serving `queues`, started like a remote host's;
         `wrapper` runs it elsewhere (the multi-host test: `ip netns exec <host>`) and `env`, when
         given, is its whole environment instead of this cluster's."""
@@ -207,8 +275,12 @@ class LocalCluster:
             cmd += ["--queue", queue]
         if threads:
             cmd += ["--threads", str(threads)]
-        proc = services.spawn(cmd, log, env=env if env is not None else process_env(self.state, extra_env),
-                              cwd=PROJECT_ROOT)
+        proc = services.spawn(
+            cmd,
+            log,
+            env=env if env is not None else process_env(self.state, extra_env),
+            cwd=PROJECT_ROOT,
+        )
         worker = Started(f"worker-{name}", proc.pid, 0, str(log))
         self.state.workers.append(worker)
         self.state.save()

@@ -33,21 +33,29 @@ def check(client, data_dir: Path) -> None:
     """Refuse a data folder that is another path, another tree, or not writable by this worker."""
     raw = client.get(ROOT_KEY)
     if raw is None:
-        raise SharedRootError("the cluster has not published its shared data folder (start it with "
-                              "`python -m proj_cluster up`)")
+        raise SharedRootError(
+            "the cluster has not published its shared data folder (start it with "
+            "`python -m proj_cluster up`)"
+        )
     published = json.loads(raw)
     if str(data_dir) != published["path"]:
-        raise SharedRootError(f"PROJ_DATA_DIR is {data_dir}, the cluster's shared data folder is {published['path']}: "
-                              "mount the share at the same path on every host")
+        raise SharedRootError(
+            f"PROJ_DATA_DIR is {data_dir}, the cluster's shared data folder is {published['path']}: "
+            "mount the share at the same path on every host"
+        )
     try:
         token = (data_dir / MARKER).read_text()
     except OSError:
         token = None
     if token != published["token"]:
-        raise SharedRootError(f"{data_dir} is not the cluster's shared data folder as this host sees it ({MARKER} "
-                              f"{'differs' if token else 'is missing'}): is the share mounted there?")
+        raise SharedRootError(
+            f"{data_dir} is not the cluster's shared data folder as this host sees it ({MARKER} "
+            f"{'differs' if token else 'is missing'}): is the share mounted there?"
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise SharedRootError(f"this worker cannot write the shared data folder {data_dir}: {exc.strerror}") from None
+        raise SharedRootError(
+            f"this worker cannot write the shared data folder {data_dir}: {exc.strerror}"
+        ) from None

@@ -20,8 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from proj_assets.cluster_settings import (ClusterSettingsError, ServiceUnreachable, celery_config,
-                                          load_cluster_settings, require_reachable)
+from proj_assets.cluster_settings import (
+    ClusterSettingsError,
+    ServiceUnreachable,
+    celery_config,
+    load_cluster_settings,
+    require_reachable,
+)
 from proj_cluster import shared_root
 from proj_cluster.env_file import EnvFileError, load_env_file, write_private
 from proj_cluster.heartbeat import lease_seconds
@@ -30,8 +35,19 @@ from proj_cluster.services import redis_client
 
 
 def worker_argv(name: str, queues: list[str], config_yaml: Path, concurrency: int = 1) -> list[str]:
-    argv = [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-            "-y", str(config_yaml), "-n", name, "-i", "proj_cluster.worker_boot"]
+    argv = [
+        str(Path(sys.executable).parent / "dagster-celery"),
+        "worker",
+        "start",
+        "-A",
+        "dagster_celery.app",
+        "-y",
+        str(config_yaml),
+        "-n",
+        name,
+        "-i",
+        "proj_cluster.worker_boot",
+    ]
     for queue in queues:
         argv += ["-q", queue]
     return argv + ["--", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle"]
@@ -46,27 +62,45 @@ def worker_celery_config(settings) -> dict:
 
 # The thread pools a step may start besides torch's (set by the profile per step): BLAS under numpy
 # and scikit-learn, OpenMP, polars. Several workers on one host each get their share of the cores.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "POLARS_MAX_THREADS",
+)
 
 
-def exec_worker(name: str, queues: list[str], concurrency: int = 1, threads: int | None = None) -> None:
+def exec_worker(
+    name: str, queues: list[str], concurrency: int = 1, threads: int | None = None
+) -> None:
     try:
         load_env_file()
         settings = load_cluster_settings()
         if settings is None:
-            raise ClusterSettingsError("PROJ_CLUSTER is not set; `python -m proj_cluster env` prints the settings")
+            raise ClusterSettingsError(
+                "PROJ_CLUSTER is not set; `python -m proj_cluster env` prints the settings"
+            )
         lease_seconds()  # a malformed lease fails here, not in the started worker
         require_reachable(settings)
         if "DAGSTER_HOME" not in os.environ:
-            raise ClusterSettingsError("DAGSTER_HOME is not set (the instance home with the cluster's dagster.yaml)")
+            raise ClusterSettingsError(
+                "DAGSTER_HOME is not set (the instance home with the cluster's dagster.yaml)"
+            )
         data_dir = Path(os.environ.get("PROJ_DATA_DIR", "data")).resolve()
         shared_root.check(redis_client(settings.broker_url, 5), data_dir)
-    except (EnvFileError, ClusterSettingsError, ServiceUnreachable, shared_root.SharedRootError) as exc:
+    except (
+        EnvFileError,
+        ClusterSettingsError,
+        ServiceUnreachable,
+        shared_root.SharedRootError,
+    ) as exc:
         raise SystemExit(f"proj_cluster worker {name}: {exc}") from None
     home = Path(os.environ["DAGSTER_HOME"])
     prepare_home(home)
     config_yaml = home / f"celery-{name}.yaml"
-    write_private(config_yaml, yaml.safe_dump({"execution": {"config": worker_celery_config(settings)}}))
+    write_private(
+        config_yaml, yaml.safe_dump({"execution": {"config": worker_celery_config(settings)}})
+    )
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     if threads:
         os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})

@@ -17,8 +17,10 @@ try:
     importlib.import_module(CODE_LOCATION).defs()  # the profile is read when the location loads
 except BaseException as exc:  # noqa: BLE001 - any failure to load is reported the same way
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    sys.stderr.write(f"proj_cluster worker cannot load the code location {CODE_LOCATION} "
-                     f"(cwd {os.getcwd()}): {detail}\n")
+    sys.stderr.write(
+        f"proj_cluster worker cannot load the code location {CODE_LOCATION} "
+        f"(cwd {os.getcwd()}): {detail}\n"
+    )
     sys.stderr.flush()
     os._exit(3)  # celery would otherwise catch the error and keep a worker that fails every step
 

@@ -7,8 +7,12 @@ imported by core modules without importing dagster through this package.
 import importlib
 
 _EXPORTS = {
-    "ArtifactStore": "artifacts", "Compute": "compute", "MarketSource": "market_sources",
-    "Provenance": "provenance", "Warehouse": "warehouse", "warehouse_io_manager": "warehouse",
+    "ArtifactStore": "artifacts",
+    "Compute": "compute",
+    "MarketSource": "market_sources",
+    "Provenance": "provenance",
+    "Warehouse": "warehouse",
+    "warehouse_io_manager": "warehouse",
     "warehouse_path": "warehouse",
 }
 __all__ = list(_EXPORTS)

@@ -55,7 +55,9 @@ class Compute(dg.ConfigurableResource):
                 "machine; use device 'cpu' or 'auto'"
             )
         if self.device not in ("cpu", "cuda"):
-            raise DeviceUnavailableError(f"unknown compute.device {self.device!r} (cpu, cuda or auto)")
+            raise DeviceUnavailableError(
+                f"unknown compute.device {self.device!r} (cpu, cuda or auto)"
+            )
         return self.device
 
     def seed_everything(self, offset: int = 0, threads: int | None = None) -> int:

@@ -5,11 +5,28 @@ shell code and tests that read the canonical schema or the loaders' error type."
 import dagster as dg
 import polars as pl
 
-from proj_resources.loaders.market_data import (ARCH_SERIES, OHLCV_SCHEMA, PRICE_COLUMNS, MarketSourceError,
-                                                load_arch, load_csv, load_yfinance, parse_ohlcv_csv)
+from proj_resources.loaders.market_data import (
+    ARCH_SERIES,
+    OHLCV_SCHEMA,
+    PRICE_COLUMNS,
+    MarketSourceError,
+    load_arch,
+    load_csv,
+    load_yfinance,
+    parse_ohlcv_csv,
+)
 
-__all__ = ["ARCH_SERIES", "OHLCV_SCHEMA", "PRICE_COLUMNS", "MarketSource", "MarketSourceError", "load_arch",
-           "load_csv", "load_yfinance", "parse_ohlcv_csv"]
+__all__ = [
+    "ARCH_SERIES",
+    "OHLCV_SCHEMA",
+    "PRICE_COLUMNS",
+    "MarketSource",
+    "MarketSourceError",
+    "load_arch",
+    "load_csv",
+    "load_yfinance",
+    "parse_ohlcv_csv",
+]
 
 
 class MarketSource(dg.ConfigurableResource):
@@ -31,7 +48,9 @@ class MarketSource(dg.ConfigurableResource):
         elif self.kind == "yfinance":
             df = load_yfinance(ticker, self.start, self.end)
         else:
-            raise MarketSourceError(f"unknown market source kind {self.kind!r} (arch, csv or yfinance)")
+            raise MarketSourceError(
+                f"unknown market source kind {self.kind!r} (arch, csv or yfinance)"
+            )
         if self.start:
             df = df.filter(pl.col("date") >= pl.lit(self.start).str.to_date())
         if self.end:

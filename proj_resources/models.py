@@ -3,11 +3,26 @@ in `proj_resources.loaders.models`; its names are re-exported here for shell cod
 
 import dagster as dg
 
-from proj_resources.loaders.models import (ModelPathError, check_model_dir, load_causal_lm, load_encoder,
-                                           load_tokenizer, qlora_quantization_config, weights_revision)
+from proj_resources.loaders.models import (
+    ModelPathError,
+    check_model_dir,
+    load_causal_lm,
+    load_encoder,
+    load_tokenizer,
+    qlora_quantization_config,
+    weights_revision,
+)
 
-__all__ = ["ModelPathError", "ModelSource", "check_model_dir", "load_causal_lm", "load_encoder", "load_tokenizer",
-           "qlora_quantization_config", "weights_revision"]
+__all__ = [
+    "ModelPathError",
+    "ModelSource",
+    "check_model_dir",
+    "load_causal_lm",
+    "load_encoder",
+    "load_tokenizer",
+    "qlora_quantization_config",
+    "weights_revision",
+]
 
 
 class ModelSource(dg.ConfigurableResource):

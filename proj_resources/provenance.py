@@ -11,7 +11,16 @@ import polars as pl
 from proj_resources.hashing import canonical_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TRACKED_PACKAGES = ("dagster", "polars", "duckdb", "torch", "transformers", "peft", "optuna", "scikit-learn")
+TRACKED_PACKAGES = (
+    "dagster",
+    "polars",
+    "duckdb",
+    "torch",
+    "transformers",
+    "peft",
+    "optuna",
+    "scikit-learn",
+)
 
 
 @functools.cache
@@ -19,11 +28,20 @@ def git_sha(root: Path = PROJECT_ROOT) -> str:
     """HEAD's SHA, with `-dirty` when the tree has uncommitted changes; `unknown` outside git."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -46,8 +64,14 @@ class Provenance(dg.ConfigurableResource):
 
     code_version: str = "0.1.0"
 
-    def record(self, run_id: str, seed: int | None, params: object, model_id: str | None = None,
-               model_revision: str | None = None) -> dict:
+    def record(
+        self,
+        run_id: str,
+        seed: int | None,
+        params: object,
+        model_id: str | None = None,
+        model_revision: str | None = None,
+    ) -> dict:
         return {
             "git_sha": git_sha(),
             "code_version": self.code_version,
@@ -58,8 +82,15 @@ class Provenance(dg.ConfigurableResource):
             "model_revision": model_revision,
         }
 
-    def stamp(self, df: pl.DataFrame, run_id: str, seed: int | None, params: object,
-              model_id: str | None = None, model_revision: str | None = None) -> pl.DataFrame:
+    def stamp(
+        self,
+        df: pl.DataFrame,
+        run_id: str,
+        seed: int | None,
+        params: object,
+        model_id: str | None = None,
+        model_revision: str | None = None,
+    ) -> pl.DataFrame:
         """`df` with one provenance column per field of `record`, equal on every row."""
         rec = self.record(run_id, seed, params, model_id, model_revision)
         return df.with_columns(
@@ -67,5 +98,8 @@ class Provenance(dg.ConfigurableResource):
         )
 
     def metadata(self) -> dict:
-        return {"git_sha": git_sha(), "code_version": self.code_version,
-                "package_versions": dg.MetadataValue.json(package_versions())}
+        return {
+            "git_sha": git_sha(),
+            "code_version": self.code_version,
+            "package_versions": dg.MetadataValue.json(package_versions()),
+        }

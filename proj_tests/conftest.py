@@ -54,7 +54,10 @@ def arch_slice() -> dict[str, pl.DataFrame]:
     from proj_resources.market_sources import load_arch
 
     lo, hi = pl.date(2013, 6, 1), pl.date(2016, 12, 31)
-    return {t: load_arch(t).filter(pl.col("date").is_between(lo, hi)) for t in ("SP500", "NASDAQ", "VIX")}
+    return {
+        t: load_arch(t).filter(pl.col("date").is_between(lo, hi))
+        for t in ("SP500", "NASDAQ", "VIX")
+    }
 
 
 @pytest.fixture

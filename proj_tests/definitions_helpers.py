@@ -32,7 +32,11 @@ def materializable(defs: dg.Definitions) -> list:
 
 def checks_by_name(defs_or_checks) -> dict[str, dg.AssetChecksDefinition]:
     """Check name -> its definition (a multi-check appears under each of its names)."""
-    checks = defs_or_checks.asset_checks if isinstance(defs_or_checks, dg.Definitions) else defs_or_checks
+    checks = (
+        defs_or_checks.asset_checks
+        if isinstance(defs_or_checks, dg.Definitions)
+        else defs_or_checks
+    )
     return {key.name: check for check in checks for key in check.check_keys}
 
 
@@ -58,4 +62,6 @@ def gated_graph(assets: list, checks: list, resources: dict) -> dg.Definitions:
     (resolving the graph validates it, so it needs the resources its assets use)."""
     from proj_assets.shared.gates import with_upstream_gates
 
-    return with_upstream_gates(dg.Definitions(assets=assets, asset_checks=checks, resources=resources))
+    return with_upstream_gates(
+        dg.Definitions(assets=assets, asset_checks=checks, resources=resources)
+    )

@@ -23,13 +23,19 @@ def status_markdown() -> str:
     profile = load_profile()
     reviews = recorded_reviews(Warehouse(database=str(warehouse_path(profile.name, data_dir()))))
     with dg.DagsterInstance.get() as instance:
-        return render_markdown(build_snapshot(instance, defs().get_repository_def(), profile, reviews))
+        return render_markdown(
+            build_snapshot(instance, defs().get_repository_def(), profile, reviews)
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proj_assets.entrypoints.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m proj_assets.entrypoints.cli", description=__doc__.splitlines()[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    status = commands.add_parser("status", help="print the status report (markdown) from the instance")
+    status = commands.add_parser(
+        "status", help="print the status report (markdown) from the instance"
+    )
     status.add_argument("--output", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     if args.command == "status":

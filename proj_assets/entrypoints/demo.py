@@ -18,10 +18,15 @@ import time
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.automation_tick_evaluation_context import (
+    build_run_requests_with_backfill_policies,
+)
 from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests_with_backfill_policies
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from proj_assets.platform.status_note import STATUS_JOB, STATUS_KEY
 
@@ -51,20 +56,33 @@ class RunSummary:
 def plan_stages(defs: dg.Definitions, groups: list[str] | None = None) -> list[Stage]:
     """Stages of the whole graph, or of the named groups (domains) only."""
     graph = defs.resolve_asset_graph()
-    order = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable and k != STATUS_KEY
-             and (not groups or graph.get(k).group_name in groups)]
+    order = [
+        k
+        for k in graph.toposorted_asset_keys
+        if graph.get(k).is_materializable
+        and k != STATUS_KEY
+        and (not groups or graph.get(k).group_name in groups)
+    ]
     stages: list[Stage] = []
-    for domain in DOMAIN_ORDER + sorted({graph.get(k).group_name for k in order} - set(DOMAIN_ORDER)):
+    for domain in DOMAIN_ORDER + sorted(
+        {graph.get(k).group_name for k in order} - set(DOMAIN_ORDER)
+    ):
         for key in (k for k in order if graph.get(k).group_name == domain):
             pdef = graph.get(key).partitions_def
-            if stages and stages[-1].partitions_def == pdef and stages[-1].keys[0].path[0] == domain:
+            if (
+                stages
+                and stages[-1].partitions_def == pdef
+                and stages[-1].keys[0].path[0] == domain
+            ):
                 stages[-1].keys.append(key)
             else:
                 stages.append(Stage([key], pdef))
     return stages
 
 
-def _partitions_to_run(instance: dg.DagsterInstance, stage: Stage, attempted: set) -> list[str | None]:
+def _partitions_to_run(
+    instance: dg.DagsterInstance, stage: Stage, attempted: set
+) -> list[str | None]:
     """Every partition in the first pass; afterwards only partitions never attempted before."""
     if stage.partitions_def is None:
         return [None]
@@ -72,28 +90,59 @@ def _partitions_to_run(instance: dg.DagsterInstance, stage: Stage, attempted: se
     return [k for k in keys if (tuple(stage.keys), k) not in attempted]
 
 
-def _summarize(label: str, partition: str | None, success: bool, seconds: float, evaluations) -> RunSummary:
-    return RunSummary(label, partition, success, seconds,
-                      [f"{e.asset_check_key.to_user_string()} ({e.severity.value})" for e in evaluations if not e.passed],
-                      sum(e.passed for e in evaluations))
+def _summarize(
+    label: str, partition: str | None, success: bool, seconds: float, evaluations
+) -> RunSummary:
+    return RunSummary(
+        label,
+        partition,
+        success,
+        seconds,
+        [
+            f"{e.asset_check_key.to_user_string()} ({e.severity.value})"
+            for e in evaluations
+            if not e.passed
+        ],
+        sum(e.passed for e in evaluations),
+    )
 
 
 def _print(summary: RunSummary, where: str = "") -> None:
     checks = f"checks {summary.passed_checks} passed" + (
-        f", FAILED: {summary.failed_checks}" if summary.failed_checks else "")
-    print(f"  {'ok' if summary.success else 'FAILED':6} {summary.label}{where} {summary.seconds:.1f}s; {checks}", flush=True)
+        f", FAILED: {summary.failed_checks}" if summary.failed_checks else ""
+    )
+    print(
+        f"  {'ok' if summary.success else 'FAILED':6} {summary.label}{where} {summary.seconds:.1f}s; {checks}",
+        flush=True,
+    )
 
 
-def plan_runs(defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage,
-              partitions: list[str | None]) -> list[tuple[str | None, dict]]:
+def plan_runs(
+    defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: list[str | None]
+) -> list[tuple[str | None, dict]]:
     """(partition key or None, range tags) of each run a backfill of these partitions launches."""
     if partitions == [None]:
         return [(None, {})]
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         requests = build_run_requests_with_backfill_policies(
-            [AssetKeyPartitionKey(k, p) for k in stage.keys for p in partitions], defs.resolve_asset_graph(), instance)
-    return sorted(((r.partition_key, {t: r.tags[t] for t in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
-                                       if t in r.tags}) for r in requests), key=lambda run: str(run))
+            [AssetKeyPartitionKey(k, p) for k in stage.keys for p in partitions],
+            defs.resolve_asset_graph(),
+            instance,
+        )
+    return sorted(
+        (
+            (
+                r.partition_key,
+                {
+                    t: r.tags[t]
+                    for t in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+                    if t in r.tags
+                },
+            )
+            for r in requests
+        ),
+        key=lambda run: str(run),
+    )
 
 
 def _where(partition: str | None, tags: dict) -> str:
@@ -102,18 +151,29 @@ def _where(partition: str | None, tags: dict) -> str:
     return partition
 
 
-def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage,
-              partitions: list[str | None]) -> list[RunSummary]:
+def run_stage(
+    defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: list[str | None]
+) -> list[RunSummary]:
     job = defs.resolve_implicit_global_asset_job_def()
     label = ", ".join(k.to_user_string() for k in stage.keys)
     summaries, runs = [], plan_runs(defs, instance, stage, partitions)
     for i, (partition, range_tags) in enumerate(runs, 1):
         start = time.perf_counter()
-        result = job.execute_in_process(run_config=QUIET, instance=instance, asset_selection=stage.keys,
-                                        partition_key=partition, raise_on_error=False,
-                                        tags={"proj/launched_by": "materialize_all", **range_tags})
-        summary = _summarize(label, _where(partition, range_tags), result.success, time.perf_counter() - start,
-                             result.get_asset_check_evaluations())
+        result = job.execute_in_process(
+            run_config=QUIET,
+            instance=instance,
+            asset_selection=stage.keys,
+            partition_key=partition,
+            raise_on_error=False,
+            tags={"proj/launched_by": "materialize_all", **range_tags},
+        )
+        summary = _summarize(
+            label,
+            _where(partition, range_tags),
+            result.success,
+            time.perf_counter() - start,
+            result.get_asset_check_evaluations(),
+        )
         summaries.append(summary)
         _print(summary, f" [{summary.partition}] ({i}/{len(runs)})" if summary.partition else "")
     return summaries
@@ -124,16 +184,30 @@ def write_status_note(instance: dg.DagsterInstance, location: str = LOCATION) ->
     has its repository as a launched run does; summarize it like the other runs."""
     start = time.perf_counter()
     job = ReconstructableRepository.for_module(location, "defs").get_reconstructable_job(STATUS_JOB)
-    with dg.execute_job(job, instance, run_config=QUIET, raise_on_error=False,
-                        tags={"proj/launched_by": "materialize_all"}) as result:
-        summary = _summarize(STATUS_KEY.to_user_string(), None, result.success, time.perf_counter() - start,
-                             result.get_asset_check_evaluations())
+    with dg.execute_job(
+        job,
+        instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        tags={"proj/launched_by": "materialize_all"},
+    ) as result:
+        summary = _summarize(
+            STATUS_KEY.to_user_string(),
+            None,
+            result.success,
+            time.perf_counter() - start,
+            result.get_asset_check_evaluations(),
+        )
     _print(summary)
     return summary
 
 
-def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: list[str] | None = None,
-                    location: str = LOCATION) -> list[RunSummary]:
+def materialize_all(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    groups: list[str] | None = None,
+    location: str = LOCATION,
+) -> list[RunSummary]:
     """Every stage of `defs` (the `defs` of module `location`), then its status note."""
     stages = plan_stages(defs, groups)
     attempted: set = set()
@@ -146,7 +220,11 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: 
             domain = stage.keys[0].path[0]
             if n > 1 and stage.partitions_def is None and domain not in changed_domains:
                 continue  # nothing upstream in its domain changed in this pass
-            partitions = [None] if stage.partitions_def is None else _partitions_to_run(instance, stage, attempted)
+            partitions = (
+                [None]
+                if stage.partitions_def is None
+                else _partitions_to_run(instance, stage, attempted)
+            )
             attempted.update((tuple(stage.keys), p) for p in partitions)
             runs = run_stage(defs, instance, stage, partitions)
             if runs:
@@ -155,7 +233,9 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, groups: 
         summaries += this_pass
         if n > 1 and not this_pass:
             break
-    if STATUS_KEY in defs.resolve_asset_graph().get_all_asset_keys() and (not groups or "platform" in groups):
+    if STATUS_KEY in defs.resolve_asset_graph().get_all_asset_keys() and (
+        not groups or "platform" in groups
+    ):
         print("status note (last, after every other run):", flush=True)
         summaries.append(write_status_note(instance, location))
     return summaries
@@ -172,8 +252,12 @@ def stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--group", action="append", choices=DOMAIN_ORDER,
-                        help="only this domain (repeatable); its upstream domains must be materialized")
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=DOMAIN_ORDER,
+        help="only this domain (repeatable); its upstream domains must be materialized",
+    )
     args = parser.parse_args(argv)
 
     from proj_assets.definitions import defs
@@ -187,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         summaries = materialize_all(defs(), instance, args.group)
     failed = [s for s in summaries if not s.success]
     failed_checks = sorted({c for s in summaries for c in s.failed_checks})
-    print(f"\n{len(summaries)} runs in {time.perf_counter() - start:.0f}s: "
-          f"{len(summaries) - len(failed)} succeeded, {len(failed)} failed")
+    print(
+        f"\n{len(summaries)} runs in {time.perf_counter() - start:.0f}s: "
+        f"{len(summaries) - len(failed)} succeeded, {len(failed)} failed"
+    )
     print(f"failed checks: {failed_checks}" if failed_checks else "every check passed")
     print("open the UI with `make ui`, then http://127.0.0.1:3000 (Assets -> Global asset lineage)")
     return 1 if failed else 0

@@ -24,7 +24,9 @@ def dg_dev_command(port: int, workspace: str = "workspace.yaml") -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m proj_assets.entrypoints.ui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m proj_assets.entrypoints.ui", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,9 +17,21 @@ from proj_resources import MarketSource, Warehouse, warehouse_path
 def build_market(profile: Profile, root: Path) -> dg.Definitions:
     settings = profile.market
     tickers = ticker_partitions(settings.tickers)
-    assets = market_assets(settings, tickers, Warehouse(database=str(warehouse_path(profile.name, root))))
+    assets = market_assets(
+        settings, tickers, Warehouse(database=str(warehouse_path(profile.name, root)))
+    )
     jobs, schedules = market_automation(asset_of(assets, OHLCV))
     return dg.Definitions(
-        assets=assets, asset_checks=market_checks(settings, tickers), jobs=jobs, schedules=schedules,
-        resources={"market_source": MarketSource(kind=settings.source, csv_dir=settings.csv_dir, start=settings.start,
-                                                 end=settings.end)})
+        assets=assets,
+        asset_checks=market_checks(settings, tickers),
+        jobs=jobs,
+        schedules=schedules,
+        resources={
+            "market_source": MarketSource(
+                kind=settings.source,
+                csv_dir=settings.csv_dir,
+                start=settings.start,
+                end=settings.end,
+            )
+        },
+    )

@@ -17,10 +17,14 @@ def _suite(gx):
         suite.add_expectation(gxe.ExpectColumnToExist(column=column))
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
     for column in ("open", "high", "low", "close"):
-        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
+        )
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="date"))
-    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True))
+    suite.add_expectation(
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True)
+    )
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
     return suite
 
@@ -44,10 +48,13 @@ def validate_ohlcv(df: pl.DataFrame) -> tuple[bool, list[dict]]:
         if not item.success:
             config = item.expectation_config
             details = item.result or {}
-            failures.append({
-                "expectation": config.type,
-                "column": config.kwargs.get("column") or f"{config.kwargs.get('column_A')},{config.kwargs.get('column_B')}",
-                "unexpected_count": details.get("unexpected_count"),
-                "sample": [str(v) for v in (details.get("partial_unexpected_list") or [])[:5]],
-            })
+            failures.append(
+                {
+                    "expectation": config.type,
+                    "column": config.kwargs.get("column")
+                    or f"{config.kwargs.get('column_A')},{config.kwargs.get('column_B')}",
+                    "unexpected_count": details.get("unexpected_count"),
+                    "sample": [str(v) for v in (details.get("partial_unexpected_list") or [])[:5]],
+                }
+            )
     return bool(result.success), failures

@@ -14,12 +14,31 @@ WARMUP_ROWS = 63
 ANNUALIZE = math.sqrt(252)
 
 FEATURE_NAMES = [
-    "ret_1", "ret_2", "ret_5", "ret_10", "ret_21", "ret_63",
-    "vol_5", "vol_21", "vol_63", "vol_ratio_5_63",
-    "range_hl", "range_co", "gap_open", "atr_14_pct",
-    "rsi_14", "macd_hist_pct", "stoch_k_14", "sma_gap_20", "sma_gap_50", "bollinger_pctb_20",
-    "volume_z_21", "volume_ratio_5_21",
-    "vix_level", "vix_change_5", "vix_is_proxy",
+    "ret_1",
+    "ret_2",
+    "ret_5",
+    "ret_10",
+    "ret_21",
+    "ret_63",
+    "vol_5",
+    "vol_21",
+    "vol_63",
+    "vol_ratio_5_63",
+    "range_hl",
+    "range_co",
+    "gap_open",
+    "atr_14_pct",
+    "rsi_14",
+    "macd_hist_pct",
+    "stoch_k_14",
+    "sma_gap_20",
+    "sma_gap_50",
+    "bollinger_pctb_20",
+    "volume_z_21",
+    "volume_ratio_5_21",
+    "vix_level",
+    "vix_change_5",
+    "vix_is_proxy",
 ]
 # 1 where vix_level is the realized-volatility proxy (days before the index series starts).
 PROXY_FLAG = "vix_is_proxy"
@@ -43,7 +62,8 @@ def _price_features() -> list[pl.Expr]:
     low14, high14 = low.rolling_min(14), high.rolling_max(14)
     sma20, sd20 = close.rolling_mean(20), close.rolling_std(20)
     return [
-        *returns, *vols,
+        *returns,
+        *vols,
         (log_ret.rolling_std(5) / log_ret.rolling_std(63)).alias("vol_ratio_5_63"),
         (high / low).log().alias("range_hl"),
         (close / opn).log().alias("range_co"),
@@ -68,7 +88,9 @@ def _volume_features() -> list[pl.Expr]:
     ]
 
 
-def compute_features(prices: pl.DataFrame, vol_index: pl.DataFrame, fallback: str = "realized_vol") -> pl.DataFrame:
+def compute_features(
+    prices: pl.DataFrame, vol_index: pl.DataFrame, fallback: str = "realized_vol"
+) -> pl.DataFrame:
     """Features for one ticker.
 
     `prices`: date, open, high, low, close, volume (one ticker). `vol_index`: date, close of the

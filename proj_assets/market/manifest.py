@@ -18,13 +18,24 @@ def build_manifest(ohlcv: pl.DataFrame, expected_tickers: list[str]) -> pl.DataF
     rows = []
     for ticker in expected_tickers:
         part = ohlcv.filter(pl.col("ticker") == ticker)
-        rows.append({
-            "ticker": ticker,
-            "source": part["source"][0] if part.height else None,
-            "rows": part.height,
-            "first_date": part["date"].min() if part.height else None,
-            "last_date": part["date"].max() if part.height else None,
-            "content_sha256": content_hash(part) if part.height else None,
-        })
-    return pl.DataFrame(rows, schema={"ticker": pl.Utf8, "source": pl.Utf8, "rows": pl.Int64, "first_date": pl.Date,
-                                      "last_date": pl.Date, "content_sha256": pl.Utf8})
+        rows.append(
+            {
+                "ticker": ticker,
+                "source": part["source"][0] if part.height else None,
+                "rows": part.height,
+                "first_date": part["date"].min() if part.height else None,
+                "last_date": part["date"].max() if part.height else None,
+                "content_sha256": content_hash(part) if part.height else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "ticker": pl.Utf8,
+            "source": pl.Utf8,
+            "rows": pl.Int64,
+            "first_date": pl.Date,
+            "last_date": pl.Date,
+            "content_sha256": pl.Utf8,
+        },
+    )

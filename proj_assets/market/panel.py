@@ -20,7 +20,9 @@ class SplitArrays:
     feature_names: list[str]
 
 
-def split_arrays(features: pl.DataFrame, targets: pl.DataFrame, splits: pl.DataFrame, horizon: int) -> SplitArrays:
+def split_arrays(
+    features: pl.DataFrame, targets: pl.DataFrame, splits: pl.DataFrame, horizon: int
+) -> SplitArrays:
     """Join features and targets on date, cut by the split table, standardise with its scaler.
 
     Rows are kept within each split's [start_date, end_date] and need a known target for
@@ -28,12 +30,18 @@ def split_arrays(features: pl.DataFrame, targets: pl.DataFrame, splits: pl.DataF
     """
     target = target_column(horizon)
     if target not in targets.columns:
-        raise ValueError(f"targets have no column {target!r} (horizon {horizon}); found {targets.columns}")
+        raise ValueError(
+            f"targets have no column {target!r} (horizon {horizon}); found {targets.columns}"
+        )
     first = splits.row(0, named=True)
     names = list(first["scaler_features"])
     mean = np.asarray(first["scaler_mean"], dtype=np.float64)
     std = np.asarray(first["scaler_std"], dtype=np.float64)
-    panel = features.join(targets.select("date", target), on="date", how="inner").drop_nulls(target).sort("date")
+    panel = (
+        features.join(targets.select("date", target), on="date", how="inner")
+        .drop_nulls(target)
+        .sort("date")
+    )
     out = {}
     for row in splits.iter_rows(named=True):
         part = panel.filter(pl.col("date").is_between(row["start_date"], row["end_date"]))

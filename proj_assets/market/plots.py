@@ -14,7 +14,9 @@ def close_plot(prices: pl.DataFrame, ticker: str):
     return figure_image(fig, f"{ticker} close")
 
 
-def close_and_target_plot(prices: pl.DataFrame, targets: pl.DataFrame, ticker: str, window: int = 126):
+def close_and_target_plot(
+    prices: pl.DataFrame, targets: pl.DataFrame, ticker: str, window: int = 126
+):
     """Close price and the rolling share of positive targets per horizon."""
     fig, (top, bottom) = new_figure(8, 5, rows=2)
     ordered = prices.sort("date")
@@ -26,4 +28,3 @@ def close_and_target_plot(prices: pl.DataFrame, targets: pl.DataFrame, ticker: s
         bottom.plot(targets["date"].to_list(), rate.to_list(), lw=0.8, label=column)
     bottom.legend(loc="upper left", fontsize=7)
     return figure_image(fig, f"{ticker} targets")
-

@@ -7,11 +7,19 @@ from proj_assets.shared.jobs import asset_job
 
 def market_automation(ohlcv: dg.AssetsDefinition) -> tuple[list, list]:
     """(jobs, schedules) of the market domain over its `ohlcv` asset."""
-    job = asset_job("market_ohlcv_job", [ohlcv], "Load raw OHLCV for the chosen ticker partitions (backfill target).",
-                    partitions_def=ohlcv.partitions_def)
+    job = asset_job(
+        "market_ohlcv_job",
+        [ohlcv],
+        "Load raw OHLCV for the chosen ticker partitions (backfill target).",
+        partitions_def=ohlcv.partitions_def,
+    )
 
-    @dg.schedule(job=job, cron_schedule="30 22 * * 1-5", execution_timezone="America/New_York",
-                 default_status=dg.DefaultScheduleStatus.STOPPED)
+    @dg.schedule(
+        job=job,
+        cron_schedule="30 22 * * 1-5",
+        execution_timezone="America/New_York",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
     def market_daily_refresh(context: dg.ScheduleEvaluationContext):
         """After the US close on weekdays: one run per ticker. Ships STOPPED: turn it on for the
         research profile (the demo's bundled data never changes)."""

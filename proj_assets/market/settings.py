@@ -17,7 +17,9 @@ class SplitFractions(Section):
     @model_validator(mode="after")
     def _leaves_test(self):
         if self.train + self.val >= 1:
-            raise ValueError(f"train + val must be < 1 so a test split remains (got {self.train + self.val})")
+            raise ValueError(
+                f"train + val must be < 1 so a test split remains (got {self.train + self.val})"
+            )
         return self
 
 

@@ -27,13 +27,19 @@ def split_boundaries(dates: pl.Series, train: float, val: float, embargo: int) -
     for name in SPLIT_NAMES:
         lo, hi = bounds[name]
         if hi - lo < 1 or hi > n:
-            raise ValueError(f"split {name!r} does not fit: {n} rows are too few for fractions "
-                             f"train={train}, val={val} and embargo={embargo}")
-        rows.append({"split": name, "start_date": dates[lo], "end_date": dates[hi - 1], "n_rows": hi - lo})
+            raise ValueError(
+                f"split {name!r} does not fit: {n} rows are too few for fractions "
+                f"train={train}, val={val} and embargo={embargo}"
+            )
+        rows.append(
+            {"split": name, "start_date": dates[lo], "end_date": dates[hi - 1], "n_rows": hi - lo}
+        )
     return pl.DataFrame(rows).with_columns(pl.lit(embargo).alias("embargo_rows"))
 
 
-def fit_scaler(train_features: pl.DataFrame, feature_names: list[str]) -> tuple[list[float], list[float]]:
+def fit_scaler(
+    train_features: pl.DataFrame, feature_names: list[str]
+) -> tuple[list[float], list[float]]:
     """Mean and standard deviation per feature on the training rows (a constant feature gets std 1)."""
     values = train_features.select(feature_names).to_numpy().astype(np.float64)
     mean = values.mean(axis=0)
@@ -42,15 +48,22 @@ def fit_scaler(train_features: pl.DataFrame, feature_names: list[str]) -> tuple[
     return mean.tolist(), std.tolist()
 
 
-def build_splits(features: pl.DataFrame, targets: pl.DataFrame, feature_names: list[str],
-                 train: float, val: float) -> pl.DataFrame:
+def build_splits(
+    features: pl.DataFrame,
+    targets: pl.DataFrame,
+    feature_names: list[str],
+    train: float,
+    val: float,
+) -> pl.DataFrame:
     """Split table with the train-only scaler attached (list columns, same on every row)."""
     target_cols = [c for c in targets.columns if c.startswith("target_h")]
     embargo = max(int(c.removeprefix("target_h")) for c in target_cols)
     labelled = features.join(targets, on="date", how="inner").drop_nulls(target_cols).sort("date")
     table = split_boundaries(labelled["date"], train, val, embargo)
     train_row = table.row(0, named=True)
-    train_rows = labelled.filter(pl.col("date").is_between(train_row["start_date"], train_row["end_date"]))
+    train_rows = labelled.filter(
+        pl.col("date").is_between(train_row["start_date"], train_row["end_date"])
+    )
     mean, std = fit_scaler(train_rows, feature_names)
     return table.with_columns(
         pl.lit(feature_names, dtype=pl.List(pl.Utf8)).alias("scaler_features"),

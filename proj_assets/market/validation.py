@@ -31,7 +31,10 @@ def date_order_problems(df: pl.DataFrame) -> pl.DataFrame:
     duplicated = numbered["date"].is_duplicated()
     not_increasing = numbered["date"].diff() <= pl.duration(days=0)
     return numbered.with_columns(
-        pl.when(duplicated).then(pl.lit("duplicate date")).otherwise(pl.lit("not after previous row")).alias("problem")
+        pl.when(duplicated)
+        .then(pl.lit("duplicate date"))
+        .otherwise(pl.lit("not after previous row"))
+        .alias("problem")
     ).filter(duplicated | not_increasing.fill_null(False))
 
 
@@ -42,4 +45,6 @@ def calendar_gaps(df: pl.DataFrame, max_gap_days: int) -> pl.DataFrame:
         pl.col("date").shift(1).alias("previous_date"),
         (pl.col("date") - pl.col("date").shift(1)).dt.total_days().alias("gap_days"),
     )
-    return gaps.filter(pl.col("gap_days") > max_gap_days).select("previous_date", "date", "gap_days")
+    return gaps.filter(pl.col("gap_days") > max_gap_days).select(
+        "previous_date", "date", "gap_days"
+    )

@@ -50,8 +50,12 @@ def budget_state(cost: float, budget: float | None, warn_fraction: float) -> Bud
     return BudgetState.OK
 
 
-def summarize_budget(spends: list[Spend], rates_per_hour: dict[str, float], budgets: dict[str, float],
-                     warn_fraction: float = 0.8) -> list[DomainBudget]:
+def summarize_budget(
+    spends: list[Spend],
+    rates_per_hour: dict[str, float],
+    budgets: dict[str, float],
+    warn_fraction: float = 0.8,
+) -> list[DomainBudget]:
     """One row per domain that spent compute or has a budget, sorted by domain.
 
     A device kind with no rate costs nothing but is listed in `unpriced_devices`, so a missing
@@ -69,6 +73,15 @@ def summarize_budget(spends: list[Spend], rates_per_hour: dict[str, float], budg
         cost = sum(s.seconds / 3600.0 * rates_per_hour.get(s.device, 0.0) for s in mine)
         unpriced = tuple(sorted({s.device for s in mine if s.device not in rates_per_hour}))
         budget = budgets.get(domain)
-        rows.append(DomainBudget(domain, seconds, cost, budget, len(mine), unpriced,
-                                 budget_state(cost, budget, warn_fraction)))
+        rows.append(
+            DomainBudget(
+                domain,
+                seconds,
+                cost,
+                budget,
+                len(mine),
+                unpriced,
+                budget_state(cost, budget, warn_fraction),
+            )
+        )
     return rows

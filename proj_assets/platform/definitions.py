@@ -12,6 +12,9 @@ from proj_assets.profiles import Profile
 
 
 def build_platform(profile: Profile) -> dg.Definitions:
-    return dg.Definitions(assets=[status_asset(profile)], asset_checks=[budget_check(profile)],
-                          jobs=[gate_review_job, status_job],
-                          sensors=[gated_automation_sensor, status_note_sensor])
+    return dg.Definitions(
+        assets=[status_asset(profile)],
+        asset_checks=[budget_check(profile)],
+        jobs=[gate_review_job, status_job],
+        sensors=[gated_automation_sensor, status_note_sensor],
+    )

@@ -10,6 +10,9 @@ automated runs in later ticks.
 import dagster as dg
 
 gated_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "gated_automation_sensor", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.STOPPED,
+    "gated_automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=60,
-    description="Declarative automation for every asset (eager + blocking checks passed where declared).")
+    description="Declarative automation for every asset (eager + blocking checks passed where declared).",
+)

@@ -14,10 +14,10 @@ from dagster._core.loader import LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from proj_assets.platform.budget import Spend, summarize_budget
+from proj_assets.platform.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
 from proj_assets.shared.gates import latest_check_results
 from proj_assets.shared.instance_reads import materializations, partition_states
 from proj_assets.shared.reviews import Review
-from proj_assets.platform.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
 
 # Messages Dagster writes when a run's process died (code server / run monitoring daemon).
 DEATH_MARKERS = ("Run execution process for", "Detected run worker status", "seconds to start")
@@ -61,12 +61,27 @@ def _asset_status(instance, graph, key: dg.AssetKey, jobs: dict) -> AssetStatus:
         done = entry.last_materialization_storage_id if entry else None
         failed_rec = entry.last_failed_to_materialize_record if entry else None
         failed = failed_rec is not None and (done is None or failed_rec.storage_id > done)
-        return AssetStatus(key.to_user_string(), domain, False, 1, int(done is not None and not failed),
-                           [""] if failed else [], [""] if done is None and not failed else [])
+        return AssetStatus(
+            key.to_user_string(),
+            domain,
+            False,
+            1,
+            int(done is not None and not failed),
+            [""] if failed else [],
+            [""] if done is None and not failed else [],
+        )
     all_keys, done, failed, running = partition_states(instance, key, pdef)
-    return AssetStatus(key.to_user_string(), domain, True, len(all_keys), len((done - failed) & set(all_keys)),
-                       [k for k in all_keys if k in failed], [k for k in all_keys if k not in done | failed | running],
-                       len(running), jobs.get(key))
+    return AssetStatus(
+        key.to_user_string(),
+        domain,
+        True,
+        len(all_keys),
+        len((done - failed) & set(all_keys)),
+        [k for k in all_keys if k in failed],
+        [k for k in all_keys if k not in done | failed | running],
+        len(running),
+        jobs.get(key),
+    )
 
 
 def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateStatus]:
@@ -77,15 +92,27 @@ def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateSta
         blocking = graph.get_check_spec(key).blocking
         latest = latest_check_results(instance, key)
         if not latest:
-            gates.append(GateStatus(key.to_user_string(), key.asset_key.path[0], blocking, None, None))
+            gates.append(
+                GateStatus(key.to_user_string(), key.asset_key.path[0], blocking, None, None)
+            )
         for partition, record in sorted(latest.items(), key=lambda kv: kv[0] or ""):
             ev = record.evaluation
             meta = ev.metadata if ev else {}
             value = {n: getattr(meta.get(n), "value", None) for n in ("measured", "threshold")}
-            gates.append(GateStatus(
-                key.to_user_string(), key.asset_key.path[0], blocking, partition, ev.passed if ev else None,
-                ev.severity.value if ev else "", *(float(v) if isinstance(v, int | float) else None for v in value.values()),
-                (ev.description or "") if ev else "", record.run_id, str(getattr(meta.get("must_be"), "value", ""))))
+            gates.append(
+                GateStatus(
+                    key.to_user_string(),
+                    key.asset_key.path[0],
+                    blocking,
+                    partition,
+                    ev.passed if ev else None,
+                    ev.severity.value if ev else "",
+                    *(float(v) if isinstance(v, int | float) else None for v in value.values()),
+                    (ev.description or "") if ev else "",
+                    record.run_id,
+                    str(getattr(meta.get("must_be"), "value", "")),
+                )
+            )
     return gates
 
 
@@ -96,11 +123,17 @@ def _stale_assets(instance, graph) -> list[StaleAsset]:
         if not graph.get(key).is_materializable:
             continue
         pdef = graph.get(key).partitions_def
-        partitions = [None] if pdef is None else list(
-            instance.get_materialized_partitions(key))[:STALE_PARTITIONS_CHECKED]
+        partitions = (
+            [None]
+            if pdef is None
+            else list(instance.get_materialized_partitions(key))[:STALE_PARTITIONS_CHECKED]
+        )
         for partition in partitions:
             if resolver.get_status(key, partition) == StaleStatus.STALE:
-                causes = [f"{c.key.asset_key.to_user_string()}: {c.reason}" for c in resolver.get_stale_root_causes(key, partition)]
+                causes = [
+                    f"{c.key.asset_key.to_user_string()}: {c.reason}"
+                    for c in resolver.get_stale_root_causes(key, partition)
+                ]
                 stale.append(StaleAsset(key.to_user_string(), partition, causes))
     return stale
 
@@ -116,21 +149,38 @@ def _root_cause(error) -> str:
 
 def _run_info(instance, record) -> RunInfo:
     run = record.dagster_run
-    when = (record.end_time or record.start_time or record.create_timestamp.timestamp())
-    info = RunInfo(run.run_id, run.job_name, run.status.value, datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M"),
-                   run.tags.get("dagster/partition"))
+    when = record.end_time or record.start_time or record.create_timestamp.timestamp()
+    info = RunInfo(
+        run.run_id,
+        run.job_name,
+        run.status.value,
+        datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M"),
+        run.tags.get("dagster/partition"),
+    )
     if run.status != dg.DagsterRunStatus.FAILURE:
         return info
-    events = instance.all_logs(run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE,
-                                                     dg.DagsterEventType.ENGINE_EVENT})
+    events = instance.all_logs(
+        run.run_id,
+        of_type={
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.RUN_FAILURE,
+            dg.DagsterEventType.ENGINE_EVENT,
+        },
+    )
     messages = [e.dagster_event.message or "" for e in events if e.dagster_event]
     info.died = any(marker in m for m in messages for marker in DEATH_MARKERS)
-    step_errors = [e.dagster_event.step_failure_data.error for e in events
-                   if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE]
+    step_errors = [
+        e.dagster_event.step_failure_data.error
+        for e in events
+        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
     if step_errors and step_errors[0] is not None:
         info.error = _root_cause(step_errors[0])
     else:
-        info.error = next((m for m in messages if any(k in m for k in DEATH_MARKERS)), messages[-1] if messages else "")
+        info.error = next(
+            (m for m in messages if any(k in m for k in DEATH_MARKERS)),
+            messages[-1] if messages else "",
+        )
     return info
 
 
@@ -148,12 +198,22 @@ def _spends(instance, graph) -> list[Spend]:
 
 def compute_budget(instance: dg.DagsterInstance, graph, profile) -> list:
     """Compute spent per domain against the profile's budgets (`budget.DomainBudget` rows)."""
-    return summarize_budget(_spends(instance, graph), profile.compute.cost_per_hour, profile.platform.budgets,
-                            profile.platform.budget_warn_fraction)
+    return summarize_budget(
+        _spends(instance, graph),
+        profile.compute.cost_per_hour,
+        profile.platform.budgets,
+        profile.platform.budget_warn_fraction,
+    )
 
 
-def build_snapshot(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition, profile, reviews: list[Review],
-                   current_run_id: str | None = None, writing: dg.AssetKey | None = None) -> Snapshot:
+def build_snapshot(
+    instance: dg.DagsterInstance,
+    repository: dg.RepositoryDefinition,
+    profile,
+    reviews: list[Review],
+    current_run_id: str | None = None,
+    writing: dg.AssetKey | None = None,
+) -> Snapshot:
     """Everything the status report needs, read from `instance` for the assets of `repository`
     (the code location: `context.repository_def` in a run, `defs.get_repository_def()` outside).
     When a run writes the note as asset `writing`, that run (`current_run_id`) is not work in
@@ -161,12 +221,31 @@ def build_snapshot(instance: dg.DagsterInstance, repository: dg.RepositoryDefini
     graph = repository.asset_graph
     jobs = backfill_jobs(repository)
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
-    assets = [AssetStatus(k.to_user_string(), k.path[0], False, 1, 1) if k == writing
-              else _asset_status(instance, graph, k, jobs) for k in keys]
-    runs = [r for r in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES), limit=50)
-            if r.dagster_run.run_id != current_run_id]
-    failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=FAILURES_SHOWN)
+    assets = [
+        AssetStatus(k.to_user_string(), k.path[0], False, 1, 1)
+        if k == writing
+        else _asset_status(instance, graph, k, jobs)
+        for k in keys
+    ]
+    runs = [
+        r
+        for r in instance.get_run_records(
+            dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES), limit=50
+        )
+        if r.dagster_run.run_id != current_run_id
+    ]
+    failed = instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=FAILURES_SHOWN
+    )
     budget = compute_budget(instance, graph, profile)
-    return Snapshot(datetime.now(UTC), profile.name, assets, _gate_statuses(instance, graph, writing),
-                    _stale_assets(instance, graph), [_run_info(instance, r) for r in runs],
-                    [_run_info(instance, r) for r in failed], budget, reviews)
+    return Snapshot(
+        datetime.now(UTC),
+        profile.name,
+        assets,
+        _gate_statuses(instance, graph, writing),
+        _stale_assets(instance, graph),
+        [_run_info(instance, r) for r in runs],
+        [_run_info(instance, r) for r in failed],
+        budget,
+        reviews,
+    )

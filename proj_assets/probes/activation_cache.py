@@ -28,12 +28,30 @@ class CacheError(ValueError):
     """A cache folder is incomplete or inconsistent with its index."""
 
 
-def cache_spec(model_id: str, revision: str, layer: int, corpus_hash: str, max_tokens: int,
-               context: str, tokenizer_hash: str, extraction_version: str, max_context: int) -> dict:
+def cache_spec(
+    model_id: str,
+    revision: str,
+    layer: int,
+    corpus_hash: str,
+    max_tokens: int,
+    context: str,
+    tokenizer_hash: str,
+    extraction_version: str,
+    max_context: int,
+) -> dict:
     """Everything that determines the cached activations; its hash names the cache folder."""
-    return {"model_id": model_id, "revision": revision, "layer": int(layer), "corpus_hash": corpus_hash,
-            "max_tokens": int(max_tokens), "context": context, "dtype": DTYPE, "tokenizer_hash": tokenizer_hash,
-            "extraction_version": extraction_version, "max_context": int(max_context)}
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "layer": int(layer),
+        "corpus_hash": corpus_hash,
+        "max_tokens": int(max_tokens),
+        "context": context,
+        "dtype": DTYPE,
+        "tokenizer_hash": tokenizer_hash,
+        "extraction_version": extraction_version,
+        "max_context": int(max_context),
+    }
 
 
 def _file_digest(path: Path) -> str:
@@ -43,7 +61,9 @@ def _file_digest(path: Path) -> str:
 
 def cache_problem(folder: Path) -> str | None:
     """Why a cache folder cannot be read (missing file, unreadable meta, wrong size or checksum), or None."""
-    missing = [name for name in (ACTIVATIONS_FILE, INDEX_FILE, META_FILE) if not (folder / name).is_file()]
+    missing = [
+        name for name in (ACTIVATIONS_FILE, INDEX_FILE, META_FILE) if not (folder / name).is_file()
+    ]
     if missing:
         return f"missing {missing}"
     try:
@@ -67,27 +87,45 @@ def cache_is_valid(folder: Path) -> bool:
 class CacheWriter:
     """Fills a new cache folder: lengths are known up front, activations arrive per sentence."""
 
-    def __init__(self, folder: Path, spec: dict, uids: np.ndarray, lengths: np.ndarray, hidden: int):
+    def __init__(
+        self, folder: Path, spec: dict, uids: np.ndarray, lengths: np.ndarray, hidden: int
+    ):
         self.folder, self.spec = folder, spec
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self.index = pl.DataFrame({"uid": uids.astype(np.int64), "offset": offsets, "length": lengths.astype(np.int64)})
+        self.index = pl.DataFrame(
+            {"uid": uids.astype(np.int64), "offset": offsets, "length": lengths.astype(np.int64)}
+        )
         self._offset = dict(zip(uids.tolist(), offsets.tolist()))
         self.shape = (int(lengths.sum()), int(hidden))
         self.array = np.memmap(folder / ACTIVATIONS_FILE, dtype=DTYPE, mode="w+", shape=self.shape)
 
     def put(self, uid: int, tokens: np.ndarray) -> None:
         start = self._offset[uid]
-        self.array[start:start + tokens.shape[0]] = tokens.astype(DTYPE)
+        self.array[start : start + tokens.shape[0]] = tokens.astype(DTYPE)
 
     def close(self, extra_meta: dict | None = None) -> None:
         """Write the index and meta.json (with `extra_meta`, e.g. the boundary-token counts)."""
         self.array.flush()
         del self.array
         self.index.write_parquet(self.folder / INDEX_FILE)
-        files = {name: {"bytes": (self.folder / name).stat().st_size, "sha256": _file_digest(self.folder / name)}
-                 for name in (ACTIVATIONS_FILE, INDEX_FILE)}
-        (self.folder / META_FILE).write_text(json.dumps({**(extra_meta or {}), "spec": self.spec, "shape": self.shape,
-                                                         "dtype": DTYPE, "files": files}))
+        files = {
+            name: {
+                "bytes": (self.folder / name).stat().st_size,
+                "sha256": _file_digest(self.folder / name),
+            }
+            for name in (ACTIVATIONS_FILE, INDEX_FILE)
+        }
+        (self.folder / META_FILE).write_text(
+            json.dumps(
+                {
+                    **(extra_meta or {}),
+                    "spec": self.spec,
+                    "shape": self.shape,
+                    "dtype": DTYPE,
+                    "files": files,
+                }
+            )
+        )
 
 
 def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:
@@ -95,10 +133,14 @@ def open_cache(folder: Path) -> tuple[np.memmap, pl.DataFrame, dict]:
     verifying sizes and checksums."""
     problem = cache_problem(folder)
     if problem:
-        raise CacheError(f"activation cache {folder} cannot be read: {problem}; "
-                         "re-materialize probes/features/token_activations (it rebuilds a broken cache)")
+        raise CacheError(
+            f"activation cache {folder} cannot be read: {problem}; "
+            "re-materialize probes/features/token_activations (it rebuilds a broken cache)"
+        )
     meta = json.loads((folder / META_FILE).read_text())
-    array = np.memmap(folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r", shape=tuple(meta["shape"]))
+    array = np.memmap(
+        folder / ACTIVATIONS_FILE, dtype=meta["dtype"], mode="r", shape=tuple(meta["shape"])
+    )
     return array, pl.read_parquet(folder / INDEX_FILE), meta
 
 
@@ -108,8 +150,13 @@ def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     touched: indexing the memmap would keep every page read resident in this process (file-backed
     RSS, another copy of the slice on top of the packed one). Any other array is indexed."""
     rows = np.asarray(rows, dtype=np.int64)
-    if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.ndim == 2
-            and array.flags.c_contiguous and array.filename):
+    if not (
+        isinstance(array, np.memmap)
+        and isinstance(array.base, mmap.mmap)
+        and array.ndim == 2
+        and array.flags.c_contiguous
+        and array.filename
+    ):
         return np.asarray(array[rows], dtype=np.float16)
     out = np.empty((len(rows), array.shape[1]), dtype=array.dtype)
     if not rows.size:
@@ -133,22 +180,47 @@ def index_problems(index: pl.DataFrame, n_rows: int, expected_uids: set[int]) ->
     """Index rows that do not tile the activation array exactly (gaps, overlaps, out of range,
     empty sentences) or that name sentences the corpus does not have / miss ones it has."""
     ordered = index.sort("offset")
-    expected_offset = pl.concat([pl.Series([0], dtype=pl.Int64), (ordered["offset"] + ordered["length"]).head(-1)])
+    expected_offset = pl.concat(
+        [pl.Series([0], dtype=pl.Int64), (ordered["offset"] + ordered["length"]).head(-1)]
+    )
     bad = ordered.with_columns(expected_offset=expected_offset).with_columns(
-        problem=pl.when(pl.col("length") <= 0).then(pl.lit("empty sentence"))
-        .when(pl.col("offset") != pl.col("expected_offset")).then(pl.lit("gap or overlap"))
-        .when(pl.col("offset") + pl.col("length") > n_rows).then(pl.lit("past end of array"))
-        .when(~pl.col("uid").is_in(list(expected_uids))).then(pl.lit("uid not in corpus")))
+        problem=pl.when(pl.col("length") <= 0)
+        .then(pl.lit("empty sentence"))
+        .when(pl.col("offset") != pl.col("expected_offset"))
+        .then(pl.lit("gap or overlap"))
+        .when(pl.col("offset") + pl.col("length") > n_rows)
+        .then(pl.lit("past end of array"))
+        .when(~pl.col("uid").is_in(list(expected_uids)))
+        .then(pl.lit("uid not in corpus"))
+    )
     problems = bad.filter(pl.col("problem").is_not_null()).drop("expected_offset")
     missing = sorted(expected_uids - set(index["uid"].to_list()))
     if missing:
-        problems = pl.concat([problems, pl.DataFrame({"uid": missing, "offset": None, "length": None,
-                                                       "problem": "sentence missing from index"},
-                                                      schema=problems.schema)])
+        problems = pl.concat(
+            [
+                problems,
+                pl.DataFrame(
+                    {
+                        "uid": missing,
+                        "offset": None,
+                        "length": None,
+                        "problem": "sentence missing from index",
+                    },
+                    schema=problems.schema,
+                ),
+            ]
+        )
     end = int((ordered["offset"] + ordered["length"]).max() or 0)
     if end != n_rows and problems.height == 0:
-        problems = pl.DataFrame({"uid": [None], "offset": [end], "length": [n_rows - end],
-                                 "problem": ["array has rows no sentence owns"]}, schema=problems.schema)
+        problems = pl.DataFrame(
+            {
+                "uid": [None],
+                "offset": [end],
+                "length": [n_rows - end],
+                "problem": ["array has rows no sentence owns"],
+            },
+            schema=problems.schema,
+        )
     return problems
 
 
@@ -156,7 +228,7 @@ def nonfinite_rows(array: np.ndarray, index: pl.DataFrame, chunk: int = 1 << 16)
     """Sentences (uid, offset, length) whose activations contain NaN or inf, scanned in chunks."""
     bad_rows = []
     for start in range(0, array.shape[0], chunk):
-        block = np.asarray(array[start:start + chunk], dtype=np.float32)
+        block = np.asarray(array[start : start + chunk], dtype=np.float32)
         bad_rows.extend((start + np.flatnonzero(~np.isfinite(block).all(axis=1))).tolist())
     if not bad_rows:
         return index.head(0)

@@ -8,21 +8,40 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.check_results import markdown_table
-from proj_assets.shared.compute_write import Handoff, compute_op, load_handoff, remove_handoff, save_handoff, write_op
-from proj_assets.shared.conventions import DUCKDB_POOL, GATED, check_key, table_metadata
-from proj_assets.partitions import probe_config_fold_partitions, probe_config_partitions, probe_fold_partitions
-from proj_assets.shared.gates import gated
+from proj_assets.partitions import (
+    probe_config_fold_partitions,
+    probe_config_partitions,
+    probe_fold_partitions,
+)
 from proj_assets.probes.activation_cache import cache_is_valid, cache_spec
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
 from proj_assets.probes.results_store import predictions_relpath, replace_partitions
-from proj_assets.probes.sweep_spec import (CONFIG_FIELDS, SHARED_FIELDS, expand, group_key, load_spec, resolve_config,
-                                           stage1_id, stage2_id)
-from proj_assets.probes.token_spans import EXTRACTION_VERSION, tokenizer_hash
 from proj_assets.probes.settings import ProbesSettings
+from proj_assets.probes.sweep_spec import (
+    CONFIG_FIELDS,
+    SHARED_FIELDS,
+    expand,
+    group_key,
+    load_spec,
+    resolve_config,
+    stage1_id,
+    stage2_id,
+)
+from proj_assets.probes.token_spans import EXTRACTION_VERSION, tokenizer_hash
+from proj_assets.shared.check_results import markdown_table
+from proj_assets.shared.compute_write import (
+    Handoff,
+    compute_op,
+    load_handoff,
+    remove_handoff,
+    save_handoff,
+    write_op,
+)
+from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
+from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
@@ -36,18 +55,38 @@ SCREENING = ["probes", "sweep", "screening"]
 SUMMARY = ["probes", "report", "summary"]
 
 
-def activation_folders(settings: ProbesSettings, corpus: pl.DataFrame, artifacts: ArtifactStore,
-                       model: ModelSource) -> dict[int, tuple[dict, Path]]:
+def activation_folders(
+    settings: ProbesSettings, corpus: pl.DataFrame, artifacts: ArtifactStore, model: ModelSource
+) -> dict[int, tuple[dict, Path]]:
     """Layer → (cache spec, content-addressed folder) for every layer the sweep spec uses."""
     layers = sorted(set(load_spec(settings.sweep_spec_path()).factors.layer))
     config = read_model_config(str(check_model_dir(model.path)))
     context = resolve_context(config, settings.model.context)
     model_id = getattr(config, "_name_or_path", "") or Path(model.path).name
-    chash, revision, tok_hash = corpus_hash(corpus), model.resolved_revision(), tokenizer_hash(model.path)
+    chash, revision, tok_hash = (
+        corpus_hash(corpus),
+        model.resolved_revision(),
+        tokenizer_hash(model.path),
+    )
     m = settings.model
-    specs = {layer: cache_spec(model_id, revision, layer, chash, m.max_tokens, context, tok_hash, EXTRACTION_VERSION,
-                               m.max_context_tokens) for layer in layers}
-    return {layer: (spec, artifacts.content_path("probes/activations", spec)) for layer, spec in specs.items()}
+    specs = {
+        layer: cache_spec(
+            model_id,
+            revision,
+            layer,
+            chash,
+            m.max_tokens,
+            context,
+            tok_hash,
+            EXTRACTION_VERSION,
+            m.max_context_tokens,
+        )
+        for layer in layers
+    }
+    return {
+        layer: (spec, artifacts.content_path("probes/activations", spec))
+        for layer, spec in specs.items()
+    }
 
 
 def progress_logger(context: dg.AssetExecutionContext, what: str):
@@ -56,57 +95,104 @@ def progress_logger(context: dg.AssetExecutionContext, what: str):
 
     def log(done: int, total: int) -> None:
         rate = done / max(time.perf_counter() - started, 1e-9)
-        context.log.info(f"{what}: {done} of {total} ({rate:.1f}/s, ETA {(total - done) / max(rate, 1e-9):.0f}s)")
+        context.log.info(
+            f"{what}: {done} of {total} ({rate:.1f}/s, ETA {(total - done) / max(rate, 1e-9):.0f}s)"
+        )
+
     return log
 
 
 def run_partitions(context) -> list[dict[str, str]]:
     """The run's partitions as {"config": ..., "fold": ...}: one, or every key of its range."""
-    return [probe_config_fold_partitions.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
+    return [
+        probe_config_fold_partitions.get_partition_key_from_str(k).keys_by_dimension
+        for k in context.partition_keys
+    ]
 
 
 def partition_row(config: dict, fold: str, metrics: pl.DataFrame, data) -> dict:
     """One partition's settings and headline numbers, for the run's metadata."""
     cand = metrics.filter(pl.col("role") == "candidate")
     mean = lambda role: round(float(metrics.filter(pl.col("role") == role)["pr_auc"].mean()), 4)  # noqa: E731
-    return {"config_id": config["config_id"], "fold": fold, **{field: config[field] for field in CONFIG_FIELDS},
-            "seeds": int(config["n_seeds"]), "candidate_pr_auc_mean": mean("candidate"), "baseline_pr_auc": mean("baseline"),
-            "control_pr_auc_mean": mean("control"), "epochs_run_mean": round(float(cand["epochs_run"].mean()), 1),
-            "n_train": int(data.y_train.size), "n_test": int(data.y_test.size)}
+    return {
+        "config_id": config["config_id"],
+        "fold": fold,
+        **{field: config[field] for field in CONFIG_FIELDS},
+        "seeds": int(config["n_seeds"]),
+        "candidate_pr_auc_mean": mean("candidate"),
+        "baseline_pr_auc": mean("baseline"),
+        "control_pr_auc_mean": mean("control"),
+        "epochs_run_mean": round(float(cand["epochs_run"].mean()), 1),
+        "n_train": int(data.y_train.size),
+        "n_test": int(data.y_test.size),
+    }
 
 
 def current_results(warehouse: Warehouse, manifest: pl.DataFrame) -> pl.DataFrame:
     """Fold result rows of the configs in the current manifest (stage 1 and their stage 2)."""
     results = warehouse.query(f"select * from {RESULTS_TABLE}")
     current = manifest["config_id"].to_list()
-    results = results.filter(pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(current))
+    results = results.filter(
+        pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(current)
+    )
     if results.height == 0:
-        raise dg.Failure("no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first")
+        raise dg.Failure(
+            "no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first"
+        )
     return results
 
 
-def probes_assets(settings: ProbesSettings, device_tags: dict, warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def probes_assets(
+    settings: ProbesSettings, device_tags: dict, warehouse: Warehouse
+) -> list[dg.AssetsDefinition]:
     """The probes assets for `settings`; fold training on the Celery queue of `device_tags`;
     `warehouse` holds the gate reviews (and the fold results)."""
 
-    @dg.asset(key=CORPUS, group_name="probes", kinds={"polars", "duckdb"}, metadata=table_metadata(CORPUS), pool=DUCKDB_POOL)
-    def corpus(context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance) -> pl.DataFrame:
+    @dg.asset(
+        key=CORPUS,
+        group_name="probes",
+        kinds={"polars", "duckdb"},
+        metadata=table_metadata(CORPUS),
+        pool=DUCKDB_POOL,
+    )
+    def corpus(
+        context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance
+    ) -> pl.DataFrame:
         """Sentences of reasoning traces with their problem (group), position and anchor label."""
         corpus_settings = settings.corpus
         with compute.meter() as meter:
             df = load_configured_corpus(corpus_settings)
-        context.add_output_metadata({
-            "rows": df.height, "groups": df["group_id"].n_unique(), "traces": df["trace_id"].n_unique(),
-            "positive_rate": round(float(df["label"].mean()), 4), "corpus_hash": corpus_hash(df),
-            "source": corpus_settings.path or "generated", **meter.metadata(), **provenance.metadata()})
-        return provenance.stamp(df, context.run_id, corpus_settings.seed, corpus_settings.model_dump())
+        context.add_output_metadata(
+            {
+                "rows": df.height,
+                "groups": df["group_id"].n_unique(),
+                "traces": df["trace_id"].n_unique(),
+                "positive_rate": round(float(df["label"].mean()), 4),
+                "corpus_hash": corpus_hash(df),
+                "source": corpus_settings.path or "generated",
+                **meter.metadata(),
+                **provenance.metadata(),
+            }
+        )
+        return provenance.stamp(
+            df, context.run_id, corpus_settings.seed, corpus_settings.model_dump()
+        )
 
-
-    @dg.asset(key=ACTIVATIONS, group_name="probes", kinds={"torch", "numpy"}, ins={"corpus": dg.AssetIn(CORPUS)},
-              automation_condition=GATED)
+    @dg.asset(
+        key=ACTIVATIONS,
+        group_name="probes",
+        kinds={"torch", "numpy"},
+        ins={"corpus": dg.AssetIn(CORPUS)},
+        automation_condition=GATED,
+    )
     @gated(ACTIVATIONS, warehouse)
-    def token_activations(context: dg.AssetExecutionContext, corpus: pl.DataFrame, artifacts: ArtifactStore,
-                          compute: Compute, probe_model: ModelSource) -> dg.MaterializeResult:
+    def token_activations(
+        context: dg.AssetExecutionContext,
+        corpus: pl.DataFrame,
+        artifacts: ArtifactStore,
+        compute: Compute,
+        probe_model: ModelSource,
+    ) -> dg.MaterializeResult:
         """Per-token float16 activations of every sentence, one shared content-addressed cache per layer."""
         from contextlib import ExitStack
 
@@ -115,58 +201,129 @@ def probes_assets(settings: ProbesSettings, device_tags: dict, warehouse: Wareho
 
         model_settings = settings.model
         folders = activation_folders(settings, corpus, artifacts, probe_model)
-        missing = {layer: pair for layer, pair in folders.items() if not cache_is_valid(pair[1])}  # absent or broken
+        missing = {
+            layer: pair for layer, pair in folders.items() if not cache_is_valid(pair[1])
+        }  # absent or broken
         with compute.meter() as meter:
             if missing:
                 device = compute.torch_device()
-                model, tokenizer = load_encoder(probe_model.path, device), load_tokenizer(probe_model.path)
+                model, tokenizer = (
+                    load_encoder(probe_model.path, device),
+                    load_tokenizer(probe_model.path),
+                )
                 with ExitStack() as stack:  # every layer's folder appears at once, or none does
-                    tmp = {layer: stack.enter_context(artifacts.atomic_dir(folder)) for layer, (_s, folder) in missing.items()}
+                    tmp = {
+                        layer: stack.enter_context(artifacts.atomic_dir(folder))
+                        for layer, (_s, folder) in missing.items()
+                    }
                     extract_into_caches(
-                        model, tokenizer, with_sentence_uid(corpus), tmp, {k: v[0] for k, v in missing.items()},
-                        model_settings.max_tokens, next(iter(missing.values()))[0]["context"],
-                        model_settings.max_context_tokens, model_settings.batch_size, device,
-                        progress=progress_logger(context, "encoded model inputs"))
-        per_layer = {str(layer): {"path": str(folder), "hash": folder.name, "cache_hit": layer not in missing,
-                                  **{k: v for k, v in artifacts.describe(folder).items() if k == "bytes"}}
-                     for layer, (_spec, folder) in folders.items()}
+                        model,
+                        tokenizer,
+                        with_sentence_uid(corpus),
+                        tmp,
+                        {k: v[0] for k, v in missing.items()},
+                        model_settings.max_tokens,
+                        next(iter(missing.values()))[0]["context"],
+                        model_settings.max_context_tokens,
+                        model_settings.batch_size,
+                        device,
+                        progress=progress_logger(context, "encoded model inputs"),
+                    )
+        per_layer = {
+            str(layer): {
+                "path": str(folder),
+                "hash": folder.name,
+                "cache_hit": layer not in missing,
+                **{k: v for k, v in artifacts.describe(folder).items() if k == "bytes"},
+            }
+            for layer, (_spec, folder) in folders.items()
+        }
         total = sum(v["bytes"] for v in per_layer.values())
-        return dg.MaterializeResult(metadata={
-            "layers": dg.MetadataValue.json(per_layer), "bytes": total, "cache_hits": len(folders) - len(missing),
-            "path": dg.MetadataValue.path(str(next(iter(folders.values()))[1].parent)),
-            "model_revision": probe_model.resolved_revision(), **meter.metadata()})
+        return dg.MaterializeResult(
+            metadata={
+                "layers": dg.MetadataValue.json(per_layer),
+                "bytes": total,
+                "cache_hits": len(folders) - len(missing),
+                "path": dg.MetadataValue.path(str(next(iter(folders.values()))[1].parent)),
+                "model_revision": probe_model.resolved_revision(),
+                **meter.metadata(),
+            }
+        )
 
-
-    @dg.asset(key=MANIFEST, group_name="probes", kinds={"polars", "duckdb"}, ins={"corpus": dg.AssetIn(CORPUS)},
-              deps=[ACTIVATIONS], metadata=table_metadata(MANIFEST), pool=DUCKDB_POOL)
+    @dg.asset(
+        key=MANIFEST,
+        group_name="probes",
+        kinds={"polars", "duckdb"},
+        ins={"corpus": dg.AssetIn(CORPUS)},
+        deps=[ACTIVATIONS],
+        metadata=table_metadata(MANIFEST),
+        pool=DUCKDB_POOL,
+    )
     @gated(MANIFEST, warehouse)
-    def manifest(context: dg.AssetExecutionContext, corpus: pl.DataFrame, provenance: Provenance,
-                 artifacts: ArtifactStore, probe_model: ModelSource) -> pl.DataFrame:
+    def manifest(
+        context: dg.AssetExecutionContext,
+        corpus: pl.DataFrame,
+        provenance: Provenance,
+        artifacts: ArtifactStore,
+        probe_model: ModelSource,
+    ) -> pl.DataFrame:
         """Stage-1 probe configs of the sweep spec (settings, stable ids, their activation cache);
         registers config and fold partitions. Model weights are hashed here, once per sweep."""
         spec = load_spec(settings.sweep_spec_path())
         caches = activation_folders(settings, corpus, artifacts, probe_model)
         # configs that train together are registered next to each other, so a backfill's run (a range
         # of one fold's configs) holds whole groups
-        configs = pl.DataFrame(expand(spec, canonical_hash)).sort(list(SHARED_FIELDS), maintain_order=True).with_columns(
-            activations_path=pl.col("layer").replace_strict({k: str(v[1]) for k, v in caches.items()}, return_dtype=pl.Utf8))
+        configs = (
+            pl.DataFrame(expand(spec, canonical_hash))
+            .sort(list(SHARED_FIELDS), maintain_order=True)
+            .with_columns(
+                activations_path=pl.col("layer").replace_strict(
+                    {k: str(v[1]) for k, v in caches.items()}, return_dtype=pl.Utf8
+                )
+            )
+        )
         model = next(iter(caches.values()))[0]
         folds = lopo_folds(corpus)
-        context.instance.add_dynamic_partitions(probe_config_partitions.name, configs["config_id"].to_list())
+        context.instance.add_dynamic_partitions(
+            probe_config_partitions.name, configs["config_id"].to_list()
+        )
         context.instance.add_dynamic_partitions(probe_fold_partitions.name, folds)
         context.log.info(f"registered {configs.height} configs x {len(folds)} folds")
-        table = configs.with_columns(spec_name=pl.lit(spec.name), n_folds=pl.lit(len(folds)),
-                                     stage2_seeds=pl.lit(spec.stages.stage2_seeds), promote_top_k=pl.lit(spec.stages.promote_top_k))
-        context.add_output_metadata({"configs": configs.height, "folds": len(folds),
-                                     "partitions": configs.height * len(folds), "spec": str(settings.sweep_spec_path()),
-                                     "config_settings": markdown_table(configs.select("config_id", *CONFIG_FIELDS), limit=100)})
-        return provenance.stamp(table, context.run_id, None, spec.model_dump(), model["model_id"], model["revision"])
+        table = configs.with_columns(
+            spec_name=pl.lit(spec.name),
+            n_folds=pl.lit(len(folds)),
+            stage2_seeds=pl.lit(spec.stages.stage2_seeds),
+            promote_top_k=pl.lit(spec.stages.promote_top_k),
+        )
+        context.add_output_metadata(
+            {
+                "configs": configs.height,
+                "folds": len(folds),
+                "partitions": configs.height * len(folds),
+                "spec": str(settings.sweep_spec_path()),
+                "config_settings": markdown_table(
+                    configs.select("config_id", *CONFIG_FIELDS), limit=100
+                ),
+            }
+        )
+        return provenance.stamp(
+            table, context.run_id, None, spec.model_dump(), model["model_id"], model["revision"]
+        )
 
-
-    @compute_op(device_tags, name="probes_sweep_fold_results_compute", ins={"activations": dg.In(dg.Nothing)})
+    @compute_op(
+        device_tags,
+        name="probes_sweep_fold_results_compute",
+        ins={"activations": dg.In(dg.Nothing)},
+    )
     @gated(FOLD_RESULTS, warehouse)
-    def fold_results_compute(context: dg.OpExecutionContext, corpus: pl.DataFrame, manifest: pl.DataFrame,
-                             artifacts: ArtifactStore, compute: Compute, provenance: Provenance) -> Handoff:
+    def fold_results_compute(
+        context: dg.OpExecutionContext,
+        corpus: pl.DataFrame,
+        manifest: pl.DataFrame,
+        artifacts: ArtifactStore,
+        compute: Compute,
+        provenance: Provenance,
+    ) -> Handoff:
         """Train the run's config × held-out group partitions outside the warehouse pool. A run holds
         one partition, or a range of them (a multi-run backfill): configs of the range that share probe
         type, layer and fold train together, every (config, seed) replica in one batched computation."""
@@ -178,7 +335,9 @@ def probes_assets(settings: ProbesSettings, device_tags: dict, warehouse: Wareho
         groups: dict[tuple, list[dict]] = {}
         for keys in run_partitions(context):
             config = resolve_config(keys["config"], stage1)
-            groups.setdefault((keys["fold"], config["activations_path"], group_key(config)), []).append(config)
+            groups.setdefault(
+                (keys["fold"], config["activations_path"], group_key(config)), []
+            ).append(config)
         seed = compute.seed_everything(threads=settings.train_threads)
         sentences, all_metrics, rows = with_sentence_uid(corpus), [], []
         # each layer's cache verified (checksummed) once per run, however many folds the run holds
@@ -190,100 +349,212 @@ def probes_assets(settings: ProbesSettings, device_tags: dict, warehouse: Wareho
                 folder = Path(activations_path)  # resolved (weights hashed) once, by the manifest
                 array, index, _meta = caches[activations_path]
                 data = fold_inputs(configs[0], sentences, array, index, fold)
-                context.log.info(f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
-                                 f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}")
-                refs = cached_references(data, seed, artifacts.path("probes", "references"), corpus_hash(corpus), fold, folder.name)
-                metrics, predictions = run_group_fold(configs, data, fold, seed, refs, device, dtype)
+                context.log.info(
+                    f"training {len(configs)} {configs[0]['probe_type']} config(s) x their seeds together "
+                    f"on {data.y_train.size} sentences (validation {data.val_groups}), testing on {fold}"
+                )
+                refs = cached_references(
+                    data,
+                    seed,
+                    artifacts.path("probes", "references"),
+                    corpus_hash(corpus),
+                    fold,
+                    folder.name,
+                )
+                metrics, predictions = run_group_fold(
+                    configs, data, fold, seed, refs, device, dtype
+                )
                 for config in configs:
                     own = predictions.filter(pl.col("config_id") == config["config_id"])
                     buffer = io.BytesIO()
                     own.write_parquet(buffer)
-                    artifacts.write_bytes(predictions_relpath(config["config_id"], fold), buffer.getvalue())
+                    artifacts.write_bytes(
+                        predictions_relpath(config["config_id"], fold), buffer.getvalue()
+                    )
                     mine = metrics.filter(pl.col("config_id") == config["config_id"])
-                    all_metrics.append(provenance.stamp(mine, context.run_id, seed, config, config["model_id"],
-                                                        config["model_revision"]))
+                    all_metrics.append(
+                        provenance.stamp(
+                            mine,
+                            context.run_id,
+                            seed,
+                            config,
+                            config["model_id"],
+                            config["model_revision"],
+                        )
+                    )
                     rows.append(partition_row(config, fold, mine, data))
         stamped = pl.concat(all_metrics)
         table = pl.DataFrame(rows)
-        return save_handoff(context, artifacts, stamped, {
-            "table": f"{RESULTS_TABLE}", "rows": stamped.height, "partitions": table.height, "trained_together": len(groups),
-            **(table.row(0, named=True) if table.height == 1 else {"results": markdown_table(table)}),
-            "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2), **meter.metadata(),
-            "token_matmul_dtype": str(dtype).removeprefix("torch.")})
-
+        return save_handoff(
+            context,
+            artifacts,
+            stamped,
+            {
+                "table": f"{RESULTS_TABLE}",
+                "rows": stamped.height,
+                "partitions": table.height,
+                "trained_together": len(groups),
+                **(
+                    table.row(0, named=True)
+                    if table.height == 1
+                    else {"results": markdown_table(table)}
+                ),
+                "fits_per_second": round(stamped.height / max(meter.seconds, 1e-9), 2),
+                **meter.metadata(),
+                "token_matmul_dtype": str(dtype).removeprefix("torch."),
+            },
+        )
 
     @write_op(name="probes_sweep_fold_results_write", out=dg.Out(dg.Nothing))
-    def fold_results_write(context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse) -> None:
+    def fold_results_write(
+        context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse
+    ) -> None:
         """Replace the run's partitions' rows in one short transaction (the only part in the `duckdb` pool)."""
         with warehouse.get_connection() as conn:
-            replace_partitions(conn, load_handoff(handoff), [(k["config"], k["fold"]) for k in run_partitions(context)])
+            replace_partitions(
+                conn,
+                load_handoff(handoff),
+                [(k["config"], k["fold"]) for k in run_partitions(context)],
+            )
         context.add_output_metadata(handoff.metadata)
         remove_handoff(handoff)
 
-
-    @dg.graph_asset(key=FOLD_RESULTS, group_name="probes", kinds={"torch", "polars", "duckdb"},
-                    partitions_def=probe_config_fold_partitions, automation_condition=GATED,
-                    backfill_policy=dg.BackfillPolicy.multi_run(settings.partitions_per_run),
-                    ins={"corpus": dg.AssetIn(CORPUS), "manifest": dg.AssetIn(MANIFEST),
-                         "activations": dg.AssetIn(ACTIVATIONS, dagster_type=dg.Nothing)},
-                    metadata={"table": RESULTS_TABLE, "partition_expr": {"config": "config_id", "fold": "fold"}})
+    @dg.graph_asset(
+        key=FOLD_RESULTS,
+        group_name="probes",
+        kinds={"torch", "polars", "duckdb"},
+        partitions_def=probe_config_fold_partitions,
+        automation_condition=GATED,
+        backfill_policy=dg.BackfillPolicy.multi_run(settings.partitions_per_run),
+        ins={
+            "corpus": dg.AssetIn(CORPUS),
+            "manifest": dg.AssetIn(MANIFEST),
+            "activations": dg.AssetIn(ACTIVATIONS, dagster_type=dg.Nothing),
+        },
+        metadata={
+            "table": RESULTS_TABLE,
+            "partition_expr": {"config": "config_id", "fold": "fold"},
+        },
+    )
     def fold_results(corpus, manifest, activations):
         """Metrics per seed and probe for config × held-out group partitions; a backfill runs up to
         `probes.partitions_per_run` of them per run (configs of one fold), trained in one batch."""
         return fold_results_write(fold_results_compute(corpus, manifest, activations=activations))
 
-
-    @dg.asset(key=AGGREGATE, group_name="probes", kinds={"polars", "duckdb"}, ins={"manifest": dg.AssetIn(MANIFEST)},
-              deps=[FOLD_RESULTS], metadata=table_metadata(AGGREGATE), pool=DUCKDB_POOL, automation_condition=GATED)
+    @dg.asset(
+        key=AGGREGATE,
+        group_name="probes",
+        kinds={"polars", "duckdb"},
+        ins={"manifest": dg.AssetIn(MANIFEST)},
+        deps=[FOLD_RESULTS],
+        metadata=table_metadata(AGGREGATE),
+        pool=DUCKDB_POOL,
+        automation_condition=GATED,
+    )
     @gated(AGGREGATE, warehouse)
-    def aggregate_metrics(context: dg.AssetExecutionContext, manifest: pl.DataFrame, warehouse: Warehouse) -> pl.DataFrame:
+    def aggregate_metrics(
+        context: dg.AssetExecutionContext, manifest: pl.DataFrame, warehouse: Warehouse
+    ) -> pl.DataFrame:
         """Per config and probe role: mean, spread and 95% CI of PR-AUC over folds × seeds."""
         from proj_assets.probes.evaluation import aggregate
 
         table = aggregate(results := current_results(warehouse, manifest))
-        context.add_output_metadata({"configs": table["config_id"].n_unique(), "fits": results.height})
+        context.add_output_metadata(
+            {"configs": table["config_id"].n_unique(), "fits": results.height}
+        )
         return table
 
-
-    @dg.asset(key=SCREENING, group_name="probes", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
-              ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "manifest": dg.AssetIn(MANIFEST)},
-              metadata=table_metadata(SCREENING), automation_condition=GATED)
+    @dg.asset(
+        key=SCREENING,
+        group_name="probes",
+        kinds={"polars", "duckdb"},
+        pool=DUCKDB_POOL,
+        ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "manifest": dg.AssetIn(MANIFEST)},
+        metadata=table_metadata(SCREENING),
+        automation_condition=GATED,
+    )
     @gated(SCREENING, warehouse)
-    def screening(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
+    def screening(
+        context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, manifest: pl.DataFrame
+    ) -> pl.DataFrame:
         """Stage-1 configs ranked by PR-AUC lower CI bound; the top k become stage-2 partitions."""
         from proj_assets.probes.evaluation import screen
 
         first = manifest.row(0, named=True)
-        table = screen(aggregate_metrics, first["n_folds"], first["promote_top_k"], first["stage2_seeds"], stage2_id)
+        table = screen(
+            aggregate_metrics,
+            first["n_folds"],
+            first["promote_top_k"],
+            first["stage2_seeds"],
+            stage2_id,
+        )
         waiting = manifest.height - table.filter(pl.col("complete")).height
         if waiting:  # promoting before every stage-1 config is done could promote the wrong ones
-            table = table.with_columns(promoted=pl.lit(False), stage2_config_id=pl.lit(None, dtype=pl.Utf8))
+            table = table.with_columns(
+                promoted=pl.lit(False), stage2_config_id=pl.lit(None, dtype=pl.Utf8)
+            )
             context.log.info(f"{waiting} stage-1 configs still incomplete: nothing promoted yet")
         promoted = table.filter(pl.col("promoted"))["stage2_config_id"].to_list()
         if promoted:
             context.instance.add_dynamic_partitions(probe_config_partitions.name, promoted)
-        context.add_output_metadata({"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting})
+        context.add_output_metadata(
+            {"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting}
+        )
         return table
 
-
-    @dg.asset(key=SUMMARY, group_name="probes", kinds={"polars", "duckdb"}, pool=DUCKDB_POOL,
-              ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "screening": dg.AssetIn(SCREENING),
-                   "manifest": dg.AssetIn(MANIFEST)},
-              metadata=table_metadata(SUMMARY), automation_condition=GATED)
+    @dg.asset(
+        key=SUMMARY,
+        group_name="probes",
+        kinds={"polars", "duckdb"},
+        pool=DUCKDB_POOL,
+        ins={
+            "aggregate_metrics": dg.AssetIn(AGGREGATE),
+            "screening": dg.AssetIn(SCREENING),
+            "manifest": dg.AssetIn(MANIFEST),
+        },
+        metadata=table_metadata(SUMMARY),
+        automation_condition=GATED,
+    )
     @gated(SUMMARY, warehouse)
-    def summary(context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, screening: pl.DataFrame,
-                manifest: pl.DataFrame, warehouse: Warehouse) -> pl.DataFrame:
+    def summary(
+        context: dg.AssetExecutionContext,
+        aggregate_metrics: pl.DataFrame,
+        screening: pl.DataFrame,
+        manifest: pl.DataFrame,
+        warehouse: Warehouse,
+    ) -> pl.DataFrame:
         """Final result per config (stage 2 where promoted) with its settings, and the nested-LOPO
         confirmation of the winner against baseline and control, as tables and plots."""
-        from proj_assets.probes.evaluation import final_candidates, nested_confirmation, release_decision
+        from proj_assets.probes.evaluation import (
+            final_candidates,
+            nested_confirmation,
+            release_decision,
+        )
         from proj_assets.probes.report import summary_metadata
         from proj_assets.shared.metadata import ui_metadata
 
         finals = final_candidates(aggregate_metrics, stage1_id).join(
-            manifest.select("config_id", *CONFIG_FIELDS), left_on="base_id", right_on="config_id", how="left")
+            manifest.select("config_id", *CONFIG_FIELDS),
+            left_on="base_id",
+            right_on="config_id",
+            how="left",
+        )
         confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
         decision = release_decision(confirmed, settings.release_margin)
         context.add_output_metadata(ui_metadata(summary_metadata(finals, confirmed, decision)))
-        return finals.join(screening.select("config_id", "rank", "promoted"), left_on="base_id", right_on="config_id", how="left")
+        return finals.join(
+            screening.select("config_id", "rank", "promoted"),
+            left_on="base_id",
+            right_on="config_id",
+            how="left",
+        )
 
-    return [corpus, token_activations, manifest, fold_results, aggregate_metrics, screening, summary]
+    return [
+        corpus,
+        token_activations,
+        manifest,
+        fold_results,
+        aggregate_metrics,
+        screening,
+        summary,
+    ]

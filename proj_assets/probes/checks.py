@@ -6,14 +6,36 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.probes.settings import ProbesSettings
-from proj_assets.shared.check_results import offending_rows_result, range_check_events, threshold_result
-from proj_assets.probes.activation_cache import cache_problem, index_problems, nonfinite_rows, open_cache
-from proj_assets.probes.assets import (ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST, SUMMARY, activation_folders,
-                                      current_results, run_partitions)
+from proj_assets.probes.activation_cache import (
+    cache_problem,
+    index_problems,
+    nonfinite_rows,
+    open_cache,
+)
+from proj_assets.probes.assets import (
+    ACTIVATIONS,
+    CORPUS,
+    FOLD_RESULTS,
+    MANIFEST,
+    SUMMARY,
+    activation_folders,
+    current_results,
+    run_partitions,
+)
 from proj_assets.probes.corpus import with_sentence_uid
+from proj_assets.probes.quality import (
+    boundary_trace_rows,
+    group_problems,
+    leakage_rows,
+    nonfinite_metric_rows,
+)
 from proj_assets.probes.results_store import predictions_relpath, read_partitions
-from proj_assets.probes.quality import boundary_trace_rows, group_problems, leakage_rows, nonfinite_metric_rows
+from proj_assets.probes.settings import ProbesSettings
+from proj_assets.shared.check_results import (
+    offending_rows_result,
+    range_check_events,
+    threshold_result,
+)
 from proj_resources import ArtifactStore, Warehouse
 from proj_resources.models import ModelSource
 
@@ -25,8 +47,9 @@ def _tripwire(settings: ProbesSettings, name: str) -> dict:
     return {"severity": dg.AssetCheckSeverity.ERROR, "tripwire_disabled": False}
 
 
-def _rows_result(settings: ProbesSettings, name: str, offending: pl.DataFrame, total: int,
-                 what: str) -> dg.AssetCheckResult:
+def _rows_result(
+    settings: ProbesSettings, name: str, offending: pl.DataFrame, total: int, what: str
+) -> dg.AssetCheckResult:
     return offending_rows_result(offending, total, what, **_tripwire(settings, name))
 
 
@@ -36,10 +59,16 @@ _CACHE_INS = {"corpus": dg.AssetIn(CORPUS)}
 def _unreadable(folder, layer: int) -> pl.DataFrame | None:
     """One offending row when a cache folder fails its size/checksum verification (never read)."""
     problem = cache_problem(folder)
-    return None if problem is None else pl.DataFrame({"layer": [layer], "problem": [f"{problem} (cache {folder.name})"]})
+    return (
+        None
+        if problem is None
+        else pl.DataFrame({"layer": [layer], "problem": [f"{problem} (cache {folder.name})"]})
+    )
 
 
-def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dict[tuple[str, str], pl.DataFrame]:
+def _run_rows(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dict[tuple[str, str], pl.DataFrame]:
     """(config_id, fold) -> rows, for every partition the run materialized (one, or a range), in one query."""
     wanted = [(k["config"], k["fold"]) for k in run_partitions(context)]
     with warehouse.get_connection() as conn:
@@ -50,10 +79,15 @@ def _run_rows(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> d
 
 # check name -> (description, what an offending row is)
 FOLD_CHECKS = {
-    "no_group_leakage": ("The held-out group is the only test group and never among the training groups.",
-                         "rows that leak a group"),
-    "metrics_finite": ("PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both "
-                       "classes.", "rows with non-finite metrics"),
+    "no_group_leakage": (
+        "The held-out group is the only test group and never among the training groups.",
+        "rows that leak a group",
+    ),
+    "metrics_finite": (
+        "PR-AUC and base rate are finite on every row; ROC-AUC wherever the test set has both "
+        "classes.",
+        "rows with non-finite metrics",
+    ),
 }
 
 
@@ -64,98 +98,186 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
     def groups_and_labels_valid(corpus: pl.DataFrame) -> dg.AssetCheckResult:
         """Every group has both labels and enough sentences; traces are whole and in one group."""
         problems = group_problems(corpus)
-        return _rows_result(settings, "groups_and_labels_valid", problems, corpus["group_id"].n_unique(), "groups or traces with problems")
-
+        return _rows_result(
+            settings,
+            "groups_and_labels_valid",
+            problems,
+            corpus["group_id"].n_unique(),
+            "groups or traces with problems",
+        )
 
     @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
-    def activations_finite(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+    def activations_finite(
+        corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource
+    ) -> dg.AssetCheckResult:
         """No NaN or inf in any cached activation."""
         offending, total = [], 0
-        for layer, (_spec, folder) in activation_folders(settings, corpus, artifacts, probe_model).items():
+        for layer, (_spec, folder) in activation_folders(
+            settings, corpus, artifacts, probe_model
+        ).items():
             if (broken := _unreadable(folder, layer)) is not None:
                 offending.append(broken)
                 continue
             array, index, _meta = open_cache(folder)
-            offending.append(nonfinite_rows(array, index).with_columns(layer=pl.lit(layer), problem=pl.lit("non-finite")))
+            offending.append(
+                nonfinite_rows(array, index).with_columns(
+                    layer=pl.lit(layer), problem=pl.lit("non-finite")
+                )
+            )
             total += index.height
-        return _rows_result(settings, "activations_finite", pl.concat(offending, how="diagonal_relaxed"), total,
-                            "sentences with non-finite activations (or unreadable caches)")
-
+        return _rows_result(
+            settings,
+            "activations_finite",
+            pl.concat(offending, how="diagonal_relaxed"),
+            total,
+            "sentences with non-finite activations (or unreadable caches)",
+        )
 
     @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
-    def index_matches_cache(corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource) -> dg.AssetCheckResult:
+    def index_matches_cache(
+        corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource
+    ) -> dg.AssetCheckResult:
         """The index covers every corpus sentence once and tiles the activation array exactly."""
         uids = set(with_sentence_uid(corpus)["uid"].to_list())
         offending, total = [], 0
-        for layer, (_spec, folder) in activation_folders(settings, corpus, artifacts, probe_model).items():
+        for layer, (_spec, folder) in activation_folders(
+            settings, corpus, artifacts, probe_model
+        ).items():
             if (broken := _unreadable(folder, layer)) is not None:
                 offending.append(broken)
                 continue
             array, index, _meta = open_cache(folder)
-            offending.append(index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer)))
+            offending.append(
+                index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer))
+            )
             total += index.height
-        return _rows_result(settings, "index_matches_cache", pl.concat(offending, how="diagonal_relaxed"), total,
-                            "index rows that do not match the cache (or unreadable caches)")
-
+        return _rows_result(
+            settings,
+            "index_matches_cache",
+            pl.concat(offending, how="diagonal_relaxed"),
+            total,
+            "index rows that do not match the cache (or unreadable caches)",
+        )
 
     @dg.asset_check(asset=ACTIVATIONS, blocking=True, additional_ins=_CACHE_INS)
-    def boundary_tokens_within_share(corpus: pl.DataFrame, artifacts: ArtifactStore,
-                                     probe_model: ModelSource) -> dg.AssetCheckResult:
+    def boundary_tokens_within_share(
+        corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource
+    ) -> dg.AssetCheckResult:
         """Few traces have a token spanning two sentences (given to the later sentence): the share of
         such traces stays at or below probes.model.max_boundary_trace_share."""
         limit = settings.model.max_boundary_trace_share
         folders = activation_folders(settings, corpus, artifacts, probe_model)
-        layer, (_spec, folder) = next(iter(folders.items()))  # every layer's cache shares one tokenization
+        layer, (_spec, folder) = next(
+            iter(folders.items())
+        )  # every layer's cache shares one tokenization
         if (broken := _unreadable(folder, layer)) is not None:
-            return threshold_result(False, 1.0, limit, offending=broken, description="unreadable cache",
-                                    quantity="traces_with_boundary_tokens_share", threshold_name="max_share",
-                                    must_be="at most", **_tripwire(settings, "boundary_tokens_within_share"))
+            return threshold_result(
+                False,
+                1.0,
+                limit,
+                offending=broken,
+                description="unreadable cache",
+                quantity="traces_with_boundary_tokens_share",
+                threshold_name="max_share",
+                must_be="at most",
+                **_tripwire(settings, "boundary_tokens_within_share"),
+            )
         share, rows = boundary_trace_rows(open_cache(folder)[2])
-        return threshold_result(share <= limit, share, limit, offending=rows if rows.height else None,
-                                description=f"{share:.1%} of traces have a token spanning two sentences "
-                                            f"(at most {limit:.1%} allowed)",
-                                quantity="traces_with_boundary_tokens_share", threshold_name="max_share",
-                                must_be="at most", **_tripwire(settings, "boundary_tokens_within_share"))
+        return threshold_result(
+            share <= limit,
+            share,
+            limit,
+            offending=rows if rows.height else None,
+            description=f"{share:.1%} of traces have a token spanning two sentences "
+            f"(at most {limit:.1%} allowed)",
+            quantity="traces_with_boundary_tokens_share",
+            threshold_name="max_share",
+            must_be="at most",
+            **_tripwire(settings, "boundary_tokens_within_share"),
+        )
 
-
-    @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name, asset=FOLD_RESULTS, blocking=True, description=text,
-                                                   partitions_def=probe_config_fold_partitions)
-                                 for name, (text, _what) in FOLD_CHECKS.items()], can_subset=True)
-    def fold_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse):
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset=FOLD_RESULTS,
+                blocking=True,
+                description=text,
+                partitions_def=probe_config_fold_partitions,
+            )
+            for name, (text, _what) in FOLD_CHECKS.items()
+        ],
+        can_subset=True,
+    )
+    def fold_checks(
+        context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse
+    ):
         """Both fold checks in one step (one query for the run's partitions, one step per run): per
         partition of the run and over all of them (range_check_events)."""
         rows = _run_rows(context, warehouse)
         selected = {key.name for key in context.selected_asset_check_keys}
-        offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {name: {} for name in FOLD_CHECKS if name in selected}
+        offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {
+            name: {} for name in FOLD_CHECKS if name in selected
+        }
         for (config_id, fold), frame in rows.items():
             partition = str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))
             if "no_group_leakage" in offending:
                 predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
                 offending["no_group_leakage"][partition] = (
-                    leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)), frame.height + predictions.height)
+                    leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)),
+                    frame.height + predictions.height,
+                )
             if "metrics_finite" in offending:
-                offending["metrics_finite"][partition] = (nonfinite_metric_rows(frame), frame.height)
+                offending["metrics_finite"][partition] = (
+                    nonfinite_metric_rows(frame),
+                    frame.height,
+                )
         for name, parts in offending.items():
             what = FOLD_CHECKS[name][1]
-            results = {k: _rows_result(settings, name, bad, total, what) for k, (bad, total) in parts.items()}
-            overall = _rows_result(settings, name, pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
-                                   sum(t for _b, t in parts.values()), what)
+            results = {
+                k: _rows_result(settings, name, bad, total, what)
+                for k, (bad, total) in parts.items()
+            }
+            overall = _rows_result(
+                settings,
+                name,
+                pl.concat([b for b, _t in parts.values()], how="diagonal_relaxed"),
+                sum(t for _b, t in parts.values()),
+                what,
+            )
             yield from range_check_events(context, name, results, overall)
-
 
     @dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})
     def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
         """The config chosen without each fold beats the position baseline and the shuffled-label
         control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
-        from proj_assets.probes.evaluation import flat_confirmation, nested_confirmation, release_decision
+        from proj_assets.probes.evaluation import (
+            flat_confirmation,
+            nested_confirmation,
+            release_decision,
+        )
         from proj_assets.probes.sweep_spec import stage1_id
 
         confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
         decision = release_decision(confirmed, settings.release_margin)
-        return threshold_result(decision["passed"], decision["measured"], decision["threshold"], decision["reason"],
-                                offending=None if decision["passed"] else confirmed, must_be="above",
-                                quantity="min_gain_ci_low_vs_baseline_and_control", threshold_name="release_margin",
-                                **flat_confirmation(decision["summary"]), **_tripwire(settings, "release_gate"))
+        return threshold_result(
+            decision["passed"],
+            decision["measured"],
+            decision["threshold"],
+            decision["reason"],
+            offending=None if decision["passed"] else confirmed,
+            must_be="above",
+            quantity="min_gain_ci_low_vs_baseline_and_control",
+            threshold_name="release_margin",
+            **flat_confirmation(decision["summary"]),
+            **_tripwire(settings, "release_gate"),
+        )
 
-    return [groups_and_labels_valid, activations_finite, index_matches_cache, boundary_tokens_within_share, fold_checks,
-            release_gate]
+    return [
+        groups_and_labels_valid,
+        activations_finite,
+        index_matches_cache,
+        boundary_tokens_within_share,
+        fold_checks,
+        release_gate,
+    ]

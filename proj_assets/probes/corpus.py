@@ -22,10 +22,18 @@ from pathlib import Path
 import polars as pl
 
 CORPUS_SCHEMA: dict[str, pl.DataType] = {
-    "group_id": pl.Utf8, "trace_id": pl.Utf8, "sentence_idx": pl.Int64,
-    "n_sentences": pl.Int64, "text": pl.Utf8, "label": pl.Int64,
+    "group_id": pl.Utf8,
+    "trace_id": pl.Utf8,
+    "sentence_idx": pl.Int64,
+    "n_sentences": pl.Int64,
+    "text": pl.Utf8,
+    "label": pl.Int64,
 }
-OPTIONAL_SCHEMA: dict[str, pl.DataType] = {"trace_text": pl.Utf8, "prompt": pl.Utf8, "importance": pl.Float64}
+OPTIONAL_SCHEMA: dict[str, pl.DataType] = {
+    "trace_text": pl.Utf8,
+    "prompt": pl.Utf8,
+    "importance": pl.Float64,
+}
 PER_TRACE = ("trace_text", "prompt")
 # group ids become partition keys, which may not contain | , [ ] (nor odd characters)
 GROUP_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -48,7 +56,9 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
     """
     missing = [c for c in CORPUS_SCHEMA if c not in raw.columns]
     if missing:
-        raise CorpusError(f"{source}: missing column(s) {missing}; expected {list(CORPUS_SCHEMA)}, found {raw.columns}")
+        raise CorpusError(
+            f"{source}: missing column(s) {missing}; expected {list(CORPUS_SCHEMA)}, found {raw.columns}"
+        )
     if raw.height == 0:
         raise CorpusError(f"{source}: no rows")
     columns = {}
@@ -56,11 +66,15 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
         col = raw[name]
         cast = col.cast(dtype, strict=False)
         if dtype == pl.Int64 and col.dtype.is_float():  # 1.0 is an integer, 1.5 is not
-            cast = pl.select(pl.when(col == col.round(0)).then(col.cast(pl.Int64, strict=False))).to_series()
+            cast = pl.select(
+                pl.when(col == col.round(0)).then(col.cast(pl.Int64, strict=False))
+            ).to_series()
         row = _first_bad(cast.is_null())
         if row is not None:
             kind = "an integer" if dtype == pl.Int64 else "a string"
-            raise CorpusError(f"{source}: row {row}, field '{name}': got {col[row]!r}, expected {kind} (not empty)")
+            raise CorpusError(
+                f"{source}: row {row}, field '{name}': got {col[row]!r}, expected {kind} (not empty)"
+            )
         columns[name] = cast
     for name, dtype in OPTIONAL_SCHEMA.items():
         if name in raw.columns:
@@ -68,25 +82,43 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
     df = pl.DataFrame(columns)
     rules = [
         ("label", ~df["label"].is_in([0, 1]), "0 or 1"),
-        ("sentence_idx", (df["sentence_idx"] < 0) | (df["sentence_idx"] >= df["n_sentences"]), "0 <= sentence_idx < n_sentences"),
-        ("group_id", ~df["group_id"].str.contains(GROUP_ID_PATTERN.pattern), "letters, digits, _ . - only"),
+        (
+            "sentence_idx",
+            (df["sentence_idx"] < 0) | (df["sentence_idx"] >= df["n_sentences"]),
+            "0 <= sentence_idx < n_sentences",
+        ),
+        (
+            "group_id",
+            ~df["group_id"].str.contains(GROUP_ID_PATTERN.pattern),
+            "letters, digits, _ . - only",
+        ),
         ("text", df["text"].str.strip_chars().str.len_chars() == 0, "a non-empty sentence"),
     ]
     for field, bad, expected in rules:
         row = _first_bad(bad)
         if row is not None:
-            raise CorpusError(f"{source}: row {row}, field '{field}': got {df[field][row]!r}, expected {expected}")
+            raise CorpusError(
+                f"{source}: row {row}, field '{field}': got {df[field][row]!r}, expected {expected}"
+            )
     for name in PER_TRACE:
         if name in df.columns:
-            varies = df.group_by("trace_id").agg(pl.col(name).n_unique().alias("n")).filter(pl.col("n") > 1)
+            varies = (
+                df.group_by("trace_id")
+                .agg(pl.col(name).n_unique().alias("n"))
+                .filter(pl.col("n") > 1)
+            )
             if varies.height:
-                raise CorpusError(f"{source}: field '{name}' differs between rows of trace "
-                                  f"{varies['trace_id'][0]!r}; expected one value per trace")
+                raise CorpusError(
+                    f"{source}: field '{name}' differs between rows of trace "
+                    f"{varies['trace_id'][0]!r}; expected one value per trace"
+                )
     dup = df.select("trace_id", "sentence_idx").is_duplicated()
     row = _first_bad(dup)
     if row is not None:
-        raise CorpusError(f"{source}: row {row}: duplicate (trace_id, sentence_idx) = "
-                          f"({df['trace_id'][row]!r}, {df['sentence_idx'][row]})")
+        raise CorpusError(
+            f"{source}: row {row}: duplicate (trace_id, sentence_idx) = "
+            f"({df['trace_id'][row]!r}, {df['sentence_idx'][row]})"
+        )
     return df.sort("group_id", "trace_id", "sentence_idx")
 
 
@@ -112,7 +144,9 @@ def load_corpus_file(path: str | Path) -> pl.DataFrame:
         elif path.suffix in (".jsonl", ".ndjson"):
             raw = pl.read_ndjson(path, infer_schema_length=None)
         else:
-            raise CorpusError(f"{path}: unsupported corpus format {path.suffix!r} (use .parquet or .jsonl)")
+            raise CorpusError(
+                f"{path}: unsupported corpus format {path.suffix!r} (use .parquet or .jsonl)"
+            )
     except pl.exceptions.PolarsError as exc:
         raise CorpusError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
     return coerce_corpus(raw, str(path))
@@ -120,7 +154,11 @@ def load_corpus_file(path: str | Path) -> pl.DataFrame:
 
 def with_sentence_uid(corpus: pl.DataFrame) -> pl.DataFrame:
     """Adds `uid`, the row's position in canonical order; the activation index is keyed by it."""
-    return corpus.sort("group_id", "trace_id", "sentence_idx").with_row_index("uid").with_columns(pl.col("uid").cast(pl.Int64))
+    return (
+        corpus.sort("group_id", "trace_id", "sentence_idx")
+        .with_row_index("uid")
+        .with_columns(pl.col("uid").cast(pl.Int64))
+    )
 
 
 def corpus_hash(corpus: pl.DataFrame) -> str:
@@ -142,5 +180,7 @@ def load_configured_corpus(settings) -> pl.DataFrame:
         return load_corpus_file(project_path(settings.path))
     from proj_assets.probes.corpus_generator import generate_corpus
 
-    generated = generate_corpus(settings.n_groups, settings.traces_per_group, settings.label_noise, settings.seed)
+    generated = generate_corpus(
+        settings.n_groups, settings.traces_per_group, settings.label_noise, settings.seed
+    )
     return coerce_corpus(generated, "generated corpus")

@@ -22,13 +22,22 @@ def build_probes(profile: Profile, root: Path) -> dg.Definitions:
     settings = profile.probes
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
     assets = probes_assets(settings, training_queue_tags(profile.compute.device), warehouse)
-    manifest_job = asset_job("probes_manifest_job", [asset_of(assets, MANIFEST)],
-                             "Re-read the sweep spec: configs with stable ids, registers config and fold partitions.")
-    sweep_job = asset_job("probes_sweep_job", [asset_of(assets, FOLD_RESULTS)],
-                          "Probe sweep: one run per (config, fold) partition, seeds batched inside.",
-                          partitions_def=probe_config_fold_partitions)
+    manifest_job = asset_job(
+        "probes_manifest_job",
+        [asset_of(assets, MANIFEST)],
+        "Re-read the sweep spec: configs with stable ids, registers config and fold partitions.",
+    )
+    sweep_job = asset_job(
+        "probes_sweep_job",
+        [asset_of(assets, FOLD_RESULTS)],
+        "Probe sweep: one run per (config, fold) partition, seeds batched inside.",
+        partitions_def=probe_config_fold_partitions,
+    )
     return dg.Definitions(
-        assets=assets, asset_checks=probes_checks(settings), jobs=[manifest_job, sweep_job],
+        assets=assets,
+        asset_checks=probes_checks(settings),
+        jobs=[manifest_job, sweep_job],
         schedules=[nightly_backfill("probes_sweep_nightly_backfill", sweep_job, "30 2 * * *")],
         sensors=[sweep_spec_sensor(settings, manifest_job, sweep_job)],
-        resources={"probe_model": ModelSource(path=settings.model.resolved_path())})
+        resources={"probe_model": ModelSource(path=settings.model.resolved_path())},
+    )

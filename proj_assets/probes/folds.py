@@ -17,7 +17,9 @@ def lopo_folds(corpus: pl.DataFrame) -> list[str]:
 def split(corpus: pl.DataFrame, fold: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(train, test): test is exactly the held-out group, train every other group."""
     if fold not in set(corpus["group_id"].to_list()):
-        raise KeyError(f"fold {fold!r} is not a group of the corpus (groups: {lopo_folds(corpus)[:10]}...)")
+        raise KeyError(
+            f"fold {fold!r} is not a group of the corpus (groups: {lopo_folds(corpus)[:10]}...)"
+        )
     return corpus.filter(pl.col("group_id") != fold), corpus.filter(pl.col("group_id") == fold)
 
 
@@ -26,12 +28,16 @@ def position_features(rows: pl.DataFrame) -> np.ndarray:
     idx = rows["sentence_idx"].to_numpy().astype(np.float64)
     n = rows["n_sentences"].to_numpy().astype(np.float64)
     rel = np.where(n > 1, idx / np.maximum(n - 1, 1), 0.0)
-    return np.stack([rel, rel**2, np.log1p(idx), np.log1p(n), (idx == n - 1).astype(np.float64)], axis=1)
+    return np.stack(
+        [rel, rel**2, np.log1p(idx), np.log1p(n), (idx == n - 1).astype(np.float64)], axis=1
+    )
 
 
 def token_rows(index: pl.DataFrame, uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(activation rows of the given sentences' tokens in order, tokens per sentence)."""
-    by_uid = index.select("uid", "offset", "length").join(pl.DataFrame({"uid": uids}), on="uid", how="right")
+    by_uid = index.select("uid", "offset", "length").join(
+        pl.DataFrame({"uid": uids}), on="uid", how="right"
+    )
     if by_uid["offset"].null_count():
         missing = by_uid.filter(pl.col("offset").is_null())["uid"].head(5).to_list()
         raise KeyError(f"sentences {missing} are not in the activation index")
@@ -47,14 +53,21 @@ def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 64) -> 
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     out = np.empty((len(lengths), tokens.shape[1]), dtype=np.float32)
     for a in range(0, len(lengths), chunk):
-        lo, hi = int(starts[a]), int(starts[min(a + chunk, len(lengths)) - 1] + lengths[min(a + chunk, len(lengths)) - 1])
-        block, local = np.asarray(tokens[lo:hi], dtype=np.float32), starts[a:a + chunk] - lo
+        lo, hi = (
+            int(starts[a]),
+            int(
+                starts[min(a + chunk, len(lengths)) - 1] + lengths[min(a + chunk, len(lengths)) - 1]
+            ),
+        )
+        block, local = np.asarray(tokens[lo:hi], dtype=np.float32), starts[a : a + chunk] - lo
         if how == "mean":
-            out[a:a + chunk] = np.add.reduceat(block, local, axis=0) / lengths[a:a + chunk, None]
+            out[a : a + chunk] = (
+                np.add.reduceat(block, local, axis=0) / lengths[a : a + chunk, None]
+            )
         elif how == "max":
-            out[a:a + chunk] = np.maximum.reduceat(block, local, axis=0)
+            out[a : a + chunk] = np.maximum.reduceat(block, local, axis=0)
         else:
-            out[a:a + chunk] = block[local + lengths[a:a + chunk] - 1]
+            out[a : a + chunk] = block[local + lengths[a : a + chunk] - 1]
     return out
 
 
@@ -64,20 +77,24 @@ def token_stats(*parts: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
     n = 0
     for part in parts:
         for a in range(0, len(part), chunk):
-            block = np.asarray(part[a:a + chunk], dtype=np.float64)
-            total, sq, n = total + block.sum(0), sq + (block ** 2).sum(0), n + len(block)
+            block = np.asarray(part[a : a + chunk], dtype=np.float64)
+            total, sq, n = total + block.sum(0), sq + (block**2).sum(0), n + len(block)
     mean = total / n
-    return mean.astype(np.float32), (np.sqrt(np.maximum(sq / n - mean ** 2, 0)) + 1e-6).astype(np.float32)
+    return mean.astype(np.float32), (np.sqrt(np.maximum(sq / n - mean**2, 0)) + 1e-6).astype(
+        np.float32
+    )
 
 
 def center_in_place(tokens: np.ndarray, mean: np.ndarray, chunk: int = 2048) -> None:
     """tokens -= mean, float16 in place, `chunk` rows at a time (the values shrink, so they lose no
     precision): a narrow matmul dtype (bfloat16) then never multiplies large common offsets."""
     for a in range(0, len(tokens), chunk):
-        tokens[a:a + chunk] = np.asarray(tokens[a:a + chunk], dtype=np.float32) - mean
+        tokens[a : a + chunk] = np.asarray(tokens[a : a + chunk], dtype=np.float32) - mean
 
 
-def _standardise(train: np.ndarray, test: np.ndarray, axis=0, weights=None) -> tuple[np.ndarray, np.ndarray]:
+def _standardise(
+    train: np.ndarray, test: np.ndarray, axis=0, weights=None
+) -> tuple[np.ndarray, np.ndarray]:
     flat = train[weights] if weights is not None else train
     mean, std = flat.mean(axis=axis), flat.std(axis=axis) + 1e-6
     return (train - mean) / std, (test - mean) / std
@@ -100,6 +117,7 @@ class FoldData:
     """Candidate inputs split into fit / validation (training problems) and test (the held-out
     problem), plus `reference`: numpy features of all training rows and the test rows for the
     candidate-independent baseline and control (see references.py)."""
+
     train: "ProbeInputs"  # noqa: F821 (torch is imported only when a fold is built)
     val: "ProbeInputs"  # noqa: F821
     test: "ProbeInputs"  # noqa: F821
@@ -112,8 +130,14 @@ class FoldData:
     reference: dict
 
 
-def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFrame | None, fold: str,
-               pooling: str | None, need_tokens: bool) -> FoldData:
+def build_fold(
+    corpus: pl.DataFrame,
+    array: np.ndarray | None,
+    index: pl.DataFrame | None,
+    fold: str,
+    pooling: str | None,
+    need_tokens: bool,
+) -> FoldData:
     """Standardised inputs for one held-out group (statistics from the training problems only).
 
     Tokens are copied once from the cache file per part (fit, validation, test) as packed float16
@@ -127,32 +151,68 @@ def build_fold(corpus: pl.DataFrame, array: np.ndarray | None, index: pl.DataFra
 
     train_rows, test_rows = split(corpus, fold)
     val_groups = validation_groups(train_rows["group_id"].unique().to_list(), fold)
-    train_rows = train_rows.with_columns(is_val=pl.col("group_id").is_in(val_groups)).sort("is_val", maintain_order=True)
+    train_rows = train_rows.with_columns(is_val=pl.col("group_id").is_in(val_groups)).sort(
+        "is_val", maintain_order=True
+    )
     is_val = train_rows["is_val"].to_numpy()
     train_rows = train_rows.drop("is_val")
     pos_tr, pos_te = _standardise(position_features(train_rows), position_features(test_rows))
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    parts = [ProbeInputs(to_t(pos_tr[~is_val])), ProbeInputs(to_t(pos_tr[is_val])), ProbeInputs(to_t(pos_te))]
-    reference = {"position_train": pos_tr, "position_test": pos_te, "groups_train": train_rows["group_id"].to_numpy(),
-                 "pooled_train": None, "pooled_test": None}
+    parts = [
+        ProbeInputs(to_t(pos_tr[~is_val])),
+        ProbeInputs(to_t(pos_tr[is_val])),
+        ProbeInputs(to_t(pos_te)),
+    ]
+    reference = {
+        "position_train": pos_tr,
+        "position_test": pos_te,
+        "groups_train": train_rows["group_id"].to_numpy(),
+        "pooled_train": None,
+        "pooled_test": None,
+    }
     if array is not None:
-        uids = [train_rows["uid"].to_numpy()[~is_val], train_rows["uid"].to_numpy()[is_val], test_rows["uid"].to_numpy()]
+        uids = [
+            train_rows["uid"].to_numpy()[~is_val],
+            train_rows["uid"].to_numpy()[is_val],
+            test_rows["uid"].to_numpy(),
+        ]
         packed = [token_rows(index, u) for u in uids]
         tokens = [gather_rows(array, rows) for rows, _ in packed]
         lengths = [n for _, n in packed]
         means = [pool(t, n, "mean") for t, n in zip(tokens, lengths)]
-        reference["pooled_train"], reference["pooled_test"] = _standardise(np.concatenate(means[:2]), means[2])
+        reference["pooled_train"], reference["pooled_test"] = _standardise(
+            np.concatenate(means[:2]), means[2]
+        )
         if pooling:
-            pooled = means if pooling == "mean" else [pool(t, n, pooling) for t, n in zip(tokens, lengths)]
+            pooled = (
+                means
+                if pooling == "mean"
+                else [pool(t, n, pooling) for t, n in zip(tokens, lengths)]
+            )
             fit, test_p = _standardise(np.concatenate(pooled[:2]), pooled[2])
-            for part, values in zip(parts, (fit[:len(lengths[0])], fit[len(lengths[0]):], test_p)):
+            for part, values in zip(
+                parts, (fit[: len(lengths[0])], fit[len(lengths[0]) :], test_p)
+            ):
                 part.pooled = to_t(values)
         if need_tokens:
             mean, std = token_stats(tokens[0], tokens[1])
             for part, t, n in zip(parts, tokens, lengths):
                 center_in_place(t, mean)
-                part.tokens, part.lengths = torch.from_numpy(t), torch.from_numpy(n.astype(np.int64))
+                part.tokens, part.lengths = (
+                    torch.from_numpy(t),
+                    torch.from_numpy(n.astype(np.int64)),
+                )
                 part.token_std = torch.from_numpy(std)
     y = train_rows["label"].to_numpy()
-    return FoldData(parts[0], parts[1], parts[2], y[~is_val], y[is_val], test_rows["label"].to_numpy(),
-                    train_rows, test_rows, val_groups, reference)
+    return FoldData(
+        parts[0],
+        parts[1],
+        parts[2],
+        y[~is_val],
+        y[is_val],
+        test_rows["label"].to_numpy(),
+        train_rows,
+        test_rows,
+        val_groups,
+        reference,
+    )

@@ -21,7 +21,6 @@ from torch.utils.checkpoint import checkpoint
 from proj_assets.probes.probe_types import TOKEN_PROBES
 from proj_assets.probes.segment_ops import segment_max, segment_softmax_pool
 
-
 CHUNK_TOKENS = 16384  # tokens converted to the matmul dtype at a time
 # A chunk's forward is kept for backward when its intermediates stay under this, else it is
 # recomputed in backward (checkpointed): small folds skip the recomputation, research-sized ones
@@ -46,7 +45,9 @@ def matmul_dtype(setting: str, device: str) -> torch.dtype:
     if device.startswith("cuda"):
         native = torch.cuda.is_bf16_supported()
     else:
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = (
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     return torch.bfloat16 if native else torch.float32
 
 
@@ -72,8 +73,13 @@ class ProbeInputs:
     def from_padded(cls, position, pooled, tokens, mask) -> "ProbeInputs":
         """From padded tokens [N,T,D] and mask [N,T] (tests and small callers): packed, fp16, unit std;
         the tokens are taken as centred already."""
-        return cls(position, pooled, tokens[mask].to(torch.float16), mask.sum(1).to(torch.int64),
-                   torch.ones(tokens.shape[2]))
+        return cls(
+            position,
+            pooled,
+            tokens[mask].to(torch.float16),
+            mask.sum(1).to(torch.int64),
+            torch.ones(tokens.shape[2]),
+        )
 
     def __len__(self) -> int:
         return self.position.shape[0]
@@ -90,19 +96,32 @@ class ProbeInputs:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         starts = None
         if self.tokens is not None:
-            starts = self.token_starts if self.token_starts is not None else torch.cumsum(self.lengths, 0) - self.lengths
+            starts = (
+                self.token_starts
+                if self.token_starts is not None
+                else torch.cumsum(self.lengths, 0) - self.lengths
+            )
             starts = starts[idx]
-        return ProbeInputs(self.position[idx], pick(self.pooled), self.tokens, pick(self.lengths), self.token_std,
-                           starts)
+        return ProbeInputs(
+            self.position[idx],
+            pick(self.pooled),
+            self.tokens,
+            pick(self.lengths),
+            self.token_std,
+            starts,
+        )
 
 
-def token_rows(starts: torch.Tensor, lengths: torch.Tensor, total: int | None = None) -> torch.Tensor:
+def token_rows(
+    starts: torch.Tensor, lengths: torch.Tensor, total: int | None = None
+) -> torch.Tensor:
     """The rows of the packed tokens of sentences (first row, count), sentence after sentence: one
     index for one gather, never a copy per sentence. `total` (= lengths.sum()) spares a host sync."""
     total = int(lengths.sum()) if total is None else total
     offsets = torch.cumsum(lengths, 0) - lengths
-    return (torch.repeat_interleave(starts - offsets, lengths, output_size=total)
-            + torch.arange(total, device=starts.device))
+    return torch.repeat_interleave(starts - offsets, lengths, output_size=total) + torch.arange(
+        total, device=starts.device
+    )
 
 
 def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
@@ -115,9 +134,15 @@ def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
     return inputs.tokens.shape[1]
 
 
-def init_params(probe_type: str, seeds: list[int], width: int, n_heads: int) -> dict[str, torch.Tensor]:
+def init_params(
+    probe_type: str, seeds: list[int], width: int, n_heads: int
+) -> dict[str, torch.Tensor]:
     """Parameters stacked over replicas; replica r is drawn from a generator seeded with seeds[r]."""
-    heads = (2 * n_heads if probe_type == "attention_probe" else n_heads) if probe_type in TOKEN_PROBES else 1
+    heads = (
+        (2 * n_heads if probe_type == "attention_probe" else n_heads)
+        if probe_type in TOKEN_PROBES
+        else 1
+    )
     weights = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(int(seed))
@@ -134,8 +159,15 @@ def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
     return torch.cat([x.pooled, x.position], dim=1)
 
 
-def chunk_pooled(tokens: torch.Tensor, rows: torch.Tensor | None, segment: torch.Tensor, n: int,
-                 w: torch.Tensor, attention: bool, dtype: torch.dtype) -> torch.Tensor:
+def chunk_pooled(
+    tokens: torch.Tensor,
+    rows: torch.Tensor | None,
+    segment: torch.Tensor,
+    n: int,
+    w: torch.Tensor,
+    attention: bool,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """Per-sentence pooled head outputs [n, R, H] for one chunk of packed float16 tokens (the `rows`
     of `tokens` when given: one gather, inside the checkpoint when there is one). Tokens and weights
     are multiplied in `dtype`; the products are float32 from there on."""
@@ -150,7 +182,9 @@ def chunk_pooled(tokens: torch.Tensor, rows: torch.Tensor | None, segment: torch
     return segment_max(proj, segment, n).reshape(n, R, K)  # hard max over each sentence's tokens
 
 
-def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs, dtype: torch.dtype) -> torch.Tensor:
+def _token_logits(
+    probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs, dtype: torch.dtype
+) -> torch.Tensor:
     """Standardisation folded into the weights: the tokens are centred, so (t / std) @ w = t @ (w / std)."""
     scaled = w / x.token_std
     ends = torch.cumsum(x.lengths, 0).tolist()
@@ -160,19 +194,40 @@ def _token_logits(probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInp
         last = first
         while last + 1 < len(ends) and ends[last + 1] - tok0 <= CHUNK_TOKENS:
             last += 1
-        seg = torch.repeat_interleave(torch.arange(last + 1 - first, device=w.device), x.lengths[first:last + 1])
-        chunk = ((x.tokens[tok0:ends[last]], None) if x.token_starts is None else
-                 (x.tokens, token_rows(x.token_starts[first:last + 1], x.lengths[first:last + 1], ends[last] - tok0)))
+        seg = torch.repeat_interleave(
+            torch.arange(last + 1 - first, device=w.device), x.lengths[first : last + 1]
+        )
+        chunk = (
+            (x.tokens[tok0 : ends[last]], None)
+            if x.token_starts is None
+            else (
+                x.tokens,
+                token_rows(
+                    x.token_starts[first : last + 1], x.lengths[first : last + 1], ends[last] - tok0
+                ),
+            )
+        )
         args = (*chunk, seg, last + 1 - first, scaled, probe_type == "attention_probe", dtype)
-        recompute = (scaled.requires_grad and x.tokens.device.type == "cpu"  # a CPU memory knob, not for CUDA
-                     and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES)
-        pooled.append(checkpoint(chunk_pooled, *args, use_reentrant=False) if recompute else chunk_pooled(*args))
+        recompute = (
+            scaled.requires_grad
+            and x.tokens.device.type == "cpu"  # a CPU memory knob, not for CUDA
+            and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES
+        )
+        pooled.append(
+            checkpoint(chunk_pooled, *args, use_reentrant=False)
+            if recompute
+            else chunk_pooled(*args)
+        )
         first, tok0 = last + 1, ends[last]
     return torch.cat(pooled).sum(dim=2).T + b[:, None]
 
 
-def logits(probe_type: str, params: dict[str, torch.Tensor], x: ProbeInputs,
-           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def logits(
+    probe_type: str,
+    params: dict[str, torch.Tensor],
+    x: ProbeInputs,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Logits [R, N] for every replica on the same N sentences (token probes multiply in `dtype`)."""
     w, b = params["w"], params["b"]
     if probe_type in TOKEN_PROBES:

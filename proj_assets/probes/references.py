@@ -19,11 +19,19 @@ C_GRID = np.logspace(-3, 2, 6)
 MAX_ITER = 5000
 
 
-def reference_spec(corpus_hash: str, fold: str, activations_hash: str, control_seeds: list[int]) -> dict:
+def reference_spec(
+    corpus_hash: str, fold: str, activations_hash: str, control_seeds: list[int]
+) -> dict:
     """What determines a fold's references; its hash names their cached file."""
-    return {"version": REFERENCE_VERSION, "corpus_hash": corpus_hash, "fold": fold,
-            "activations": activations_hash, "control_seeds": [int(s) for s in control_seeds],
-            "c_grid": [float(c) for c in C_GRID], "max_iter": MAX_ITER}
+    return {
+        "version": REFERENCE_VERSION,
+        "corpus_hash": corpus_hash,
+        "fold": fold,
+        "activations": activations_hash,
+        "control_seeds": [int(s) for s in control_seeds],
+        "c_grid": [float(c) for c in C_GRID],
+        "max_iter": MAX_ITER,
+    }
 
 
 def shuffled_labels(y: np.ndarray, seeds: list[int]) -> np.ndarray:
@@ -39,30 +47,59 @@ def fit_logistic_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray):
 
     n_splits = min(3, len(np.unique(groups)))
     if n_splits < 2:
-        raise ValueError("the references need at least two training problems for inner cross-validation")
+        raise ValueError(
+            "the references need at least two training problems for inner cross-validation"
+        )
     splits = list(GroupKFold(n_splits).split(x, y, groups))
-    model = LogisticRegressionCV(Cs=C_GRID, l1_ratios=(0.0,), use_legacy_attributes=False, cv=splits,
-                                 scoring="average_precision", class_weight="balanced", max_iter=MAX_ITER)
+    model = LogisticRegressionCV(
+        Cs=C_GRID,
+        l1_ratios=(0.0,),
+        use_legacy_attributes=False,
+        cv=splits,
+        scoring="average_precision",
+        class_weight="balanced",
+        max_iter=MAX_ITER,
+    )
     with threadpool_limits(1):  # small problems: threads only contend with the other partitions
         model.fit(x, y)
     return model
 
 
-def fit_references(position_train: np.ndarray, pooled_train: np.ndarray | None, y_train: np.ndarray,
-                   groups_train: np.ndarray, position_test: np.ndarray, pooled_test: np.ndarray | None,
-                   control_seeds: list[int]) -> pl.DataFrame:
+def fit_references(
+    position_train: np.ndarray,
+    pooled_train: np.ndarray | None,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    position_test: np.ndarray,
+    pooled_test: np.ndarray | None,
+    control_seeds: list[int],
+) -> pl.DataFrame:
     """Test-set probabilities of the baseline (probe_seed 0) and of one control per seed, with the
     chosen C and whether the solver converged: one row per role x seed x test sentence index."""
     frames = []
 
     def add(role: str, seed: int, model, x_test: np.ndarray) -> None:
         converged = bool(np.all(np.asarray(model.n_iter_) < MAX_ITER))
-        frames.append(pl.DataFrame({"role": role, "probe_seed": seed, "row": np.arange(len(x_test)),
-                                    "probability": model.predict_proba(x_test)[:, 1],
-                                    "c": float(np.ravel(model.C_)[0]), "converged": converged}))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "role": role,
+                    "probe_seed": seed,
+                    "row": np.arange(len(x_test)),
+                    "probability": model.predict_proba(x_test)[:, 1],
+                    "c": float(np.ravel(model.C_)[0]),
+                    "converged": converged,
+                }
+            )
+        )
 
     add("baseline", 0, fit_logistic_cv(position_train, y_train, groups_train), position_test)
     if pooled_train is not None:
         for seed, shuffled in zip(control_seeds, shuffled_labels(y_train, control_seeds)):
-            add("control", int(seed), fit_logistic_cv(pooled_train, shuffled, groups_train), pooled_test)
+            add(
+                "control",
+                int(seed),
+                fit_logistic_cv(pooled_train, shuffled, groups_train),
+                pooled_test,
+            )
     return pl.concat(frames)

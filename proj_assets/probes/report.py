@@ -10,8 +10,11 @@ from proj_assets.shared.markdown import Markdown, figure_image, new_figure, tabl
 
 def best_per_probe_and_layer(finals: pl.DataFrame) -> pl.DataFrame:
     """The config with the highest PR-AUC lower bound for each probe type x layer."""
-    return finals.sort("pr_auc_ci_low", descending=True, nulls_last=True).unique(
-        ["probe", "layer"], keep="first").sort("probe", "layer")
+    return (
+        finals.sort("pr_auc_ci_low", descending=True, nulls_last=True)
+        .unique(["probe", "layer"], keep="first")
+        .sort("probe", "layer")
+    )
 
 
 def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> Markdown:
@@ -22,15 +25,27 @@ def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> Markdown:
     width = 0.8 / max(len(probes), 1)
     for i, probe in enumerate(probes):
         rows = best.filter(pl.col("probe") == probe).sort("layer")
-        x = np.array([layers.index(v) for v in rows["layer"].to_list()]) + (i - (len(probes) - 1) / 2) * width
+        x = (
+            np.array([layers.index(v) for v in rows["layer"].to_list()])
+            + (i - (len(probes) - 1) / 2) * width
+        )
         mean = rows["pr_auc_mean"].to_numpy()
         low = rows["pr_auc_ci_low"].fill_nan(None).fill_null(pl.Series(mean)).to_numpy()
         high = rows["pr_auc_ci_high"].fill_nan(None).fill_null(pl.Series(mean)).to_numpy()
-        ax.errorbar(x, mean, yerr=np.abs(np.stack([mean - low, high - mean])), fmt="o", capsize=3, label=probe)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=np.abs(np.stack([mean - low, high - mean])),
+            fmt="o",
+            capsize=3,
+            label=probe,
+        )
     for role, color in (("baseline", "grey"), ("control", "tab:red")):
         stats = summary.get(role)
         if stats and np.isfinite(stats["mean"]):
-            ax.axhline(stats["mean"], linestyle="--", color=color, label=f"{role} (confirmation folds)")
+            ax.axhline(
+                stats["mean"], linestyle="--", color=color, label=f"{role} (confirmation folds)"
+            )
             if np.isfinite(stats["ci_low"]):
                 ax.axhspan(stats["ci_low"], stats["ci_high"], color=color, alpha=0.12)
     ax.set_xticks(range(len(layers)), [f"layer {v}" for v in layers])
@@ -40,10 +55,26 @@ def _probe_layer_plot(finals: pl.DataFrame, summary: dict) -> Markdown:
 
 
 def summary_metadata(finals: pl.DataFrame, confirmed: pl.DataFrame, decision: dict) -> dict:
-    shown = finals.select("config_id", "probe", "layer", "pooling", "learning_rate", "weight_decay", "epochs",
-                          "n_heads", "stage", "n_folds", "n_fits", "pr_auc_mean", "pr_auc_ci_low", "pr_auc_ci_high")
+    shown = finals.select(
+        "config_id",
+        "probe",
+        "layer",
+        "pooling",
+        "learning_rate",
+        "weight_decay",
+        "epochs",
+        "n_heads",
+        "stage",
+        "n_folds",
+        "n_fits",
+        "pr_auc_mean",
+        "pr_auc_ci_low",
+        "pr_auc_ci_high",
+    )
     return {
-        "probe_layer_plot": _probe_layer_plot(finals, decision.get("summary", {})),  # first: shown first
+        "probe_layer_plot": _probe_layer_plot(
+            finals, decision.get("summary", {})
+        ),  # first: shown first
         "results": table_markdown(shown, limit=50),
         "confirmation_folds": table_markdown(confirmed, limit=50),
         **flat_confirmation(decision.get("summary", {})),

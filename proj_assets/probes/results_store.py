@@ -18,8 +18,13 @@ def replace_partitions(conn, df: pl.DataFrame, partitions: list[tuple[str, str]]
     try:
         conn.execute("begin transaction")
         conn.execute(f"create schema if not exists {SCHEMA}")
-        conn.execute(f"create table if not exists {QUALIFIED} as select * from incoming_fold_results limit 0")
-        conn.executemany(f"delete from {QUALIFIED} where config_id = ? and fold = ?", [list(p) for p in partitions])
+        conn.execute(
+            f"create table if not exists {QUALIFIED} as select * from incoming_fold_results limit 0"
+        )
+        conn.executemany(
+            f"delete from {QUALIFIED} where config_id = ? and fold = ?",
+            [list(p) for p in partitions],
+        )
         conn.execute(f"insert into {QUALIFIED} by name select * from incoming_fold_results")
         conn.execute("commit")
     except BaseException:
@@ -31,9 +36,14 @@ def replace_partitions(conn, df: pl.DataFrame, partitions: list[tuple[str, str]]
 
 def read_partitions(conn, partitions: list[tuple[str, str]]) -> pl.DataFrame:
     """The rows of every (config_id, fold) partition, in one query."""
-    conn.register("wanted_partitions", pl.DataFrame(partitions, schema=["config_id", "fold"], orient="row").to_arrow())
+    conn.register(
+        "wanted_partitions",
+        pl.DataFrame(partitions, schema=["config_id", "fold"], orient="row").to_arrow(),
+    )
     try:
-        return conn.execute(f"select r.* from {QUALIFIED} r join wanted_partitions using (config_id, fold)").pl()
+        return conn.execute(
+            f"select r.* from {QUALIFIED} r join wanted_partitions using (config_id, fold)"
+        ).pl()
     finally:
         conn.unregister("wanted_partitions")
 

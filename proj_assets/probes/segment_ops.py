@@ -18,7 +18,8 @@ class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
         pooled = values.new_zeros(n, values.shape[1]).scatter_reduce_(
-            0, segment[:, None].expand_as(values), values, "amax", include_self=False)
+            0, segment[:, None].expand_as(values), values, "amax", include_self=False
+        )
         ctx.save_for_backward(values, segment, pooled)
         return pooled
 
@@ -34,9 +35,12 @@ class _SegmentSoftmaxPool(torch.autograd.Function):
     """sum over each sentence's tokens of softmax(scores) * values [n, C] (softmax within the sentence)."""
 
     @staticmethod
-    def forward(ctx, scores: torch.Tensor, values: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
+    def forward(
+        ctx, scores: torch.Tensor, values: torch.Tensor, segment: torch.Tensor, n: int
+    ) -> torch.Tensor:
         peak = scores.new_full((n, scores.shape[1]), float("-inf")).scatter_reduce_(
-            0, segment[:, None].expand_as(scores), scores, "amax", include_self=True)
+            0, segment[:, None].expand_as(scores), scores, "amax", include_self=True
+        )
         weights = (scores - peak.index_select(0, segment)).exp_()
         total = torch.zeros_like(peak).index_add_(0, segment, weights)
         pooled = torch.zeros_like(peak).index_add_(0, segment, weights * values).div_(total)
@@ -57,5 +61,7 @@ def segment_max(values: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Te
     return _SegmentMax.apply(values, segment, n)
 
 
-def segment_softmax_pool(scores: torch.Tensor, values: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
+def segment_softmax_pool(
+    scores: torch.Tensor, values: torch.Tensor, segment: torch.Tensor, n: int
+) -> torch.Tensor:
     return _SegmentSoftmaxPool.apply(scores, values, segment, n)

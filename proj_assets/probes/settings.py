@@ -13,8 +13,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Checks that may be switched off, and only by naming them here (the check then still measures,
 # reports WARN instead of blocking, and records `tripwire_disabled: true` in its metadata).
-Tripwire = Literal["groups_and_labels_valid", "activations_finite", "index_matches_cache",
-                   "no_group_leakage", "metrics_finite", "release_gate"]
+Tripwire = Literal[
+    "groups_and_labels_valid",
+    "activations_finite",
+    "index_matches_cache",
+    "no_group_leakage",
+    "metrics_finite",
+    "release_gate",
+]
 
 
 def project_path(path: str) -> Path:

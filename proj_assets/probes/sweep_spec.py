@@ -30,7 +30,9 @@ class _Strict(BaseModel):
 class Factors(_Strict):
     probe_type: list[Literal[CANDIDATE_PROBES]] = Field(min_length=1)  # type: ignore[valid-type]
     layer: list[int] = Field(min_length=1)
-    pooling: list[Literal["mean", "max", "last"]] = ["mean"]  # for pooled probes; token probes pool themselves
+    pooling: list[Literal["mean", "max", "last"]] = [
+        "mean"
+    ]  # for pooled probes; token probes pool themselves
     learning_rate: list[float] = Field(min_length=1)
     weight_decay: list[float] = [0.0]
     epochs: list[int] = Field(min_length=1)
@@ -52,16 +54,23 @@ class SweepSpec(_Strict):
 
 def _validate_values(spec: SweepSpec) -> None:
     f = spec.factors
-    rules = [("layer", f.layer, lambda v: v >= 0, ">= 0"), ("learning_rate", f.learning_rate, lambda v: v > 0, "> 0"),
-             ("weight_decay", f.weight_decay, lambda v: v >= 0, ">= 0"), ("epochs", f.epochs, lambda v: v >= 1, ">= 1"),
-             ("n_heads", f.n_heads, lambda v: v >= 1, ">= 1"), ("batch_size", f.batch_size, lambda v: v >= 1, ">= 1")]
+    rules = [
+        ("layer", f.layer, lambda v: v >= 0, ">= 0"),
+        ("learning_rate", f.learning_rate, lambda v: v > 0, "> 0"),
+        ("weight_decay", f.weight_decay, lambda v: v >= 0, ">= 0"),
+        ("epochs", f.epochs, lambda v: v >= 1, ">= 1"),
+        ("n_heads", f.n_heads, lambda v: v >= 1, ">= 1"),
+        ("batch_size", f.batch_size, lambda v: v >= 1, ">= 1"),
+    ]
     for name, values, ok, expected in rules:
         bad = [v for v in values if not ok(v)]
         if bad:
             raise ValueError(f"field 'factors.{name}': values {bad} must be {expected}")
     if spec.stages.stage2_seeds <= spec.stages.stage1_seeds:
-        raise ValueError(f"field 'stages.stage2_seeds': {spec.stages.stage2_seeds} must exceed "
-                         f"stages.stage1_seeds ({spec.stages.stage1_seeds})")
+        raise ValueError(
+            f"field 'stages.stage2_seeds': {spec.stages.stage2_seeds} must exceed "
+            f"stages.stage1_seeds ({spec.stages.stage1_seeds})"
+        )
 
 
 def parse_spec(raw: object, source: str) -> SweepSpec:
@@ -90,7 +99,16 @@ def load_spec(path: Path) -> SweepSpec:
 
 
 # A config's settings as the UI shows them (manifest columns, fold partition metadata, summary).
-CONFIG_FIELDS = ("probe_type", "layer", "pooling", "learning_rate", "weight_decay", "epochs", "n_heads", "batch_size")
+CONFIG_FIELDS = (
+    "probe_type",
+    "layer",
+    "pooling",
+    "learning_rate",
+    "weight_decay",
+    "epochs",
+    "n_heads",
+    "batch_size",
+)
 
 
 # Configs that agree on these train together (they differ in learning rate, weight decay, epochs).
@@ -103,10 +121,16 @@ def group_key(config: dict) -> tuple:
 
 def canonical_config(values: dict, stage: int, n_seeds: int) -> dict:
     """Drop what a probe type ignores, so equivalent configs share one id."""
-    config = {"probe_type": values["probe_type"], "layer": int(values["layer"]),
-              "learning_rate": float(values["learning_rate"]), "weight_decay": float(values["weight_decay"]),
-              "epochs": int(values["epochs"]), "batch_size": int(values["batch_size"]),
-              "stage": stage, "n_seeds": n_seeds}
+    config = {
+        "probe_type": values["probe_type"],
+        "layer": int(values["layer"]),
+        "learning_rate": float(values["learning_rate"]),
+        "weight_decay": float(values["weight_decay"]),
+        "epochs": int(values["epochs"]),
+        "batch_size": int(values["batch_size"]),
+        "stage": stage,
+        "n_seeds": n_seeds,
+    }
     if values["probe_type"] in TOKEN_PROBES:
         config["n_heads"], config["pooling"] = int(values["n_heads"]), "learned"
     else:
@@ -120,7 +144,9 @@ def expand(spec: SweepSpec, hash_fn) -> list[dict]:
     grid = itertools.product(*(getattr(spec.factors, n) for n in names))
     configs = {}
     for combo in grid:
-        config = canonical_config(dict(zip(names, combo)), stage=1, n_seeds=spec.stages.stage1_seeds)
+        config = canonical_config(
+            dict(zip(names, combo)), stage=1, n_seeds=spec.stages.stage1_seeds
+        )
         configs.setdefault(hash_fn(config, length=12), config)
     return [{"config_id": cid, **cfg} for cid, cfg in configs.items()]
 
@@ -139,8 +165,10 @@ def resolve_config(config_id: str, stage1_configs: dict[str, dict]) -> dict:
     match = STAGE2_ID.match(config_id)
     base = match["base"] if match else config_id
     if base not in stage1_configs:
-        raise KeyError(f"config {config_id!r} is not in the sweep manifest (its stage-1 config {base!r} is "
-                       "missing): re-materialize probes/sweep/manifest or remove the stale partition")
+        raise KeyError(
+            f"config {config_id!r} is not in the sweep manifest (its stage-1 config {base!r} is "
+            "missing): re-materialize probes/sweep/manifest or remove the stale partition"
+        )
     config = dict(stage1_configs[base])
     if match:
         config.update(config_id=config_id, stage=2, n_seeds=int(match["seeds"]))

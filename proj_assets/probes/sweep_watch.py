@@ -32,13 +32,24 @@ class TickPlan:
     partitions: list[tuple[str, str]] = field(default_factory=list)  # (config, fold)
 
 
-def plan_tick(cursor: SweepCursor, spec_hash: str, config_ids: list[str], registered_configs: set[str],
-              folds: list[str], manifest_storage_id: int | None, materialized: set[tuple[str, str]]) -> TickPlan:
+def plan_tick(
+    cursor: SweepCursor,
+    spec_hash: str,
+    config_ids: list[str],
+    registered_configs: set[str],
+    folds: list[str],
+    manifest_storage_id: int | None,
+    materialized: set[tuple[str, str]],
+) -> TickPlan:
     if spec_hash != cursor.spec_hash:
-        return TickPlan(SweepCursor(spec_hash, manifest_storage_id, True),
-                        add_configs=[c for c in config_ids if c not in registered_configs], request_manifest=True)
+        return TickPlan(
+            SweepCursor(spec_hash, manifest_storage_id, True),
+            add_configs=[c for c in config_ids if c not in registered_configs],
+            request_manifest=True,
+        )
     manifest_is_new = manifest_storage_id is not None and (
-        cursor.manifest_storage_id is None or manifest_storage_id > cursor.manifest_storage_id)
+        cursor.manifest_storage_id is None or manifest_storage_id > cursor.manifest_storage_id
+    )
     if not (cursor.waiting_for_manifest and manifest_is_new and folds):
         return TickPlan(cursor)
     todo = [(c, f) for c in config_ids for f in folds if (c, f) not in materialized]

@@ -28,28 +28,48 @@ class EpochTokens:
     sizes: np.ndarray  # host [n_batches]: sentences per minibatch
 
 
-def epoch_tokens(starts: np.ndarray, lengths: np.ndarray, order: np.ndarray, batch_size: int,
-                 device) -> EpochTokens:
+def epoch_tokens(
+    starts: np.ndarray, lengths: np.ndarray, order: np.ndarray, batch_size: int, device
+) -> EpochTokens:
     """Index of the epoch whose sentences come in `order`, cut into minibatches of `batch_size`;
     `starts` and `lengths` are each sentence's first token row and token count (host arrays)."""
     n_tokens = lengths[order]
     ends = np.cumsum(n_tokens)
-    rows = np.repeat(starts[order] - (ends - n_tokens), n_tokens) + np.arange(int(ends[-1]) if len(ends) else 0)
+    rows = np.repeat(starts[order] - (ends - n_tokens), n_tokens) + np.arange(
+        int(ends[-1]) if len(ends) else 0
+    )
     segment = np.repeat(np.arange(len(order)) % batch_size, n_tokens)
     sentence_bounds = np.minimum(np.arange(0, len(order) + batch_size, batch_size), len(order))
     sentence_bounds = sentence_bounds[: -(-len(order) // batch_size) + 1]
     token_bounds = np.concatenate([[0], ends])[sentence_bounds]
-    return EpochTokens(torch.from_numpy(rows).to(device), torch.from_numpy(segment).to(device),
-                       token_bounds, np.diff(sentence_bounds))
+    return EpochTokens(
+        torch.from_numpy(rows).to(device),
+        torch.from_numpy(segment).to(device),
+        token_bounds,
+        np.diff(sentence_bounds),
+    )
 
 
-def minibatch_logits(probe_type: str, params: dict[str, torch.Tensor], inputs: ProbeInputs, epoch: EpochTokens,
-                     batch: int, dtype: torch.dtype) -> torch.Tensor:
+def minibatch_logits(
+    probe_type: str,
+    params: dict[str, torch.Tensor],
+    inputs: ProbeInputs,
+    epoch: EpochTokens,
+    batch: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """Logits [R, sentences of minibatch `batch`] of the replicas in `params` (the token std folded
     into their weights, as probe_models does)."""
     lo, hi = int(epoch.token_bounds[batch]), int(epoch.token_bounds[batch + 1])
-    pooled = chunk_pooled(inputs.tokens, epoch.rows[lo:hi], epoch.segment[lo:hi], int(epoch.sizes[batch]),
-                          params["w"] / inputs.token_std, probe_type == "attention_probe", dtype)
+    pooled = chunk_pooled(
+        inputs.tokens,
+        epoch.rows[lo:hi],
+        epoch.segment[lo:hi],
+        int(epoch.sizes[batch]),
+        params["w"] / inputs.token_std,
+        probe_type == "attention_probe",
+        dtype,
+    )
     return pooled.sum(dim=2).T + params["b"][:, None]
 
 

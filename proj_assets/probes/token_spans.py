@@ -29,9 +29,20 @@ import hashlib
 from pathlib import Path
 
 # Part of every activation cache key: bump when what a cached sentence's tokens are changes.
-EXTRACTION_VERSION = "exact-spans-3"  # 3: boundary tokens to the later sentence, interior zero-width kept
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "vocab.json", "merges.txt", "added_tokens.json", "tokenizer.model", "spiece.model")
+EXTRACTION_VERSION = (
+    "exact-spans-3"  # 3: boundary tokens to the later sentence, interior zero-width kept
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "tokenizer.model",
+    "spiece.model",
+)
 
 
 class SpanError(ValueError):
@@ -49,7 +60,9 @@ def tokenizer_hash(model_dir: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def locate_sentences(trace_id: str, text: str, sentences: list[str], base: int = 0) -> list[tuple[int, int]]:
+def locate_sentences(
+    trace_id: str, text: str, sentences: list[str], base: int = 0
+) -> list[tuple[int, int]]:
     """Character bounds [start, end) of each (whitespace-trimmed) sentence in `text`, in order,
     shifted by `base`. A sentence missing from the text, or found only before the end of the
     previous one (overlap or wrong order), is a SpanError naming trace and sentence."""
@@ -59,8 +72,12 @@ def locate_sentences(trace_id: str, text: str, sentences: list[str], base: int =
         at = text.find(needle, pos)
         if at < 0:
             earlier = text.find(needle)
-            where = (f"occurs only at character {earlier}, before the end of sentence {idx - 1} (character {pos}): "
-                     "sentences overlap or are out of order" if earlier >= 0 else "does not occur in the trace text")
+            where = (
+                f"occurs only at character {earlier}, before the end of sentence {idx - 1} (character {pos}): "
+                "sentences overlap or are out of order"
+                if earlier >= 0
+                else "does not occur in the trace text"
+            )
             raise SpanError(f"trace {trace_id!r}, sentence {idx} ({needle[:60]!r}) {where}")
         bounds.append((base + at, base + at + len(needle)))
         pos = at + len(needle)
@@ -75,8 +92,9 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def assign_tokens(offsets: list[tuple[int, int]], text: str,
-                  bounds: list[tuple[int, int]]) -> tuple[list[list[int]], list[int]]:
+def assign_tokens(
+    offsets: list[tuple[int, int]], text: str, bounds: list[tuple[int, int]]
+) -> tuple[list[list[int]], list[int]]:
     """(token positions per sentence, boundary tokens received per sentence). A token belongs to
     the sentence its non-space characters overlap; one overlapping several is a boundary token and
     goes to the last of them. A token of whitespace only belongs to the sentence it lies inside
@@ -88,7 +106,11 @@ def assign_tokens(offsets: list[tuple[int, int]], text: str,
         s, e = _trimmed(text, s0, e0)
         if s >= e:
             k = bisect.bisect_right(starts, s0) - 1
-            inside = (s0 < e0 and e0 <= ends[k]) or (s0 == e0 and starts[k] < s0 < ends[k]) if k >= 0 else False
+            inside = (
+                (s0 < e0 and e0 <= ends[k]) or (s0 == e0 and starts[k] < s0 < ends[k])
+                if k >= 0
+                else False
+            )
             if inside:
                 owned[k].append(position)
             continue
@@ -115,13 +137,23 @@ def window_for(kept: list[int], width: int, stride: int) -> int:
     """Index of the earliest window [k*stride, k*stride + width) that holds every kept position."""
     k = max(0, -(-(kept[-1] + 1 - width) // stride))
     if k * stride > kept[0]:
-        raise ValueError(f"a sentence's kept tokens span {kept[-1] - kept[0] + 1} positions, more than the "
-                         f"window overlap ({width - stride}); lower max_tokens or raise max_context_tokens")
+        raise ValueError(
+            f"a sentence's kept tokens span {kept[-1] - kept[0] + 1} positions, more than the "
+            f"window overlap ({width - stride}); lower max_tokens or raise max_context_tokens"
+        )
     return k
 
 
-def plan_trace(tokenizer, trace_id: str, prompt: str, trace_text: str, sentences: list[str], uids: list[int],
-               max_tokens: int, max_context: int) -> list[dict]:
+def plan_trace(
+    tokenizer,
+    trace_id: str,
+    prompt: str,
+    trace_text: str,
+    sentences: list[str],
+    uids: list[int],
+    max_tokens: int,
+    max_context: int,
+) -> list[dict]:
     """Model inputs for one trace (one per window used) and each sentence's positions in them."""
     text = prompt + trace_text
     bounds = locate_sentences(trace_id, trace_text, sentences, base=len(prompt))
@@ -133,13 +165,24 @@ def plan_trace(tokenizer, trace_id: str, prompt: str, trace_text: str, sentences
     plans: dict[int, dict] = {}
     for idx, (uid, positions) in enumerate(zip(uids, owned)):
         if not positions:
-            crossed = " (a boundary token spans it and the next sentence: it went to the later one)" \
-                if idx + 1 < len(boundary) and boundary[idx + 1] else ""
-            raise SpanError(f"trace {trace_id!r}, sentence {idx} ({sentences[idx][:60]!r}) has no tokens{crossed}")
+            crossed = (
+                " (a boundary token spans it and the next sentence: it went to the later one)"
+                if idx + 1 < len(boundary) and boundary[idx + 1]
+                else ""
+            )
+            raise SpanError(
+                f"trace {trace_id!r}, sentence {idx} ({sentences[idx][:60]!r}) has no tokens{crossed}"
+            )
         kept = positions[:max_tokens]
         k = window_for(kept, width, stride) if len(enc["input_ids"]) > width else 0
-        plan = plans.setdefault(k, {"input_ids": prefix + enc["input_ids"][k * stride:k * stride + width], "spans": {},
-                                    "boundary": {}})
+        plan = plans.setdefault(
+            k,
+            {
+                "input_ids": prefix + enc["input_ids"][k * stride : k * stride + width],
+                "spans": {},
+                "boundary": {},
+            },
+        )
         plan["spans"][uid] = [len(prefix) + p - k * stride for p in kept]
         plan["boundary"][uid] = boundary[idx]
     return list(plans.values())
@@ -147,9 +190,18 @@ def plan_trace(tokenizer, trace_id: str, prompt: str, trace_text: str, sentences
 
 def plan_sentence(tokenizer, text: str, uid: int, max_tokens: int, max_context: int) -> dict:
     """One encoder input for a sentence alone (with its special tokens) and its own positions."""
-    enc = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_context,
-                    return_offsets_mapping=True, return_special_tokens_mask=True)
-    offsets = [(0, 0) if special else span for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"])]
+    enc = tokenizer(
+        text,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_context,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+    offsets = [
+        (0, 0) if special else span
+        for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"])
+    ]
     positions = assign_tokens(offsets, text, [(0, len(text))])[0][0]
     if not positions:
         raise SpanError(f"sentence uid {uid} ({text[:60]!r}) has no tokens")

@@ -31,6 +31,7 @@ from proj_assets.shared.process_memory import set_malloc_thresholds
 @dataclass(frozen=True)
 class TrainParams:
     """Scalars, or one value per replica for learning_rate / weight_decay / epochs."""
+
     learning_rate: float | Sequence[float]
     weight_decay: float | Sequence[float]
     epochs: int | Sequence[int]
@@ -39,11 +40,15 @@ class TrainParams:
     patience: int = 10  # epochs without validation improvement before a replica stops
 
 
-ORDER_SEED = 20_251  # the epochs' shared minibatch partition; replica seeds choose the visiting order
+ORDER_SEED = (
+    20_251  # the epochs' shared minibatch partition; replica seeds choose the visiting order
+)
 
 
 def per_replica(value, n: int) -> torch.Tensor:
-    return torch.as_tensor(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy(), dtype=torch.float32)
+    return torch.as_tensor(
+        np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy(), dtype=torch.float32
+    )
 
 
 class BatchedAdamW:
@@ -51,9 +56,22 @@ class BatchedAdamW:
     and weight decay per replica (the leading dimension of every parameter); `scale` (0 or 1 per
     replica) freezes replicas that stopped."""
 
-    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, weight_decay: torch.Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.wd, self.betas, self.eps, self.t = params, lr, weight_decay, betas, eps, 0
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        lr: torch.Tensor,
+        weight_decay: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        self.params, self.lr, self.wd, self.betas, self.eps, self.t = (
+            params,
+            lr,
+            weight_decay,
+            betas,
+            eps,
+            0,
+        )
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
 
@@ -61,14 +79,14 @@ class BatchedAdamW:
     def step(self, scale: torch.Tensor) -> None:
         b1, b2 = self.betas
         self.t += 1
-        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         lr = self.lr * scale
         for p, m, v in zip(self.params, self.m, self.v):
             shape = (-1,) + (1,) * (p.dim() - 1)
             p.mul_((1 - lr * self.wd).view(shape))
             m.lerp_(p.grad, 1 - b1)
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v.sqrt() / bc2 ** 0.5).add_(self.eps)
+            denom = (v.sqrt() / bc2**0.5).add_(self.eps)
             p.sub_((lr / bc1).view(shape) * m / denom)
             p.grad = None
 
@@ -84,15 +102,26 @@ def keep_freed_blocks() -> bool:
     return set_malloc_thresholds(256 << 20, 512 << 20)
 
 
-def _weighted_bce(out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+def _weighted_bce(
+    out: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor
+) -> torch.Tensor:
     """Per-replica mean class-weighted BCE [R]."""
     return torch.nn.functional.binary_cross_entropy_with_logits(
-        out, labels, pos_weight=pos_weight[:, None], reduction="none").mean(dim=1)
+        out, labels, pos_weight=pos_weight[:, None], reduction="none"
+    ).mean(dim=1)
 
 
-def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int], hp: TrainParams,
-                   val: ProbeInputs | None = None, val_labels: np.ndarray | None = None,
-                   device: str = "cpu", matmul_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def train_replicas(
+    probe_type: str,
+    inputs: ProbeInputs,
+    labels: np.ndarray,
+    seeds: Sequence[int],
+    hp: TrainParams,
+    val: ProbeInputs | None = None,
+    val_labels: np.ndarray | None = None,
+    device: str = "cpu",
+    matmul_dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
     """Train len(seeds) replicas; `labels` is [R, N] (one label vector per replica). Returns the
     parameters (best on validation when given) and `epochs_run` per replica. Token probes multiply
     tokens by weights in `matmul_dtype` (probe_models.matmul_dtype); parameters, gradients and the
@@ -104,8 +133,12 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     if labels_t.shape != (R, n):
         raise ValueError(f"labels shape {tuple(labels_t.shape)} != (replicas {R}, rows {n})")
     inputs = inputs.to(device)
-    params = {k: v.detach().to(device).requires_grad_() for k, v in
-              init_params(probe_type, list(seeds), feature_width(probe_type, inputs), hp.n_heads).items()}
+    params = {
+        k: v.detach().to(device).requires_grad_()
+        for k, v in init_params(
+            probe_type, list(seeds), feature_width(probe_type, inputs), hp.n_heads
+        ).items()
+    }
     lr, wd = per_replica(hp.learning_rate, R).to(device), per_replica(hp.weight_decay, R).to(device)
     epochs = per_replica(hp.epochs, R).to(device)
     positives = labels_t.sum(1)
@@ -116,21 +149,32 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     run = torch.zeros(R, device=device)
     best = {k: v.detach().clone() for k, v in params.items()}
     if val is not None:
-        val, val_t = val.to(device), torch.as_tensor(np.asarray(val_labels), dtype=torch.float32, device=device)
-        best_loss, since_best = torch.full((R,), float("inf"), device=device), torch.zeros(R, device=device)
+        val, val_t = (
+            val.to(device),
+            torch.as_tensor(np.asarray(val_labels), dtype=torch.float32, device=device),
+        )
+        best_loss, since_best = (
+            torch.full((R,), float("inf"), device=device),
+            torch.zeros(R, device=device),
+        )
     shared = np.random.default_rng(ORDER_SEED)
     n_batches = -(-n // hp.batch_size)
-    gathered = probe_type in TOKEN_PROBES and n_batches > 1  # token_batches: one gather per minibatch
+    gathered = (
+        probe_type in TOKEN_PROBES and n_batches > 1
+    )  # token_batches: one gather per minibatch
     if gathered:
         lengths = inputs.lengths.cpu().numpy()
-        starts = (inputs.token_starts.cpu().numpy() if inputs.token_starts is not None
-                  else np.cumsum(lengths) - lengths)
+        starts = (
+            inputs.token_starts.cpu().numpy()
+            if inputs.token_starts is not None
+            else np.cumsum(lengths) - lengths
+        )
     for epoch in range(int(epochs.max())):
         # the epoch's minibatches (one shared partition); each replica visits them in its own
         # seeded order, so a step computes each minibatch once for all the replicas on it
         order = shared.permutation(n)
         perm = torch.from_numpy(order).to(device)
-        parts = [perm[b * hp.batch_size:(b + 1) * hp.batch_size] for b in range(n_batches)]
+        parts = [perm[b * hp.batch_size : (b + 1) * hp.batch_size] for b in range(n_batches)]
         if gathered:
             index = epoch_tokens(starts, lengths, order, hp.batch_size, device)
         else:
@@ -141,16 +185,23 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
                 on = replicas[lo:hi]
                 sub = {k: v[on] for k, v in params.items()}
                 lab = labels_t[on][:, parts[b]] if n_batches > 1 else labels_t[on]
-                out = (minibatch_logits(probe_type, sub, inputs, index, b, matmul_dtype) if gathered
-                       else logits(probe_type, sub, batches[b], matmul_dtype))
-                _weighted_bce(out, lab, pos_weight[on]).sum().backward()  # this minibatch's graph freed now
+                out = (
+                    minibatch_logits(probe_type, sub, inputs, index, b, matmul_dtype)
+                    if gathered
+                    else logits(probe_type, sub, batches[b], matmul_dtype)
+                )
+                _weighted_bce(
+                    out, lab, pos_weight[on]
+                ).sum().backward()  # this minibatch's graph freed now
             opt.step(active)
         trained = active > 0
         run += active
         active = active * (epoch + 1 < epochs)
         if val is not None:
             with torch.no_grad():
-                loss = _weighted_bce(logits(probe_type, params, val, matmul_dtype), val_t, pos_weight)
+                loss = _weighted_bce(
+                    logits(probe_type, params, val, matmul_dtype), val_t, pos_weight
+                )
             improved = (loss < best_loss - 1e-6) & trained
             for k in best:
                 best[k][improved] = params[k].detach()[improved]
@@ -163,34 +214,69 @@ def train_replicas(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, see
     return {**final, "epochs_run": run.cpu()}
 
 
-def predict(probe_type: str, params: dict[str, torch.Tensor], inputs: ProbeInputs,
-            matmul_dtype: torch.dtype = torch.float32) -> np.ndarray:
+def predict(
+    probe_type: str,
+    params: dict[str, torch.Tensor],
+    inputs: ProbeInputs,
+    matmul_dtype: torch.dtype = torch.float32,
+) -> np.ndarray:
     """Probabilities [R, N]."""
     with torch.no_grad():
-        return torch.sigmoid(logits(probe_type, params, inputs.to(params["w"].device), matmul_dtype)).cpu().numpy()
+        return (
+            torch.sigmoid(logits(probe_type, params, inputs.to(params["w"].device), matmul_dtype))
+            .cpu()
+            .numpy()
+        )
 
 
-def train_one_at_a_time(probe_type: str, inputs: ProbeInputs, labels: np.ndarray, seeds: Sequence[int],
-                        hp: TrainParams, val: ProbeInputs | None = None, val_labels: np.ndarray | None = None,
-                        matmul_dtype: torch.dtype = torch.float32) -> list[dict[str, torch.Tensor]]:
+def train_one_at_a_time(
+    probe_type: str,
+    inputs: ProbeInputs,
+    labels: np.ndarray,
+    seeds: Sequence[int],
+    hp: TrainParams,
+    val: ProbeInputs | None = None,
+    val_labels: np.ndarray | None = None,
+    matmul_dtype: torch.dtype = torch.float32,
+) -> list[dict[str, torch.Tensor]]:
     """The naive reference: one replica per call (what the batched trainer replaces)."""
     pick = lambda v, r: v[r] if np.ndim(v) else v  # noqa: E731
-    return [train_replicas(probe_type, inputs, labels[r:r + 1], [s],
-                           TrainParams(pick(hp.learning_rate, r), pick(hp.weight_decay, r), pick(hp.epochs, r),
-                                       hp.batch_size, hp.n_heads, hp.patience),
-                           val, None if val_labels is None else val_labels[r:r + 1], matmul_dtype=matmul_dtype)
-            for r, s in enumerate(seeds)]
+    return [
+        train_replicas(
+            probe_type,
+            inputs,
+            labels[r : r + 1],
+            [s],
+            TrainParams(
+                pick(hp.learning_rate, r),
+                pick(hp.weight_decay, r),
+                pick(hp.epochs, r),
+                hp.batch_size,
+                hp.n_heads,
+                hp.patience,
+            ),
+            val,
+            None if val_labels is None else val_labels[r : r + 1],
+            matmul_dtype=matmul_dtype,
+        )
+        for r, s in enumerate(seeds)
+    ]
 
 
-def replica_metrics(y_true: np.ndarray, probs: np.ndarray, importance: np.ndarray | None = None) -> list[dict]:
+def replica_metrics(
+    y_true: np.ndarray, probs: np.ndarray, importance: np.ndarray | None = None
+) -> list[dict]:
     """PR-AUC (average precision), ROC-AUC (NaN when the test set has one class), base rate and,
     with a continuous importance score, its Spearman correlation with the probability, per replica."""
     both = len(np.unique(y_true)) == 2
     rows = []
     for p in probs:
-        row = {"pr_auc": float(average_precision_score(y_true, p)) if y_true.any() else float("nan"),
-               "roc_auc": float(roc_auc_score(y_true, p)) if both else float("nan"),
-               "base_rate": float(np.mean(y_true)), "spearman": float("nan")}
+        row = {
+            "pr_auc": float(average_precision_score(y_true, p)) if y_true.any() else float("nan"),
+            "roc_auc": float(roc_auc_score(y_true, p)) if both else float("nan"),
+            "base_rate": float(np.mean(y_true)),
+            "spearman": float("nan"),
+        }
         if importance is not None and np.ptp(importance) > 0 and np.ptp(p) > 0:
             row["spearman"] = float(spearmanr(importance, p).statistic)
         rows.append(row)

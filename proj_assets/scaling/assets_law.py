@@ -2,7 +2,6 @@
 law fitted to those runs with bootstrap confidence intervals."""
 
 import zlib
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -20,15 +19,27 @@ from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 SEED_RUNS = ["scaling", "hpo", "seed_runs"]
 
 
-def scaling_law_assets(settings: ScalingSettings, cells: dg.PartitionsDefinition, profile_key: str,
-                       device_tags: dict, warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def scaling_law_assets(
+    settings: ScalingSettings,
+    cells: dg.PartitionsDefinition,
+    profile_key: str,
+    device_tags: dict,
+    warehouse: Warehouse,
+) -> list[dg.AssetsDefinition]:
     """Seed re-runs of each cell's best configuration and the scaling law fitted to them."""
 
     @compute_op(device_tags, name="scaling_hpo_seed_runs_compute")
     @gated(SEED_RUNS, warehouse)
-    def seed_runs_compute(context: dg.OpExecutionContext, best_trials: pl.DataFrame, features: pl.DataFrame,
-                          targets: pl.DataFrame, splits: pl.DataFrame, artifacts: ArtifactStore, compute: Compute,
-                          provenance: Provenance) -> Handoff:
+    def seed_runs_compute(
+        context: dg.OpExecutionContext,
+        best_trials: pl.DataFrame,
+        features: pl.DataFrame,
+        targets: pl.DataFrame,
+        splits: pl.DataFrame,
+        artifacts: ArtifactStore,
+        compute: Compute,
+        provenance: Provenance,
+    ) -> Handoff:
         """Train this cell's best configuration with k seeds outside the warehouse pool."""
         from proj_assets.market.panel import split_arrays
         from proj_assets.scaling.config_training import CellContext
@@ -40,49 +51,99 @@ def scaling_law_assets(settings: ScalingSettings, cells: dg.PartitionsDefinition
         budget, horizon = keys["budget"], keys["horizon"]
         best = best_trials.filter((pl.col("budget") == budget) & (pl.col("horizon") == horizon))
         if best.height != 1:
-            raise dg.Failure(f"no best trial for {budget}/{horizon}: materialize scaling/hpo/best_trials first")
-        seed = compute.seed_everything(zlib.crc32(f"seed_runs|{context.partition_key}".encode()) % 100_000,
-                                       threads=s.trainer.torch_threads)
+            raise dg.Failure(
+                f"no best trial for {budget}/{horizon}: materialize scaling/hpo/best_trials first"
+            )
+        seed = compute.seed_everything(
+            zlib.crc32(f"seed_runs|{context.partition_key}".encode()) % 100_000,
+            threads=s.trainer.torch_threads,
+        )
         arrays = split_arrays(features, targets, splits, int(horizon.removeprefix("h")))
         cell_splits = {"train": arrays.train, "val": arrays.val, "test": arrays.test}
-        cell = CellContext(pl.DataFrame(), cell_splits, s, compute.memory_budget_mb, compute.torch_device(), seed,
-                           artifacts.path("scaling", "checkpoints", profile_key, "seed_runs"),
-                           scaling.model_sink(artifacts, provenance, cell_splits, context.run_id))
+        cell = CellContext(
+            pl.DataFrame(),
+            cell_splits,
+            s,
+            compute.memory_budget_mb,
+            compute.torch_device(),
+            seed,
+            artifacts.path("scaling", "checkpoints", profile_key, "seed_runs"),
+            scaling.model_sink(artifacts, provenance, cell_splits, context.run_id),
+        )
         with compute.meter() as meter, GracefulStop() as stop:
-            runs = run_seeds(best.row(0, named=True), cell, [seed + i for i in range(s.seed_runs)], stop, context.log.info)
+            runs = run_seeds(
+                best.row(0, named=True),
+                cell,
+                [seed + i for i in range(s.seed_runs)],
+                stop,
+                context.log.info,
+            )
         stamped = provenance.stamp(runs, context.run_id, seed=seed, params=s.model_dump())
-        return save_handoff(context, artifacts, stamped, {
-            "seeds": runs["run_seed"].to_list(), "val_loss_mean": runs["val_loss"].mean(), "val_loss_std": runs["val_loss"].std(),
-            "best_trial_val_loss": best["val_loss"][0], "runs": markdown_table(runs.drop("model_path")), **meter.metadata(),
-        })
-
+        return save_handoff(
+            context,
+            artifacts,
+            stamped,
+            {
+                "seeds": runs["run_seed"].to_list(),
+                "val_loss_mean": runs["val_loss"].mean(),
+                "val_loss_std": runs["val_loss"].std(),
+                "best_trial_val_loss": best["val_loss"][0],
+                "runs": markdown_table(runs.drop("model_path")),
+                **meter.metadata(),
+            },
+        )
 
     seed_runs_write = frame_write_op("scaling_hpo_seed_runs_write")
 
-
-    @dg.graph_asset(key=SEED_RUNS, group_name="scaling", partitions_def=cells,
-                    kinds={"pytorch", "safetensors", "duckdb"}, automation_condition=GATED,
-                    ins={"best_trials": dg.AssetIn(key=scaling.BEST_TRIALS), "features": dg.AssetIn(key=FEATURES),
-                         "targets": dg.AssetIn(key=TARGETS), "splits": dg.AssetIn(key=SPLITS)},
-                    metadata=table_metadata(SEED_RUNS, partition_expr={"budget": "budget", "horizon": "horizon"}))
+    @dg.graph_asset(
+        key=SEED_RUNS,
+        group_name="scaling",
+        partitions_def=cells,
+        kinds={"pytorch", "safetensors", "duckdb"},
+        automation_condition=GATED,
+        ins={
+            "best_trials": dg.AssetIn(key=scaling.BEST_TRIALS),
+            "features": dg.AssetIn(key=FEATURES),
+            "targets": dg.AssetIn(key=TARGETS),
+            "splits": dg.AssetIn(key=SPLITS),
+        },
+        metadata=table_metadata(
+            SEED_RUNS, partition_expr={"budget": "budget", "horizon": "horizon"}
+        ),
+    )
     def seed_runs(best_trials, features, targets, splits):
         """The best configuration of this (budget, horizon) trained with k seeds; weights saved as safetensors."""
         return seed_runs_write(seed_runs_compute(best_trials, features, targets, splits))
 
-
-    @dg.asset(key=scaling.SCALING_CURVE, group_name="scaling", kinds={"scipy", "polars", "duckdb"}, pool=DUCKDB_POOL,
-              ins={"seed_runs": dg.AssetIn(key=SEED_RUNS), "best_trials": dg.AssetIn(key=scaling.BEST_TRIALS)},
-              metadata=table_metadata(scaling.SCALING_CURVE), automation_condition=GATED)
+    @dg.asset(
+        key=scaling.SCALING_CURVE,
+        group_name="scaling",
+        kinds={"scipy", "polars", "duckdb"},
+        pool=DUCKDB_POOL,
+        ins={
+            "seed_runs": dg.AssetIn(key=SEED_RUNS),
+            "best_trials": dg.AssetIn(key=scaling.BEST_TRIALS),
+        },
+        metadata=table_metadata(scaling.SCALING_CURVE),
+        automation_condition=GATED,
+    )
     @gated(scaling.SCALING_CURVE, warehouse)
-    def scaling_curve(context: dg.AssetExecutionContext, seed_runs: pl.DataFrame, best_trials: pl.DataFrame) -> pl.DataFrame:
+    def scaling_curve(
+        context: dg.AssetExecutionContext, seed_runs: pl.DataFrame, best_trials: pl.DataFrame
+    ) -> pl.DataFrame:
         """loss = L_inf + a*N^-b per horizon over the seed re-runs, bootstrap CIs, AIC against a pure power law."""
         from proj_assets.scaling.curve import fit_per_horizon, plot_curves
 
         fits, bands = fit_per_horizon(seed_runs, best_trials, settings.curve_bootstrap)
         fig, ax = new_figure()
         plot_curves(seed_runs, fits, bands, ax)
-        context.add_output_metadata({"plot": figure_markdown(fig, "scaling law"), "fits": markdown_table(fits),
-                                     "time_limited_best_trials": fits["time_limited_budgets"].drop_nulls().to_list()})
+        context.add_output_metadata(
+            {
+                "plot": figure_markdown(fig, "scaling law"),
+                "fits": markdown_table(fits),
+                "time_limited_best_trials": fits["time_limited_budgets"].drop_nulls().to_list(),
+            }
+        )
         return fits
 
     return [seed_runs, scaling_curve]

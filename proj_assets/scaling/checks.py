@@ -4,7 +4,6 @@ forced extremes, logs every hyperparameter, and reached its trial count."""
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.check_results import offending_rows_result
 from proj_assets.scaling.assets import ARCH_GRID, N_FEATURES, TRIALS
 from proj_assets.scaling.checks_core import (
     budget_violations,
@@ -14,6 +13,7 @@ from proj_assets.scaling.checks_core import (
     missing_logged_values,
 )
 from proj_assets.scaling.settings import ScalingSettings
+from proj_assets.shared.check_results import offending_rows_result
 
 WARN = dg.AssetCheckSeverity.WARN
 _grid = dg.AssetKey(ARCH_GRID)
@@ -22,55 +22,99 @@ _trials = dg.AssetKey(TRIALS)
 # study is judged on its own rows, and gates read the latest result per partition.
 
 
-def scaling_checks(settings: ScalingSettings, cells: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+def scaling_checks(
+    settings: ScalingSettings, cells: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
     """The grid and trial checks for `settings` (trial checks per `cells` partition)."""
 
-    @dg.asset_check(asset=_grid, blocking=True,
-                    description="every architecture's exact parameter count is within tolerance of its budget")
+    @dg.asset_check(
+        asset=_grid,
+        blocking=True,
+        description="every architecture's exact parameter count is within tolerance of its budget",
+    )
     def params_within_budget(arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
-        bad = budget_violations(arch_grid, settings.arch.tolerance, N_FEATURES, settings.arch.ffn_mult)
-        return offending_rows_result(bad, arch_grid.height, "architectures off budget or with a wrong parameter count")
+        bad = budget_violations(
+            arch_grid, settings.arch.tolerance, N_FEATURES, settings.arch.ffn_mult
+        )
+        return offending_rows_result(
+            bad, arch_grid.height, "architectures off budget or with a wrong parameter count"
+        )
 
-
-    @dg.asset_check(asset=_grid, blocking=True,
-                    description="n_heads divides d_model and every head has at least min_head_dim dimensions")
+    @dg.asset_check(
+        asset=_grid,
+        blocking=True,
+        description="n_heads divides d_model and every head has at least min_head_dim dimensions",
+    )
     def heads_divide_d_model(arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
         bad = head_violations(arch_grid, settings.arch.min_head_dim)
-        return offending_rows_result(bad, arch_grid.height, "architectures whose heads do not divide d_model")
+        return offending_rows_result(
+            bad, arch_grid.height, "architectures whose heads do not divide d_model"
+        )
 
-
-    @dg.asset_check(asset=_grid, description="no depth within tolerance of a budget is cut from the grid by "
-                                              "scaling.arch.n_layers_max (WARN naming the depths left out)")
+    @dg.asset_check(
+        asset=_grid,
+        description="no depth within tolerance of a budget is cut from the grid by "
+        "scaling.arch.n_layers_max (WARN naming the depths left out)",
+    )
     def every_feasible_depth_in_grid() -> dg.AssetCheckResult:
         from proj_assets.scaling.arch_grid import d_model_values, left_out_depths, valid_heads
 
         s = settings
         cut = left_out_depths(s.budgets, s.arch, N_FEATURES)
         pairs = len(s.budgets) * sum(bool(valid_heads(d, s.arch)) for d in d_model_values(s.arch))
-        return offending_rows_result(cut, pairs, f"(budget, d_model) pairs with depths above scaling.arch."
-                                     f"n_layers_max={settings.arch.n_layers_max}", severity=WARN)
+        return offending_rows_result(
+            cut,
+            pairs,
+            f"(budget, d_model) pairs with depths above scaling.arch."
+            f"n_layers_max={settings.arch.n_layers_max}",
+            severity=WARN,
+        )
 
-
-    @dg.asset_check(asset=_trials, partitions_def=cells, blocking=True,
-                    additional_ins={"arch_grid": dg.AssetIn(key=ARCH_GRID)},
-                    description="the min and max d_model, n_layers and n_heads of the budget's grid were each trained")
+    @dg.asset_check(
+        asset=_trials,
+        partitions_def=cells,
+        blocking=True,
+        additional_ins={"arch_grid": dg.AssetIn(key=ARCH_GRID)},
+        description="the min and max d_model, n_layers and n_heads of the budget's grid were each trained",
+    )
     def extremes_covered(trials: pl.DataFrame, arch_grid: pl.DataFrame) -> dg.AssetCheckResult:
         bad = missing_extremes(trials, arch_grid)
-        return offending_rows_result(bad, 6 * max(trials.select("budget", "horizon").n_unique(), 1),
-                                     "grid extremes never trained")
+        return offending_rows_result(
+            bad,
+            6 * max(trials.select("budget", "horizon").n_unique(), 1),
+            "grid extremes never trained",
+        )
 
-
-    @dg.asset_check(asset=_trials, partitions_def=cells, blocking=True,
-                    description="every trial row has every hyperparameter (n_heads included) and its outcome fields")
+    @dg.asset_check(
+        asset=_trials,
+        partitions_def=cells,
+        blocking=True,
+        description="every trial row has every hyperparameter (n_heads included) and its outcome fields",
+    )
     def all_params_logged(trials: pl.DataFrame) -> dg.AssetCheckResult:
-        return offending_rows_result(missing_logged_values(trials), trials.height, "trials with missing values")
+        return offending_rows_result(
+            missing_logged_values(trials), trials.height, "trials with missing values"
+        )
 
-
-    @dg.asset_check(asset=_trials, partitions_def=cells,
-                    description="the study holds the profile's trial count and no unexplained failure")
+    @dg.asset_check(
+        asset=_trials,
+        partitions_def=cells,
+        description="the study holds the profile's trial count and no unexplained failure",
+    )
     def trials_complete(trials: pl.DataFrame) -> dg.AssetCheckResult:
         bad = incomplete_cells(trials, settings.n_trials)
-        return offending_rows_result(bad, trials.select("budget", "horizon").n_unique(),
-                                     "cells short of trials or with failed trials", severity=WARN)
+        return offending_rows_result(
+            bad,
+            trials.select("budget", "horizon").n_unique(),
+            "cells short of trials or with failed trials",
+            severity=WARN,
+        )
 
-    return [params_within_budget, heads_divide_d_model, every_feasible_depth_in_grid, extremes_covered, all_params_logged, trials_complete]
+    return [
+        params_within_budget,
+        heads_divide_d_model,
+        every_feasible_depth_in_grid,
+        extremes_covered,
+        all_params_logged,
+        trials_complete,
+    ]

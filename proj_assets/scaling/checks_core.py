@@ -9,23 +9,55 @@ from proj_assets.scaling.param_count import count_parameters
 from proj_assets.scaling.trial_table import HYPERPARAMETERS
 
 CELL = ["budget", "horizon"]
-OUTCOME_FIELDS = ("epochs_run", "best_epoch", "early_stopped", "duration_s", "peak_memory_mb",
-                  "val_loss", "val_roc_auc", "val_pr_auc", "val_accuracy")
-COUNTED = (pl.col("state").is_in(["COMPLETE", "PRUNED"])) | pl.col("infeasible_reason").is_not_null()
+OUTCOME_FIELDS = (
+    "epochs_run",
+    "best_epoch",
+    "early_stopped",
+    "duration_s",
+    "peak_memory_mb",
+    "val_loss",
+    "val_roc_auc",
+    "val_pr_auc",
+    "val_accuracy",
+)
+COUNTED = (pl.col("state").is_in(["COMPLETE", "PRUNED"])) | pl.col(
+    "infeasible_reason"
+).is_not_null()
 
 
-def budget_violations(grid: pl.DataFrame, tolerance: float, n_features: int, ffn_mult: int) -> pl.DataFrame:
+def budget_violations(
+    grid: pl.DataFrame, tolerance: float, n_features: int, ffn_mult: int
+) -> pl.DataFrame:
     """Rows off their budget by more than `tolerance`, or whose n_params is not the analytic count."""
-    expected = [count_parameters(n_features, d, n, ffn_mult) for d, n in zip(grid["d_model"], grid["n_layers"], strict=True)]
-    return (grid.with_columns(pl.Series("expected_params", expected, dtype=pl.Int64),
-                              ((pl.col("n_params") - pl.col("budget_params")).abs() / pl.col("budget_params")).alias("off_by"))
-            .filter((pl.col("off_by") > tolerance) | (pl.col("n_params") != pl.col("expected_params")))
-            .select("budget", "d_model", "n_layers", "n_heads", "n_params", "expected_params", "budget_params", "off_by"))
+    expected = [
+        count_parameters(n_features, d, n, ffn_mult)
+        for d, n in zip(grid["d_model"], grid["n_layers"], strict=True)
+    ]
+    return (
+        grid.with_columns(
+            pl.Series("expected_params", expected, dtype=pl.Int64),
+            ((pl.col("n_params") - pl.col("budget_params")).abs() / pl.col("budget_params")).alias(
+                "off_by"
+            ),
+        )
+        .filter((pl.col("off_by") > tolerance) | (pl.col("n_params") != pl.col("expected_params")))
+        .select(
+            "budget",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_params",
+            "expected_params",
+            "budget_params",
+            "off_by",
+        )
+    )
 
 
 def head_violations(grid: pl.DataFrame, min_head_dim: int) -> pl.DataFrame:
     return grid.filter(
-        (pl.col("d_model") % pl.col("n_heads") != 0) | (pl.col("d_model") // pl.col("n_heads") < min_head_dim)
+        (pl.col("d_model") % pl.col("n_heads") != 0)
+        | (pl.col("d_model") // pl.col("n_heads") < min_head_dim)
         | (pl.col("head_dim") * pl.col("n_heads") != pl.col("d_model"))
     ).select("budget", "d_model", "n_layers", "n_heads", "head_dim")
 
@@ -42,10 +74,25 @@ def missing_extremes(trials: pl.DataFrame, grid: pl.DataFrame) -> pl.DataFrame:
         for dim in ARCH_DIMS:
             for end, value in (("min", cell_grid[dim].min()), ("max", cell_grid[dim].max())):
                 if value not in set(cell[dim].to_list()):
-                    rows.append({"budget": budget, "horizon": horizon, "dimension": dim, "extreme": end,
-                                 "grid_value": value})
-    return pl.DataFrame(rows, schema={"budget": pl.Utf8, "horizon": pl.Utf8, "dimension": pl.Utf8,
-                                      "extreme": pl.Utf8, "grid_value": pl.Int64})
+                    rows.append(
+                        {
+                            "budget": budget,
+                            "horizon": horizon,
+                            "dimension": dim,
+                            "extreme": end,
+                            "grid_value": value,
+                        }
+                    )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "budget": pl.Utf8,
+            "horizon": pl.Utf8,
+            "dimension": pl.Utf8,
+            "extreme": pl.Utf8,
+            "grid_value": pl.Int64,
+        },
+    )
 
 
 def missing_logged_values(trials: pl.DataFrame) -> pl.DataFrame:
@@ -54,17 +101,34 @@ def missing_logged_values(trials: pl.DataFrame) -> pl.DataFrame:
     has no hyperparameters to log: a FAIL with a `failed_reason` is not asked for them, else one
     such trial of a shared study would fail the check of every later run of its cell."""
     never_trained = (pl.col("state") == "FAIL") & pl.col("failed_reason").is_not_null()
-    hp_missing = [pl.when(pl.col(c).is_null() & ~never_trained).then(pl.lit(c)) for c in HYPERPARAMETERS]
-    outcome_missing = [pl.when((pl.col("state") == "COMPLETE") & pl.col(c).is_null()).then(pl.lit(c))
-                       for c in OUTCOME_FIELDS]
-    return (trials.with_columns(pl.concat_str([*hp_missing, *outcome_missing], separator=", ", ignore_nulls=True)
-                                .alias("missing"))
-            .filter(pl.col("missing") != "")
-            .select(*CELL, "trial_number", "state", "missing"))
+    hp_missing = [
+        pl.when(pl.col(c).is_null() & ~never_trained).then(pl.lit(c)) for c in HYPERPARAMETERS
+    ]
+    outcome_missing = [
+        pl.when((pl.col("state") == "COMPLETE") & pl.col(c).is_null()).then(pl.lit(c))
+        for c in OUTCOME_FIELDS
+    ]
+    return (
+        trials.with_columns(
+            pl.concat_str([*hp_missing, *outcome_missing], separator=", ", ignore_nulls=True).alias(
+                "missing"
+            )
+        )
+        .filter(pl.col("missing") != "")
+        .select(*CELL, "trial_number", "state", "missing")
+    )
 
 
 def incomplete_cells(trials: pl.DataFrame, n_trials: int) -> pl.DataFrame:
     """Cells with fewer than `n_trials` counted trials, or with a failure nobody explained."""
-    unexplained = (pl.col("state") == "FAIL") & pl.col("infeasible_reason").is_null() & pl.col("failed_reason").is_null()
-    summary = trials.group_by(CELL).agg(COUNTED.sum().alias("n_counted"), unexplained.sum().alias("n_unexplained_fail"))
-    return summary.filter((pl.col("n_counted") < n_trials) | (pl.col("n_unexplained_fail") > 0)).sort(CELL)
+    unexplained = (
+        (pl.col("state") == "FAIL")
+        & pl.col("infeasible_reason").is_null()
+        & pl.col("failed_reason").is_null()
+    )
+    summary = trials.group_by(CELL).agg(
+        COUNTED.sum().alias("n_counted"), unexplained.sum().alias("n_unexplained_fail")
+    )
+    return summary.filter(
+        (pl.col("n_counted") < n_trials) | (pl.col("n_unexplained_fail") > 0)
+    ).sort(CELL)

@@ -20,10 +20,19 @@ import numpy as np
 import polars as pl
 
 FIT_SCHEMA = {
-    "horizon": pl.Utf8, "n_budgets": pl.Int64, "n_runs": pl.Int64, "n_boot": pl.Int64,
+    "horizon": pl.Utf8,
+    "n_budgets": pl.Int64,
+    "n_runs": pl.Int64,
+    "n_boot": pl.Int64,
     **{f"{p}{s}": pl.Float64 for p in ("l_inf", "a", "b") for s in ("", "_ci_low", "_ci_high")},
-    "power_a": pl.Float64, "power_b": pl.Float64, "power_b_ci_low": pl.Float64, "power_b_ci_high": pl.Float64,
-    "aic_saturating": pl.Float64, "aic_power": pl.Float64, "delta_aic": pl.Float64, "preferred": pl.Utf8,
+    "power_a": pl.Float64,
+    "power_b": pl.Float64,
+    "power_b_ci_low": pl.Float64,
+    "power_b_ci_high": pl.Float64,
+    "aic_saturating": pl.Float64,
+    "aic_power": pl.Float64,
+    "delta_aic": pl.Float64,
+    "preferred": pl.Utf8,
     "time_limited_budgets": pl.Utf8,
 }
 
@@ -58,14 +67,21 @@ def aic(rss: float, n_obs: int, n_params: int) -> float:
     return n_obs * math.log(max(rss, 1e-300) / n_obs) + 2 * n_params
 
 
-def fit_scaling_law(n_params: np.ndarray, loss: np.ndarray, n_boot: int = 500, seed: int = 0,
-                    grid: np.ndarray | None = None) -> tuple[dict, dict]:
+def fit_scaling_law(
+    n_params: np.ndarray,
+    loss: np.ndarray,
+    n_boot: int = 500,
+    seed: int = 0,
+    grid: np.ndarray | None = None,
+) -> tuple[dict, dict]:
     """Fit both laws with bootstrap CIs; returns (fit row, band {n, fit, low, high} over `grid`).
     Needs >= 3 distinct parameter counts (three parameters) and positive losses."""
     n_params, loss = np.asarray(n_params, dtype=float), np.asarray(loss, dtype=float)
     sizes = np.unique(n_params)
     if len(sizes) < 3:
-        raise ValueError(f"the saturating law needs at least 3 distinct parameter counts, got {sizes.tolist()}")
+        raise ValueError(
+            f"the saturating law needs at least 3 distinct parameter counts, got {sizes.tolist()}"
+        )
     if (loss <= 0).any() or not np.isfinite(loss).all():
         raise ValueError("losses must be positive and finite")
     n0, grid = sizes[0], np.geomspace(sizes[0], sizes[-1], 50) if grid is None else grid
@@ -83,28 +99,50 @@ def fit_scaling_law(n_params: np.ndarray, loss: np.ndarray, n_boot: int = 500, s
             boot_pow.append(b_pow)
             curves.append(saturating(grid / n0, *b_sat))
     boot_sat, boot_pow = np.array(boot_sat).reshape(-1, 3), np.array(boot_pow).reshape(-1, 2)
-    low, high = (np.percentile(boot_sat, q, axis=0) if len(boot_sat) else np.full(3, np.nan) for q in (2.5, 97.5))
+    low, high = (
+        np.percentile(boot_sat, q, axis=0) if len(boot_sat) else np.full(3, np.nan)
+        for q in (2.5, 97.5)
+    )
     rss_sat = float(((loss - saturating(x, *sat)) ** 2).sum())
     rss_pow = float(((loss - power(x, *pw)) ** 2).sum())
     aic_sat, aic_pow = aic(rss_sat, len(loss), 3), aic(rss_pow, len(loss), 2)
     row = {
-        "n_budgets": len(sizes), "n_runs": len(loss), "n_boot": len(boot_sat),
-        **{f"{p}{s}": float(v[i]) for i, p in enumerate(("l_inf", "a", "b")) for s, v in (("", sat), ("_ci_low", low), ("_ci_high", high))},
-        "power_a": float(pw[0]), "power_b": float(pw[1]),
+        "n_budgets": len(sizes),
+        "n_runs": len(loss),
+        "n_boot": len(boot_sat),
+        **{
+            f"{p}{s}": float(v[i])
+            for i, p in enumerate(("l_inf", "a", "b"))
+            for s, v in (("", sat), ("_ci_low", low), ("_ci_high", high))
+        },
+        "power_a": float(pw[0]),
+        "power_b": float(pw[1]),
         "power_b_ci_low": float(np.percentile(boot_pow[:, 1], 2.5)) if len(boot_pow) else math.nan,
-        "power_b_ci_high": float(np.percentile(boot_pow[:, 1], 97.5)) if len(boot_pow) else math.nan,
-        "aic_saturating": aic_sat, "aic_power": aic_pow, "delta_aic": aic_pow - aic_sat,
-        "preferred": "saturating" if aic_pow - aic_sat > 2 else "power" if aic_sat - aic_pow > 2 else "either",
+        "power_b_ci_high": float(np.percentile(boot_pow[:, 1], 97.5))
+        if len(boot_pow)
+        else math.nan,
+        "aic_saturating": aic_sat,
+        "aic_power": aic_pow,
+        "delta_aic": aic_pow - aic_sat,
+        "preferred": "saturating"
+        if aic_pow - aic_sat > 2
+        else "power"
+        if aic_sat - aic_pow > 2
+        else "either",
     }
     curves = np.array(curves).reshape(-1, len(grid))
-    band = {"n": grid, "fit": saturating(grid / n0, *sat),
-            "low": np.percentile(curves, 2.5, axis=0) if len(curves) else None,
-            "high": np.percentile(curves, 97.5, axis=0) if len(curves) else None}
+    band = {
+        "n": grid,
+        "fit": saturating(grid / n0, *sat),
+        "low": np.percentile(curves, 2.5, axis=0) if len(curves) else None,
+        "high": np.percentile(curves, 97.5, axis=0) if len(curves) else None,
+    }
     return row, band
 
 
-def fit_per_horizon(runs: pl.DataFrame, best: pl.DataFrame, n_boot: int = 500,
-                    seed: int = 0) -> tuple[pl.DataFrame, dict[str, dict]]:
+def fit_per_horizon(
+    runs: pl.DataFrame, best: pl.DataFrame, n_boot: int = 500, seed: int = 0
+) -> tuple[pl.DataFrame, dict[str, dict]]:
     """One fit per horizon over the seed runs (columns horizon, n_params, val_loss; failed runs
     have no val_loss and are left out); horizons with fewer than 3 budgets are skipped."""
     rows, bands = [], {}
@@ -112,23 +150,36 @@ def fit_per_horizon(runs: pl.DataFrame, best: pl.DataFrame, n_boot: int = 500,
     for (horizon,), part in ok.sort("horizon").group_by("horizon", maintain_order=True):
         if part["n_params"].n_unique() < 3:
             continue
-        row, bands[horizon] = fit_scaling_law(part["n_params"].to_numpy(), part["val_loss"].to_numpy(), n_boot, seed)
-        limited = best.filter((pl.col("horizon") == horizon) & pl.col("time_limited").fill_null(False))["budget"]
-        rows.append({"horizon": horizon, **row, "time_limited_budgets": ",".join(limited.to_list()) or None})
+        row, bands[horizon] = fit_scaling_law(
+            part["n_params"].to_numpy(), part["val_loss"].to_numpy(), n_boot, seed
+        )
+        limited = best.filter(
+            (pl.col("horizon") == horizon) & pl.col("time_limited").fill_null(False)
+        )["budget"]
+        rows.append(
+            {"horizon": horizon, **row, "time_limited_budgets": ",".join(limited.to_list()) or None}
+        )
     return pl.DataFrame(rows, schema=FIT_SCHEMA), bands
 
 
 def plot_curves(runs: pl.DataFrame, fits: pl.DataFrame, bands: dict[str, dict], ax) -> None:
     """Seed-run validation loss against parameters per horizon, the saturating fit and its 95% band."""
-    for (horizon,), part in runs.filter(pl.col("val_loss").is_not_null()).sort("horizon").group_by(
-            "horizon", maintain_order=True):
+    for (horizon,), part in (
+        runs.filter(pl.col("val_loss").is_not_null())
+        .sort("horizon")
+        .group_by("horizon", maintain_order=True)
+    ):
         points = ax.scatter(part["n_params"], part["val_loss"], s=12, label=f"{horizon} seed runs")
         color = points.get_facecolor()[0]
         band, fit = bands.get(horizon), fits.filter(pl.col("horizon") == horizon)
         if band is not None and fit.height:
-            ax.plot(band["n"], band["fit"], color=color,
-                    label=f"{horizon} L∞={fit['l_inf'][0]:.3f} b={fit['b'][0]:.2f} [{fit['b_ci_low'][0]:.2f}, "
-                          f"{fit['b_ci_high'][0]:.2f}]")
+            ax.plot(
+                band["n"],
+                band["fit"],
+                color=color,
+                label=f"{horizon} L∞={fit['l_inf'][0]:.3f} b={fit['b'][0]:.2f} [{fit['b_ci_low'][0]:.2f}, "
+                f"{fit['b_ci_high'][0]:.2f}]",
+            )
             if band["low"] is not None:
                 ax.fill_between(band["n"], band["low"], band["high"], color=color, alpha=0.2)
     ax.set_xscale("log")

@@ -22,10 +22,21 @@ def build_scaling(profile: Profile, root: Path) -> dg.Definitions:
     cells = budget_horizon_partitions(settings.budgets, profile.market.horizons)
     tags = training_queue_tags(profile.compute.device)
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
-    assets = [*scaling_assets(settings, cells, profile.name, root, tags, warehouse),
-              *scaling_law_assets(settings, cells, profile.name, tags, warehouse)]
-    hpo = asset_job("scaling_hpo_job", [asset_of(assets, TRIALS)],
-                    "HPO cells: one Optuna study per (budget, horizon) partition, its trial workers in parallel; "
-                    "resumable.", partitions_def=cells, executor_def=parallel_executor_for(profile.compute.threads))
-    return dg.Definitions(assets=assets, asset_checks=scaling_checks(settings, cells), jobs=[hpo],
-                          schedules=[nightly_backfill("scaling_hpo_nightly_backfill", hpo, "0 2 * * *")])
+    assets = [
+        *scaling_assets(settings, cells, profile.name, root, tags, warehouse),
+        *scaling_law_assets(settings, cells, profile.name, tags, warehouse),
+    ]
+    hpo = asset_job(
+        "scaling_hpo_job",
+        [asset_of(assets, TRIALS)],
+        "HPO cells: one Optuna study per (budget, horizon) partition, its trial workers in parallel; "
+        "resumable.",
+        partitions_def=cells,
+        executor_def=parallel_executor_for(profile.compute.threads),
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=scaling_checks(settings, cells),
+        jobs=[hpo],
+        schedules=[nightly_backfill("scaling_hpo_nightly_backfill", hpo, "0 2 * * *")],
+    )

@@ -56,7 +56,9 @@ def extreme_architectures(budget_grid: pl.DataFrame) -> list[tuple[str, dict]]:
     where they coincide, in a stable order (the order of EXTREME_LABELS)."""
     budget_grid = extreme_candidates(budget_grid)
     if budget_grid.height == 0:
-        raise ValueError("the budget has no architecture in the grid; widen the search space or tolerance")
+        raise ValueError(
+            "the budget has no architecture in the grid; widen the search space or tolerance"
+        )
     archs = budget_grid.select(*ARCH_DIMS).unique().sort(list(ARCH_DIMS)).to_dicts()
     ranks = {}
     for dim in ARCH_DIMS:
@@ -67,9 +69,14 @@ def extreme_architectures(budget_grid: pl.DataFrame) -> list[tuple[str, dict]]:
     for dim in ARCH_DIMS:
         for end, pick in (("min", min), ("max", max)):
             target = pick(a[dim] for a in archs)
-            best = min((a for a in archs if a[dim] == target), key=lambda a: _rank_distance(a, ranks, dim))
+            best = min(
+                (a for a in archs if a[dim] == target), key=lambda a: _rank_distance(a, ranks, dim)
+            )
             chosen.setdefault(tuple(best[d] for d in ARCH_DIMS), []).append(f"{dim}_{end}")
-    return [("+".join(labels), dict(zip(ARCH_DIMS, arch, strict=True))) for arch, labels in chosen.items()]
+    return [
+        ("+".join(labels), dict(zip(ARCH_DIMS, arch, strict=True)))
+        for arch, labels in chosen.items()
+    ]
 
 
 def covered_labels(label: str) -> set[str]:

@@ -27,10 +27,10 @@ from proj_assets.scaling.study import (
     INFEASIBLE_ATTR,
     OWNER_ATTR,
     RETRY_ATTR,
+    SPACE_VERSION_ATTR,
     SurplusTrial,
     enqueue_retry,
     is_surplus,
-    SPACE_VERSION_ATTR,
     n_done,
     recover_stale_trials,
     waiting_extremes,
@@ -53,7 +53,9 @@ def study_params(arch: dict, hyper: dict) -> dict:
     return {**encode(arch), **hyper}
 
 
-def extreme_trials(extremes: list[tuple[str, dict]], settings: ScalingSettings) -> list[tuple[str, dict]]:
+def extreme_trials(
+    extremes: list[tuple[str, dict]], settings: ScalingSettings
+) -> list[tuple[str, dict]]:
     middle = middle_hyperparameters(settings.search)
     return [(label, study_params(arch, middle)) for label, arch in extremes]
 
@@ -74,19 +76,25 @@ def _clear(checkpoint: TrainingCheckpoint | None) -> None:
 
 
 class Objective:
-    def __init__(self, cell: CellContext, should_stop: Callable[[], bool], log: Callable[[str], None]):
+    def __init__(
+        self, cell: CellContext, should_stop: Callable[[], bool], log: Callable[[str], None]
+    ):
         self.cell, self.should_stop, self.log = cell, should_stop, log
         self.space = ArchSpace(cell.budget_grid)
         self.trainer = CellTrainer(cell)
 
     def sample(self, trial: optuna.Trial) -> dict:
         search, bounds = self.cell.settings.search, self.space.bounds
-        arch = self.space.snap(trial.suggest_float("log2_d_model", *bounds["log2_d_model"]),
-                               trial.suggest_int("n_layers", *bounds["n_layers"]),
-                               trial.suggest_float("log2_n_heads", *bounds["log2_n_heads"]))
+        arch = self.space.snap(
+            trial.suggest_float("log2_d_model", *bounds["log2_d_model"]),
+            trial.suggest_int("n_layers", *bounds["n_layers"]),
+            trial.suggest_float("log2_n_heads", *bounds["log2_n_heads"]),
+        )
         return {
             **arch,
-            "context_length": trial.suggest_categorical("context_length", sorted(search.context_lengths)),
+            "context_length": trial.suggest_categorical(
+                "context_length", sorted(search.context_lengths)
+            ),
             "lr": trial.suggest_float("lr", *search.lr, log=True),
             "weight_decay": trial.suggest_float("weight_decay", *search.weight_decay, log=True),
             "dropout": trial.suggest_float("dropout", *search.dropout),
@@ -99,14 +107,21 @@ class Objective:
         if self.cell.space_version is not None:
             trial.set_user_attr(SPACE_VERSION_ATTR, self.cell.space_version)
         if not plan.feasible:
-            trial.set_user_attr(INFEASIBLE_ATTR, f"estimate {plan.estimate_mb:.0f} MiB at one sample exceeds "
-                                                 f"the {self.cell.memory_budget_mb} MiB budget")
+            trial.set_user_attr(
+                INFEASIBLE_ATTR,
+                f"estimate {plan.estimate_mb:.0f} MiB at one sample exceeds "
+                f"the {self.cell.memory_budget_mb} MiB budget",
+            )
             raise InfeasibleTrial(trial.user_attrs[INFEASIBLE_ATTR])
-        checkpoint = self.trainer.checkpoint(canonical_hash({"study": trial.study.study_name, "hp": hp}))
+        checkpoint = self.trainer.checkpoint(
+            canonical_hash({"study": trial.study.study_name, "hp": hp})
+        )
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             trial.report(metrics["loss"], epoch)
-            if trial.should_prune() and EXTREME_ATTR not in trial.user_attrs:  # extremes always run to the end
+            if (
+                trial.should_prune() and EXTREME_ATTR not in trial.user_attrs
+            ):  # extremes always run to the end
                 trial.set_user_attr("pruned_at_epoch", epoch + 1)
                 raise optuna.TrialPruned(f"val loss {metrics['loss']:.4f} after epoch {epoch + 1}")
 
@@ -125,7 +140,9 @@ class Objective:
         if result.interrupted:  # the checkpoint stays: the retry resumes from it
             trial.set_user_attr(FAILED_REASON_ATTR, "interrupted by a cancel request; retried")
             enqueue_retry(trial.study, trial)
-            raise TrialInterrupted(f"trial {trial.number} stopped by a cancel request; queued for retry")
+            raise TrialInterrupted(
+                f"trial {trial.number} stopped by a cancel request; queued for retry"
+            )
         _clear(checkpoint)
         fields = result_fields(result)
         if self.cell.model_sink is not None and _best_so_far(trial.study, result.val["loss"]):
@@ -139,9 +156,15 @@ def _best_so_far(study: optuna.Study, loss: float) -> bool:
     return not done or loss < min(done)
 
 
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
-               log: Callable[[str], None] = lambda _msg: None, owner: str | None = None,
-               grace_s: float = 60.0, poll_s: float = 1.0) -> int:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    log: Callable[[str], None] = lambda _msg: None,
+    owner: str | None = None,
+    grace_s: float = 60.0,
+    poll_s: float = 1.0,
+) -> int:
     """Run trials until `n_trials` count as done over every worker of the study; returns how many
     this worker ran. While the running trials of other workers would reach `n_trials`, it waits
     for them (failing those of dead workers) instead of starting one more; a trial that still
@@ -167,7 +190,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         ran += 1
         rate = ran / max(time.perf_counter() - started, 1e-9)
         remaining = n_trials - n_done(study)
-        log(f"trial {done + 1} of {n_trials} finished; {rate * 60:.1f} trials/min, ETA {max(remaining, 0) / rate:.0f} s")
+        log(
+            f"trial {done + 1} of {n_trials} finished; {rate * 60:.1f} trials/min, ETA {max(remaining, 0) / rate:.0f} s"
+        )
     return ran
 
 
@@ -181,8 +206,13 @@ def reseed_for_resume(study: optuna.Study, settings: ScalingSettings, seed: int)
 
 def make_sampler_and_pruner(settings: ScalingSettings, seed: int, pruning: bool | None = None):
     use_pruner = settings.pruner == "median" if pruning is None else pruning
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=1)
-              if use_pruner else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=1
+        )
+        if use_pruner
+        else optuna.pruners.NopPruner()
+    )
     # constant_liar: workers sharing a study treat each other's running trials as bad, so they
     # do not all sample the same point (no effect with one worker).
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True), pruner

@@ -48,40 +48,77 @@ class BatchPlan:
         return self.micro_batch > 0
 
 
-def activation_bytes_per_sample(n_features: int, d_model: int, n_layers: int, n_heads: int,
-                                context_length: int, ffn_mult: int = 4) -> int:
+def activation_bytes_per_sample(
+    n_features: int,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
+    context_length: int,
+    ffn_mult: int = 4,
+) -> int:
     t, d, f = context_length, d_model, ffn_mult * d_model
-    per_layer = t * (8 * d + 4 * f + 4) + 3 * n_heads * t * t  # +4: the two norms' mean and rstd per position
-    return BYTES_PER_FLOAT * (t * (n_features + d) + n_layers * per_layer + 6 * d)  # 6d: final norm and head
+    per_layer = (
+        t * (8 * d + 4 * f + 4) + 3 * n_heads * t * t
+    )  # +4: the two norms' mean and rstd per position
+    return BYTES_PER_FLOAT * (
+        t * (n_features + d) + n_layers * per_layer + 6 * d
+    )  # 6d: final norm and head
 
 
-def eval_activation_bytes_per_sample(n_features: int, d_model: int, n_heads: int, context_length: int,
-                                     ffn_mult: int = 4) -> int:
+def eval_activation_bytes_per_sample(
+    n_features: int, d_model: int, n_heads: int, context_length: int, ffn_mult: int = 4
+) -> int:
     """Working set of one sample during no-grad evaluation: the input and one layer at a time."""
     t, d, f = context_length, d_model, ffn_mult * d_model
     return BYTES_PER_FLOAT * (t * (n_features + d) + t * (6 * d + 2 * f) + 2 * n_heads * t * t)
 
 
-def plan_batch(n_params: int, n_features: int, d_model: int, n_layers: int, n_heads: int,
-               context_length: int, effective_batch: int, memory_budget_mb: float,
-               ffn_mult: int = 4) -> BatchPlan:
+def plan_batch(
+    n_params: int,
+    n_features: int,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
+    context_length: int,
+    effective_batch: int,
+    memory_budget_mb: float,
+    ffn_mult: int = 4,
+) -> BatchPlan:
     """The largest micro-batch (<= effective_batch) whose estimate fits the budget, and the fewest
     accumulation steps that reach `effective_batch`, with the micro-batch then evened out so the
     steps are balanced (micro_batch * accum_steps >= effective_batch, overshooting by < accum_steps)."""
     if effective_batch < 1 or memory_budget_mb <= 0:
-        raise ValueError(f"effective_batch must be >= 1 and memory_budget_mb > 0, got {effective_batch}, {memory_budget_mb}")
+        raise ValueError(
+            f"effective_batch must be >= 1 and memory_budget_mb > 0, got {effective_batch}, {memory_budget_mb}"
+        )
     static = SAFETY_FACTOR * STATIC_BYTES_PER_PARAM * n_params
-    per_sample = SAFETY_FACTOR * activation_bytes_per_sample(n_features, d_model, n_layers, n_heads,
-                                                             context_length, ffn_mult)
-    per_eval_sample = SAFETY_FACTOR * eval_activation_bytes_per_sample(n_features, d_model, n_heads,
-                                                                        context_length, ffn_mult)
+    per_sample = SAFETY_FACTOR * activation_bytes_per_sample(
+        n_features, d_model, n_layers, n_heads, context_length, ffn_mult
+    )
+    per_eval_sample = SAFETY_FACTOR * eval_activation_bytes_per_sample(
+        n_features, d_model, n_heads, context_length, ffn_mult
+    )
     budget = memory_budget_mb * MIB
     fits = math.floor((budget - static) / per_sample) if budget > static else 0
     if fits < 1:
-        return BatchPlan(0, 0, 0, static / MIB, per_sample / MIB, (static + per_sample) / MIB,
-                         (static + per_eval_sample) / MIB)
+        return BatchPlan(
+            0,
+            0,
+            0,
+            static / MIB,
+            per_sample / MIB,
+            (static + per_sample) / MIB,
+            (static + per_eval_sample) / MIB,
+        )
     largest = min(fits, effective_batch)
     accum = math.ceil(effective_batch / largest)
     micro = math.ceil(effective_batch / accum)
-    return BatchPlan(micro, accum, micro * accum, static / MIB, per_sample / MIB, (static + micro * per_sample) / MIB,
-                     (static + micro * per_eval_sample) / MIB)
+    return BatchPlan(
+        micro,
+        accum,
+        micro * accum,
+        static / MIB,
+        per_sample / MIB,
+        (static + micro * per_sample) / MIB,
+        (static + micro * per_eval_sample) / MIB,
+    )

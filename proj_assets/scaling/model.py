@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from proj_assets.scaling.param_count import count_parameters  # noqa: F401  (the model's exact count, torch-free)
+from proj_assets.scaling.param_count import (
+    count_parameters,  # noqa: F401  (the model's exact count, torch-free)
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,10 @@ class ArchConfig:
 def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:
     """[length, d_model] fixed sinusoidal encoding (Vaswani et al.); odd d_model is handled."""
     position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32)
+        * (-math.log(10000.0) / d_model)
+    )
     table = torch.zeros(length, d_model, device=device)
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq)[:, : d_model // 2]
@@ -52,17 +57,26 @@ class TimeSeriesTransformer(nn.Module):
         self.config = config
         self.input_proj = nn.Linear(config.n_features, config.d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model=config.d_model, nhead=config.n_heads, dim_feedforward=config.ffn_mult * config.d_model,
-            dropout=config.dropout, activation="gelu", batch_first=True, norm_first=True,
+            d_model=config.d_model,
+            nhead=config.n_heads,
+            dim_feedforward=config.ffn_mult * config.d_model,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=config.n_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers=config.n_layers, enable_nested_tensor=False
+        )
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, 1)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [batch, time, n_features] -> logits [batch]."""
         hidden = self.input_proj(windows)
-        hidden = hidden + sinusoidal_positions(windows.shape[1], self.config.d_model, windows.device)
+        hidden = hidden + sinusoidal_positions(
+            windows.shape[1], self.config.d_model, windows.device
+        )
         hidden = self.encoder(hidden)
         return self.head(self.norm(hidden[:, -1])).squeeze(-1)
 

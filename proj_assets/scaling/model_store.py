@@ -42,11 +42,21 @@ def save_model(artifacts, model: nn.Module, spec: dict, metrics: dict) -> dict:
     if not (final / WEIGHTS_FILE).is_file():
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         with artifacts.atomic_dir(final) as tmp:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"spec": json.dumps(spec, sort_keys=True, default=str)})
-            (tmp / SPEC_FILE).write_text(json.dumps({"spec": spec, "metrics": metrics}, indent=2, default=str))
+            save_file(
+                state,
+                str(tmp / WEIGHTS_FILE),
+                metadata={"spec": json.dumps(spec, sort_keys=True, default=str)},
+            )
+            (tmp / SPEC_FILE).write_text(
+                json.dumps({"spec": spec, "metrics": metrics}, indent=2, default=str)
+            )
     weights = final / WEIGHTS_FILE
-    return {"model_path": str(weights), "model_sha256": sha256_file(weights), "model_bytes": weights.stat().st_size,
-            "model_spec_hash": final.name}
+    return {
+        "model_path": str(weights),
+        "model_sha256": sha256_file(weights),
+        "model_bytes": weights.stat().st_size,
+        "model_spec_hash": final.name,
+    }
 
 
 def load_state(path: str | Path) -> tuple[dict, dict]:

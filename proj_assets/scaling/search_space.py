@@ -42,12 +42,16 @@ class ArchSpace:
     def __init__(self, budget_grid: pl.DataFrame):
         grid = feasible_archs(budget_grid)
         if grid.height == 0:
-            raise ValueError("no feasible architecture in this budget's grid (memory plan or tolerance)")
+            raise ValueError(
+                "no feasible architecture in this budget's grid (memory plan or tolerance)"
+            )
         shapes = grid.select("d_model", "n_layers").unique().sort("d_model", "n_layers")
         self.d = shapes["d_model"].to_numpy().astype(float)
         self.n = shapes["n_layers"].to_numpy().astype(float)
-        self.heads = {d: sorted(grid.filter(pl.col("d_model") == d)["n_heads"].unique().to_list())
-                      for d in shapes["d_model"].unique().to_list()}
+        self.heads = {
+            d: sorted(grid.filter(pl.col("d_model") == d)["n_heads"].unique().to_list())
+            for d in shapes["d_model"].unique().to_list()
+        }
         all_heads = grid["n_heads"]
         self.bounds = {
             "log2_d_model": (math.log2(self.d.min()), math.log2(self.d.max())),
@@ -58,8 +62,9 @@ class ArchSpace:
     def snap(self, log2_d_model: float, n_layers: int, log2_n_heads: float) -> dict:
         """The feasible (d_model, n_layers, n_heads) nearest to a draw."""
         (d_lo, d_hi), (n_lo, n_hi) = self.bounds["log2_d_model"], self.bounds["n_layers"]
-        dist = (((np.log2(self.d) - log2_d_model) / max(d_hi - d_lo, 1e-9)) ** 2
-                + ((self.n - n_layers) / max(n_hi - n_lo, 1)) ** 2)
+        dist = ((np.log2(self.d) - log2_d_model) / max(d_hi - d_lo, 1e-9)) ** 2 + (
+            (self.n - n_layers) / max(n_hi - n_lo, 1)
+        ) ** 2
         i = int(np.argmin(dist))
         d_model, depth = int(self.d[i]), int(self.n[i])
         heads = min(self.heads[d_model], key=lambda h: (abs(math.log2(h) - log2_n_heads), h))
@@ -68,8 +73,11 @@ class ArchSpace:
 
 def encode(arch: dict) -> dict:
     """An architecture as the sampler's parameters (for enqueueing a trial by value)."""
-    return {"log2_d_model": math.log2(arch["d_model"]), "n_layers": int(arch["n_layers"]),
-            "log2_n_heads": math.log2(arch["n_heads"])}
+    return {
+        "log2_d_model": math.log2(arch["d_model"]),
+        "n_layers": int(arch["n_layers"]),
+        "log2_n_heads": math.log2(arch["n_heads"]),
+    }
 
 
 def space_version(budget_grid: pl.DataFrame, search: dict) -> str:

@@ -8,7 +8,9 @@ from pydantic import Field, field_validator, model_validator
 from proj_assets.settings_base import Section
 
 FORBIDDEN_KEY_CHARS = set("|,[]")
-MAX_GRID_ROWS = 1_000_000  # a larger grid (e.g. a huge budget with no depth cap) is a profile mistake
+MAX_GRID_ROWS = (
+    1_000_000  # a larger grid (e.g. a huge budget with no depth cap) is a profile mistake
+)
 
 
 class ArchSpace(Section):
@@ -69,9 +71,13 @@ class SearchSpace(Section):
     @classmethod
     def _range(cls, value: tuple[float, float], info) -> tuple[float, float]:
         if value[0] > value[1] or value[0] < 0:
-            raise ValueError(f"search.{info.field_name} must be [min, max] with 0 <= min <= max, got {list(value)}")
+            raise ValueError(
+                f"search.{info.field_name} must be [min, max] with 0 <= min <= max, got {list(value)}"
+            )
         if info.field_name in ("lr", "weight_decay") and value[0] <= 0:
-            raise ValueError(f"search.{info.field_name} is sampled on a log scale: min must be > 0, got {list(value)}")
+            raise ValueError(
+                f"search.{info.field_name} is sampled on a log scale: min must be > 0, got {list(value)}"
+            )
         if info.field_name == "dropout" and value[1] >= 1:
             raise ValueError(f"search.dropout max must be < 1, got {list(value)}")
         return value
@@ -114,7 +120,9 @@ class ScalingSettings(Section):
             raise ValueError("budgets must map labels to positive parameter counts")
         for label in budgets:
             if FORBIDDEN_KEY_CHARS & set(label):
-                raise ValueError(f"budget label {label!r} contains one of {sorted(FORBIDDEN_KEY_CHARS)}")
+                raise ValueError(
+                    f"budget label {label!r} contains one of {sorted(FORBIDDEN_KEY_CHARS)}"
+                )
         return budgets
 
     @model_validator(mode="after")
@@ -122,14 +130,20 @@ class ScalingSettings(Section):
         from proj_assets.scaling.arch_grid import grid_sizes
 
         sizes, a = grid_sizes(self.budgets, self.arch), self.arch
-        space = (f"scaling.arch (d_model {a.d_model_min}..{a.d_model_max} step {a.d_model_step}, n_layers_max "
-                 f"{a.n_layers_max}, n_heads {a.n_heads}, min_head_dim {a.min_head_dim}, tolerance {a.tolerance})")
+        space = (
+            f"scaling.arch (d_model {a.d_model_min}..{a.d_model_max} step {a.d_model_step}, n_layers_max "
+            f"{a.n_layers_max}, n_heads {a.n_heads}, min_head_dim {a.min_head_dim}, tolerance {a.tolerance})"
+        )
         empty = [label for label, n in sizes.items() if n == 0]
         if empty:
-            raise ValueError(f"scaling.budgets {empty}: no architecture of {space} lies within tolerance of these "
-                             "budgets; widen scaling.arch or scaling.arch.tolerance")
+            raise ValueError(
+                f"scaling.budgets {empty}: no architecture of {space} lies within tolerance of these "
+                "budgets; widen scaling.arch or scaling.arch.tolerance"
+            )
         huge = {label: n for label, n in sizes.items() if n > MAX_GRID_ROWS}
         if huge:
-            raise ValueError(f"scaling.budgets {list(huge)}: the grid of {space} would have {huge} rows (more than "
-                             f"{MAX_GRID_ROWS:,}); raise scaling.arch.d_model_min or set scaling.arch.n_layers_max")
+            raise ValueError(
+                f"scaling.budgets {list(huge)}: the grid of {space} would have {huge} rows (more than "
+                f"{MAX_GRID_ROWS:,}); raise scaling.arch.d_model_min or set scaling.arch.n_layers_max"
+            )
         return self

@@ -71,11 +71,17 @@ class StudyLocation:
     def storage(self, budget: str, horizon: str) -> optuna.storages.BaseStorage:
         if self.url:
             engine = {"pool_pre_ping": True}
-            if self.url.startswith("postgresql"):  # an unreachable server fails in seconds, not minutes
+            if self.url.startswith(
+                "postgresql"
+            ):  # an unreachable server fails in seconds, not minutes
                 engine["connect_args"] = {"connect_timeout": 10}
-            return optuna.storages.RDBStorage(self.url, engine_kwargs=engine, heartbeat_interval=self.heartbeat_s,
-                                              grace_period=self.grace_s,
-                                              heartbeat_stale_trial_callback=RetryStaleTrial(3))
+            return optuna.storages.RDBStorage(
+                self.url,
+                engine_kwargs=engine,
+                heartbeat_interval=self.heartbeat_s,
+                grace_period=self.grace_s,
+                heartbeat_stale_trial_callback=RetryStaleTrial(3),
+            )
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
@@ -87,13 +93,26 @@ class StudyLocation:
 def study_location(settings, root: Path, profile: str) -> StudyLocation:
     """The location the scaling settings (or PROJ_OPTUNA_STORAGE) choose."""
     url = os.environ.get(STORAGE_ENV) or settings.study_storage
-    return StudyLocation(root, url or None, profile, settings.study_heartbeat_s, settings.study_grace_s)
+    return StudyLocation(
+        root, url or None, profile, settings.study_heartbeat_s, settings.study_grace_s
+    )
 
 
-def open_study(location: StudyLocation, budget: str, horizon: str, sampler: optuna.samplers.BaseSampler,
-               pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    return optuna.create_study(study_name=location.study_name(budget, horizon), storage=location.storage(budget, horizon),
-                               direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True)
+def open_study(
+    location: StudyLocation,
+    budget: str,
+    horizon: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study:
+    return optuna.create_study(
+        study_name=location.study_name(budget, horizon),
+        storage=location.storage(budget, horizon),
+        direction="minimize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
@@ -133,11 +152,15 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> Non
     attrs = {RETRY_ATTR: trial.number}
     if EXTREME_ATTR in stored.user_attrs:
         attrs[EXTREME_ATTR] = stored.user_attrs[EXTREME_ATTR]
-    study.enqueue_trial({**stored.system_attrs.get("fixed_params", {}), **stored.params}, user_attrs=attrs)
+    study.enqueue_trial(
+        {**stored.system_attrs.get("fixed_params", {}), **stored.params}, user_attrs=attrs
+    )
 
 
 @contextlib.contextmanager
-def worker_lock(location: StudyLocation, budget: str, horizon: str, token: str) -> Iterator[str | None]:
+def worker_lock(
+    location: StudyLocation, budget: str, horizon: str, token: str
+) -> Iterator[str | None]:
     """Hold this worker's lock file while it runs trials; yields the owner name to put on them
     (None with a storage URL: heartbeats find dead workers there, and flock is unreliable on
     shared filesystems)."""
@@ -193,7 +216,9 @@ def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
     earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
     if sum(is_done(t) or t.state == TrialState.RUNNING for t in earlier) < n_trials:
         return False
-    trial.set_user_attr(FAILED_REASON_ATTR, f"surplus: the study already had {n_trials} trials done or running")
+    trial.set_user_attr(
+        FAILED_REASON_ATTR, f"surplus: the study already had {n_trials} trials done or running"
+    )
     if "fixed_params" in stored_trial(trial.study, trial).system_attrs:
         enqueue_retry(trial.study, trial)
     return True
@@ -212,7 +237,9 @@ def recover_stale_trials(study: optuna.Study, grace_s: float = 60.0) -> list[int
         if not _is_dead(trial, grace_s):
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, FAILED_REASON_ATTR, "its worker died mid-trial; retried")
+            storage.set_trial_user_attr(
+                trial._trial_id, FAILED_REASON_ATTR, "its worker died mid-trial; retried"
+            )
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first
@@ -226,19 +253,32 @@ def explain_retried_failures(table):
     import polars as pl
 
     retried = table.filter(pl.col("retry_of").is_not_null()).select(
-        pl.col("retry_of").alias("trial_number"), pl.col("trial_number").alias("retried_as"))
+        pl.col("retry_of").alias("trial_number"), pl.col("trial_number").alias("retried_as")
+    )
     joined = table.join(retried.unique("trial_number", keep="first"), on="trial_number", how="left")
-    reason = pl.format("its worker stopped sending heartbeats; retried as trial {}", pl.col("retried_as"))
-    return joined.with_columns(failed_reason=pl.when((pl.col("state") == "FAIL") & pl.col("failed_reason").is_null()
-                                                     & pl.col("retried_as").is_not_null())
-                               .then(reason).otherwise(pl.col("failed_reason"))).drop("retried_as")
+    reason = pl.format(
+        "its worker stopped sending heartbeats; retried as trial {}", pl.col("retried_as")
+    )
+    return joined.with_columns(
+        failed_reason=pl.when(
+            (pl.col("state") == "FAIL")
+            & pl.col("failed_reason").is_null()
+            & pl.col("retried_as").is_not_null()
+        )
+        .then(reason)
+        .otherwise(pl.col("failed_reason"))
+    ).drop("retried_as")
 
 
 def _architecture(params: dict) -> tuple[int, int, int] | None:
     """(d_model, n_layers, n_heads) of encoded study parameters (search_space.encode)."""
     if not {"log2_d_model", "n_layers", "log2_n_heads"} <= params.keys():
         return None
-    return round(2 ** params["log2_d_model"]), int(params["n_layers"]), round(2 ** params["log2_n_heads"])
+    return (
+        round(2 ** params["log2_d_model"]),
+        int(params["n_layers"]),
+        round(2 ** params["log2_n_heads"]),
+    )
 
 
 def trial_architecture(trial: FrozenTrial) -> tuple[int, int, int] | None:
@@ -266,13 +306,18 @@ def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict
 
     for trial in study.get_trials(deepcopy=False):
         arch = trial_architecture(trial)
-        if arch is not None and (trial.state != TrialState.FAIL or INFEASIBLE_ATTR in trial.user_attrs):
+        if arch is not None and (
+            trial.state != TrialState.FAIL or INFEASIBLE_ATTR in trial.user_attrs
+        ):
             add(arch)
     added = []
     for label, params in extremes:
         arch = _architecture(params)
         values = dict(zip(ARCH_DIMS, arch, strict=True))
-        if any(values[dim] not in present[dim] for dim in (lab.rsplit("_", 1)[0] for lab in covered_labels(label))):
+        if any(
+            values[dim] not in present[dim]
+            for dim in (lab.rsplit("_", 1)[0] for lab in covered_labels(label))
+        ):
             study.enqueue_trial(params, user_attrs={EXTREME_ATTR: label})
             add(arch)
             added.append(label)
@@ -281,7 +326,10 @@ def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict
 
 def waiting_extremes(study: optuna.Study) -> int:
     """Forced extremes queued and not started: they run even once the study has n_trials."""
-    return sum(EXTREME_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    return sum(
+        EXTREME_ATTR in t.user_attrs
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    )
 
 
 def record_space_version(study: optuna.Study, version: str) -> bool:

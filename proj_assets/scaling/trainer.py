@@ -23,9 +23,13 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss, r
 from torch import nn
 
 from proj_assets.scaling.trial_checkpoint import TrainingCheckpoint
-from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb, reset_peak_rss, set_malloc_thresholds
 from proj_assets.scaling.windows import WindowData
-
+from proj_assets.shared.process_memory import (
+    current_rss_mb,
+    peak_rss_mb,
+    reset_peak_rss,
+    set_malloc_thresholds,
+)
 
 # CPU: blocks of 64 KiB and more are mapped and returned on free, so freed activations do not stay
 # resident and the measured peak is the live memory the estimate models (memory.py).
@@ -86,7 +90,9 @@ class TrainResult:
     time_limited: bool = False
     interrupted: bool = False
     duration_s: float = 0.0
-    peak_memory_mb: float = 0.0  # this trial's peak: CUDA allocated, or CPU resident (VmHWM reset at start)
+    peak_memory_mb: float = (
+        0.0  # this trial's peak: CUDA allocated, or CPU resident (VmHWM reset at start)
+    )
     peak_above_start_mb: float = 0.0  # that peak minus the memory in use when the trial started
     resumed_from_epoch: int | None = None  # set when training continued from a checkpoint
 
@@ -109,17 +115,22 @@ def evaluate(model: nn.Module, data: WindowData, split: str, batch_size: int) ->
     ends = data.ends[split]
     probs, labels = [], []
     for start in range(0, len(ends), batch_size):
-        x, y = data.batch(ends[start:start + batch_size])
+        x, y = data.batch(ends[start : start + batch_size])
         probs.append(torch.sigmoid(model(x)).double().cpu())
         labels.append(y.cpu())
     probs = torch.cat(probs).numpy()
     if not np.isfinite(probs).all():
-        raise NonFiniteLoss(f"{split} predictions are not finite ({int((~np.isfinite(probs)).sum())} NaN/inf)")
+        raise NonFiniteLoss(
+            f"{split} predictions are not finite ({int((~np.isfinite(probs)).sum())} NaN/inf)"
+        )
     return classification_metrics(torch.cat(labels).numpy(), probs)
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+    return (
+        isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        or "out of memory" in str(exc).lower()
+    )
 
 
 def _reset_peak(device: torch.device) -> float:
@@ -139,23 +150,31 @@ def _peak_memory_mb(device: torch.device) -> float:
     return peak_rss_mb()
 
 
-def accumulate_gradients(model: nn.Module, data: WindowData, step: torch.Tensor, micro_batch: int) -> float:
+def accumulate_gradients(
+    model: nn.Module, data: WindowData, step: torch.Tensor, micro_batch: int
+) -> float:
     """Backward over `step` in micro-batches; each adds sum-loss / len(step), so the accumulated
     gradient is the gradient of the mean loss over the whole step. Returns that mean loss."""
     total = 0.0
     for micro in step.split(micro_batch):
         x, y = data.batch(micro)
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x), y, reduction="sum") / len(step)
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x), y, reduction="sum") / len(
+            step
+        )
         loss.backward()
         total += float(loss.detach())
     return total
 
 
-def train(model: nn.Module, data: WindowData, config: TrainConfig,
-          on_epoch: Callable[[int, dict], None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False,
-          log: Callable[[str], None] = lambda _msg: None,
-          checkpoint: TrainingCheckpoint | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    data: WindowData,
+    config: TrainConfig,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] = lambda _msg: None,
+    checkpoint: TrainingCheckpoint | None = None,
+) -> TrainResult:
     """Train until early stopping, `max_epochs` or the time limit; evaluate the best weights on test.
 
     `on_epoch(epoch, val_metrics)` may raise (e.g. a pruner) to end the trial early.
@@ -180,19 +199,40 @@ class _Run:
     """The state of one training run: what a checkpoint saves and restores."""
 
     def __init__(self, model, data, config, device, checkpoint):
-        self.model, self.data, self.config, self.device, self.checkpoint = model, data, config, device, checkpoint
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.model, self.data, self.config, self.device, self.checkpoint = (
+            model,
+            data,
+            config,
+            device,
+            checkpoint,
+        )
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         self.stopper = EarlyStopping(config.patience, config.min_delta)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.result, self.best_state, self.next_epoch, self.elapsed_before = TrainResult(), None, 0, 0.0
+        self.result, self.best_state, self.next_epoch, self.elapsed_before = (
+            TrainResult(),
+            None,
+            0,
+            0.0,
+        )
 
     def state(self) -> dict:
         r = self.result
-        return {"next_epoch": self.next_epoch, "model": cpu_copy(self.model.state_dict()),
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "stopper": [self.stopper.best, self.stopper.bad_epochs],
-                "history": r.history, "best_epoch": r.best_epoch, "val": r.val, "best_state": self.best_state,
-                "elapsed_s": self.elapsed()}
+        return {
+            "next_epoch": self.next_epoch,
+            "model": cpu_copy(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "stopper": [self.stopper.best, self.stopper.bad_epochs],
+            "history": r.history,
+            "best_epoch": r.best_epoch,
+            "val": r.val,
+            "best_state": self.best_state,
+            "elapsed_s": self.elapsed(),
+        }
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -200,8 +240,16 @@ class _Run:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.stopper.best, self.stopper.bad_epochs = state["stopper"]
-        self.result.history, self.result.best_epoch, self.result.val = state["history"], state["best_epoch"], state["val"]
-        self.best_state, self.next_epoch, self.elapsed_before = state["best_state"], state["next_epoch"], state["elapsed_s"]
+        self.result.history, self.result.best_epoch, self.result.val = (
+            state["history"],
+            state["best_epoch"],
+            state["val"],
+        )
+        self.best_state, self.next_epoch, self.elapsed_before = (
+            state["best_state"],
+            state["next_epoch"],
+            state["elapsed_s"],
+        )
         self.result.epochs_run = self.result.resumed_from_epoch = self.next_epoch
 
     def elapsed(self) -> float:
@@ -221,9 +269,13 @@ class _Run:
             order = ends[torch.randperm(len(ends), generator=self.generator).to(ends.device)]
             for step_start in range(0, len(order), step_size):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = accumulate_gradients(model, data, order[step_start:step_start + step_size], config.micro_batch)
+                loss = accumulate_gradients(
+                    model, data, order[step_start : step_start + step_size], config.micro_batch
+                )
                 if not math.isfinite(loss):
-                    raise NonFiniteLoss(f"training loss is {loss} at epoch {epoch + 1}, step {step_start // step_size + 1}")
+                    raise NonFiniteLoss(
+                        f"training loss is {loss} at epoch {epoch + 1}, step {step_start // step_size + 1}"
+                    )
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 self.optimizer.step()
                 if should_stop():
@@ -240,7 +292,9 @@ class _Run:
             if self.stopper.update(metrics["loss"]):
                 result.best_epoch, result.val = epoch, metrics
                 self.best_state = cpu_copy(model.state_dict())
-            log(f"epoch {epoch + 1}/{config.max_epochs}: val loss {metrics['loss']:.4f} roc_auc {metrics['roc_auc']:.3f}")
+            log(
+                f"epoch {epoch + 1}/{config.max_epochs}: val loss {metrics['loss']:.4f} roc_auc {metrics['roc_auc']:.3f}"
+            )
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             if result.time_limited:

@@ -6,23 +6,59 @@ import optuna
 import polars as pl
 from optuna.trial import TrialState
 
-from proj_assets.scaling.study import EXTREME_ATTR, FAILED_REASON_ATTR, INFEASIBLE_ATTR, RETRY_ATTR, SPACE_VERSION_ATTR
+from proj_assets.scaling.study import (
+    EXTREME_ATTR,
+    FAILED_REASON_ATTR,
+    INFEASIBLE_ATTR,
+    RETRY_ATTR,
+    SPACE_VERSION_ATTR,
+)
 
-HYPERPARAMETERS = ("d_model", "n_layers", "n_heads", "head_dim", "context_length", "lr", "weight_decay",
-                   "dropout", "n_params", "micro_batch", "accum_steps", "effective_batch", "memory_estimate_mb",
-                   "trial_seed")  # the trial's own training seed ("seed" is the provenance column)
-METRICS = tuple(f"{split}_{m}" for split in ("val", "test") for m in ("loss", "roc_auc", "pr_auc", "accuracy"))
+HYPERPARAMETERS = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "head_dim",
+    "context_length",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "n_params",
+    "micro_batch",
+    "accum_steps",
+    "effective_batch",
+    "memory_estimate_mb",
+    "trial_seed",
+)  # the trial's own training seed ("seed" is the provenance column)
+METRICS = tuple(
+    f"{split}_{m}" for split in ("val", "test") for m in ("loss", "roc_auc", "pr_auc", "accuracy")
+)
 TRIAL_SCHEMA = {
-    "budget": pl.Utf8, "horizon": pl.Utf8, "budget_params": pl.Int64, "trial_number": pl.Int64,
-    "state": pl.Utf8, "forced_extreme": pl.Utf8, "retry_of": pl.Int64,
-    **{k: pl.Float64 if k in ("lr", "weight_decay", "dropout", "memory_estimate_mb") else pl.Int64
-       for k in HYPERPARAMETERS},
-    "epochs_run": pl.Int64, "best_epoch": pl.Int64, "early_stopped": pl.Boolean, "time_limited": pl.Boolean,
-    "pruned_at_epoch": pl.Int64, "duration_s": pl.Float64, "peak_memory_mb": pl.Float64,
+    "budget": pl.Utf8,
+    "horizon": pl.Utf8,
+    "budget_params": pl.Int64,
+    "trial_number": pl.Int64,
+    "state": pl.Utf8,
+    "forced_extreme": pl.Utf8,
+    "retry_of": pl.Int64,
+    **{
+        k: pl.Float64 if k in ("lr", "weight_decay", "dropout", "memory_estimate_mb") else pl.Int64
+        for k in HYPERPARAMETERS
+    },
+    "epochs_run": pl.Int64,
+    "best_epoch": pl.Int64,
+    "early_stopped": pl.Boolean,
+    "time_limited": pl.Boolean,
+    "pruned_at_epoch": pl.Int64,
+    "duration_s": pl.Float64,
+    "peak_memory_mb": pl.Float64,
     "peak_above_start_mb": pl.Float64,  # the trial's own peak minus the memory in use when it started
     **{m: pl.Float64 for m in METRICS},
-    "objective": pl.Float64, "infeasible_reason": pl.Utf8, "failed_reason": pl.Utf8,
-    "model_path": pl.Utf8, "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
+    "objective": pl.Float64,
+    "infeasible_reason": pl.Utf8,
+    "failed_reason": pl.Utf8,
+    "model_path": pl.Utf8,
+    "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
     "space_version": pl.Utf8,  # the search space (grid + search settings) the trial was sampled in
 }
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -34,24 +70,39 @@ def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_para
     intermediate = trial.intermediate_values
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     return {
-        "budget": budget, "horizon": horizon, "budget_params": budget_params, "trial_number": trial.number,
-        "state": trial.state.name, "forced_extreme": attrs.get(EXTREME_ATTR), "retry_of": attrs.get(RETRY_ATTR),
+        "budget": budget,
+        "horizon": horizon,
+        "budget_params": budget_params,
+        "trial_number": trial.number,
+        "state": trial.state.name,
+        "forced_extreme": attrs.get(EXTREME_ATTR),
+        "retry_of": attrs.get(RETRY_ATTR),
         **{k: hp.get("seed" if k == "trial_seed" else k) for k in HYPERPARAMETERS},
         "epochs_run": result.get("epochs_run", len(intermediate) if intermediate else None),
-        "best_epoch": result.get("best_epoch"), "early_stopped": result.get("early_stopped"),
-        "time_limited": result.get("time_limited"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
-        "duration_s": result.get("duration_s", duration), "peak_memory_mb": result.get("peak_memory_mb"),
-        "peak_above_start_mb": result.get("peak_above_start_mb"), **{m: result.get(m) for m in METRICS},
+        "best_epoch": result.get("best_epoch"),
+        "early_stopped": result.get("early_stopped"),
+        "time_limited": result.get("time_limited"),
+        "pruned_at_epoch": attrs.get("pruned_at_epoch"),
+        "duration_s": result.get("duration_s", duration),
+        "peak_memory_mb": result.get("peak_memory_mb"),
+        "peak_above_start_mb": result.get("peak_above_start_mb"),
+        **{m: result.get(m) for m in METRICS},
         "val_loss": result.get("val_loss", min(intermediate.values()) if intermediate else None),
-        "objective": trial.value, "infeasible_reason": attrs.get(INFEASIBLE_ATTR),
+        "objective": trial.value,
+        "infeasible_reason": attrs.get(INFEASIBLE_ATTR),
         "failed_reason": attrs.get(FAILED_REASON_ATTR),
-        "model_path": attrs.get("model", {}).get("model_path"), "model_sha256": attrs.get("model", {}).get("model_sha256"),
+        "model_path": attrs.get("model", {}).get("model_path"),
+        "model_sha256": attrs.get("model", {}).get("model_sha256"),
         "space_version": attrs.get(SPACE_VERSION_ATTR),
     }
 
 
-def trials_frame(study: optuna.Study, budget: str, horizon: str, budget_params: int) -> pl.DataFrame:
+def trials_frame(
+    study: optuna.Study, budget: str, horizon: str, budget_params: int
+) -> pl.DataFrame:
     """Finished trials (complete, pruned, failed) in trial order; queued or running ones are left out.
     A pruned trial's val_loss is the best intermediate value it reported."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return pl.DataFrame([_row(t, budget, horizon, budget_params) for t in trials], schema=TRIAL_SCHEMA)
+    return pl.DataFrame(
+        [_row(t, budget, horizon, budget_params) for t in trials], schema=TRIAL_SCHEMA
+    )

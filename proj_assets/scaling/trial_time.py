@@ -34,9 +34,14 @@ class TrialTimeModel:
     def from_trainer(cls, trainer, context_length: int) -> TrialTimeModel:
         """From `scaling.trainer` (its windows are `max_train_windows` when set, else
         `time_estimate_windows`)."""
-        return cls(trainer.max_train_windows or trainer.time_estimate_windows, context_length,
-                   min(trainer.max_epochs, trainer.patience + 1), trainer.trial_time_limit_s,
-                   trainer.flops_per_second, trainer.layer_step_overhead_s)
+        return cls(
+            trainer.max_train_windows or trainer.time_estimate_windows,
+            context_length,
+            min(trainer.max_epochs, trainer.patience + 1),
+            trainer.trial_time_limit_s,
+            trainer.flops_per_second,
+            trainer.layer_step_overhead_s,
+        )
 
     def epoch_seconds(self, n_params: int, d_model: int, n_layers: int, micro_batch: int) -> float:
         t = self.context_length
@@ -48,22 +53,43 @@ class TrialTimeModel:
 def with_time_estimates(grid: pl.DataFrame, model: TrialTimeModel) -> pl.DataFrame:
     """Add `trial_time_estimate_s` (the model's epochs at the planned micro-batch) and
     `fits_time_limit`; needs the batch plan's `micro_batch` (an infeasible row never fits)."""
-    seconds = [model.epochs * model.epoch_seconds(r["n_params"], r["d_model"], r["n_layers"], r["micro_batch"])
-               for r in grid.select("n_params", "d_model", "n_layers", "micro_batch").iter_rows(named=True)]
-    return grid.with_columns(pl.Series("trial_time_estimate_s", seconds, dtype=pl.Float64)).with_columns(
-        fits_time_limit=(pl.col("trial_time_estimate_s") <= model.time_limit_s) & (pl.col("micro_batch") > 0))
+    seconds = [
+        model.epochs
+        * model.epoch_seconds(r["n_params"], r["d_model"], r["n_layers"], r["micro_batch"])
+        for r in grid.select("n_params", "d_model", "n_layers", "micro_batch").iter_rows(named=True)
+    ]
+    return grid.with_columns(
+        pl.Series("trial_time_estimate_s", seconds, dtype=pl.Float64)
+    ).with_columns(
+        fits_time_limit=(pl.col("trial_time_estimate_s") <= model.time_limit_s)
+        & (pl.col("micro_batch") > 0)
+    )
 
 
 def time_left_out(grid: pl.DataFrame) -> pl.DataFrame:
     """Per budget, the memory-feasible architectures the time limit leaves out of the extremes, and
     why: how many, their d_model and n_layers ranges and the shortest estimate among them."""
-    schema = {"budget": pl.Utf8, "n_archs_over_time_limit": pl.UInt32, "over_limit_d_model": pl.Utf8,
-              "over_limit_n_layers": pl.Utf8, "shortest_over_limit_s": pl.Float64}
+    schema = {
+        "budget": pl.Utf8,
+        "n_archs_over_time_limit": pl.UInt32,
+        "over_limit_d_model": pl.Utf8,
+        "over_limit_n_layers": pl.Utf8,
+        "shortest_over_limit_s": pl.Float64,
+    }
     if "fits_time_limit" not in grid.columns:
         return pl.DataFrame(schema=schema)
     over = grid.filter((pl.col("micro_batch") > 0) & ~pl.col("fits_time_limit"))
-    return over.group_by("budget", maintain_order=True).agg(
-        pl.len().alias("n_archs_over_time_limit"),
-        pl.format("{}..{}", pl.col("d_model").min(), pl.col("d_model").max()).alias("over_limit_d_model"),
-        pl.format("{}..{}", pl.col("n_layers").min(), pl.col("n_layers").max()).alias("over_limit_n_layers"),
-        pl.col("trial_time_estimate_s").min().alias("shortest_over_limit_s")).cast(schema)
+    return (
+        over.group_by("budget", maintain_order=True)
+        .agg(
+            pl.len().alias("n_archs_over_time_limit"),
+            pl.format("{}..{}", pl.col("d_model").min(), pl.col("d_model").max()).alias(
+                "over_limit_d_model"
+            ),
+            pl.format("{}..{}", pl.col("n_layers").min(), pl.col("n_layers").max()).alias(
+                "over_limit_n_layers"
+            ),
+            pl.col("trial_time_estimate_s").min().alias("shortest_over_limit_s"),
+        )
+        .cast(schema)
+    )

@@ -37,15 +37,23 @@ class WindowData:
         return self.features[ends.unsqueeze(1) + offsets], self.labels[ends]
 
     def to(self, device: str) -> WindowData:
-        return WindowData(self.features.to(device), self.labels.to(device),
-                          {k: v.to(device) for k, v in self.ends.items()}, self.context_length)
+        return WindowData(
+            self.features.to(device),
+            self.labels.to(device),
+            {k: v.to(device) for k, v in self.ends.items()},
+            self.context_length,
+        )
 
 
 def _validate(name: str, x: np.ndarray, y: np.ndarray, n_features: int | None) -> None:
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-        raise PanelError(f"split {name!r}: expected X [n, features] and y [n], got {x.shape} and {y.shape}")
+        raise PanelError(
+            f"split {name!r}: expected X [n, features] and y [n], got {x.shape} and {y.shape}"
+        )
     if n_features is not None and x.shape[1] != n_features:
-        raise PanelError(f"split {name!r}: {x.shape[1]} features, expected {n_features} like the other splits")
+        raise PanelError(
+            f"split {name!r}: {x.shape[1]} features, expected {n_features} like the other splits"
+        )
     if not np.isfinite(x).all():
         row = int(np.argwhere(~np.isfinite(x))[0][0])
         raise PanelError(f"split {name!r}: non-finite feature value at row {row}")
@@ -55,8 +63,11 @@ def _validate(name: str, x: np.ndarray, y: np.ndarray, n_features: int | None) -
         raise PanelError(f"split {name!r}: label at row {row} is {float(y[row])}, expected 0 or 1")
 
 
-def build_windows(splits: dict[str, tuple[np.ndarray, np.ndarray]], context_length: int,
-                  max_train_windows: int | None = None) -> WindowData:
+def build_windows(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    context_length: int,
+    max_train_windows: int | None = None,
+) -> WindowData:
     """Stack train/val/test and index the rows that can end a full window.
 
     `max_train_windows` keeps only the most recent training windows (a smaller, recent slice).
@@ -77,7 +88,9 @@ def build_windows(splits: dict[str, tuple[np.ndarray, np.ndarray]], context_leng
         ends["train"] = ends["train"][-max_train_windows:]
     for name in SPLITS:
         if len(ends[name]) == 0:
-            raise PanelError(f"split {name!r} has no row with {context_length - 1} rows of history before it")
+            raise PanelError(
+                f"split {name!r} has no row with {context_length - 1} rows of history before it"
+            )
     features = torch.from_numpy(np.concatenate(xs).astype(np.float32))
     labels = torch.from_numpy(np.concatenate(ys).astype(np.float32))
     return WindowData(features, labels, ends, context_length)

@@ -9,15 +9,15 @@ partitions, checks and metadata are those of a plain asset.
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
-from proj_assets.shared.conventions import GATED, table_metadata
-from proj_assets.shared.gates import gated
+from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
 from proj_assets.sft.iterations import selected_iteration
 from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SHARDS, seed_and_limit_threads
-from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_assets.sft.settings import SamplingSettings, SftSettings
+from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
+from proj_assets.shared.conventions import GATED, table_metadata
+from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.models import ModelSource
 
@@ -43,8 +43,18 @@ def _model_identity(context, base_model: ModelSource) -> tuple[str, str]:
     return base_model.path or f"demo:{path.name}", base_model.resolved_revision(str(path))
 
 
-def sampled_rows(context, cfg: SftSettings, base_model, compute, provenance, n: int, slot: int, prefix: str,
-                 sampling: SamplingSettings, with_critic: bool = False):
+def sampled_rows(
+    context,
+    cfg: SftSettings,
+    base_model,
+    compute,
+    provenance,
+    n: int,
+    slot: int,
+    prefix: str,
+    sampling: SamplingSettings,
+    with_critic: bool = False,
+):
     """Examples sampled with `sampling`, with QC flags, per-row seeds and provenance (and critic
     margins for the pilot), plus their metadata; refuses clearly when no row is free of QC flags."""
     from proj_assets.sft.critic import auc_by_type, critic_scores
@@ -56,45 +66,99 @@ def sampled_rows(context, cfg: SftSettings, base_model, compute, provenance, n: 
     with compute.meter() as meter:
         seed_and_limit_threads(compute, cfg, slot)
         cm = _load_model(context, compute)
-        df = generate_examples(cm.model, cm.tokenizer, n=n, data_seed=cfg.data_seed, slot=slot, id_prefix=prefix,
-                               builder=builder, sampling=sampling, qc=cfg.qc, log=context.log.info)
+        df = generate_examples(
+            cm.model,
+            cm.tokenizer,
+            n=n,
+            data_seed=cfg.data_seed,
+            slot=slot,
+            id_prefix=prefix,
+            builder=builder,
+            sampling=sampling,
+            qc=cfg.qc,
+            log=context.log.info,
+        )
         if with_critic:
-            scores = critic_scores(cm.model, cm.tokenizer, builder, df["instruction"], df["completion"],
-                                   sampling.batch_size, log=context.log.info)
+            scores = critic_scores(
+                cm.model,
+                cm.tokenizer,
+                builder,
+                df["instruction"],
+                df["completion"],
+                sampling.batch_size,
+                log=context.log.info,
+            )
             df = df.with_columns(pl.Series("critic_margin", scores.margins, dtype=pl.Float64))
-    counts = {"generated": df.height, **{f: int(df[f].sum()) for f in ("runaway", "token_limit", "empty")},
-              "clean": clean(df).height}
+    counts = {
+        "generated": df.height,
+        **{f: int(df[f].sum()) for f in ("runaway", "token_limit", "empty")},
+        "clean": clean(df).height,
+    }
     if counts["clean"] == 0:
-        raise dg.Failure(f"{prefix}: every generation is QC-flagged, nothing is usable: {counts}",
-                         metadata=counts, allow_retries=False)
+        raise dg.Failure(
+            f"{prefix}: every generation is QC-flagged, nothing is usable: {counts}",
+            metadata=counts,
+            allow_retries=False,
+        )
     model_id, revision = _model_identity(context, base_model)
-    params = {"sampling": sampling.model_dump(), "qc": cfg.qc.model_dump(), "prompt_template": builder.template_hash(),
-              "slot": slot, "data_seed": cfg.data_seed, "n": n, "critic": with_critic}
+    params = {
+        "sampling": sampling.model_dump(),
+        "qc": cfg.qc.model_dump(),
+        "prompt_template": builder.template_hash(),
+        "slot": slot,
+        "data_seed": cfg.data_seed,
+        "n": n,
+        "critic": with_critic,
+    }
     df = provenance.stamp(df, context.run_id, None, params, model_id, revision)
     df = df.with_columns(pl.col("row_seed").alias("seed")).drop("row_seed")
-    meta = {**counts, "runaway_rate": float(df["runaway"].mean()), "token_limit_rate": float(df["token_limit"].mean()),
-            "program_accuracy": float(df["answer_correct"].mean()), "seconds_per_example": meter.seconds / n,
-            **meter.metadata(), **provenance.metadata()}
+    meta = {
+        **counts,
+        "runaway_rate": float(df["runaway"].mean()),
+        "token_limit_rate": float(df["token_limit"].mean()),
+        "program_accuracy": float(df["answer_correct"].mean()),
+        "seconds_per_example": meter.seconds / n,
+        **meter.metadata(),
+        **provenance.metadata(),
+    }
     if with_critic:
-        meta.update(critic_position_prior=scores.position_prior, critic_auc=dg.MetadataValue.json(
-            auc_by_type(scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list())))
+        meta.update(
+            critic_position_prior=scores.position_prior,
+            critic_auc=dg.MetadataValue.json(
+                auc_by_type(
+                    scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list()
+                )
+            ),
+        )
     return df, meta
 
 
 def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
     """The selected pilot iteration's rows (critic margin and program label), or a clear error."""
     if not warehouse.table_exists("sft_data", "pilot_generations"):
-        raise dg.Failure("sft/data/pilot_generations does not exist yet: materialize the selected pilot iteration")
-    rows = warehouse.query("select critic_margin, answer_correct from sft_data.pilot_generations "
-                           "where pilot_iteration = ?", [iteration])
+        raise dg.Failure(
+            "sft/data/pilot_generations does not exist yet: materialize the selected pilot iteration"
+        )
+    rows = warehouse.query(
+        "select critic_margin, answer_correct from sft_data.pilot_generations "
+        "where pilot_iteration = ?",
+        [iteration],
+    )
     if rows.height == 0:
-        raise dg.Failure(f"sft/data/pilot_generations has no rows for the selected iteration {iteration!r}: "
-                         "materialize that partition")
+        raise dg.Failure(
+            f"sft/data/pilot_generations has no rows for the selected iteration {iteration!r}: "
+            "materialize that partition"
+        )
     return rows
 
 
-def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget: float | None, device_tags: dict,
-                      warehouse: Warehouse) -> list[dg.AssetsDefinition]:
+def generation_assets(
+    cfg: SftSettings,
+    shards: dg.PartitionsDefinition,
+    budget: float | None,
+    device_tags: dict,
+    warehouse: Warehouse,
+) -> list[dg.AssetsDefinition]:
     """Scale shards and their critic scores for `cfg`: one `shards` partition each, generated on
     the Celery queue of `device_tags` while the projection stays within the sft `budget`, past the
     gates of the selected pilot iteration."""
@@ -102,68 +166,141 @@ def generation_assets(cfg: SftSettings, shards: dg.PartitionsDefinition, budget:
     def selected(_context) -> list[str]:
         return [selected_iteration(cfg)]
 
-    @compute_op(device_tags, name="sft_data_scale_shards_compute", ins={"base": AFTER, "pilot": AFTER})
+    @compute_op(
+        device_tags, name="sft_data_scale_shards_compute", ins={"base": AFTER, "pilot": AFTER}
+    )
     @gated(SHARDS, warehouse, {tuple(PILOT): selected})
-    def shards_compute(context: dg.OpExecutionContext, base_model: ModelSource, compute: Compute, provenance: Provenance,
-                       artifacts: ArtifactStore) -> Handoff:
+    def shards_compute(
+        context: dg.OpExecutionContext,
+        base_model: ModelSource,
+        compute: Compute,
+        provenance: Provenance,
+        artifacts: ArtifactStore,
+    ) -> Handoff:
         """Generate one shard (no pool) with the selected pilot iteration's settings, after that
         iteration's gates and the budget projection allow it."""
         spend = guard_step(context, "shards", SHARDS, cfg, budget, compute)
         shard = context.partition_key
         slot = PILOT_SEED_SLOT + 1 + shards.get_partition_keys().index(shard)
-        df, meta = sampled_rows(context, cfg, base_model, compute, provenance, cfg.examples_per_shard, slot, shard, cfg.sampling)
+        df, meta = sampled_rows(
+            context,
+            cfg,
+            base_model,
+            compute,
+            provenance,
+            cfg.examples_per_shard,
+            slot,
+            shard,
+            cfg.sampling,
+        )
         meta["pilot_iteration"] = selected_iteration(cfg)
-        return save_handoff(context, artifacts, df.with_columns(pl.lit(shard).alias("shard")), {**meta, **spend})
-
+        return save_handoff(
+            context, artifacts, df.with_columns(pl.lit(shard).alias("shard")), {**meta, **spend}
+        )
 
     write_shard = frame_write_op("sft_data_scale_shards_write")
 
-
-    @dg.graph_asset(key=SHARDS, ins={"base": depends_on(BASE_MODEL), "pilot": depends_on(PILOT)}, partitions_def=shards,
-                    automation_condition=GATED, metadata=table_metadata(SHARDS, partition_expr="shard"), **GRAPH)
+    @dg.graph_asset(
+        key=SHARDS,
+        ins={"base": depends_on(BASE_MODEL), "pilot": depends_on(PILOT)},
+        partitions_def=shards,
+        automation_condition=GATED,
+        metadata=table_metadata(SHARDS, partition_expr="shard"),
+        **GRAPH,
+    )
     def scale_shards(base, pilot):
         """Scaled-up generated examples, one shard per partition; refuses while the pilot's gates fail or over budget."""
         return write_shard(shards_compute(base=base, pilot=pilot))
 
-
-    @compute_op(device_tags, name="sft_data_critic_scores_compute", ins={"base": AFTER, "pilot": AFTER})
+    @compute_op(
+        device_tags, name="sft_data_critic_scores_compute", ins={"base": AFTER, "pilot": AFTER}
+    )
     @gated(CRITIC, warehouse, {tuple(PILOT): selected})
-    def critic_compute(context: dg.OpExecutionContext, scale_shards: pl.DataFrame, base_model: ModelSource,
-                       compute: Compute, provenance: Provenance, artifacts: ArtifactStore, warehouse: Warehouse) -> Handoff:
+    def critic_compute(
+        context: dg.OpExecutionContext,
+        scale_shards: pl.DataFrame,
+        base_model: ModelSource,
+        compute: Compute,
+        provenance: Provenance,
+        artifacts: ArtifactStore,
+        warehouse: Warehouse,
+    ) -> Handoff:
         """Score one shard with the critic (no pool), with the threshold chosen on the selected pilot iteration."""
-        from proj_assets.sft.critic import auc_by_type, choose_threshold, critic_scores as score
+        from proj_assets.sft.critic import auc_by_type, choose_threshold
+        from proj_assets.sft.critic import critic_scores as score
         from proj_assets.sft.prompts import PromptBuilder
 
         shard = context.partition_key
         pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
-        chosen = choose_threshold(pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list())
-        threshold, source = (chosen, "pilot (Youden's J)") if chosen is not None else (
-            cfg.critic_margin_threshold, "profile (the pilot's labels hold one class)")
+        chosen = choose_threshold(
+            pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()
+        )
+        threshold, source = (
+            (chosen, "pilot (Youden's J)")
+            if chosen is not None
+            else (cfg.critic_margin_threshold, "profile (the pilot's labels hold one class)")
+        )
         builder = PromptBuilder(critic_shots=cfg.critic_shots)
         spend = guard_step(context, "critic", CRITIC, cfg, budget, compute)
         with compute.meter() as meter:
             cm = _load_model(context, compute)
-            scores = score(cm.model, cm.tokenizer, builder, scale_shards["instruction"], scale_shards["completion"],
-                           cfg.sampling.batch_size, log=context.log.info)
+            scores = score(
+                cm.model,
+                cm.tokenizer,
+                builder,
+                scale_shards["instruction"],
+                scale_shards["completion"],
+                cfg.sampling.batch_size,
+                log=context.log.info,
+            )
         df = scale_shards.select("example_id", "shard", "task_type", "answer_correct").with_columns(
-            pl.Series("critic_margin", scores.margins, dtype=pl.Float64), pl.lit(threshold).alias("critic_threshold"))
-        df = df.with_columns((pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep"))
+            pl.Series("critic_margin", scores.margins, dtype=pl.Float64),
+            pl.lit(threshold).alias("critic_threshold"),
+        )
+        df = df.with_columns(
+            (pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep")
+        )
         model_id, revision = _model_identity(context, base_model)
-        df = provenance.stamp(df, context.run_id, None, {"critic": builder.template_hash(), "threshold": threshold},
-                              model_id, revision)
+        df = provenance.stamp(
+            df,
+            context.run_id,
+            None,
+            {"critic": builder.template_hash(), "threshold": threshold},
+            model_id,
+            revision,
+        )
         auc = auc_by_type(scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list())
-        return save_handoff(context, artifacts, df, {
-            "rows": df.height, "keep_rate": float(df["critic_keep"].mean()), "threshold": threshold,
-            "threshold_source": source, "critic_auc": dg.MetadataValue.json(auc), "critic_auc_overall": auc["overall"],
-            "critic_position_prior": scores.position_prior, **meter.metadata(), **spend})
-
+        return save_handoff(
+            context,
+            artifacts,
+            df,
+            {
+                "rows": df.height,
+                "keep_rate": float(df["critic_keep"].mean()),
+                "threshold": threshold,
+                "threshold_source": source,
+                "critic_auc": dg.MetadataValue.json(auc),
+                "critic_auc_overall": auc["overall"],
+                "critic_position_prior": scores.position_prior,
+                **meter.metadata(),
+                **spend,
+            },
+        )
 
     write_critic = frame_write_op("sft_data_critic_scores_write")
 
-
-    @dg.graph_asset(key=CRITIC, ins={"scale_shards": dg.AssetIn(key=SHARDS), "base": depends_on(BASE_MODEL),
-                                     "pilot": depends_on(PILOT)}, partitions_def=shards,
-                    automation_condition=GATED, metadata=table_metadata(CRITIC, partition_expr="shard"), **GRAPH)
+    @dg.graph_asset(
+        key=CRITIC,
+        ins={
+            "scale_shards": dg.AssetIn(key=SHARDS),
+            "base": depends_on(BASE_MODEL),
+            "pilot": depends_on(PILOT),
+        },
+        partitions_def=shards,
+        automation_condition=GATED,
+        metadata=table_metadata(CRITIC, partition_expr="shard"),
+        **GRAPH,
+    )
     def critic_scores(scale_shards, base, pilot):
         """Order-debiased A/B critic margin per shard example, kept when above the threshold chosen on the pilot."""
         return write_critic(critic_compute(scale_shards, base=base, pilot=pilot))

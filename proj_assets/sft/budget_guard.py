@@ -13,18 +13,25 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from proj_assets.shared.instance_reads import materializations
 from proj_assets.sft.iterations import selected_iteration
 from proj_assets.sft.keys import PILOT, SFT_ASSET_KEYS
 from proj_assets.sft.lineage import latest_metadata
 from proj_assets.sft.settings import SftSettings
-from proj_assets.sft.step_costs import BudgetExceededError, planned_units, projected_step_cost, refuse_over_budget
+from proj_assets.sft.step_costs import (
+    BudgetExceededError,
+    planned_units,
+    projected_step_cost,
+    refuse_over_budget,
+)
+from proj_assets.shared.instance_reads import materializations
 
 OVERRIDE_TAG = "proj/budget_override"  # step_costs.refuse_over_budget names it in its message
 UNITS = "budget_units"  # metadata: the units a guarded step planned, so its next run knows seconds per unit
 
 
-def domain_spent(instance: dg.DagsterInstance, keys: Sequence[list[str]], rates_per_hour: dict[str, float]) -> float:
+def domain_spent(
+    instance: dg.DagsterInstance, keys: Sequence[list[str]], rates_per_hour: dict[str, float]
+) -> float:
     """Cost of every recorded materialization of `keys` (compute_seconds x the rate of its device)."""
     total = 0.0
     for key in keys:
@@ -37,22 +44,42 @@ def domain_spent(instance: dg.DagsterInstance, keys: Sequence[list[str]], rates_
     return total
 
 
-def guard_step(context, step: str, key: list[str], cfg: SftSettings, budget: float | None, compute,
-               training_rows: int = 0) -> dict:
+def guard_step(
+    context,
+    step: str,
+    key: list[str],
+    cfg: SftSettings,
+    budget: float | None,
+    compute,
+    training_rows: int = 0,
+) -> dict:
     """Before spending step `step` of asset `key`: project its cost (its own last seconds per unit,
     else the selected pilot's seconds per example) and refuse with the numbers when it exceeds the
     sft budget left, unless the run carries an override tag. Returns the numbers as metadata."""
     units = planned_units(step, cfg, training_rows)
-    last = latest_metadata(context, key, context.partition_key if context.has_partition_key else None)
-    own = last["compute_seconds"] / last[UNITS] if last.get(UNITS) and "compute_seconds" in last else None
+    last = latest_metadata(
+        context, key, context.partition_key if context.has_partition_key else None
+    )
+    own = (
+        last["compute_seconds"] / last[UNITS]
+        if last.get(UNITS) and "compute_seconds" in last
+        else None
+    )
     pilot = latest_metadata(context, PILOT, selected_iteration(cfg)).get("seconds_per_example")
     rate = compute.cost_per_hour.get(compute.torch_device(), 0.0)
     override = context.run.tags.get(OVERRIDE_TAG)
-    where = f"{'/'.join(key)} {context.partition_key}" if context.has_partition_key else "/".join(key)
+    where = (
+        f"{'/'.join(key)} {context.partition_key}" if context.has_partition_key else "/".join(key)
+    )
     try:
-        numbers = refuse_over_budget(f"{where} ({step})", projected_step_cost(step, cfg, rate, own, pilot, training_rows),
-                                     domain_spent(context.instance, SFT_ASSET_KEYS, compute.cost_per_hour),
-                                     budget, override, OVERRIDE_TAG)
+        numbers = refuse_over_budget(
+            f"{where} ({step})",
+            projected_step_cost(step, cfg, rate, own, pilot, training_rows),
+            domain_spent(context.instance, SFT_ASSET_KEYS, compute.cost_per_hour),
+            budget,
+            override,
+            OVERRIDE_TAG,
+        )
     except BudgetExceededError as error:
         raise dg.Failure(str(error), allow_retries=False) from error
     if override:

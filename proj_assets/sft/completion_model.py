@@ -8,14 +8,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proj_assets.sft.generation import generate
-from proj_assets.sft.prompts import PromptBuilder, STOP_SEQUENCE
+from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
 from proj_assets.sft.tokenizer import load_sft_tokenizer
 from proj_resources.loaders.models import load_causal_lm
 
 # Markup that only chat-formatted text contains; a base model continuing plain text never needs it.
-CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "[INST]", "[/INST]",
-                "<start_of_turn>", "<|assistant|>", "<|user|>", "<|system|>", "assistant\n", "<<SYS>>")
-SENTINEL_INSTRUCTIONS = ("Add 12 and 30.", "Reverse the letters: a b c", "Capitalize the letters: o k")
+CHAT_MARKERS = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "[INST]",
+    "[/INST]",
+    "<start_of_turn>",
+    "<|assistant|>",
+    "<|user|>",
+    "<|system|>",
+    "assistant\n",
+    "<<SYS>>",
+)
+SENTINEL_INSTRUCTIONS = (
+    "Add 12 and 30.",
+    "Reverse the letters: a b c",
+    "Capitalize the letters: o k",
+)
 
 
 @dataclass
@@ -27,10 +43,14 @@ class CompletionModel:
 
 def load_completion_model(path: str | Path, device: str = "cpu") -> CompletionModel:
     tokenizer = load_sft_tokenizer(path)
-    return CompletionModel(load_causal_lm(path, device=device).eval(), tokenizer, tokenizer.shipped_chat_template)
+    return CompletionModel(
+        load_causal_lm(path, device=device).eval(), tokenizer, tokenizer.shipped_chat_template
+    )
 
 
-def sentinel_failures(cm: CompletionModel, builder: PromptBuilder, max_new_tokens: int = 16) -> list[dict]:
+def sentinel_failures(
+    cm: CompletionModel, builder: PromptBuilder, max_new_tokens: int = 16
+) -> list[dict]:
     """Sentinel prompts that do not behave as plain continuation, with the reason.
 
     A sentinel fails when its tokenization adds ids the plain text does not contain (a template or
@@ -39,8 +59,9 @@ def sentinel_failures(cm: CompletionModel, builder: PromptBuilder, max_new_token
     """
     tok = cm.tokenizer
     prompts = [builder.answer_prompt(s) for s in SENTINEL_INSTRUCTIONS]
-    outputs = generate(cm.model, tok, prompts, max_new_tokens=max_new_tokens, stop=[STOP_SEQUENCE],
-                       do_sample=False)
+    outputs = generate(
+        cm.model, tok, prompts, max_new_tokens=max_new_tokens, stop=[STOP_SEQUENCE], do_sample=False
+    )
     failures = []
     for instruction, prompt, out in zip(SENTINEL_INSTRUCTIONS, prompts, outputs):
         ids = tok(prompt)["input_ids"]  # with the tokenizer's default special-token handling
@@ -57,5 +78,11 @@ def sentinel_failures(cm: CompletionModel, builder: PromptBuilder, max_new_token
         if markers:
             reasons.append(f"continuation contains chat markup {markers}")
         if reasons:
-            failures.append({"sentinel": instruction, "continuation": out.completion, "reason": "; ".join(reasons)})
+            failures.append(
+                {
+                    "sentinel": instruction,
+                    "continuation": out.completion,
+                    "reason": "; ".join(reasons),
+                }
+            )
     return failures

@@ -24,7 +24,9 @@ from proj_assets.sft.tokenizer import encode_continuation, prompt_batch
 @dataclass(frozen=True)
 class CriticScores:
     margins: list[float]  # order-debiased: mean over both option orders
-    position_prior: float  # mean (m1 - m2) / 2: > 0 means the model leans towards ` A` whatever the answer
+    position_prior: (
+        float  # mean (m1 - m2) / 2: > 0 means the model leans towards ` A` whatever the answer
+    )
 
 
 def verdict_token_ids(tokenizer, tokens: Sequence[str] = CRITIC_TOKENS) -> list[int]:
@@ -33,21 +35,29 @@ def verdict_token_ids(tokenizer, tokens: Sequence[str] = CRITIC_TOKENS) -> list[
     for tok in tokens:
         encoded = encode_continuation(tokenizer, tok)
         if len(encoded) != 1:
-            raise ValueError(f"critic verdict {tok!r} encodes to {len(encoded)} tokens {encoded} with this "
-                             "tokenizer; the A/B critic needs single-token verdicts")
+            raise ValueError(
+                f"critic verdict {tok!r} encodes to {len(encoded)} tokens {encoded} with this "
+                "tokenizer; the A/B critic needs single-token verdicts"
+            )
         ids.append(encoded[0])
     return ids
 
 
-def next_token_logprobs(model, tokenizer, prompts: Sequence[str], token_ids: Sequence[int],
-                        batch_size: int = 64, log: Callable[[str], None] | None = None) -> list[list[float]]:
+def next_token_logprobs(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    token_ids: Sequence[int],
+    batch_size: int = 64,
+    log: Callable[[str], None] | None = None,
+) -> list[list[float]]:
     """log p(token | prompt) for each prompt and each token id (left-padded batches)."""
     import torch
 
     device = next(model.parameters()).device
     out: list[list[float]] = []
     for lo in range(0, len(prompts), batch_size):
-        batch = prompt_batch(tokenizer, prompts[lo: lo + batch_size], device)
+        batch = prompt_batch(tokenizer, prompts[lo : lo + batch_size], device)
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
             logits = model(**batch, position_ids=positions).logits[:, -1, :].float()
@@ -58,15 +68,24 @@ def next_token_logprobs(model, tokenizer, prompts: Sequence[str], token_ids: Seq
     return out
 
 
-def critic_scores(model, tokenizer, builder: PromptBuilder, instructions: Sequence[str], answers: Sequence[str],
-                  batch_size: int = 64, log: Callable[[str], None] | None = None) -> CriticScores:
+def critic_scores(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    instructions: Sequence[str],
+    answers: Sequence[str],
+    batch_size: int = 64,
+    log: Callable[[str], None] | None = None,
+) -> CriticScores:
     """Order-debiased margins for (instruction, answer) pairs, and the measured position prior."""
     a_id, b_id = verdict_token_ids(tokenizer)
     pairs = list(zip(instructions, answers, strict=True))
-    prompts = [builder.critic_prompt(i, a, yes_first) for yes_first in (True, False) for i, a in pairs]
+    prompts = [
+        builder.critic_prompt(i, a, yes_first) for yes_first in (True, False) for i, a in pairs
+    ]
     logprobs = next_token_logprobs(model, tokenizer, prompts, [a_id, b_id], batch_size, log)
     yes_a = [a - b for a, b in logprobs[: len(pairs)]]
-    yes_b = [b - a for a, b in logprobs[len(pairs):]]
+    yes_b = [b - a for a, b in logprobs[len(pairs) :]]
     margins = [(m1 + m2) / 2 for m1, m2 in zip(yes_a, yes_b)]
     prior = sum(m1 - m2 for m1, m2 in zip(yes_a, yes_b)) / (2 * len(pairs)) if pairs else 0.0
     return CriticScores(margins, prior)
@@ -81,7 +100,9 @@ def roc_auc(margins: Sequence[float], labels: Sequence[bool]) -> float | None:
     return float(roc_auc_score(list(labels), list(margins)))
 
 
-def auc_by_type(margins: Sequence[float], labels: Sequence[bool], task_types: Sequence[str]) -> dict[str, float | None]:
+def auc_by_type(
+    margins: Sequence[float], labels: Sequence[bool], task_types: Sequence[str]
+) -> dict[str, float | None]:
     """`overall` and one ROC-AUC per task type (None where a type's labels hold one class)."""
     result = {"overall": roc_auc(margins, labels)}
     for task_type in sorted(set(task_types)):

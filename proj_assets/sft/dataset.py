@@ -20,7 +20,7 @@ def words(text: str) -> list[str]:
 
 def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
     k = min(n, len(tokens))
-    return {tuple(tokens[i: i + k]) for i in range(len(tokens) - k + 1)} if k else set()
+    return {tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)} if k else set()
 
 
 def test_ngram_index(test_texts: list[str], n: int) -> dict[int, set[tuple[str, ...]]]:
@@ -53,11 +53,15 @@ def duplicate_instructions(texts: list[str]) -> list[str]:
     return repeated
 
 
-def find_test_overlap(train: pl.DataFrame, test_texts: list[str], n: int, column: str = "instruction") -> pl.DataFrame:
+def find_test_overlap(
+    train: pl.DataFrame, test_texts: list[str], n: int, column: str = "instruction"
+) -> pl.DataFrame:
     """Rows of `train` whose `column` shares an n-gram with a test text, with the shared gram."""
     index = test_ngram_index(test_texts, n)
     hits = [overlapping_gram(t, index) for t in train[column].to_list()]
-    return train.with_columns(pl.Series("overlap_ngram", hits, dtype=pl.Utf8)).filter(pl.col("overlap_ngram").is_not_null())
+    return train.with_columns(pl.Series("overlap_ngram", hits, dtype=pl.Utf8)).filter(
+        pl.col("overlap_ngram").is_not_null()
+    )
 
 
 class TooFewRowsError(ValueError):
@@ -65,7 +69,9 @@ class TooFewRowsError(ValueError):
 
     def __init__(self, what: str, report: dict, minimum: int):
         steps = ", ".join(f"{k}={v}" for k, v in report.items())
-        super().__init__(f"{what}: {report['kept']} rows left after filtering, at least {minimum} needed ({steps})")
+        super().__init__(
+            f"{what}: {report['kept']} rows left after filtering, at least {minimum} needed ({steps})"
+        )
         self.report = report
 
 
@@ -80,8 +86,9 @@ def drop_flagged(candidates: pl.DataFrame, report: dict) -> pl.DataFrame:
     return rows
 
 
-def build_training_set(candidates: pl.DataFrame, test_texts: list[str], n: int,
-                       min_rows: int = 1) -> tuple[pl.DataFrame, dict]:
+def build_training_set(
+    candidates: pl.DataFrame, test_texts: list[str], n: int, min_rows: int = 1
+) -> tuple[pl.DataFrame, dict]:
     """Filter candidate generations (with QC flags and a `critic_keep` column) into training rows.
 
     Order: drop QC-flagged rows (runaway, token limit, empty), drop critic rejects, keep the
@@ -93,12 +100,19 @@ def build_training_set(candidates: pl.DataFrame, test_texts: list[str], n: int,
     clean = drop_flagged(candidates, report)
     accepted = clean.filter(pl.col("critic_keep"))
     report["dropped_by_critic"] = clean.height - accepted.height
-    unique = (accepted.with_columns(pl.col("instruction").str.to_lowercase().str.strip_chars().alias("_key"))
-              .sort(["critic_margin", "example_id"], descending=[True, False])
-              .unique(subset="_key", keep="first", maintain_order=True).drop("_key"))
+    unique = (
+        accepted.with_columns(
+            pl.col("instruction").str.to_lowercase().str.strip_chars().alias("_key")
+        )
+        .sort(["critic_margin", "example_id"], descending=[True, False])
+        .unique(subset="_key", keep="first", maintain_order=True)
+        .drop("_key")
+    )
     report["dropped_duplicates"] = accepted.height - unique.height
     contaminated = find_test_overlap(unique, test_texts, n)
-    final = unique.filter(~pl.col("example_id").is_in(contaminated["example_id"].implode())).sort("example_id")
+    final = unique.filter(~pl.col("example_id").is_in(contaminated["example_id"].implode())).sort(
+        "example_id"
+    )
     report["dropped_test_overlap"] = unique.height - final.height
     report["kept"] = final.height
     if final.height < min_rows:

@@ -27,18 +27,40 @@ def build_sft(profile: Profile, root: Path) -> dg.Definitions:
     tags = training_queue_tags(profile.compute.device)
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
     budget = profile.platform.budgets.get("sft")  # every spending step projects its cost against it
-    assets = [*model_assets(cfg, budget, tags, warehouse), *data_assets(cfg, shards, warehouse),
-              *pilot_assets(cfg, budget, tags, warehouse), *generation_assets(cfg, shards, budget, tags, warehouse),
-              *eval_assets(cfg, budget, tags, warehouse)]
+    assets = [
+        *model_assets(cfg, budget, tags, warehouse),
+        *data_assets(cfg, shards, warehouse),
+        *pilot_assets(cfg, budget, tags, warehouse),
+        *generation_assets(cfg, shards, budget, tags, warehouse),
+        *eval_assets(cfg, budget, tags, warehouse),
+    ]
     chain = [a for a in assets if a.partitions_def is None]
     jobs = [
-        asset_job("sft_pilot_job", [asset_of(assets, PILOT)], "SFT pilot iterations: one run per sampling-settings "
-                  "iteration (registered by sft/data/pilot_settings).", partitions_def=sft_pilot_partitions),
-        asset_job("sft_shards_job", [asset_of(assets, SHARDS), asset_of(assets, CRITIC)], "Generate, QC and "
-                  "critic-score scale-data shards, one run per shard (the QC gate stops the critic).",
-                  partitions_def=shards),
-        asset_job("sft_chain_job", chain, "The SFT chain (every unpartitioned sft asset, in dependency order)."),
+        asset_job(
+            "sft_pilot_job",
+            [asset_of(assets, PILOT)],
+            "SFT pilot iterations: one run per sampling-settings "
+            "iteration (registered by sft/data/pilot_settings).",
+            partitions_def=sft_pilot_partitions,
+        ),
+        asset_job(
+            "sft_shards_job",
+            [asset_of(assets, SHARDS), asset_of(assets, CRITIC)],
+            "Generate, QC and "
+            "critic-score scale-data shards, one run per shard (the QC gate stops the critic).",
+            partitions_def=shards,
+        ),
+        asset_job(
+            "sft_chain_job",
+            chain,
+            "The SFT chain (every unpartitioned sft asset, in dependency order).",
+        ),
     ]
     return dg.Definitions(
-        assets=assets, asset_checks=sft_checks(cfg, shards), jobs=jobs,
-        resources={"base_model": ModelSource(path=cfg.base_model_path, revision=cfg.base_model_revision)})
+        assets=assets,
+        asset_checks=sft_checks(cfg, shards),
+        jobs=jobs,
+        resources={
+            "base_model": ModelSource(path=cfg.base_model_path, revision=cfg.base_model_revision)
+        },
+    )

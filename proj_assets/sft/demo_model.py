@@ -23,9 +23,13 @@ from proj_assets.sft.tasks import TASK_TYPES, corrupt_answer, make_instruction
 
 CORPUS_SEED_OFFSET = 10_000  # pretraining items come from their own seed space
 EOS, PAD = "<|endoftext|>", "<|pad|>"
-EXPLANATIONS = {"add": "We add the two numbers.", "reverse": "We read the letters from the end.",
-                "sort": "We put the digits in order.", "count": "We count every letter once.",
-                "upper": "We write each letter as a capital."}
+EXPLANATIONS = {
+    "add": "We add the two numbers.",
+    "reverse": "We read the letters from the end.",
+    "sort": "We put the digits in order.",
+    "count": "We count every letter once.",
+    "upper": "We write each letter as a capital.",
+}
 
 
 def styled_answer(task_type: str, answer: str, style: str) -> str:
@@ -51,14 +55,24 @@ def pretraining_documents(cfg: DemoModelSettings) -> list[str]:
         blocks = []
         style = rng.choices(styles, weights)[0]  # one answer format per document
         for b in range(cfg.blocks_per_document):
-            item = make_instruction(rng.choice(TASK_TYPES), CORPUS_SEED_OFFSET + cfg.seed, d * 64 + b)
+            item = make_instruction(
+                rng.choice(TASK_TYPES), CORPUS_SEED_OFFSET + cfg.seed, d * 64 + b
+            )
             wrong = rng.random() < cfg.answer_noise
             answer = corrupt_answer(item, rng) if wrong else item.reference
             if rng.random() < cfg.critic_fraction:
-                blocks.append(critic_block(item.instruction, answer, verdict_correct=not wrong,
-                                           yes_first=rng.random() < 0.5))
+                blocks.append(
+                    critic_block(
+                        item.instruction,
+                        answer,
+                        verdict_correct=not wrong,
+                        yes_first=rng.random() < 0.5,
+                    )
+                )
             else:
-                blocks.append(answer_block(item.instruction, styled_answer(item.task_type, answer, style)))
+                blocks.append(
+                    answer_block(item.instruction, styled_answer(item.task_type, answer, style))
+                )
         doc = "".join(blocks)
         if rng.random() < cfg.unseparated_fraction:
             doc = doc.replace(STOP_SEQUENCE, "")
@@ -73,25 +87,42 @@ def train_tokenizer(documents: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+"), behavior="isolated"
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(documents, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None
+    )
 
 
 def build_model(cfg: DemoModelSettings, tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size * 2,
-        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
-        max_position_embeddings=cfg.seq_len * 2, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.hidden_size * 2,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        max_position_embeddings=cfg.seq_len * 2,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
     )
     return LlamaForCausalLM(config)
 
@@ -105,11 +136,15 @@ def packed_chunks(documents: list[str], tokenizer, seq_len: int):
         ids.extend(encoded + [tokenizer.eos_token_id])
     n = len(ids) // seq_len
     if n == 0:
-        raise ValueError(f"pretraining corpus has {len(ids)} tokens, fewer than one sequence of {seq_len}")
+        raise ValueError(
+            f"pretraining corpus has {len(ids)} tokens, fewer than one sequence of {seq_len}"
+        )
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
-def pretrain(cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] = print, tokenizer=None) -> dict:
+def pretrain(
+    cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] = print, tokenizer=None
+) -> dict:
     """Train a tokenizer (unless one is given) and the model, save both to `out_dir`; return a
     summary (losses, sizes)."""
     import torch
@@ -120,8 +155,9 @@ def pretrain(cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] =
     chunks = packed_chunks(documents, tokenizer, cfg.seq_len)
     model = build_model(cfg, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.learning_rate, total_steps=cfg.train_steps,
-                                                   pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.learning_rate, total_steps=cfg.train_steps, pct_start=0.1
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     losses, start = [], time.perf_counter()
     model.train()
@@ -136,13 +172,20 @@ def pretrain(cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] =
         losses.append(loss.item())
         if (step + 1) % max(1, cfg.train_steps // 10) == 0 or step + 1 == cfg.train_steps:
             rate = (step + 1) / (time.perf_counter() - start)
-            log(f"pretrain step {step + 1}/{cfg.train_steps} loss {loss:.3f} "
-                f"({rate:.1f} steps/s, ETA {(cfg.train_steps - step - 1) / rate:.0f}s)")
+            log(
+                f"pretrain step {step + 1}/{cfg.train_steps} loss {loss:.3f} "
+                f"({rate:.1f} steps/s, ETA {(cfg.train_steps - step - 1) / rate:.0f}s)"
+            )
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    return {"losses": losses, "n_parameters": sum(p.numel() for p in model.parameters()),
-            "n_documents": len(documents), "n_sequences": len(chunks), "vocab_size": len(tokenizer)}
+    return {
+        "losses": losses,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_documents": len(documents),
+        "n_sequences": len(chunks),
+        "vocab_size": len(tokenizer),
+    }
 
 
 def generator_code_hash() -> str:

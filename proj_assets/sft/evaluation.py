@@ -21,23 +21,38 @@ GATE_JUDGE = "strict exact match"
 MODELS = ("base", "sft")
 
 
-def judge(answers: Sequence[str], references: Sequence[str | None],
-          critic: Callable[[list[int]], list[bool]] | None = None) -> dict[str, list]:
+def judge(
+    answers: Sequence[str],
+    references: Sequence[str | None],
+    critic: Callable[[list[int]], list[bool]] | None = None,
+) -> dict[str, list]:
     """`strict`, `lenient` and `judged_by` per answer; `critic(indices)` judges the items without a
     reference (its verdict stands for both judges)."""
-    strict: list = [None if ref is None else strict_match(a, ref) for a, ref in zip(answers, references, strict=True)]
-    lenient: list = [None if ref is None else lenient_match(a, ref) for a, ref in zip(answers, references)]
+    strict: list = [
+        None if ref is None else strict_match(a, ref)
+        for a, ref in zip(answers, references, strict=True)
+    ]
+    lenient: list = [
+        None if ref is None else lenient_match(a, ref) for a, ref in zip(answers, references)
+    ]
     missing = [i for i, c in enumerate(strict) if c is None]
     if missing:
         if critic is None:
-            raise ValueError(f"{len(missing)} test items have no program reference and no critic was given")
+            raise ValueError(
+                f"{len(missing)} test items have no program reference and no critic was given"
+            )
         for i, verdict in zip(missing, critic(missing), strict=True):
             strict[i] = lenient[i] = bool(verdict)
-    return {"strict": [bool(c) for c in strict], "lenient": [bool(c) for c in lenient],
-            "judged_by": ["critic" if r is None else "program" for r in references]}
+    return {
+        "strict": [bool(c) for c in strict],
+        "lenient": [bool(c) for c in lenient],
+        "judged_by": ["critic" if r is None else "program" for r in references],
+    }
 
 
-def answer_columns(outputs: dict[str, Sequence], references: Sequence[str | None], qc) -> dict[str, list]:
+def answer_columns(
+    outputs: dict[str, Sequence], references: Sequence[str | None], qc
+) -> dict[str, list]:
     """Per model (`base`, `sft`): the answer, strict and lenient judgements, runaway and token-limit
     flags; `<model>_correct` is the gate's judge (strict). `outputs` holds generation.Generation rows."""
     from proj_assets.sft.qc import is_runaway
@@ -46,10 +61,16 @@ def answer_columns(outputs: dict[str, Sequence], references: Sequence[str | None
     for model, outs in outputs.items():
         answers = [o.completion for o in outs]
         verdicts = judge(answers, references)
-        columns.update({f"{model}_answer": answers, f"{model}_strict": verdicts["strict"],
-                        f"{model}_lenient": verdicts["lenient"], f"{model}_correct": verdicts["strict"],
-                        f"{model}_runaway": [is_runaway(a, qc) for a in answers],
-                        f"{model}_token_limit": [o.finish_reason == "length" for o in outs]})
+        columns.update(
+            {
+                f"{model}_answer": answers,
+                f"{model}_strict": verdicts["strict"],
+                f"{model}_lenient": verdicts["lenient"],
+                f"{model}_correct": verdicts["strict"],
+                f"{model}_runaway": [is_runaway(a, qc) for a in answers],
+                f"{model}_token_limit": [o.finish_reason == "length" for o in outs],
+            }
+        )
         columns["judged_by"] = verdicts["judged_by"]
     return columns
 
@@ -57,8 +78,12 @@ def answer_columns(outputs: dict[str, Sequence], references: Sequence[str | None
 def paired_counts(base: Sequence[bool], tuned: Sequence[bool]) -> tuple[int, int, int, int]:
     """(both right, only base right, only tuned right, both wrong)."""
     pairs = list(zip(base, tuned, strict=True))
-    return (sum(b and t for b, t in pairs), sum(b and not t for b, t in pairs),
-            sum(t and not b for b, t in pairs), sum(not b and not t for b, t in pairs))
+    return (
+        sum(b and t for b, t in pairs),
+        sum(b and not t for b, t in pairs),
+        sum(t and not b for b, t in pairs),
+        sum(not b and not t for b, t in pairs),
+    )
 
 
 def _scope_stats(scope: str, part: pl.DataFrame) -> dict:
@@ -74,15 +99,30 @@ def _scope_stats(scope: str, part: pl.DataFrame) -> dict:
     tuned_lo, tuned_hi = proportion_confint(tuned_ok, n, alpha=0.05, method="wilson")
     p = mcnemar([[both, only_base], [only_tuned, neither]], exact=True).pvalue
     return {
-        "scope": scope, "n": n, "base_correct": base_ok, "sft_correct": tuned_ok,
-        "only_base_correct": only_base, "only_sft_correct": only_tuned,
-        "base_accuracy": base_ok / n, "base_ci_low": base_lo, "base_ci_high": base_hi,
-        "sft_accuracy": tuned_ok / n, "sft_ci_low": tuned_lo, "sft_ci_high": tuned_hi,
+        "scope": scope,
+        "n": n,
+        "base_correct": base_ok,
+        "sft_correct": tuned_ok,
+        "only_base_correct": only_base,
+        "only_sft_correct": only_tuned,
+        "base_accuracy": base_ok / n,
+        "base_ci_low": base_lo,
+        "base_ci_high": base_hi,
+        "sft_accuracy": tuned_ok / n,
+        "sft_ci_low": tuned_lo,
+        "sft_ci_high": tuned_hi,
         "cohens_h": float(proportion_effectsize(tuned_ok / n, base_ok / n)),
         "mcnemar_p": float(p),
-        **{f"{m}_{what}": float(part[f"{m}_{column}"].cast(pl.Float64).mean())
-           for m in MODELS for what, column in (("lenient_accuracy", "lenient"), ("runaway_rate", "runaway"),
-                                                ("token_limit_rate", "token_limit")) if f"{m}_{column}" in part.columns},
+        **{
+            f"{m}_{what}": float(part[f"{m}_{column}"].cast(pl.Float64).mean())
+            for m in MODELS
+            for what, column in (
+                ("lenient_accuracy", "lenient"),
+                ("runaway_rate", "runaway"),
+                ("token_limit_rate", "token_limit"),
+            )
+            if f"{m}_{column}" in part.columns
+        },
     }
 
 

@@ -22,7 +22,9 @@ class Generation:
     seed: int | None = None  # the torch seed its batch was sampled with (None when greedy)
 
 
-def finish(text: str, n_tokens: int, hit_eos: bool, stop: Sequence[str], max_new_tokens: int) -> Generation:
+def finish(
+    text: str, n_tokens: int, hit_eos: bool, stop: Sequence[str], max_new_tokens: int
+) -> Generation:
     """Cut `text` at its first stop sequence and say why generation ended."""
     cuts = [text.index(s) for s in stop if s in text]
     if cuts:
@@ -32,9 +34,20 @@ def finish(text: str, n_tokens: int, hit_eos: bool, stop: Sequence[str], max_new
     return Generation(text, "length" if n_tokens >= max_new_tokens else "eos", n_tokens)
 
 
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str],
-             do_sample: bool, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-             batch_size: int = 64, log: Callable[[str], None] | None = None) -> list[Generation]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    stop: Sequence[str],
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    log: Callable[[str], None] | None = None,
+) -> list[Generation]:
     """One Generation per prompt. Greedy when `do_sample` is False (deterministic)."""
     import torch
 
@@ -42,16 +55,29 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
     results: list[Generation] = []
     start = time.perf_counter()
     for lo in range(0, len(prompts), batch_size):
-        batch = prompt_batch(tokenizer, prompts[lo: lo + batch_size], device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample \
+        batch = prompt_batch(tokenizer, prompts[lo : lo + batch_size], device)
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+            if do_sample
             else {"do_sample": False}
+        )
         torch.manual_seed(seed + lo)
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, stop_strings=list(stop),
-                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **sampling)
-        for row in out[:, batch["input_ids"].shape[1]:].tolist():
-            ends = [i for i, t in enumerate(row) if t in (tokenizer.eos_token_id, tokenizer.pad_token_id)]
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                stop_strings=list(stop),
+                tokenizer=tokenizer,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
+            )
+        for row in out[:, batch["input_ids"].shape[1] :].tolist():
+            ends = [
+                i
+                for i, t in enumerate(row)
+                if t in (tokenizer.eos_token_id, tokenizer.pad_token_id)
+            ]
             n = ends[0] if ends else len(row)
             hit_eos = bool(ends) and row[ends[0]] == tokenizer.eos_token_id
             text = tokenizer.decode(row[:n], skip_special_tokens=True)
@@ -60,5 +86,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
         if log is not None:
             done = len(results)
             rate = done / (time.perf_counter() - start)
-            log(f"generated {done}/{len(prompts)} ({rate:.1f}/s, ETA {(len(prompts) - done) / rate:.0f}s)")
+            log(
+                f"generated {done}/{len(prompts)} ({rate:.1f}/s, ETA {(len(prompts) - done) / rate:.0f}s)"
+            )
     return results

@@ -13,7 +13,19 @@ TRAINING_SET = ["sft", "data", "training_set"]
 ADAPTER = ["sft", "model", "adapter"]
 PAIRED = ["sft", "eval", "paired_results"]
 STATS = ["sft", "eval", "stats"]
-SFT_ASSET_KEYS = [BASE_MODEL, TEST_INSTRUCTIONS, PILOT_SETTINGS, PILOT, PILOT_COMPARISON, SHARDS, CRITIC, TRAINING_SET, ADAPTER, PAIRED, STATS]
+SFT_ASSET_KEYS = [
+    BASE_MODEL,
+    TEST_INSTRUCTIONS,
+    PILOT_SETTINGS,
+    PILOT,
+    PILOT_COMPARISON,
+    SHARDS,
+    CRITIC,
+    TRAINING_SET,
+    ADAPTER,
+    PAIRED,
+    STATS,
+]
 
 RUNAWAY_CHECK = "runaway_rate_below_max"
 TOKEN_LIMIT_CHECK = "token_limit_rate_below_max"

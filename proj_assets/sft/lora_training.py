@@ -39,11 +39,15 @@ def choose_method(requested: str, device_is_cuda: bool, has_bitsandbytes: bool) 
     (`device_is_cuda`: `is_cuda_device(compute.torch_device())`)."""
     if requested == "qlora":
         if not device_is_cuda:
-            raise QLoRAUnavailableError("sft.lora.method is 'qlora' but the profile's device is not CUDA "
-                                        "(4-bit NF4 training needs a GPU); use method 'lora' or 'auto'")
+            raise QLoRAUnavailableError(
+                "sft.lora.method is 'qlora' but the profile's device is not CUDA "
+                "(4-bit NF4 training needs a GPU); use method 'lora' or 'auto'"
+            )
         if not has_bitsandbytes:
-            raise QLoRAUnavailableError("sft.lora.method is 'qlora' but bitsandbytes is not installed; "
-                                        "install the extra: pip install -e '.[qlora]'")
+            raise QLoRAUnavailableError(
+                "sft.lora.method is 'qlora' but bitsandbytes is not installed; "
+                "install the extra: pip install -e '.[qlora]'"
+            )
         return "qlora"
     if requested == "auto":
         return "qlora" if device_is_cuda and has_bitsandbytes else "lora"
@@ -58,8 +62,11 @@ def load_base_for_training(base_path: str | Path, method: str, device: str):
         return load_causal_lm(base_path, device=device)
     from peft import prepare_model_for_kbit_training
 
-    model = load_causal_lm(base_path, device=device, quantization_config=qlora_quantization_config(
-        qlora_compute_dtype(device)))
+    model = load_causal_lm(
+        base_path,
+        device=device,
+        quantization_config=qlora_quantization_config(qlora_compute_dtype(device)),
+    )
     return prepare_model_for_kbit_training(model)
 
 
@@ -80,14 +87,22 @@ def lora_target_modules(model, requested: Sequence[str] | None) -> list[str]:
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     model_type = getattr(model.config, "model_type", None)
     if requested is None and model_type not in PEFT_DEFAULTS:
-        raise ValueError(f"peft has no default LoRA target modules for model type {model_type!r}: set "
-                         f"sft.lora.target_modules (this model's module names include {sorted(present)[:20]})")
+        raise ValueError(
+            f"peft has no default LoRA target modules for model type {model_type!r}: set "
+            f"sft.lora.target_modules (this model's module names include {sorted(present)[:20]})"
+        )
     wanted = list(requested) if requested is not None else PEFT_DEFAULTS[model_type]
     targets = [m for m in wanted if m in present]
     if not targets:
-        source = "sft.lora.target_modules" if requested is not None else f"peft's defaults for {model_type!r}"
-        raise ValueError(f"none of {source} {wanted} exist in this model "
-                         f"(its module names include {sorted(present)[:20]})")
+        source = (
+            "sft.lora.target_modules"
+            if requested is not None
+            else f"peft's defaults for {model_type!r}"
+        )
+        raise ValueError(
+            f"none of {source} {wanted} exist in this model "
+            f"(its module names include {sorted(present)[:20]})"
+        )
     return targets
 
 
@@ -95,8 +110,13 @@ def attach_lora(model, cfg: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
     targets = lora_target_modules(model, cfg.target_modules)
-    config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -116,13 +136,17 @@ class TrainingLog:
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Shuffled (train, validation) indices; at least one row in each (so at least 2 rows)."""
     if n < 2:
-        raise ValueError(f"cannot fine-tune on {n} example(s): training needs at least 2 (one for validation)")
+        raise ValueError(
+            f"cannot fine-tune on {n} example(s): training needs at least 2 (one for validation)"
+        )
     order = random.Random(seed).sample(range(n), n)
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     return order[n_val:], order[:n_val]
 
 
-def validation_loss(model, examples: Sequence[Encoded], pad_token_id: int, batch_size: int) -> float:
+def validation_loss(
+    model, examples: Sequence[Encoded], pad_token_id: int, batch_size: int
+) -> float:
     """Mean per-token loss over the completion tokens of `examples` (no gradient)."""
     import torch
 
@@ -130,15 +154,24 @@ def validation_loss(model, examples: Sequence[Encoded], pad_token_id: int, batch
     total, tokens = 0.0, 0
     with torch.no_grad():
         for lo in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[lo: lo + batch_size], pad_token_id).items()}
+            batch = {
+                k: v.to(device)
+                for k, v in collate(examples[lo : lo + batch_size], pad_token_id).items()
+            }
             n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
             total += float(model(**batch).loss) * n
             tokens += n
     return total / max(tokens, 1)
 
 
-def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[str], cfg: LoraSettings,
-               log: Callable[[str], None] = print):
+def train_lora(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    cfg: LoraSettings,
+    log: Callable[[str], None] = print,
+):
     """Attach LoRA to `model` and train it on (prompt, completion) pairs; return (model, TrainingLog).
 
     Epochs over a shuffled training split with linear warmup then a cosine decay, gradients
@@ -152,7 +185,10 @@ def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[s
     if not prompts:
         raise ValueError("cannot fine-tune on an empty training set")
     torch.manual_seed(cfg.seed)
-    examples = [encode_example(tokenizer, p, c, cfg.max_length) for p, c in zip(prompts, completions, strict=True)]
+    examples = [
+        encode_example(tokenizer, p, c, cfg.max_length)
+        for p, c in zip(prompts, completions, strict=True)
+    ]
     train_idx, val_idx = split_train_val(len(examples), cfg.val_fraction, cfg.seed)
     train, val = [examples[i] for i in train_idx], [examples[i] for i in val_idx]
     model = attach_lora(model, cfg)
@@ -163,16 +199,26 @@ def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[s
     total = per_epoch * cfg.epochs
     schedule = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total), total)
     history = TrainingLog(n_train=len(train), n_val=len(val))
-    rng, best, best_state, stale, start = random.Random(cfg.seed), math.inf, None, 0, time.perf_counter()
+    rng, best, best_state, stale, start = (
+        random.Random(cfg.seed),
+        math.inf,
+        None,
+        0,
+        time.perf_counter(),
+    )
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.sample(range(len(train)), len(train))
         for lo in range(0, len(order), cfg.batch_size):
-            batch = collate([train[i] for i in order[lo: lo + cfg.batch_size]], tokenizer.pad_token_id)
+            batch = collate(
+                [train[i] for i in order[lo : lo + cfg.batch_size]], tokenizer.pad_token_id
+            )
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch + 1}, step "
-                                         f"{len(history.train_losses) + 1}: lower sft.lora.learning_rate")
+                raise FloatingPointError(
+                    f"non-finite training loss {loss.item()} at epoch {epoch + 1}, step "
+                    f"{len(history.train_losses) + 1}: lower sft.lora.learning_rate"
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
@@ -181,14 +227,20 @@ def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[s
             history.train_losses.append(loss.item())
             history.learning_rates.append(schedule.get_last_lr()[0])
         model.eval()
-        history.val_losses.append(validation_loss(model, val, tokenizer.pad_token_id, cfg.batch_size))
+        history.val_losses.append(
+            validation_loss(model, val, tokenizer.pad_token_id, cfg.batch_size)
+        )
         rate = len(history.train_losses) / (time.perf_counter() - start)
-        log(f"sft epoch {epoch + 1}/{cfg.epochs}: train loss {history.train_losses[-1]:.4f}, "
+        log(
+            f"sft epoch {epoch + 1}/{cfg.epochs}: train loss {history.train_losses[-1]:.4f}, "
             f"validation loss {history.val_losses[-1]:.4f} ({rate:.1f} steps/s, "
-            f"ETA {(total - len(history.train_losses)) / rate:.0f}s at most)")
+            f"ETA {(total - len(history.train_losses)) / rate:.0f}s at most)"
+        )
         if history.val_losses[-1] < best - cfg.min_delta:
             best, stale, history.best_epoch = history.val_losses[-1], 0, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+            best_state = {
+                k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad
+            }
         else:
             stale += 1
             if stale >= cfg.patience:
@@ -203,15 +255,21 @@ def train_lora(model, tokenizer, prompts: Sequence[str], completions: Sequence[s
     return model, history
 
 
-def load_adapter_model(base_path: str | Path, adapter_dir: str | Path, device: str = "cpu", method: str = "lora"):
+def load_adapter_model(
+    base_path: str | Path, adapter_dir: str | Path, device: str = "cpu", method: str = "lora"
+):
     """Base model with a saved adapter attached (safetensors), for evaluation. A QLoRA adapter is
     evaluated on the same 4-bit NF4 base it was trained on, never on full-precision weights."""
-    import torch
     from peft import PeftModel
 
-    if method == "qlora":  # a clear error where 4-bit cannot run, never a silent full-precision base
+    if (
+        method == "qlora"
+    ):  # a clear error where 4-bit cannot run, never a silent full-precision base
         choose_method("qlora", is_cuda_device(device), bitsandbytes_available())
-    quantized = {"quantization_config": qlora_quantization_config(qlora_compute_dtype(device))} \
-        if method == "qlora" else {}
+    quantized = (
+        {"quantization_config": qlora_quantization_config(qlora_compute_dtype(device))}
+        if method == "qlora"
+        else {}
+    )
     base = load_causal_lm(base_path, device=device, **quantized)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval()

@@ -27,10 +27,14 @@ def check_base_model_folder(path: str | Path) -> Path:
     for name in ("config.json", "tokenizer_config.json"):
         file = folder / name
         if file.is_file() and "auto_map" in _json(file):
-            raise ModelPathError(f"{file} declares auto_map {_json(file)['auto_map']}: the model needs remote code, "
-                                 "which is never run here (trust_remote_code=False); use a folder whose "
-                                 "architecture transformers ships")
+            raise ModelPathError(
+                f"{file} declares auto_map {_json(file)['auto_map']}: the model needs remote code, "
+                "which is never run here (trust_remote_code=False); use a folder whose "
+                "architecture transformers ships"
+            )
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         found = sorted(p.name for p in folder.iterdir())
-        raise ModelPathError(f"model path {folder} has no tokenizer (none of {list(TOKENIZER_FILES)}; found {found})")
+        raise ModelPathError(
+            f"model path {folder} has no tokenizer (none of {list(TOKENIZER_FILES)}; found {found})"
+        )
     return folder

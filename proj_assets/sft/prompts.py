@@ -23,7 +23,10 @@ SEPARATOR = "###"
 STOP_SEQUENCE = "\n" + SEPARATOR
 INSTRUCTION_TAG = "Instruction:"
 ANSWER_TAG = "Answer:"
-CRITIC_QUESTIONS = {True: "Is the answer correct? A) yes B) no", False: "Is the answer correct? A) no B) yes"}
+CRITIC_QUESTIONS = {
+    True: "Is the answer correct? A) yes B) no",
+    False: "Is the answer correct? A) no B) yes",
+}
 VERDICT_TAG = "Verdict:"
 CRITIC_TOKENS = (" A", " B")  # the two option letters: each must be a single token
 # Text a completion must never contain: it means the model began a new block (see qc.py).
@@ -40,16 +43,22 @@ def yes_token(yes_first: bool) -> str:
     return CRITIC_TOKENS[0] if yes_first else CRITIC_TOKENS[1]
 
 
-def critic_block(instruction: str, answer: str, verdict_correct: bool, yes_first: bool = True) -> str:
+def critic_block(
+    instruction: str, answer: str, verdict_correct: bool, yes_first: bool = True
+) -> str:
     verdict = yes_token(yes_first) if verdict_correct else yes_token(not yes_first)
-    return (f"{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer}\n{CRITIC_QUESTIONS[yes_first]}\n"
-            f"{VERDICT_TAG}{verdict}{STOP_SEQUENCE}\n")
+    return (
+        f"{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer}\n{CRITIC_QUESTIONS[yes_first]}\n"
+        f"{VERDICT_TAG}{verdict}{STOP_SEQUENCE}\n"
+    )
 
 
 def few_shot_items(n_shots: int) -> list[Instruction]:
     """Fixed demonstration items, cycling through the task types."""
-    return [make_instruction(TASK_TYPES[i % len(TASK_TYPES)], SHOT_SEED, i // len(TASK_TYPES))
-            for i in range(n_shots)]
+    return [
+        make_instruction(TASK_TYPES[i % len(TASK_TYPES)], SHOT_SEED, i // len(TASK_TYPES))
+        for i in range(n_shots)
+    ]
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,9 @@ class PromptBuilder:
     critic_shots: int = 2
 
     def answer_prompt(self, instruction: str) -> str:
-        shots = "".join(answer_block(s.instruction, s.reference) for s in few_shot_items(self.n_shots))
+        shots = "".join(
+            answer_block(s.instruction, s.reference) for s in few_shot_items(self.n_shots)
+        )
         return f"{shots}{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG}"
 
     @staticmethod
@@ -77,14 +88,21 @@ class PromptBuilder:
             good = i % 2 == 0
             answer_shown = item.reference if good else corrupt_answer(item, rng)
             shots.append(critic_block(item.instruction, answer_shown, good, yes_first))
-        return (f"{''.join(shots)}{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer.strip()}\n"
-                f"{CRITIC_QUESTIONS[yes_first]}\n{VERDICT_TAG}")
+        return (
+            f"{''.join(shots)}{INSTRUCTION_TAG} {instruction}\n{ANSWER_TAG} {answer.strip()}\n"
+            f"{CRITIC_QUESTIONS[yes_first]}\n{VERDICT_TAG}"
+        )
 
     def template_hash(self) -> str:
         """Identifies the exact prompt text scheme (tags, shots, stop): stamped on every row."""
-        return canonical_hash({
-            "answer": self.answer_prompt("{instruction}"),
-            "critic": [self.critic_prompt("{instruction}", "{answer}", order) for order in (True, False)],
-            "stop": STOP_SEQUENCE,
-            "critic_tokens": CRITIC_TOKENS,
-        })
+        return canonical_hash(
+            {
+                "answer": self.answer_prompt("{instruction}"),
+                "critic": [
+                    self.critic_prompt("{instruction}", "{answer}", order)
+                    for order in (True, False)
+                ],
+                "stop": STOP_SEQUENCE,
+                "critic_tokens": CRITIC_TOKENS,
+            }
+        )

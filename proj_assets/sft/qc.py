@@ -61,16 +61,21 @@ def repeats_answer_on_line(completion: str) -> bool:
     return False
 
 
-def has_loop(items: Sequence, max_period: int, times: int, min_span: int, min_distinct: int = 1) -> bool:
+def has_loop(
+    items: Sequence, max_period: int, times: int, min_span: int, min_distinct: int = 1
+) -> bool:
     """True when some unit of k <= `max_period` items (with at least `min_distinct` different
     items) repeats back to back at least max(`times`, ceil(`min_span` / k)) times."""
     for period in range(1, max_period + 1):
         needed = max(times, math.ceil(min_span / period))
         for start in range(len(items) - period * needed + 1):
-            unit = items[start: start + period]
+            unit = items[start : start + period]
             if len(set(unit)) < min_distinct:
                 continue
-            if all(items[start + k * period: start + (k + 1) * period] == unit for k in range(1, needed)):
+            if all(
+                items[start + k * period : start + (k + 1) * period] == unit
+                for k in range(1, needed)
+            ):
                 return True
     return False
 
@@ -79,20 +84,28 @@ def has_degenerate_repetition(completion: str, max_period: int, times: int, min_
     """A loop of whitespace-separated symbols, or of characters inside one symbol (`4242424242`)."""
     symbols = completion.split()
     return has_loop(symbols, max_period, times, min_span) or any(
-        has_loop(symbol, max_period, times, min_span, min_distinct=2) for symbol in symbols)
+        has_loop(symbol, max_period, times, min_span, min_distinct=2) for symbol in symbols
+    )
 
 
 def is_runaway(completion: str, qc: QcSettings = QcSettings()) -> bool:
-    return (continues_after_answer_line(completion) or continues_on_answer_line(completion)
-            or repeats_answer_on_line(completion) or has_scaffolding(completion)
-            or has_degenerate_repetition(completion, qc.repetition_max_period, qc.repetition_times,
-                                         qc.repetition_min_span))
+    return (
+        continues_after_answer_line(completion)
+        or continues_on_answer_line(completion)
+        or repeats_answer_on_line(completion)
+        or has_scaffolding(completion)
+        or has_degenerate_repetition(
+            completion, qc.repetition_max_period, qc.repetition_times, qc.repetition_min_span
+        )
+    )
 
 
 def flag_generations(df: pl.DataFrame, qc: QcSettings) -> pl.DataFrame:
     """`df` (with `completion`, `finish_reason`) plus boolean `runaway`, `token_limit`, `empty`."""
     return df.with_columns(
-        pl.col("completion").map_elements(lambda c: is_runaway(c, qc), return_dtype=pl.Boolean).alias("runaway"),
+        pl.col("completion")
+        .map_elements(lambda c: is_runaway(c, qc), return_dtype=pl.Boolean)
+        .alias("runaway"),
         (pl.col("finish_reason") == "length").alias("token_limit"),
         (pl.col("completion").str.strip_chars() == "").alias("empty"),
     )

@@ -18,7 +18,9 @@ class DemoModelSettings(Section):
     unseparated_fraction: float = Field(0.03, ge=0, le=1)
     # Answer format per document (weights): only `plain` is what the task programs check, so a
     # model asked without demonstrations often answers in another format (see demo_model.py).
-    answer_styles: dict[str, float] = Field(default_factory=lambda: {"plain": 0.2, "sentence": 0.4, "explained": 0.4})
+    answer_styles: dict[str, float] = Field(
+        default_factory=lambda: {"plain": 0.2, "sentence": 0.4, "explained": 0.4}
+    )
     vocab_size: int = Field(400, ge=64)
     hidden_size: int = Field(64, ge=8)
     n_layers: int = Field(2, ge=1)
@@ -60,10 +62,14 @@ class LoraSettings(Section):
     epochs: int = Field(6, ge=1)  # at most; early stopping on the validation split may end sooner
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)  # linear warmup share of the planned steps, then cosine
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1
+    )  # linear warmup share of the planned steps, then cosine
     grad_clip: float = Field(1.0, gt=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(2, ge=1)  # epochs without a validation improvement of min_delta before stopping
+    patience: int = Field(
+        2, ge=1
+    )  # epochs without a validation improvement of min_delta before stopping
     min_delta: float = Field(0.0, ge=0)
     max_length: int = Field(128, ge=8)
     seed: int = 5
@@ -75,7 +81,9 @@ class SftSettings(Section):
     base_model_revision: str | None = None  # e.g. the hub commit; default: hash of the weights
     demo_model: DemoModelSettings = DemoModelSettings()
     prompt_shots: int = Field(2, ge=0)  # few-shot examples in generation prompts
-    sft_prompt_shots: int = Field(0, ge=0)  # shots in training and evaluation prompts (0: instruction only)
+    sft_prompt_shots: int = Field(
+        0, ge=0
+    )  # shots in training and evaluation prompts (0: instruction only)
     critic_shots: int = Field(2, ge=0)
     pilot_size: int = Field(100, ge=1)
     examples_per_shard: int = Field(1500, ge=1)
@@ -91,7 +99,9 @@ class SftSettings(Section):
     # this value is used only when the pilot's labels hold one class and no threshold can be chosen.
     critic_margin_threshold: float = 0.0
     critic_auc_min: float = Field(0.6, ge=0, le=1)  # below it the critic_auc check warns
-    min_training_rows: int = Field(2, ge=2)  # fewer after filtering: training_set refuses (2: one for validation)
+    min_training_rows: int = Field(
+        2, ge=2
+    )  # fewer after filtering: training_set refuses (2: one for validation)
     decontamination_ngram: int = Field(8, ge=1)
     lora: LoraSettings = LoraSettings()
     eval_max_new_tokens: int = Field(24, ge=1)

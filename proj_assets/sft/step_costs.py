@@ -13,7 +13,12 @@ from proj_assets.sft.settings import SftSettings
 from proj_assets.sft.tasks import TASK_TYPES
 
 SPENDING_STEPS = ("pretraining", "pilot", "shards", "critic", "training", "evaluation")
-PER_PILOT_EXAMPLE = ("pilot", "shards", "critic", "evaluation")  # generation-like: the pilot's rate applies
+PER_PILOT_EXAMPLE = (
+    "pilot",
+    "shards",
+    "critic",
+    "evaluation",
+)  # generation-like: the pilot's rate applies
 
 
 class BudgetExceededError(RuntimeError):
@@ -23,10 +28,14 @@ class BudgetExceededError(RuntimeError):
 def planned_units(step: str, cfg: SftSettings, training_rows: int = 0) -> int:
     if step not in SPENDING_STEPS:
         raise ValueError(f"unknown sft spending step {step!r}; expected one of {SPENDING_STEPS}")
-    return {"pretraining": cfg.demo_model.train_steps if cfg.base_model_path is None else 0,
-            "pilot": cfg.pilot_size, "shards": cfg.examples_per_shard, "critic": cfg.examples_per_shard,
-            "training": training_rows * cfg.lora.epochs,
-            "evaluation": 2 * len(TASK_TYPES) * cfg.test_per_type}[step]
+    return {
+        "pretraining": cfg.demo_model.train_steps if cfg.base_model_path is None else 0,
+        "pilot": cfg.pilot_size,
+        "shards": cfg.examples_per_shard,
+        "critic": cfg.examples_per_shard,
+        "training": training_rows * cfg.lora.epochs,
+        "evaluation": 2 * len(TASK_TYPES) * cfg.test_per_type,
+    }[step]
 
 
 def seconds_per_unit(step: str, own: float | None, pilot_per_example: float | None) -> float:
@@ -42,21 +51,42 @@ def projected_cost(seconds_per_example: float, examples: int, rate_per_hour: flo
     return seconds_per_example * examples / 3600.0 * rate_per_hour
 
 
-def projected_step_cost(step: str, cfg: SftSettings, rate_per_hour: float, own: float | None = None,
-                        pilot_per_example: float | None = None, training_rows: int = 0) -> float:
-    return projected_cost(seconds_per_unit(step, own, pilot_per_example), planned_units(step, cfg, training_rows),
-                          rate_per_hour)
+def projected_step_cost(
+    step: str,
+    cfg: SftSettings,
+    rate_per_hour: float,
+    own: float | None = None,
+    pilot_per_example: float | None = None,
+    training_rows: int = 0,
+) -> float:
+    return projected_cost(
+        seconds_per_unit(step, own, pilot_per_example),
+        planned_units(step, cfg, training_rows),
+        rate_per_hour,
+    )
 
 
-def refuse_over_budget(what: str, projected: float, spent: float, budget: float | None, override: str | None,
-                       override_tag: str = "proj/budget_override") -> dict:
+def refuse_over_budget(
+    what: str,
+    projected: float,
+    spent: float,
+    budget: float | None,
+    override: str | None,
+    override_tag: str = "proj/budget_override",
+) -> dict:
     """The numbers as metadata; raises `BudgetExceededError` when `projected` exceeds `budget - spent`
     (so always once the budget is spent) and no override reason is given. No budget: nothing to enforce."""
-    numbers = {"projected_cost": projected, "budget_spent": spent, "budget": budget,
-               "budget_remaining": None if budget is None else budget - spent, "budget_override": override}
+    numbers = {
+        "projected_cost": projected,
+        "budget_spent": spent,
+        "budget": budget,
+        "budget_remaining": None if budget is None else budget - spent,
+        "budget_override": override,
+    }
     if budget is not None and (projected > budget - spent or spent >= budget) and not override:
         raise BudgetExceededError(
             f"{what}: projected cost {projected:.6g} exceeds the remaining sft budget {budget - spent:.6g} "
             f"(budget {budget:.6g}, spent {spent:.6g}); raise platform.budgets.sft, shrink the step, or tag the run "
-            f"{override_tag}=<reason>")
+            f"{override_tag}=<reason>"
+        )
     return numbers

@@ -33,7 +33,9 @@ def _make_add(rng: random.Random) -> Instruction:
 
 def _make_reverse(rng: random.Random) -> Instruction:
     letters = _letters(rng)
-    return Instruction("reverse", f"Reverse the letters: {' '.join(letters)}", " ".join(reversed(letters)))
+    return Instruction(
+        "reverse", f"Reverse the letters: {' '.join(letters)}", " ".join(reversed(letters))
+    )
 
 
 def _make_sort(rng: random.Random) -> Instruction:
@@ -48,11 +50,17 @@ def _make_count(rng: random.Random) -> Instruction:
 
 def _make_upper(rng: random.Random) -> Instruction:
     letters = _letters(rng)
-    return Instruction("upper", f"Capitalize the letters: {' '.join(letters)}", " ".join(letters).upper())
+    return Instruction(
+        "upper", f"Capitalize the letters: {' '.join(letters)}", " ".join(letters).upper()
+    )
 
 
 MAKERS: dict[str, Callable[[random.Random], Instruction]] = {
-    "add": _make_add, "reverse": _make_reverse, "sort": _make_sort, "count": _make_count, "upper": _make_upper,
+    "add": _make_add,
+    "reverse": _make_reverse,
+    "sort": _make_sort,
+    "count": _make_count,
+    "upper": _make_upper,
 }
 
 
@@ -84,7 +92,9 @@ def lenient_match(answer_text: str, reference: str) -> bool:
     by an explanation line)."""
     first = answer_text.strip().split("\n", 1)[0]
     words, ref = [w.strip(".,;:!?") for w in first.split()], _symbols(reference)
-    return bool(ref) and any(words[i: i + len(ref)] == ref for i in range(len(words) - len(ref) + 1))
+    return bool(ref) and any(
+        words[i : i + len(ref)] == ref for i in range(len(words) - len(ref) + 1)
+    )
 
 
 def corrupt_answer(item: Instruction, rng: random.Random) -> str:
@@ -100,4 +110,6 @@ def corrupt_answer(item: Instruction, rng: random.Random) -> str:
             if symbols[i] != symbols[j]:
                 symbols[i], symbols[j] = symbols[j], symbols[i]
                 return " ".join(symbols)
-    return " ".join(symbols[:-1] + [symbols[-1].swapcase()]) if symbols[-1].isalpha() else ref + " 0"
+    return (
+        " ".join(symbols[:-1] + [symbols[-1].swapcase()]) if symbols[-1].isalpha() else ref + " 0"
+    )

@@ -31,8 +31,10 @@ def load_sft_tokenizer(path: str | Path):
     tokenizer.chat_template = None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
-            raise TokenizerPolicyError(f"the tokenizer in {path} has neither a pad token nor an EOS token: "
-                                       "batched generation and training need one of them")
+            raise TokenizerPolicyError(
+                f"the tokenizer in {path} has neither a pad token nor an EOS token: "
+                "batched generation and training need one of them"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
@@ -61,6 +63,9 @@ def encode_continuation(tokenizer, text: str) -> list[int]:
 def prompt_batch(tokenizer, prompts: Sequence[str], device=None) -> dict:
     """Left-padded `input_ids` / `attention_mask` tensors for prompts encoded by `encode_prompt`."""
     tokenizer.padding_side = "left"
-    batch = tokenizer.pad({"input_ids": [encode_prompt(tokenizer, p) for p in prompts]}, padding=True,
-                          return_tensors="pt")
+    batch = tokenizer.pad(
+        {"input_ids": [encode_prompt(tokenizer, p) for p in prompts]},
+        padding=True,
+        return_tensors="pt",
+    )
     return batch.to(device) if device is not None else batch

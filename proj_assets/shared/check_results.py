@@ -25,11 +25,18 @@ def derived_direction(passed: bool, measured: float, threshold: float) -> str:
     return "below" if (measured < threshold) == bool(passed) else "above"
 
 
-def threshold_result(passed: bool, measured: float, threshold: float, description: str,
-                     offending: pl.DataFrame | None = None,
-                     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-                     quantity: str = "measured", threshold_name: str = "threshold", must_be: str | None = None,
-                     **extra) -> dg.AssetCheckResult:
+def threshold_result(
+    passed: bool,
+    measured: float,
+    threshold: float,
+    description: str,
+    offending: pl.DataFrame | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    quantity: str = "measured",
+    threshold_name: str = "threshold",
+    must_be: str | None = None,
+    **extra,
+) -> dg.AssetCheckResult:
     """A check result whose metadata always carries the measured value and the threshold (4
     significant digits), a `must_be` line naming the quantity, the direction and the threshold
     (e.g. "mcnemar_p below alpha = 0.01"; the direction is derived when not given), and (when
@@ -37,32 +44,54 @@ def threshold_result(passed: bool, measured: float, threshold: float, descriptio
     direction = must_be or derived_direction(passed, measured, threshold)
     if direction not in DIRECTIONS:
         raise ValueError(f"must_be: expected one of {DIRECTIONS}, got {direction!r}")
-    metadata = {"measured": _rounded(measured), "threshold": _rounded(threshold),
-                "must_be": f"{quantity} {direction} {threshold_name} = {format_number(float(threshold))}", **extra}
+    metadata = {
+        "measured": _rounded(measured),
+        "threshold": _rounded(threshold),
+        "must_be": f"{quantity} {direction} {threshold_name} = {format_number(float(threshold))}",
+        **extra,
+    }
     if offending is not None:
         metadata["n_failing"] = offending.height
         metadata["offending_sample"] = markdown_table(offending)
-    return dg.AssetCheckResult(passed=bool(passed), severity=severity, description=description, metadata=metadata)
+    return dg.AssetCheckResult(
+        passed=bool(passed), severity=severity, description=description, metadata=metadata
+    )
 
 
 def _rounded(value: float) -> float:
     return float(format_number(float(value)))
 
 
-def offending_rows_result(offending: pl.DataFrame, total: int, what: str,
-                          severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-                          **extra) -> dg.AssetCheckResult:
+def offending_rows_result(
+    offending: pl.DataFrame,
+    total: int,
+    what: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    **extra,
+) -> dg.AssetCheckResult:
     """Pass when no row offends; `what` says what an offending row is (e.g. 'rows with high < low')."""
     n = offending.height
     return threshold_result(
-        passed=n == 0, measured=n, threshold=0, offending=offending, severity=severity,
+        passed=n == 0,
+        measured=n,
+        threshold=0,
+        offending=offending,
+        severity=severity,
         description=f"{n} of {total} {what}" if n else f"no {what} among {total} rows",
-        quantity="offending_rows", threshold_name="allowed", must_be="at most", total_rows=total, **extra,
+        quantity="offending_rows",
+        threshold_name="allowed",
+        must_be="at most",
+        total_rows=total,
+        **extra,
     )
 
 
-def range_check_events(context: dg.AssetCheckExecutionContext, check_name: str,
-                       by_partition: dict[str, dg.AssetCheckResult], overall: dg.AssetCheckResult):
+def range_check_events(
+    context: dg.AssetCheckExecutionContext,
+    check_name: str,
+    by_partition: dict[str, dg.AssetCheckResult],
+    overall: dg.AssetCheckResult,
+):
     """What a partitioned check `check_name` yields: in a run of one partition its result; in a run
     of a partition range (a multi-run backfill), first one evaluation per partition, each pointing
     at that partition's latest materialization, then `overall` for the run. Dagster 1.13 records a
@@ -70,23 +99,44 @@ def range_check_events(context: dg.AssetCheckExecutionContext, check_name: str,
     so without these a gate downstream would see no result for any of the range's partitions.
     A failing blocking ERROR evaluation still fails the step."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData as Target)
+        AssetCheckEvaluationTargetMaterializationData as Target,
+    )
 
     (spec,) = [s for s in context.check_specs if s.name == check_name]
     if context.op_execution_context.has_partition_key_range:
         records = context.instance.fetch_materializations(  # newest first: the first per partition is its latest
             dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=list(by_partition)),
-            limit=len(by_partition)).records
+            limit=len(by_partition),
+        ).records
         latest: dict = {}
         for record in records:
             latest.setdefault(record.partition_key, record)
         for partition, result in by_partition.items():
             record = latest.get(partition)
-            target = Target(storage_id=record.storage_id, run_id=record.event_log_entry.run_id,
-                            timestamp=record.timestamp) if record else None
-            yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=check_name, passed=result.passed,
-                                          metadata=result.metadata, target_materialization_data=target,
-                                          severity=result.severity, description=result.description,
-                                          blocking=spec.blocking, partition=partition)
-    yield dg.AssetCheckResult(check_name=check_name, passed=overall.passed, severity=overall.severity,
-                              description=overall.description, metadata=overall.metadata)
+            target = (
+                Target(
+                    storage_id=record.storage_id,
+                    run_id=record.event_log_entry.run_id,
+                    timestamp=record.timestamp,
+                )
+                if record
+                else None
+            )
+            yield dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=check_name,
+                passed=result.passed,
+                metadata=result.metadata,
+                target_materialization_data=target,
+                severity=result.severity,
+                description=result.description,
+                blocking=spec.blocking,
+                partition=partition,
+            )
+    yield dg.AssetCheckResult(
+        check_name=check_name,
+        passed=overall.passed,
+        severity=overall.severity,
+        description=overall.description,
+        metadata=overall.metadata,
+    )

@@ -59,7 +59,11 @@ def handoff_io_manager(root: Path) -> dg.FilesystemIOManager:
 
 
 def _partition_keys(context: dg.OpExecutionContext) -> tuple[str, ...]:
-    return tuple(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else ()
+    return (
+        tuple(context.partition_keys)
+        if context.has_partition_key_range or context.has_partition_key
+        else ()
+    )
 
 
 def remove_finished_handoffs(instance: dg.DagsterInstance, artifacts) -> list[str]:
@@ -84,7 +88,9 @@ def remove_handoff(handoff: Handoff) -> None:
         path.parent.rmdir()
 
 
-def save_handoff(context: dg.OpExecutionContext, artifacts, frame: pl.DataFrame, metadata: dict) -> Handoff:
+def save_handoff(
+    context: dg.OpExecutionContext, artifacts, frame: pl.DataFrame, metadata: dict
+) -> Handoff:
     """Write `frame` atomically as Parquet under the artifact store, named by run and step (kept
     until its write step has written it, so a retried write step finds it); first remove what
     finished runs left behind."""
@@ -99,7 +105,9 @@ def save_handoff(context: dg.OpExecutionContext, artifacts, frame: pl.DataFrame,
 def load_handoff(handoff: Handoff) -> pl.DataFrame:
     frame = pl.read_parquet(handoff.path)
     if frame.height != handoff.rows:
-        raise dg.Failure(f"handoff {handoff.path} holds {frame.height} rows, its compute step wrote {handoff.rows}")
+        raise dg.Failure(
+            f"handoff {handoff.path} holds {frame.height} rows, its compute step wrote {handoff.rows}"
+        )
     return frame
 
 

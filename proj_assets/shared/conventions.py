@@ -23,6 +23,7 @@ def table_metadata(key: list[str], partition_expr: str | dict[str, str] | None =
 def check_key(asset_key: list[str], name: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(dg.AssetKey(asset_key), name)
 
+
 # Automation for assets downstream of a gate: materialize when upstream changes, but only while
 # every blocking check on the dependencies passes (eager() alone does not wait for checks).
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()

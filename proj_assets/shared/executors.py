@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from proj_assets.cluster_settings import celery_config, cluster_enabled, load_cluster_settings, require_reachable
+from proj_assets.cluster_settings import (
+    celery_config,
+    cluster_enabled,
+    load_cluster_settings,
+    require_reachable,
+)
 
 
 def executor_for() -> dg.ExecutorDefinition:

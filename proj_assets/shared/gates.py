@@ -32,18 +32,25 @@ def _describe(record) -> str:
     return f"{record.key.to_user_string()}{where} failed{desc} {shown if shown else ''} (run {record.run_id})"
 
 
-def latest_check_results(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str | None, object]:
+def latest_check_results(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey
+) -> dict[str | None, object]:
     """Partition (None when unpartitioned) -> the latest finished execution record of check `key`."""
-    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10_000, status=_DONE)
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=10_000, status=_DONE
+    )
     latest: dict[str | None, object] = {}
     for record in history:  # newest first
         latest.setdefault(record.partition, record)
     return latest
 
 
-def _latest_finished_record(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str | None):
+def _latest_finished_record(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str | None
+):
     records = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=1, status=_DONE, partition_filter=PartitionKeyFilter(key=partition))
+        key, limit=1, status=_DONE, partition_filter=PartitionKeyFilter(key=partition)
+    )
     return records[0] if records else None
 
 
@@ -69,48 +76,72 @@ def _blocking_failures(instance, check_keys, partitions) -> tuple[list[str], lis
     partition; a record is read only for results that did not pass on the latest data.
     """
     infos = instance.event_log_storage.get_asset_check_partition_info(
-        list(check_keys), partition_keys=list(partitions) if partitions is not None else None)
+        list(check_keys), partition_keys=list(partitions) if partitions is not None else None
+    )
     by_key: dict = {}
     for info in infos:
         by_key.setdefault(info.check_key, {})[info.partition_key] = info
     missing, failed = [], []
     for key in check_keys:
         known = by_key.get(key, {})
-        for partition in (partitions if partitions is not None else (list(known) or [None])):
+        for partition in partitions if partitions is not None else (list(known) or [None]):
             info, name = known.get(partition), key.to_user_string()
             where = f" partition {partition!r}" if partition else ""
             if info is None:
                 missing.append(f"{name}{where} has no result yet: materialize its asset first")
                 continue
-            if info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED and info.is_current:
+            if (
+                info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
+                and info.is_current
+            ):
                 continue
-            if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and info.is_current:
+            if (
+                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED
+                and info.is_current
+            ):
                 record = _latest_finished_record(instance, key, partition)
             else:
                 record = _finished_on_latest(instance, key, partition, info)
             if record is None and info.latest_execution_status not in _DONE:
-                missing.append(f"{name}{where} has no finished result for run {info.latest_planned_run_id} "
-                               "(it crashed, was skipped or is still running): re-run it")
+                missing.append(
+                    f"{name}{where} has no finished result for run {info.latest_planned_run_id} "
+                    "(it crashed, was skipped or is still running): re-run it"
+                )
             elif record is None:
-                missing.append(f"{name}{where} did not run on the latest materialization of its asset: "
-                               "re-materialize the asset with its checks")
-            elif (record.status == AssetCheckExecutionRecordStatus.FAILED and record.evaluation is not None
-                  and record.evaluation.severity == dg.AssetCheckSeverity.ERROR):
+                missing.append(
+                    f"{name}{where} did not run on the latest materialization of its asset: "
+                    "re-materialize the asset with its checks"
+                )
+            elif (
+                record.status == AssetCheckExecutionRecordStatus.FAILED
+                and record.evaluation is not None
+                and record.evaluation.severity == dg.AssetCheckSeverity.ERROR
+            ):
                 failed.append(record)
     return missing, failed
 
 
-def gate_problems(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey],
-                  partitions: Sequence[str] | None = None,
-                  recorded_reviews: Sequence[reviews.Review] = ()) -> list[str]:
+def gate_problems(
+    instance: dg.DagsterInstance,
+    check_keys: Sequence[dg.AssetCheckKey],
+    partitions: Sequence[str] | None = None,
+    recorded_reviews: Sequence[reviews.Review] = (),
+) -> list[str]:
     """One line per check (and partition) whose latest result failed (and was not overridden in
     `recorded_reviews`) or that never ran."""
     missing, failed = _blocking_failures(instance, check_keys, partitions)
-    return missing + [_describe(r) for r in failed
-                      if not reviews.is_overridden(list(recorded_reviews), r.key.to_user_string(), r.partition, r.run_id)]
+    return missing + [
+        _describe(r)
+        for r in failed
+        if not reviews.is_overridden(
+            list(recorded_reviews), r.key.to_user_string(), r.partition, r.run_id
+        )
+    ]
 
 
-def _warehouse_reviews(context, check_keys: Sequence[dg.AssetCheckKey], warehouse) -> list[reviews.Review]:
+def _warehouse_reviews(
+    context, check_keys: Sequence[dg.AssetCheckKey], warehouse
+) -> list[reviews.Review]:
     """Reviews of `check_keys` from `warehouse` (the run's `warehouse` resource when the step
     declares one, else the one the domain's builder handed to `gated`); none without either, so
     nothing can override a failed result."""
@@ -129,20 +160,25 @@ def recorded_reviews(warehouse, check_keys: list[str] | None = None) -> list[rev
         return reviews.load_reviews(conn, check_keys)
 
 
-def _open_gates(context, check_keys: Sequence[dg.AssetCheckKey], partitions: Sequence[str] | None,
-                warehouse) -> list[str]:
+def _open_gates(
+    context, check_keys: Sequence[dg.AssetCheckKey], partitions: Sequence[str] | None, warehouse
+) -> list[str]:
     """One line per listed blocking check (and partition) whose latest result failed without an
     override, or that has no current result; overrides used are logged as warnings."""
     missing, failed = _blocking_failures(context.instance, check_keys, partitions)
     recorded = _warehouse_reviews(context, check_keys, warehouse) if failed else []
     problems = list(missing)
     for record in failed:
-        override = reviews.is_overridden(recorded, record.key.to_user_string(), record.partition, record.run_id)
+        override = reviews.is_overridden(
+            recorded, record.key.to_user_string(), record.partition, record.run_id
+        )
         if override is None:
             problems.append(_describe(record))
         else:
-            context.log.warning(f"gate overridden: {_describe(record)}; override by {override.reviewer}: "
-                                f"{override.reason!r} (review {override.review_id})")
+            context.log.warning(
+                f"gate overridden: {_describe(record)}; override by {override.reviewer}: "
+                f"{override.reason!r} (review {override.review_id})"
+            )
     return problems
 
 
@@ -155,14 +191,20 @@ def _refuse(problems: list[str]) -> None:
         )
 
 
-def require_gates_passed(context: dg.AssetExecutionContext, check_keys: Sequence[dg.AssetCheckKey],
-                         partitions: Sequence[str] | None = None, warehouse=None) -> None:
+def require_gates_passed(
+    context: dg.AssetExecutionContext,
+    check_keys: Sequence[dg.AssetCheckKey],
+    partitions: Sequence[str] | None = None,
+    warehouse=None,
+) -> None:
     """Raise a clear `dg.Failure` when any listed blocking check's latest result failed and no
     reviewer recorded an override of that result."""
     _refuse(_open_gates(context, check_keys, partitions, warehouse))
 
 
-GATES_METADATA = "gates"  # on every gated asset: the upstream blocking checks it refuses to run without
+GATES_METADATA = (
+    "gates"  # on every gated asset: the upstream blocking checks it refuses to run without
+)
 
 
 def upstream_gates(asset_graph, key: dg.AssetKey) -> list[dict]:
@@ -171,12 +213,20 @@ def upstream_gates(asset_graph, key: dg.AssetKey) -> list[dict]:
     node = asset_graph.get(key)
     gates = []
     for parent in sorted(node.parent_keys):
-        blocking = sorted(c.to_user_string() for c in asset_graph.get(parent).check_keys
-                          if asset_graph.get_check_spec(c).blocking)
+        blocking = sorted(
+            c.to_user_string()
+            for c in asset_graph.get(parent).check_keys
+            if asset_graph.get_check_spec(c).blocking
+        )
         if blocking:
             pdef = asset_graph.get(parent).partitions_def
-            gates.append({"upstream": parent.to_user_string(), "checks": blocking,
-                          "same_partitions": pdef is not None and pdef == node.partitions_def})
+            gates.append(
+                {
+                    "upstream": parent.to_user_string(),
+                    "checks": blocking,
+                    "same_partitions": pdef is not None and pdef == node.partitions_def,
+                }
+            )
     return gates
 
 
@@ -201,7 +251,9 @@ def not_gated(reason: str) -> dict:
     return {GATES_METADATA: f"not gated: {reason}"}
 
 
-def _partitions_to_check(context, gate: dict, chosen: Mapping[dg.AssetKey, Callable]) -> list[str] | None:
+def _partitions_to_check(
+    context, gate: dict, chosen: Mapping[dg.AssetKey, Callable]
+) -> list[str] | None:
     """The upstream partitions whose gates must hold: those `chosen` for it; else, when it is
     partitioned like this asset, the run's own partitions; else every partition with a result."""
     upstream = dg.AssetKey.from_user_string(gate["upstream"])
@@ -210,27 +262,37 @@ def _partitions_to_check(context, gate: dict, chosen: Mapping[dg.AssetKey, Calla
     return list(context.partition_keys) if gate["same_partitions"] else None
 
 
-def require_upstream_gates(context, key: dg.AssetKey, warehouse=None,
-                           partitions: Mapping[dg.AssetKey, Callable] | None = None) -> None:
+def require_upstream_gates(
+    context,
+    key: dg.AssetKey,
+    warehouse=None,
+    partitions: Mapping[dg.AssetKey, Callable] | None = None,
+) -> None:
     """`require_gates_passed` for every upstream gate of asset `key` (from its `gates` metadata,
     written by `with_upstream_gates`); every open gate is named in one refusal."""
     meta = context.assets_def.specs_by_key[key].metadata.get(GATES_METADATA)
     if meta is None:  # never let an asset whose gates were not resolved run as if it had none
-        raise dg.Failure(f"{key.to_user_string()} has no resolved gates: build its definitions through "
-                         "proj_assets.definitions.build_definitions (shared.gates.with_upstream_gates)",
-                         allow_retries=False)
+        raise dg.Failure(
+            f"{key.to_user_string()} has no resolved gates: build its definitions through "
+            "proj_assets.definitions.build_definitions (shared.gates.with_upstream_gates)",
+            allow_retries=False,
+        )
     gates = meta.value
     problems = []
     for gate in gates:
         checks = [dg.AssetCheckKey.from_user_string(c) for c in gate["checks"]]
-        problems += _open_gates(context, checks, _partitions_to_check(context, gate, partitions or {}), warehouse)
+        problems += _open_gates(
+            context, checks, _partitions_to_check(context, gate, partitions or {}), warehouse
+        )
     _refuse(problems)
 
 
 GATED_ATTR = "proj_gated_asset"
 
 
-def gated(key: list[str], warehouse=None, partitions: Mapping[tuple[str, ...], Callable] | None = None):
+def gated(
+    key: list[str], warehouse=None, partitions: Mapping[tuple[str, ...], Callable] | None = None
+):
     """Decorate an asset's (or a graph asset's first op's) body so it first refuses, with a clear
     error, while any blocking check on the upstream of asset `key` has failed (the checks come
     from the merged graph: `with_upstream_gates`). `partitions` maps an upstream key (a tuple) to

@@ -9,24 +9,30 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 PAGE = 10_000  # the event log's maximum page size
 
 
-def partition_states(instance: dg.DagsterInstance, key: dg.AssetKey, pdef: dg.PartitionsDefinition
-                     ) -> tuple[list[str], set[str], set[str], set[str]]:
+def partition_states(
+    instance: dg.DagsterInstance, key: dg.AssetKey, pdef: dg.PartitionsDefinition
+) -> tuple[list[str], set[str], set[str], set[str]]:
     """(every partition key, materialized, failed, in progress) of a partitioned asset, from the
     status cache the UI uses (failed = the latest attempt failed)."""
     cache = get_and_update_asset_status_cache_value(instance, key, pdef)
     all_keys = list(pdef.get_partition_keys(dynamic_partitions_store=instance))
     if cache is None:
         return all_keys, set(), set(), set()
-    return (all_keys, set(cache.deserialize_materialized_partition_subsets(pdef).get_partition_keys()),
-            set(cache.deserialize_failed_partition_subsets(pdef).get_partition_keys()),
-            set(cache.deserialize_in_progress_partition_subsets(pdef).get_partition_keys()))
+    return (
+        all_keys,
+        set(cache.deserialize_materialized_partition_subsets(pdef).get_partition_keys()),
+        set(cache.deserialize_failed_partition_subsets(pdef).get_partition_keys()),
+        set(cache.deserialize_in_progress_partition_subsets(pdef).get_partition_keys()),
+    )
 
 
 def materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
     """Every materialization record of `key`, newest first, paging through the event log."""
     cursor = None
     while True:
-        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=PAGE, cursor=cursor)
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key), limit=PAGE, cursor=cursor
+        )
         yield from page.records
         if not page.has_more:
             return

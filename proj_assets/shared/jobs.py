@@ -12,24 +12,42 @@ import dagster as dg
 from proj_assets.shared.instance_reads import partition_states
 
 
-def asset_job(name: str, assets: Sequence[dg.AssetsDefinition] | dg.AssetSelection, description: str,
-              partitions_def: dg.PartitionsDefinition | None = None,
-              executor_def: dg.ExecutorDefinition | None = None):
-    selection = assets if isinstance(assets, dg.AssetSelection) else dg.AssetSelection.assets(*assets)
-    return dg.define_asset_job(name, selection=selection, partitions_def=partitions_def, description=description,
-                               executor_def=executor_def)
+def asset_job(
+    name: str,
+    assets: Sequence[dg.AssetsDefinition] | dg.AssetSelection,
+    description: str,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    executor_def: dg.ExecutorDefinition | None = None,
+):
+    selection = (
+        assets if isinstance(assets, dg.AssetSelection) else dg.AssetSelection.assets(*assets)
+    )
+    return dg.define_asset_job(
+        name,
+        selection=selection,
+        partitions_def=partitions_def,
+        description=description,
+        executor_def=executor_def,
+    )
 
 
 def require_jobs_select_assets(defs: dg.Definitions) -> None:
     """Raise when an asset job of `defs` selects no asset."""
     asset_graph = defs.resolve_asset_graph()
-    empty = [job.name for job in defs.jobs or ()
-             if getattr(job, "selection", None) is not None and not job.selection.resolve(asset_graph)]
+    empty = [
+        job.name
+        for job in defs.jobs or ()
+        if getattr(job, "selection", None) is not None and not job.selection.resolve(asset_graph)
+    ]
     if empty:
-        raise ValueError(f"job(s) {empty} select no asset of the code location: fix their selection")
+        raise ValueError(
+            f"job(s) {empty} select no asset of the code location: fix their selection"
+        )
 
 
-def missing_or_failed(instance: dg.DagsterInstance, key: dg.AssetKey, pdef: dg.PartitionsDefinition) -> list[str]:
+def missing_or_failed(
+    instance: dg.DagsterInstance, key: dg.AssetKey, pdef: dg.PartitionsDefinition
+) -> list[str]:
     """Partitions never materialized or whose latest attempt failed; in-progress ones are skipped."""
     all_keys, done, failed, running = partition_states(instance, key, pdef)
     return [k for k in all_keys if (k not in done or k in failed) and k not in running]
@@ -41,15 +59,23 @@ def nightly_backfill(name: str, job, cron: str) -> dg.ScheduleDefinition:
     selection = job.selection
     assert job.partitions_def is not None, f"{job.name} is not partitioned"
 
-    @dg.schedule(name=name, job=job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.STOPPED,
-                 description=f"Backfill missing or failed partitions of {job.name}'s asset; skip up-to-date ones.")
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Backfill missing or failed partitions of {job.name}'s asset; skip up-to-date ones.",
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         (key,) = selection.resolve(context.repository_def.asset_graph)
         todo = missing_or_failed(context.instance, key, job.partitions_def)
         if not todo:
             return dg.SkipReason(f"every partition of {key.to_user_string()} is materialized")
         day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-        return [dg.RunRequest(run_key=f"{p}@{day}", partition_key=p, tags={"proj/launched_by": name}) for p in todo]
+        return [
+            dg.RunRequest(run_key=f"{p}@{day}", partition_key=p, tags={"proj/launched_by": name})
+            for p in todo
+        ]
 
     return _schedule
 

@@ -35,7 +35,7 @@ def _cell(value) -> str:
     if isinstance(value, float | int) and not isinstance(value, bool):
         return format_number(value)
     text = "" if value is None else str(value).replace("|", "/").replace("\n", " ")
-    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS - 1] + "…"
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
 def table_markdown(rows: pl.DataFrame, limit: int = 10) -> Markdown:

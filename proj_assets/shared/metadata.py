@@ -22,7 +22,9 @@ def ui_metadata(values: dict, series: tuple[str, ...] = ()) -> dict:
         if isinstance(value, Markdown):
             out[key] = dg.MetadataValue.md(value)
         elif isinstance(value, float) and key not in series:
-            out[key] = dg.MetadataValue.text(format_number(value) if math.isfinite(value) else str(value))
+            out[key] = dg.MetadataValue.text(
+                format_number(value) if math.isfinite(value) else str(value)
+            )
         else:
             out[key] = value
     return out

@@ -67,25 +67,39 @@ def validate_request(check_key: str, decision: str, reviewer: str, reason: str) 
     if not reviewer.strip():
         raise ReviewError("field 'reviewer': a name is required")
     if len(reason.strip()) < MIN_REASON_CHARS:
-        raise ReviewError(f"field 'reason': say why in at least {MIN_REASON_CHARS} characters, got {reason!r}")
+        raise ReviewError(
+            f"field 'reason': say why in at least {MIN_REASON_CHARS} characters, got {reason!r}"
+        )
 
 
 def validate_against_result(decision: str, result_passed: bool | None, blocking: bool) -> None:
     """An override only makes sense for a failed blocking result; nothing to review without a result."""
     if result_passed is None:
-        raise ReviewError("no result for this check and partition: check the spelling of 'check' and "
-                          "'partition', or materialize the asset first")
+        raise ReviewError(
+            "no result for this check and partition: check the spelling of 'check' and "
+            "'partition', or materialize the asset first"
+        )
     if decision == "override" and result_passed:
-        raise ReviewError("the latest result passed: there is nothing to override (record a sign_off instead)")
+        raise ReviewError(
+            "the latest result passed: there is nothing to override (record a sign_off instead)"
+        )
     if decision == "override" and not blocking:
-        raise ReviewError("the check is not a blocking gate: record a sign_off instead of an override")
+        raise ReviewError(
+            "the check is not a blocking gate: record a sign_off instead of an override"
+        )
 
 
-def is_overridden(reviews: list[Review], check_key: str, partition_key: str | None, run_id: str) -> Review | None:
+def is_overridden(
+    reviews: list[Review], check_key: str, partition_key: str | None, run_id: str
+) -> Review | None:
     """The override of exactly this failed result (check, partition, run), if one was recorded."""
     for review in reviews:
-        if (review.decision == "override" and review.check_key == check_key
-                and review.partition_key == partition_key and review.reviewed_run_id == run_id):
+        if (
+            review.decision == "override"
+            and review.check_key == check_key
+            and review.partition_key == partition_key
+            and review.reviewed_run_id == run_id
+        ):
             return review
     return None
 
@@ -102,8 +116,10 @@ def insert_review(conn, review: Review) -> None:
     cols = list(row)
     conn.execute("begin transaction")
     try:
-        conn.execute(f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
-                     [row[c] for c in cols])
+        conn.execute(
+            f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
         conn.execute("commit")
     except Exception:
         conn.execute("rollback")
@@ -112,8 +128,10 @@ def insert_review(conn, review: Review) -> None:
 
 def load_reviews(conn, check_keys: list[str] | None = None) -> list[Review]:
     """Every recorded review (optionally only for `check_keys`), newest first."""
-    exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                          [SCHEMA, "gate_reviews"]).fetchone()[0]
+    exists = conn.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [SCHEMA, "gate_reviews"],
+    ).fetchone()[0]
     if not exists:
         return []
     sql = f"select * from {TABLE}"

@@ -12,8 +12,12 @@ from pathlib import Path
 import polars as pl
 
 OHLCV_SCHEMA = {
-    "date": pl.Date, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
-    "close": pl.Float64, "volume": pl.Float64,
+    "date": pl.Date,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
 }
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 # Tickers the offline `arch` package ships, and the loader for each.
@@ -33,7 +37,9 @@ def load_arch(ticker: str) -> pl.DataFrame:
     """One of the real daily series bundled with `arch` (offline). VIX has only a close: open,
     high and low repeat it and volume is 0; its missing closes (holidays) are dropped."""
     if ticker not in ARCH_SERIES:
-        raise MarketSourceError(f"ticker {ticker!r} is not bundled with arch; available: {sorted(ARCH_SERIES)}")
+        raise MarketSourceError(
+            f"ticker {ticker!r} is not bundled with arch; available: {sorted(ARCH_SERIES)}"
+        )
     import importlib
 
     module = importlib.import_module(f"arch.data.{ARCH_SERIES[ticker]}")
@@ -42,11 +48,18 @@ def load_arch(ticker: str) -> pl.DataFrame:
         df = df.drop_nulls("vix").select(
             "date", *[pl.col("vix").alias(c) for c in PRICE_COLUMNS], pl.lit(0.0).alias("volume")
         )
-    return df.select(pl.col("date").cast(pl.Date), *[pl.col(c).cast(pl.Float64) for c in OHLCV_SCHEMA if c != "date"])
+    return df.select(
+        pl.col("date").cast(pl.Date),
+        *[pl.col(c).cast(pl.Float64) for c in OHLCV_SCHEMA if c != "date"],
+    )
 
 
 def _first_bad_row(raw: pl.DataFrame, parsed: pl.Series, column: str) -> int | None:
-    bad = raw[column].is_null() | parsed.is_null() | ~parsed.cast(pl.Float64, strict=False).is_finite()
+    bad = (
+        raw[column].is_null()
+        | parsed.is_null()
+        | ~parsed.cast(pl.Float64, strict=False).is_finite()
+    )
     idx = bad.arg_true()
     return int(idx[0]) if len(idx) else None
 
@@ -69,10 +82,18 @@ def parse_ohlcv_csv(path: Path) -> pl.DataFrame:
     columns = {}
     for name, dtype in OHLCV_SCHEMA.items():
         text = raw[name].str.strip_chars()
-        parsed = text.str.to_date("%Y-%m-%d", strict=False) if dtype == pl.Date else text.cast(pl.Float64, strict=False)
+        parsed = (
+            text.str.to_date("%Y-%m-%d", strict=False)
+            if dtype == pl.Date
+            else text.cast(pl.Float64, strict=False)
+        )
         row = _first_bad_row(raw, parsed, name)
         if row is not None:
-            expected = "a YYYY-MM-DD date" if dtype == pl.Date else "a finite number (not empty, NaN or inf)"
+            expected = (
+                "a YYYY-MM-DD date"
+                if dtype == pl.Date
+                else "a finite number (not empty, NaN or inf)"
+            )
             raise MarketSourceError(
                 f"{path}: line {row + 2}, field '{name}': got {raw[name][row]!r}, expected {expected}"
             )
@@ -92,14 +113,20 @@ def load_yfinance(ticker: str, start: str | None, end: str | None) -> pl.DataFra
             "source 'yfinance' needs the optional extra: .venv/bin/pip install -e '.[yfinance]'"
         ) from None
     try:
-        frame = yfinance.download(ticker, start=start, end=end, auto_adjust=False, progress=False,
-                                  multi_level_index=False)
+        frame = yfinance.download(
+            ticker, start=start, end=end, auto_adjust=False, progress=False, multi_level_index=False
+        )
     except Exception as exc:  # yfinance raises many network error types
-        raise MarketSourceError(f"yfinance could not download {ticker!r} (offline?): {exc}") from None
+        raise MarketSourceError(
+            f"yfinance could not download {ticker!r} (offline?): {exc}"
+        ) from None
     if frame is None or frame.empty:
         raise MarketSourceError(
             f"yfinance returned no rows for {ticker!r} (offline, or an unknown ticker); "
             "use source 'csv' with a csv_dir to work offline"
         )
     df = _from_pandas(frame)
-    return df.select(pl.col("date").cast(pl.Date), *[pl.col(c).cast(pl.Float64) for c in OHLCV_SCHEMA if c != "date"])
+    return df.select(
+        pl.col("date").cast(pl.Date),
+        *[pl.col(c).cast(pl.Float64) for c in OHLCV_SCHEMA if c != "date"],
+    )

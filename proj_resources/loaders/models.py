@@ -26,11 +26,15 @@ def check_model_dir(path: str | Path) -> Path:
     if not folder.is_dir():
         raise ModelPathError(f"model path {folder} does not exist or is not a folder")
     if not (folder / "config.json").is_file():
-        raise ModelPathError(f"model path {folder} has no config.json: not a Hugging Face model folder")
+        raise ModelPathError(
+            f"model path {folder} has no config.json: not a Hugging Face model folder"
+        )
     if not any(folder.glob("*.safetensors")):
         found = sorted(p.name for p in folder.iterdir())
-        raise ModelPathError(f"model path {folder} has no *.safetensors weights (found {found}); "
-                             "only safetensors are loaded, never pickled .bin files")
+        raise ModelPathError(
+            f"model path {folder} has no *.safetensors weights (found {found}); "
+            "only safetensors are loaded, never pickled .bin files"
+        )
     return folder
 
 
@@ -54,7 +58,9 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
 
 
-def load_causal_lm(path: str | Path, device: str = "cpu", torch_dtype=None, quantization_config=None):
+def load_causal_lm(
+    path: str | Path, device: str = "cpu", torch_dtype=None, quantization_config=None
+):
     from transformers import AutoModelForCausalLM
 
     folder = check_model_dir(path)
@@ -73,8 +79,9 @@ def load_encoder(path: str | Path, device: str = "cpu"):
     from transformers import AutoModel
 
     folder = check_model_dir(path)
-    return AutoModel.from_pretrained(folder, trust_remote_code=False, local_files_only=True,
-                                     use_safetensors=True).to(device)
+    return AutoModel.from_pretrained(
+        folder, trust_remote_code=False, local_files_only=True, use_safetensors=True
+    ).to(device)
 
 
 def qlora_quantization_config(compute_dtype):
@@ -82,5 +89,9 @@ def qlora_quantization_config(compute_dtype):
     GPU supports it, else float16): the QLoRA recipe (needs bitsandbytes; used only on CUDA)."""
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )

@@ -21,20 +21,33 @@ from proj_cluster.local_cluster import LocalCluster, environment
 from proj_tests.cluster.folds import embedded_rows
 
 # 2 configs x 4 problems = 8 fold partitions; epochs so that a step runs long enough to be killed
-SPEC = {"name": "cluster", "factors": {"probe_type": ["linear_probe"], "layer": [2], "learning_rate": [0.05, 0.1],
-                                       "epochs": [400]},
-        "stages": {"stage1_seeds": 2, "stage2_seeds": 3, "promote_top_k": 1}}
+SPEC = {
+    "name": "cluster",
+    "factors": {
+        "probe_type": ["linear_probe"],
+        "layer": [2],
+        "learning_rate": [0.05, 0.1],
+        "epochs": [400],
+    },
+    "stages": {"stage1_seeds": 2, "stage2_seeds": 3, "promote_top_k": 1},
+}
 
 
 def write_profile(folder: Path) -> Path:
     """The demo profile with a small probe sweep (8 fold partitions) and a shared HPO study."""
     raw = yaml.safe_load((PROFILES_DIR / "demo.yaml").read_text())
     (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC))
-    raw["probes"] = {"sweep_spec": str(folder / "spec.yaml"), "corpus": {"n_groups": 4, "traces_per_group": 2, "seed": 3},
-                     "model": {"max_tokens": 8, "batch_size": 32}, "train_threads": 1,
-                     "partitions_per_run": 2}  # a backfill runs ranges of 2 partitions: 4 runs for 2 workers
+    raw["probes"] = {
+        "sweep_spec": str(folder / "spec.yaml"),
+        "corpus": {"n_groups": 4, "traces_per_group": 2, "seed": 3},
+        "model": {"max_tokens": 8, "batch_size": 32},
+        "train_threads": 1,
+        "partitions_per_run": 2,
+    }  # a backfill runs ranges of 2 partitions: 4 runs for 2 workers
     # one HPO cell served by two trial-worker ops; heartbeats fail a dead worker's trial in seconds
-    raw["scaling"].update({"n_trials": 10, "study_workers": 2, "study_heartbeat_s": 1, "study_grace_s": 4})
+    raw["scaling"].update(
+        {"n_trials": 10, "study_workers": 2, "study_heartbeat_s": 1, "study_grace_s": 4}
+    )
     path = folder / "cluster_profile.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -57,7 +70,9 @@ def embedded_fold_rows(cluster_profile, tmp_path_factory):
     """The fold partitions of the cluster profile materialized embedded, once per session: what
     every cluster backfill must equal."""
     local = tmp_path_factory.mktemp("embedded")
-    with environment({"PROJ_PROFILE": str(cluster_profile), "PROJ_DATA_DIR": str(local), "PROJ_CLUSTER": ""}):
+    with environment(
+        {"PROJ_PROFILE": str(cluster_profile), "PROJ_DATA_DIR": str(local), "PROJ_CLUSTER": ""}
+    ):
         return embedded_rows(local)
 
 
@@ -69,7 +84,9 @@ def running_cluster(cluster_profile):
     local = LocalCluster(state / "cluster", state / "data")
     profile = cluster_profile
     try:
-        with environment({"PROJ_PROFILE": str(profile), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}):
+        with environment(
+            {"PROJ_PROFILE": str(profile), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        ):
             local.start(cpu_workers=2)  # the processes keep this environment
         yield local, profile
     finally:
@@ -80,7 +97,12 @@ def running_cluster(cluster_profile):
 def pointed_at(local: LocalCluster, profile: Path):
     """This process pointed at the cluster's instance, data folder and profile, but still embedded
     (no PROJ_CLUSTER): what runs here runs in this process."""
-    return environment({**{k: v for k, v in local.env.items() if k != "PROJ_CLUSTER"}, "PROJ_PROFILE": str(profile)})
+    return environment(
+        {
+            **{k: v for k, v in local.env.items() if k != "PROJ_CLUSTER"},
+            "PROJ_PROFILE": str(profile),
+        }
+    )
 
 
 @pytest.fixture

@@ -32,9 +32,14 @@ def _ip(*args: str) -> None:
 
 def _free_networks(count: int) -> list[ipaddress.IPv4Network]:
     """`count` random /24 networks under 10.0.0.0/8 that no route of this machine overlaps."""
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-    taken = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes.splitlines()
-             if line and line.split()[0][0].isdigit()]
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True
+    ).stdout
+    taken = [
+        ipaddress.ip_network(line.split()[0], strict=False)
+        for line in routes.splitlines()
+        if line and line.split()[0][0].isdigit()
+    ]
     found: list[ipaddress.IPv4Network] = []
     while len(found) < count:
         net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
@@ -45,7 +50,7 @@ def _free_networks(count: int) -> list[ipaddress.IPv4Network]:
 
 class Lan:
     def __init__(self, hosts: tuple[str, ...]):
-        self.tag = f"{random.randrange(16 ** 4):04x}"
+        self.tag = f"{random.randrange(16**4):04x}"
         self.bridge = f"pcb{self.tag}"
         self.net, outside = _free_networks(2)
         self.network = str(self.net)
@@ -58,11 +63,29 @@ class Lan:
             _ip("addr", "add", f"{self.head}/24", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
             for host in hosts:
-                self._plug(self.namespace(host), self._links[host], f"{self._addresses[host]}/24", bridge=True)
+                self._plug(
+                    self.namespace(host),
+                    self._links[host],
+                    f"{self._addresses[host]}/24",
+                    bridge=True,
+                )
             self.outsider_address = str(outside[2])
-            self._plug(self.namespace("outsider"), f"pco{self.tag}", f"{self.outsider_address}/24", bridge=False)
+            self._plug(
+                self.namespace("outsider"),
+                f"pco{self.tag}",
+                f"{self.outsider_address}/24",
+                bridge=False,
+            )
             _ip("addr", "add", f"{outside[1]}/24", "dev", f"pco{self.tag}")
-            _ip("-n", self.namespace("outsider"), "route", "add", self.network, "via", str(outside[1]))
+            _ip(
+                "-n",
+                self.namespace("outsider"),
+                "route",
+                "add",
+                self.network,
+                "via",
+                str(outside[1]),
+            )
         except BaseException:
             self.close()
             raise
@@ -96,5 +119,9 @@ class Lan:
         """Delete the namespaces (their veth ends go with them, and so the pairs) and the bridge."""
         for namespace in self.namespaces:
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
-        for link in [*self._links.values(), f"pco{self.tag}", self.bridge]:  # gone already, unless a step failed
+        for link in [
+            *self._links.values(),
+            f"pco{self.tag}",
+            self.bridge,
+        ]:  # gone already, unless a step failed
             subprocess.run(["ip", "link", "del", link], capture_output=True)

@@ -11,21 +11,39 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from proj_assets.cluster_settings import (ClusterSettingsError, ServiceUnreachable, celery_config, device_queue_tags,
-                                          load_cluster_settings, require_reachable)
-from proj_cluster.env_file import EnvFileError, format_exports, load_env_file, read_env_file, write_private
+from proj_assets.cluster_settings import (
+    ClusterSettingsError,
+    ServiceUnreachable,
+    celery_config,
+    device_queue_tags,
+    load_cluster_settings,
+    require_reachable,
+)
+from proj_cluster.env_file import (
+    EnvFileError,
+    format_exports,
+    load_env_file,
+    read_env_file,
+    write_private,
+)
 from proj_cluster.home import PACKAGE_DIR
-from proj_cluster.worker import worker_celery_config
 from proj_cluster.services import free_port
+from proj_cluster.worker import worker_celery_config
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _cluster_env(pg_port: int, redis_port: int) -> dict[str, str]:
-    return {"PROJ_CLUSTER": "1", "PROJ_CLUSTER_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{redis_port}/1", "PROJ_CLUSTER_PG_HOST": "127.0.0.1",
-            "PROJ_CLUSTER_PG_PORT": str(pg_port), "PROJ_CLUSTER_PG_USER": "postgres", "PROJ_CLUSTER_PG_PASSWORD": "",
-            "PROJ_CLUSTER_PG_DB": "dagster"}
+    return {
+        "PROJ_CLUSTER": "1",
+        "PROJ_CLUSTER_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{redis_port}/1",
+        "PROJ_CLUSTER_PG_HOST": "127.0.0.1",
+        "PROJ_CLUSTER_PG_PORT": str(pg_port),
+        "PROJ_CLUSTER_PG_USER": "postgres",
+        "PROJ_CLUSTER_PG_PASSWORD": "",
+        "PROJ_CLUSTER_PG_DB": "dagster",
+    }
 
 
 def _set(monkeypatch, env: dict[str, str]) -> None:
@@ -40,7 +58,9 @@ def test_embedded_default_needs_no_service(monkeypatch, tmp_path):
     monkeypatch.delenv("PROJ_CLUSTER", raising=False)
     assert load_cluster_settings() is None
     defs = build_definitions(load_profile("demo"), tmp_path)
-    assert defs.resolve_job_def("probes_sweep_job").executor_def.name == "in_process"  # the default executor
+    assert (
+        defs.resolve_job_def("probes_sweep_job").executor_def.name == "in_process"
+    )  # the default executor
 
 
 @pytest.mark.parametrize("missing", ["PROJ_CLUSTER_BROKER_URL", "PROJ_CLUSTER_PG_PORT"])
@@ -59,7 +79,9 @@ def test_malformed_settings_are_named():
     base = _cluster_env(5432, 6379)
     with pytest.raises(ClusterSettingsError, match="PROJ_CLUSTER_PG_PORT must be a port number"):
         load_cluster_settings({**base, "PROJ_CLUSTER_PG_PORT": "five"})
-    with pytest.raises(ClusterSettingsError, match="PROJ_CLUSTER_BROKER_URL must be a redis:// URL"):
+    with pytest.raises(
+        ClusterSettingsError, match="PROJ_CLUSTER_BROKER_URL must be a redis:// URL"
+    ):
         load_cluster_settings({**base, "PROJ_CLUSTER_BROKER_URL": "amqp://127.0.0.1//"})
 
 
@@ -70,7 +92,9 @@ def test_unreachable_services_fail_definitions_load_naming_host_and_port(monkeyp
     pg_port = free_port()  # nothing listens there
     _set(monkeypatch, _cluster_env(pg_port, free_port()))
     started = time.monotonic()
-    with pytest.raises(ServiceUnreachable, match=f"PostgreSQL at 127.0.0.1:{pg_port} is unreachable"):
+    with pytest.raises(
+        ServiceUnreachable, match=f"PostgreSQL at 127.0.0.1:{pg_port} is unreachable"
+    ):
         build_definitions(load_profile("demo"), tmp_path)
     assert time.monotonic() - started < 10
 
@@ -87,8 +111,10 @@ def silent_port():
 
 def test_ports_that_never_answer_fail_in_seconds_each_named(silent_port):
     refused = free_port()
-    settings = load_cluster_settings(_cluster_env(silent_port, silent_port) | {
-        "PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{refused}/1"})
+    settings = load_cluster_settings(
+        _cluster_env(silent_port, silent_port)
+        | {"PROJ_CLUSTER_BACKEND_URL": f"redis://127.0.0.1:{refused}/1"}
+    )
     started = time.monotonic()
     with pytest.raises(ServiceUnreachable) as err:
         require_reachable(settings, timeout=2)
@@ -114,18 +140,32 @@ def test_instance_on_an_unreachable_postgres_fails_in_seconds(monkeypatch, tmp_p
     while exc is not None:
         causes.append(str(exc))
         exc = exc.__cause__ or exc.__context__
-    assert any(f'"127.0.0.1", port {pg_port} failed: Connection refused' in c for c in causes), causes
+    assert any(f'"127.0.0.1", port {pg_port} failed: Connection refused' in c for c in causes), (
+        causes
+    )
 
 
 def test_worker_refuses_to_start_against_unreachable_services(tmp_path):
     redis_port = free_port()
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path),
-           **_cluster_env(free_port(), redis_port)}
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "DAGSTER_HOME": str(tmp_path),
+        **_cluster_env(free_port(), redis_port),
+    }
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "proj_cluster", "worker", "--name", "w"], cwd=PROJECT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "proj_cluster", "worker", "--name", "w"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
-    assert f"proj_cluster worker w: cluster mode (3 s timeout): PostgreSQL at 127.0.0.1:{env['PROJ_CLUSTER_PG_PORT']} is unreachable" in out.stderr, out.stderr
+    assert (
+        f"proj_cluster worker w: cluster mode (3 s timeout): PostgreSQL at 127.0.0.1:{env['PROJ_CLUSTER_PG_PORT']} is unreachable"
+        in out.stderr
+    ), out.stderr
     assert f"Redis broker at 127.0.0.1:{redis_port} is unreachable" in out.stderr
     assert time.monotonic() - started < 30
 
@@ -136,13 +176,21 @@ def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag
 
     settings = load_cluster_settings(_cluster_env(5432, 6379))
     config = worker_celery_config(settings)
-    (tmp_path / "celery.yaml").write_text(yaml.safe_dump({"execution": {"config": config}}))  # as the worker writes it
+    (tmp_path / "celery.yaml").write_text(
+        yaml.safe_dump({"execution": {"config": config}})
+    )  # as the worker writes it
     validated = get_validated_config(str(tmp_path / "celery.yaml"))
-    assert validated["broker"] == "redis://127.0.0.1:6379/0" and validated["backend"] == "redis://127.0.0.1:6379/1"
+    assert (
+        validated["broker"] == "redis://127.0.0.1:6379/0"
+        and validated["backend"] == "redis://127.0.0.1:6379/1"
+    )
     assert validated["config_source"]["task_default_queue"] == "cpu"
-    assert validated["config_source"]["worker_disable_prefetch"] is True  # a lost host holds only its running task
+    assert (
+        validated["config_source"]["worker_disable_prefetch"] is True
+    )  # a lost host holds only its running task
     assert config["config_source"].items() - celery_config(settings)["config_source"].items() == {
-        ("worker_disable_prefetch", True)}  # otherwise the executor's config
+        ("worker_disable_prefetch", True)
+    }  # otherwise the executor's config
     assert device_queue_tags("gpu") == {"dagster-celery/queue": "gpu"}
     with pytest.raises(ValueError, match="device queue must be one of"):
         device_queue_tags("tpu")
@@ -156,13 +204,22 @@ def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(tmp_path)
     from proj_assets.definitions import build_definitions
 
     def queues(profile) -> dict[str, str | None]:
-        ops = {op.name: op for asset in build_definitions(profile, tmp_path).assets
-               for op in asset.node_def.iterate_op_defs()}
+        ops = {
+            op.name: op
+            for asset in build_definitions(profile, tmp_path).assets
+            for op in asset.node_def.iterate_op_defs()
+        }
         training = [n for n in ops if n.endswith("_compute") or "_trials_worker_" in n] + [
-            "sft__model__base_model", "sft__model__adapter"]
-        assert "probes_sweep_fold_results_compute" in training and "scaling_hpo_trials_worker_0" in training
+            "sft__model__base_model",
+            "sft__model__adapter",
+        ]
+        assert (
+            "probes_sweep_fold_results_compute" in training
+            and "scaling_hpo_trials_worker_0" in training
+        )
         return {name: ops[name].tags.get("dagster-celery/queue") for name in training} | {
-            "market__raw__ohlcv": ops["market__raw__ohlcv"].tags.get("dagster-celery/queue")}
+            "market__raw__ohlcv": ops["market__raw__ohlcv"].tags.get("dagster-celery/queue")
+        }
 
     cpu = queues(demo_profile())
     gpu = queues(with_settings(demo_profile(), compute={"device": "cuda"}))
@@ -174,11 +231,17 @@ def test_training_steps_go_to_the_queue_of_the_profiles_compute_device(tmp_path)
 def test_a_settings_file_others_can_read_is_refused(tmp_path):
     """The worker's settings file holds the passwords: mode 0600 or nothing."""
     path = tmp_path / "cluster.env"
-    write_private(path, format_exports({"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}))
+    write_private(
+        path, format_exports({"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"})
+    )
     assert read_env_file(path) == {"PROJ_CLUSTER_PG_PASSWORD": "it's secret", "PROJ_CLUSTER": "1"}
     environ = {"PROJ_CLUSTER": "0", "PROJ_CLUSTER_ENV_FILE": str(path)}
     load_env_file(environ)
-    assert environ["PROJ_CLUSTER"] == "0" and environ["PROJ_CLUSTER_PG_PASSWORD"] == "it's secret"  # set ones win
+    assert (
+        environ["PROJ_CLUSTER"] == "0" and environ["PROJ_CLUSTER_PG_PASSWORD"] == "it's secret"
+    )  # set ones win
     path.chmod(0o644)
-    with pytest.raises(EnvFileError, match=f"{path} is readable by others \\(mode 0644\\).*chmod 600 {path}"):
+    with pytest.raises(
+        EnvFileError, match=f"{path} is readable by others \\(mode 0644\\).*chmod 600 {path}"
+    ):
         read_env_file(path)

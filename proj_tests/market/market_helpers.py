@@ -30,8 +30,16 @@ def synthetic_prices(n: int = N_ROWS, seed: int = 7) -> pl.DataFrame:
     high = np.maximum(opn, close) * (1 + rng.uniform(0.001, 0.01, n))
     low = np.minimum(opn, close) * (1 - rng.uniform(0.001, 0.01, n))
     volume = rng.integers(100_000, 1_000_000, n).astype(float)
-    return pl.DataFrame({"date": business_days(n), "open": opn, "high": high, "low": low,
-                         "close": close, "volume": volume})
+    return pl.DataFrame(
+        {
+            "date": business_days(n),
+            "open": opn,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+        }
+    )
 
 
 def synthetic_index(prices: pl.DataFrame, seed: int = 11) -> pl.DataFrame:
@@ -42,12 +50,19 @@ def synthetic_index(prices: pl.DataFrame, seed: int = 11) -> pl.DataFrame:
     return frame.filter(pl.col("date") != prices["date"][INDEX_MISSING_ROW])
 
 
-def materialize(market_defs, resources, instance, keys, partition_key=None,
-                checks: bool = True) -> dg.ExecuteInProcessResult:
+def materialize(
+    market_defs, resources, instance, keys, partition_key=None, checks: bool = True
+) -> dg.ExecuteInProcessResult:
     """One in-process run of `keys` (with their checks unless `checks=False`); never raises."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey(k) for k in keys])
-    return dg.materialize(market_defs, resources=resources, instance=instance, partition_key=partition_key,
-                          selection=selection if checks else selection.without_checks(), raise_on_error=False)
+    return dg.materialize(
+        market_defs,
+        resources=resources,
+        instance=instance,
+        partition_key=partition_key,
+        selection=selection if checks else selection.without_checks(),
+        raise_on_error=False,
+    )
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

@@ -23,7 +23,7 @@ def _ema(values: list[float], span: int) -> list[float]:
 
 
 def _window(values: list, i: int, w: int) -> list:
-    return values[i - w + 1: i + 1]
+    return values[i - w + 1 : i + 1]
 
 
 def reference_features(prices: pl.DataFrame, index: pl.DataFrame, i: int) -> dict[str, float]:
@@ -38,7 +38,8 @@ def reference_features(prices: pl.DataFrame, index: pl.DataFrame, i: int) -> dic
     f["range_co"] = math.log(c[i] / o[i])
     f["gap_open"] = math.log(o[i] / c[i - 1])
     f["atr_14_pct"] = statistics.fmean(
-        (max(h[j], c[j - 1]) - min(lo[j], c[j - 1])) / c[j] for j in range(i - 13, i + 1))
+        (max(h[j], c[j - 1]) - min(lo[j], c[j - 1])) / c[j] for j in range(i - 13, i + 1)
+    )
     gain = statistics.fmean(max(x, 0.0) for x in _window(lr, i, 14))
     loss = statistics.fmean(max(-x, 0.0) for x in _window(lr, i, 14))
     f["rsi_14"] = 50.0 if gain + loss == 0 else 100 * gain / (gain + loss)
@@ -51,8 +52,12 @@ def reference_features(prices: pl.DataFrame, index: pl.DataFrame, i: int) -> dic
     f["sma_gap_50"] = c[i] / statistics.fmean(_window(c, i, 50)) - 1
     f["bollinger_pctb_20"] = (c[i] - (sma20 - 2 * sd20)) / (4 * sd20)
     log_vol = [math.log1p(x) for x in v]
-    f["volume_z_21"] = (log_vol[i] - statistics.fmean(_window(log_vol, i, 21))) / statistics.stdev(_window(log_vol, i, 21))
-    f["volume_ratio_5_21"] = statistics.fmean(_window(v, i, 5)) / statistics.fmean(_window(v, i, 21))
+    f["volume_z_21"] = (log_vol[i] - statistics.fmean(_window(log_vol, i, 21))) / statistics.stdev(
+        _window(log_vol, i, 21)
+    )
+    f["volume_ratio_5_21"] = statistics.fmean(_window(v, i, 5)) / statistics.fmean(
+        _window(v, i, 21)
+    )
     f["vix_level"], f[PROXY_FLAG] = _vix(prices, index, lr, i)
     f["vix_change_5"] = math.log(f["vix_level"] / _vix(prices, index, lr, i - 5)[0])
     return f
@@ -83,7 +88,10 @@ def test_every_feature_matches_hand_computation(prices, vol_index):
         expected = reference_features(prices, vol_index, WARMUP_ROWS + offset)
         assert set(expected) == set(FEATURE_NAMES)
         for name in FEATURE_NAMES:
-            assert row[name] == pytest.approx(expected[name], rel=REL, abs=1e-12), (row["date"], name)
+            assert row[name] == pytest.approx(expected[name], rel=REL, abs=1e-12), (
+                row["date"],
+                name,
+            )
 
 
 def test_vix_level_uses_index_then_proxy(prices, vol_index):
@@ -91,13 +99,19 @@ def test_vix_level_uses_index_then_proxy(prices, vol_index):
     proxy = table.filter(pl.col(PROXY_FLAG) == 1)
     real = table.filter(pl.col(PROXY_FLAG) == 0)
     assert proxy["date"].to_list() == prices["date"].to_list()[WARMUP_ROWS:INDEX_START_ROW]
-    assert proxy["vix_level"].to_list() == pytest.approx((proxy["vol_21"] * math.sqrt(252)).to_list(), rel=REL)
+    assert proxy["vix_level"].to_list() == pytest.approx(
+        (proxy["vol_21"] * math.sqrt(252)).to_list(), rel=REL
+    )
     index_by_date = dict(vol_index.iter_rows())
     first = real.filter(pl.col("date") == prices["date"][INDEX_START_ROW])
-    assert first["vix_level"][0] == pytest.approx(index_by_date[prices["date"][INDEX_START_ROW]] / 100)
+    assert first["vix_level"][0] == pytest.approx(
+        index_by_date[prices["date"][INDEX_START_ROW]] / 100
+    )
     # the missing index day carries the previous day's value forward (never the next day's)
     missing = real.filter(pl.col("date") == prices["date"][INDEX_MISSING_ROW])
-    assert missing["vix_level"][0] == pytest.approx(index_by_date[prices["date"][INDEX_MISSING_ROW - 1]] / 100)
+    assert missing["vix_level"][0] == pytest.approx(
+        index_by_date[prices["date"][INDEX_MISSING_ROW - 1]] / 100
+    )
 
 
 def test_intersect_drops_proxy_rows(prices, vol_index):
@@ -113,11 +127,18 @@ def test_intersect_vix_change_uses_only_the_real_index(prices, vol_index):
     """With `intersect` the panel must not contain any value derived from the proxy: the
     5-day index change of the first index days would compare the index with the proxy."""
     table = compute_features(prices, vol_index, fallback="intersect")
-    full = prices.select("date").join(vol_index, on="date", how="left").with_columns(
-        (pl.col("close") / 100).forward_fill().alias("vix"))
-    expected = full.with_columns((pl.col("vix") / pl.col("vix").shift(5)).log().alias("change")).drop_nulls("change")
+    full = (
+        prices.select("date")
+        .join(vol_index, on="date", how="left")
+        .with_columns((pl.col("close") / 100).forward_fill().alias("vix"))
+    )
+    expected = full.with_columns(
+        (pl.col("vix") / pl.col("vix").shift(5)).log().alias("change")
+    ).drop_nulls("change")
     joined = table.join(expected.select("date", "change"), on="date", how="left")
-    assert joined["change"].null_count() == 0, "rows whose 5-day index change needs pre-index (proxy) days"
+    assert joined["change"].null_count() == 0, (
+        "rows whose 5-day index change needs pre-index (proxy) days"
+    )
     assert joined["vix_change_5"].to_list() == pytest.approx(joined["change"].to_list(), rel=REL)
 
 

@@ -11,11 +11,16 @@ from proj_assets.market.lookahead import cut_dates, lookahead_mismatches
 PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
-def _perturb_after(df: pl.DataFrame, cut, columns: list[str], rng: np.random.Generator) -> pl.DataFrame:
+def _perturb_after(
+    df: pl.DataFrame, cut, columns: list[str], rng: np.random.Generator
+) -> pl.DataFrame:
     """Multiply every value dated after `cut` by a random factor in [0.5, 1.5]."""
     later = (df["date"] > cut).to_numpy()
     return df.with_columns(
-        pl.Series(c, np.where(later, df[c].to_numpy() * rng.uniform(0.5, 1.5, df.height), df[c].to_numpy()))
+        pl.Series(
+            c,
+            np.where(later, df[c].to_numpy() * rng.uniform(0.5, 1.5, df.height), df[c].to_numpy()),
+        )
         for c in columns
     )
 
@@ -34,12 +39,18 @@ def test_features_up_to_t_ignore_later_data(seed, cut_row):
     before = compute_features(prices, index).filter(pl.col("date") <= cut)
     after = compute_features(changed_prices, changed_index).filter(pl.col("date") <= cut)
     assert before.height == cut_row - 63 + 1
-    np.testing.assert_allclose(after.select(FEATURE_NAMES).to_numpy(), before.select(FEATURE_NAMES).to_numpy(),
-                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        after.select(FEATURE_NAMES).to_numpy(),
+        before.select(FEATURE_NAMES).to_numpy(),
+        rtol=1e-12,
+        atol=0,
+    )
     # ...and the rows after the cut do change, so the comparison above can fail
     later_before = compute_features(prices, index).filter(pl.col("date") > cut)
     later_after = compute_features(changed_prices, changed_index).filter(pl.col("date") > cut)
-    assert not np.allclose(later_before.select(FEATURE_NAMES).to_numpy(), later_after.select(FEATURE_NAMES).to_numpy())
+    assert not np.allclose(
+        later_before.select(FEATURE_NAMES).to_numpy(), later_after.select(FEATURE_NAMES).to_numpy()
+    )
 
 
 def test_lookahead_mismatches_empty_for_honest_features():
@@ -65,5 +76,7 @@ def test_lookahead_mismatches_reports_a_planted_future_leak(feature):
     assert bad.columns == ["cut", "date", "feature", "stored", "recomputed"]
     # the recomputed value is the honest one; the stored one is the leaked (next day's) value
     row = bad.row(0, named=True)
-    assert row["recomputed"] == pytest.approx(honest.filter(pl.col("date") == row["date"])[feature][0])
+    assert row["recomputed"] == pytest.approx(
+        honest.filter(pl.col("date") == row["date"])[feature][0]
+    )
     assert row["date"] <= row["cut"]

@@ -7,16 +7,28 @@ from proj_assets.market.features import FEATURE_NAMES
 from proj_resources.market_sources import OHLCV_SCHEMA
 
 TICKERS = ["SP500", "NASDAQ", "VIX"]
-PROVENANCE = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id", "model_revision"]
+PROVENANCE = [
+    "git_sha",
+    "code_version",
+    "run_id",
+    "seed",
+    "params_hash",
+    "model_id",
+    "model_revision",
+]
 DOWNSTREAM = [MANIFEST, FEATURES, TARGETS, SPLITS]
 
 
 def _ticker_runs(warehouse) -> dict[str, tuple[int, set]]:
-    table = warehouse.query("select ticker, count(*) as n, list(distinct run_id) as runs from market_raw.ohlcv group by ticker")
+    table = warehouse.query(
+        "select ticker, count(*) as n, list(distinct run_id) as runs from market_raw.ohlcv group by ticker"
+    )
     return {t: (n, set(runs)) for t, n, runs in table.iter_rows()}
 
 
-def test_whole_market_group_materializes_and_reads_back(market_defs, csv_resources, instance, arch_slice):
+def test_whole_market_group_materializes_and_reads_back(
+    market_defs, csv_resources, instance, arch_slice
+):
     for ticker in TICKERS:
         result = materialize(market_defs, csv_resources, instance, [OHLCV], partition_key=ticker)
         assert result.success, step_failure_messages(result)
@@ -25,8 +37,12 @@ def test_whole_market_group_materializes_and_reads_back(market_defs, csv_resourc
     result = materialize(market_defs, csv_resources, instance, DOWNSTREAM)
     assert result.success, step_failure_messages(result)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"features_finite_after_warmup": True, "no_lookahead": True,
-                      "labels_aligned": True, "class_balance_reasonable": True}
+    assert checks == {
+        "features_finite_after_warmup": True,
+        "no_lookahead": True,
+        "labels_aligned": True,
+        "class_balance_reasonable": True,
+    }
     run_id = result.run_id
 
     warehouse = csv_resources["warehouse"]
@@ -38,7 +54,10 @@ def test_whole_market_group_materializes_and_reads_back(market_defs, csv_resourc
     manifest = warehouse.query("select * from market_raw.manifest order by ticker")
     assert manifest["ticker"].to_list() == sorted(TICKERS)
     assert manifest["rows"].to_list() == [arch_slice[t].height for t in sorted(TICKERS)]
-    assert set(manifest["source"]) == {"csv"} and manifest["content_sha256"].str.len_chars().to_list() == [64] * 3
+    assert (
+        set(manifest["source"]) == {"csv"}
+        and manifest["content_sha256"].str.len_chars().to_list() == [64] * 3
+    )
 
     features = warehouse.query("select * from market_processed.features order by date")
     assert features.columns == ["date", *FEATURE_NAMES, *PROVENANCE]
@@ -62,16 +81,22 @@ def test_whole_market_group_materializes_and_reads_back(market_defs, csv_resourc
 
 def _corrupt_date(path, line_index: int, text: str) -> None:
     lines = path.read_text().splitlines()
-    lines[line_index] = text + lines[line_index][lines[line_index].index(","):]
+    lines[line_index] = text + lines[line_index][lines[line_index].index(",") :]
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_rerun_rewrites_exactly_its_partition_and_bad_input_nothing(market_defs, csv_resources, instance, csv_dir):
+def test_rerun_rewrites_exactly_its_partition_and_bad_input_nothing(
+    market_defs, csv_resources, instance, csv_dir
+):
     for ticker in ("SP500", "NASDAQ"):
-        assert materialize(market_defs, csv_resources, instance, [OHLCV], partition_key=ticker, checks=False).success
+        assert materialize(
+            market_defs, csv_resources, instance, [OHLCV], partition_key=ticker, checks=False
+        ).success
     warehouse = csv_resources["warehouse"]
     before = _ticker_runs(warehouse)
-    again = materialize(market_defs, csv_resources, instance, [OHLCV], partition_key="NASDAQ", checks=False)
+    again = materialize(
+        market_defs, csv_resources, instance, [OHLCV], partition_key="NASDAQ", checks=False
+    )
     assert again.success and again.run_id not in before["NASDAQ"][1]
     after = _ticker_runs(warehouse)
     assert after["NASDAQ"] == (before["NASDAQ"][0], {again.run_id})  # same rows, all rewritten
@@ -79,13 +104,17 @@ def test_rerun_rewrites_exactly_its_partition_and_bad_input_nothing(market_defs,
 
     # a bad file on a later run fails before writing: the previous SP500 rows stay as they were
     _corrupt_date(csv_dir / "SP500.csv", 100, "not-a-date")
-    failed = materialize(market_defs, csv_resources, instance, [OHLCV], partition_key="SP500", checks=False)
+    failed = materialize(
+        market_defs, csv_resources, instance, [OHLCV], partition_key="SP500", checks=False
+    )
     assert not failed.success
     assert "line 101, field 'date': got 'not-a-date'" in step_failure_messages(failed)[0]
     assert _ticker_runs(warehouse) == after
 
 
-def test_unparseable_date_fails_clearly_and_writes_nothing(market_defs, csv_resources, instance, csv_dir):
+def test_unparseable_date_fails_clearly_and_writes_nothing(
+    market_defs, csv_resources, instance, csv_dir
+):
     path = csv_dir / "SP500.csv"
     _corrupt_date(path, 5, "2014-02-30")
 
@@ -97,4 +126,9 @@ def test_unparseable_date_fails_clearly_and_writes_nothing(market_defs, csv_reso
     assert result.get_asset_check_evaluations() == []  # checks never saw partial data
     warehouse = csv_resources["warehouse"]
     if warehouse.table_exists("market_raw", "ohlcv"):
-        assert warehouse.query("select count(*) as n from market_raw.ohlcv where ticker = ?", ["SP500"])["n"][0] == 0
+        assert (
+            warehouse.query(
+                "select count(*) as n from market_raw.ohlcv where ticker = ?", ["SP500"]
+            )["n"][0]
+            == 0
+        )

@@ -21,15 +21,27 @@ class BadCase:
     def corrupt(self, df: pl.DataFrame) -> pl.DataFrame:
         at = pl.int_range(pl.len()) == BAD_ROW
         if self.name == "high_below_low":
-            return df.with_columns(pl.when(at).then(pl.col("low") - 1).otherwise(pl.col("high")).alias("high"))
+            return df.with_columns(
+                pl.when(at).then(pl.col("low") - 1).otherwise(pl.col("high")).alias("high")
+            )
         if self.name == "nonpositive_price":  # every price -1: consistent OHLC, but not positive
-            return df.with_columns(pl.when(at).then(-1.0).otherwise(pl.col(c)).alias(c)
-                                   for c in ("open", "high", "low", "close"))
+            return df.with_columns(
+                pl.when(at).then(-1.0).otherwise(pl.col(c)).alias(c)
+                for c in ("open", "high", "low", "close")
+            )
         if self.name == "duplicate_date":
-            return df.with_columns(pl.when(at).then(pl.col("date").shift(1)).otherwise(pl.col("date")).alias("date"))
+            return df.with_columns(
+                pl.when(at).then(pl.col("date").shift(1)).otherwise(pl.col("date")).alias("date")
+            )
         if self.name == "unsorted_date":  # swap two adjacent rows
-            return pl.concat([df.slice(0, BAD_ROW), df.slice(BAD_ROW + 1, 1), df.slice(BAD_ROW, 1),
-                              df.slice(BAD_ROW + 2)])
+            return pl.concat(
+                [
+                    df.slice(0, BAD_ROW),
+                    df.slice(BAD_ROW + 1, 1),
+                    df.slice(BAD_ROW, 1),
+                    df.slice(BAD_ROW + 2),
+                ]
+            )
         raise AssertionError(self.name)
 
 
@@ -42,14 +54,18 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_raw_gate_blocks_features_now_and_later(case, market_defs, csv_resources, instance, csv_dir, arch_slice):
+def test_raw_gate_blocks_features_now_and_later(
+    case, market_defs, csv_resources, instance, csv_dir, arch_slice
+):
     good = arch_slice["SP500"]
     bad = case.corrupt(good)
     bad_date = bad["date"][BAD_ROW + (1 if case.name == "unsorted_date" else 0)]
     bad.write_csv(csv_dir / "SP500.csv")
 
     # same run: the failed blocking check stops features before it starts
-    run = materialize(market_defs, csv_resources, instance, [OHLCV, FEATURES], partition_key="SP500")
+    run = materialize(
+        market_defs, csv_resources, instance, [OHLCV, FEATURES], partition_key="SP500"
+    )
     assert not run.success
     failed = failed_checks(run)
     assert set(failed) == case.failing
@@ -82,29 +98,41 @@ def test_raw_gate_blocks_features_now_and_later(case, market_defs, csv_resources
             assert fixed.success and not failed_checks(fixed)
         opened = materialize(market_defs, csv_resources, instance, [FEATURES])
         assert opened.success, step_failure_messages(opened)
-        assert [e.asset_key.to_user_string() for e in opened.get_asset_materialization_events()] == [
-            "market/processed/features"]
+        assert [
+            e.asset_key.to_user_string() for e in opened.get_asset_materialization_events()
+        ] == ["market/processed/features"]
         assert all(e.passed for e in opened.get_asset_check_evaluations())
-        rows = csv_resources["warehouse"].query("select count(*) as n from market_processed.features")["n"][0]
+        rows = csv_resources["warehouse"].query(
+            "select count(*) as n from market_processed.features"
+        )["n"][0]
         assert rows == good.height - 63
 
 
-def test_failed_ohlcv_gate_of_the_target_ticker_blocks_targets(market_defs, csv_resources, instance, csv_dir,
-                                                               arch_slice):
+def test_failed_ohlcv_gate_of_the_target_ticker_blocks_targets(
+    market_defs, csv_resources, instance, csv_dir, arch_slice
+):
     """targets reads the target ticker's raw rows: it refuses while a blocking check of that
     ticker failed, and a failed check of a ticker it does not read (NASDAQ) leaves it open."""
     for ticker in ("SP500", "NASDAQ", "VIX"):
-        assert materialize(market_defs, csv_resources, instance, [OHLCV], partition_key=ticker).success
+        assert materialize(
+            market_defs, csv_resources, instance, [OHLCV], partition_key=ticker
+        ).success
     assert materialize(market_defs, csv_resources, instance, [FEATURES]).success
     case = CASES[0]
 
     case.corrupt(arch_slice["NASDAQ"]).write_csv(csv_dir / "NASDAQ.csv")
-    assert set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "NASDAQ"))) == case.failing
+    assert (
+        set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "NASDAQ")))
+        == case.failing
+    )
     opened = materialize(market_defs, csv_resources, instance, [TARGETS])
     assert opened.success, step_failure_messages(opened)
 
     case.corrupt(arch_slice["SP500"]).write_csv(csv_dir / "SP500.csv")
-    assert set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "SP500"))) == case.failing
+    assert (
+        set(failed_checks(materialize(market_defs, csv_resources, instance, [OHLCV], "SP500")))
+        == case.failing
+    )
     refused = materialize(market_defs, csv_resources, instance, [TARGETS])
     assert not refused.success
     (message,) = step_failure_messages(refused)
@@ -113,5 +141,7 @@ def test_failed_ohlcv_gate_of_the_target_ticker_blocks_targets(market_defs, csv_
         assert f"market/raw/ohlcv:{check} partition 'SP500' failed" in message
     assert "NASDAQ" not in message
     assert refused.get_asset_materialization_events() == []
-    targets = csv_resources["warehouse"].query("select distinct run_id from market_processed.targets")
+    targets = csv_resources["warehouse"].query(
+        "select distinct run_id from market_processed.targets"
+    )
     assert targets["run_id"].to_list() == [opened.run_id]  # the rows of the open run stay

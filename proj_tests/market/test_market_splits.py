@@ -17,7 +17,9 @@ HORIZONS = [1, 3, 5]
 def panel_inputs() -> tuple[pl.DataFrame, pl.DataFrame]:
     prices = synthetic_prices(n=300, seed=3)
     features = compute_features(prices, synthetic_index(prices))
-    targets = compute_targets(prices, HORIZONS, 0.01).join(features.select("date"), on="date", how="semi")
+    targets = compute_targets(prices, HORIZONS, 0.01).join(
+        features.select("date"), on="date", how="semi"
+    )
     return features, targets
 
 
@@ -46,7 +48,9 @@ def test_splits_are_time_ordered_disjoint_with_embargo(panel_inputs):
 
 def test_embargo_follows_the_longest_horizon(panel_inputs):
     features, targets = panel_inputs
-    table = build_splits(features, targets.select("date", "target_h1", "target_h3"), FEATURE_NAMES, 0.6, 0.2)
+    table = build_splits(
+        features, targets.select("date", "target_h1", "target_h3"), FEATURE_NAMES, 0.6, 0.2
+    )
     assert table["embargo_rows"].to_list() == [3, 3, 3]
 
 
@@ -70,20 +74,33 @@ def test_scaler_ignores_val_and_test_rows(panel_inputs):
     table = build_splits(features, targets, FEATURE_NAMES, 0.6, 0.2)
     train_end = table["end_date"][0]
     later = pl.col("date") > train_end
-    changed = features.with_columns([pl.when(later).then(pl.col(c) * 7 + 3).otherwise(pl.col(c)).alias(c)
-                                     for c in FEATURE_NAMES])
+    changed = features.with_columns(
+        [
+            pl.when(later).then(pl.col(c) * 7 + 3).otherwise(pl.col(c)).alias(c)
+            for c in FEATURE_NAMES
+        ]
+    )
     again = build_splits(changed, targets, FEATURE_NAMES, 0.6, 0.2)
     assert again["scaler_mean"][0].to_list() == table["scaler_mean"][0].to_list()
     assert again["scaler_std"][0].to_list() == table["scaler_std"][0].to_list()
     # whereas changing a training row moves the scaler
-    moved = features.with_columns(pl.when(pl.col("date") == train_end).then(pl.col("ret_1") + 1)
-                                  .otherwise(pl.col("ret_1")).alias("ret_1"))
-    assert build_splits(moved, targets, FEATURE_NAMES, 0.6, 0.2)["scaler_mean"][0][0] != table["scaler_mean"][0][0]
+    moved = features.with_columns(
+        pl.when(pl.col("date") == train_end)
+        .then(pl.col("ret_1") + 1)
+        .otherwise(pl.col("ret_1"))
+        .alias("ret_1")
+    )
+    assert (
+        build_splits(moved, targets, FEATURE_NAMES, 0.6, 0.2)["scaler_mean"][0][0]
+        != table["scaler_mean"][0][0]
+    )
 
 
 def test_too_few_rows_is_a_clear_error(panel_inputs):
     features, targets = panel_inputs
-    with pytest.raises(ValueError, match=r"split 'val' does not fit: 12 rows are too few .*embargo=5"):
+    with pytest.raises(
+        ValueError, match=r"split 'val' does not fit: 12 rows are too few .*embargo=5"
+    ):
         build_splits(features.head(12), targets, FEATURE_NAMES, 0.6, 0.2)
     with pytest.raises(ValueError, match="split 'test' does not fit: 24 rows"):
         build_splits(features.head(24), targets, FEATURE_NAMES, 0.6, 0.2)
@@ -107,7 +124,9 @@ def test_split_arrays_standardised_and_shaped(panel_inputs):
     np.testing.assert_allclose(x_train.std(axis=0)[varying], 1, atol=1e-4)
     # labels line up with the stored targets of the same dates
     train_row = table.row(0, named=True)
-    expected = targets.filter(pl.col("date").is_between(train_row["start_date"], train_row["end_date"]))
+    expected = targets.filter(
+        pl.col("date").is_between(train_row["start_date"], train_row["end_date"])
+    )
     assert y_train.tolist() == expected.sort("date")["target_h3"].cast(pl.Float32).to_list()
 
 

@@ -14,8 +14,12 @@ THRESHOLD = 0.01
 @pytest.fixture
 def closes() -> pl.DataFrame:
     values = [100.0, 100.5, 101.2, 99.0, 99.5, 101.0, 100.0, 100.0]
-    return pl.DataFrame({"date": [date(2021, 3, 1) + timedelta(days=i) for i in range(len(values))],
-                         "close": values})
+    return pl.DataFrame(
+        {
+            "date": [date(2021, 3, 1) + timedelta(days=i) for i in range(len(values))],
+            "close": values,
+        }
+    )
 
 
 def test_hand_example_h1_h3(closes):
@@ -32,12 +36,16 @@ def test_hand_example_h1_h3(closes):
 
 @pytest.mark.parametrize(("next_close", "label"), [(100.99, 0), (101.01, 1)])
 def test_threshold_boundary(next_close, label):
-    prices = pl.DataFrame({"date": [date(2021, 3, 1), date(2021, 3, 2)], "close": [100.0, next_close]})
+    prices = pl.DataFrame(
+        {"date": [date(2021, 3, 1), date(2021, 3, 2)], "close": [100.0, next_close]}
+    )
     assert compute_targets(prices, [1], THRESHOLD)["target_h1"].to_list() == [label, None]
 
 
 def test_unsorted_input_is_sorted_by_date(closes):
-    assert compute_targets(closes.reverse(), [1, 3], THRESHOLD).equals(compute_targets(closes, [1, 3], THRESHOLD))
+    assert compute_targets(closes.reverse(), [1, 3], THRESHOLD).equals(
+        compute_targets(closes, [1, 3], THRESHOLD)
+    )
 
 
 @pytest.mark.parametrize("h", [1, 3, 5])
@@ -54,7 +62,9 @@ def _stored(prices: pl.DataFrame) -> pl.DataFrame:
 
 def test_target_mismatches_empty_when_aligned():
     prices = synthetic_prices(n=60)
-    assert target_mismatches(prices, _stored(prices), prices["date"], [1, 3, 5], THRESHOLD).height == 0
+    assert (
+        target_mismatches(prices, _stored(prices), prices["date"], [1, 3, 5], THRESHOLD).height == 0
+    )
 
 
 def test_target_mismatches_catches_label_shifted_by_one_day():

@@ -7,7 +7,12 @@ import pytest
 from market_helpers import synthetic_prices
 
 from proj_assets.market.expectations import SUITE_NAME, validate_ohlcv
-from proj_assets.market.validation import calendar_gaps, date_order_problems, nonpositive_prices, ohlc_inconsistent
+from proj_assets.market.validation import (
+    calendar_gaps,
+    date_order_problems,
+    nonpositive_prices,
+    ohlc_inconsistent,
+)
 
 
 @pytest.fixture
@@ -17,7 +22,9 @@ def clean() -> pl.DataFrame:
 
 def _set(df: pl.DataFrame, row: int, **values) -> pl.DataFrame:
     at = pl.int_range(pl.len()) == row
-    return df.with_columns(pl.when(at).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for c, v in values.items())
+    return df.with_columns(
+        pl.when(at).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for c, v in values.items()
+    )
 
 
 def test_clean_data_has_no_problems(clean):
@@ -29,14 +36,18 @@ def test_clean_data_has_no_problems(clean):
 
 def test_ohlc_inconsistent_finds_planted_rows(clean):
     bad = _set(clean, 10, high=float(clean["low"][10]) - 0.5)  # high < low
-    bad = _set(bad, 30, low=float(clean["close"][30]) + 0.01, high=float(clean["high"][30]) + 1)  # low > close
+    bad = _set(
+        bad, 30, low=float(clean["close"][30]) + 0.01, high=float(clean["high"][30]) + 1
+    )  # low > close
     found = ohlc_inconsistent(bad)
     assert found["row"].to_list() == [10, 30]
     assert found["date"].to_list() == [clean["date"][10], clean["date"][30]]
     assert found.columns == ["row", "date", "open", "high", "low", "close"]
 
 
-@pytest.mark.parametrize(("column", "value"), [("open", 0.0), ("close", -3.0), ("low", 0.0), ("volume", -1.0)])
+@pytest.mark.parametrize(
+    ("column", "value"), [("open", 0.0), ("close", -3.0), ("low", 0.0), ("volume", -1.0)]
+)
 def test_nonpositive_prices_finds_planted_row(clean, column, value):
     found = nonpositive_prices(_set(clean, 17, **{column: value}))
     assert found["row"].to_list() == [17]
@@ -55,7 +66,9 @@ def test_duplicate_date_flags_both_rows(clean):
 
 
 def test_unsorted_date_flags_the_row_out_of_order(clean):
-    swapped = pl.concat([clean.slice(0, 40), clean.slice(41, 1), clean.slice(40, 1), clean.slice(42)])
+    swapped = pl.concat(
+        [clean.slice(0, 40), clean.slice(41, 1), clean.slice(40, 1), clean.slice(42)]
+    )
     found = date_order_problems(swapped)
     assert found["row"].to_list() == [41]
     assert found["problem"].to_list() == ["not after previous row"]
@@ -84,8 +97,10 @@ def test_expectations_fail_naming_expectation_and_column(clean):
     success, failures = validate_ohlcv(bad)
     assert not success
     by_name = {(f["expectation"], f["column"]): f for f in failures}
-    assert set(by_name) == {("expect_column_values_to_be_between", "close"),
-                            ("expect_column_values_to_be_unique", "date")}
+    assert set(by_name) == {
+        ("expect_column_values_to_be_between", "close"),
+        ("expect_column_values_to_be_unique", "date"),
+    }
     assert by_name[("expect_column_values_to_be_between", "close")]["unexpected_count"] == 1
     assert "-5.0" in by_name[("expect_column_values_to_be_between", "close")]["sample"]
     assert SUITE_NAME == "market_raw_ohlcv"
@@ -94,4 +109,6 @@ def test_expectations_fail_naming_expectation_and_column(clean):
 def test_expectations_fail_on_missing_ticker_column(clean):
     success, failures = validate_ohlcv(clean.drop("ticker"))
     assert not success
-    assert ("expect_column_to_exist", "ticker") in {(f["expectation"], f["column"]) for f in failures}
+    assert ("expect_column_to_exist", "ticker") in {
+        (f["expectation"], f["column"]) for f in failures
+    }

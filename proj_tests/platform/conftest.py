@@ -16,9 +16,14 @@ def warehouse(tmp_path) -> Warehouse:
 @pytest.fixture
 def run_source(instance, warehouse):
     def run(value: int):
-        return dg.materialize([source, value_non_negative], instance=instance, raise_on_error=False,
-                              run_config={"ops": {"ops_test__raw__source": {"config": {"value": value}}}},
-                              resources={"warehouse": warehouse})
+        return dg.materialize(
+            [source, value_non_negative],
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {"ops_test__raw__source": {"config": {"value": value}}}},
+            resources={"warehouse": warehouse},
+        )
+
     return run
 
 
@@ -26,8 +31,14 @@ def run_source(instance, warehouse):
 def run_gated(instance, warehouse):
     def run():
         graph = gated_graph([source, gated], [value_non_negative], {"warehouse": warehouse})
-        return dg.materialize(materializable(graph), selection=[gated.key], instance=instance, raise_on_error=False,
-                              resources={"warehouse": warehouse})
+        return dg.materialize(
+            materializable(graph),
+            selection=[gated.key],
+            instance=instance,
+            raise_on_error=False,
+            resources={"warehouse": warehouse},
+        )
+
     return run
 
 
@@ -35,10 +46,21 @@ def run_gated(instance, warehouse):
 def record_review(instance, warehouse):
     from proj_assets.platform.review_job import gate_review_job
 
-    def record(decision: str, reason: str = "known artefact, verified by hand", partition: str = ""):
-        config = {"check": GATE.to_user_string(), "partition": partition, "decision": decision,
-                  "reviewer": "Grace Hopper", "reason": reason}
+    def record(
+        decision: str, reason: str = "known artefact, verified by hand", partition: str = ""
+    ):
+        config = {
+            "check": GATE.to_user_string(),
+            "partition": partition,
+            "decision": decision,
+            "reviewer": "Grace Hopper",
+            "reason": reason,
+        }
         return gate_review_job.execute_in_process(
-            instance=instance, raise_on_error=False, resources={"warehouse": warehouse},
-            run_config={"ops": {"record_gate_review": {"config": config}}})
+            instance=instance,
+            raise_on_error=False,
+            resources={"warehouse": warehouse},
+            run_config={"ops": {"record_gate_review": {"config": config}}},
+        )
+
     return record

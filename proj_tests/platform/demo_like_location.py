@@ -26,8 +26,12 @@ def manifest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=METERED)
 
 
-@dg.asset(key=["ops_test", "sweep", "fold_results"], group_name="ops_test", partitions_def=CONFIGS,
-          deps=[manifest])
+@dg.asset(
+    key=["ops_test", "sweep", "fold_results"],
+    group_name="ops_test",
+    partitions_def=CONFIGS,
+    deps=[manifest],
+)
 def fold_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """One config's folds."""
     return dg.MaterializeResult(metadata={**METERED, "config": context.partition_key})
@@ -47,7 +51,9 @@ def screening(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 @dg.asset_check(asset=screening, name="enough_promoted")
 def enough_promoted() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, description="only one promoted")
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.WARN, description="only one promoted"
+    )
 
 
 @dg.asset(key=["ops_other", "raw", "idle"], group_name="ops_other")
@@ -67,6 +73,9 @@ defs = dg.Definitions(
     assets=[manifest, fold_results, screening, idle, status_asset(_profile)],
     asset_checks=[metrics_finite, enough_promoted, idle_ok, budget_check(_profile)],
     jobs=[status_job],
-    resources={"warehouse": Warehouse(database=str(_root / "warehouse.duckdb")),
-               "artifacts": ArtifactStore(root=str(_root / "artifacts")), "compute": Compute()},
+    resources={
+        "warehouse": Warehouse(database=str(_root / "warehouse.duckdb")),
+        "artifacts": ArtifactStore(root=str(_root / "artifacts")),
+        "compute": Compute(),
+    },
 )

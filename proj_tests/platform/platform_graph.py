@@ -12,15 +12,22 @@ GATE = dg.AssetCheckKey(dg.AssetKey(["ops_test", "raw", "source"]), "value_non_n
 def source(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """A number chosen by run config; negative is bad data."""
     value = context.op_execution_context.op_config["value"]
-    return dg.MaterializeResult(metadata={"value": value, "compute_seconds": 36.0, "compute_device": "cpu"})
+    return dg.MaterializeResult(
+        metadata={"value": value, "compute_seconds": 36.0, "compute_device": "cpu"}
+    )
 
 
 @dg.asset_check(asset=source, name="value_non_negative", blocking=True)
 def value_non_negative(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(["ops_test", "raw", "source"]))
+    event = context.instance.get_latest_materialization_event(
+        dg.AssetKey(["ops_test", "raw", "source"])
+    )
     value = event.asset_materialization.metadata["value"].value
-    return dg.AssetCheckResult(passed=value >= 0, metadata={"measured": value, "threshold": 0},
-                               description=f"value {value}")
+    return dg.AssetCheckResult(
+        passed=value >= 0,
+        metadata={"measured": value, "threshold": 0},
+        description=f"value {value}",
+    )
 
 
 @dg.asset(key=["ops_test", "processed", "gated"], group_name="ops_test", deps=[source])
@@ -33,8 +40,12 @@ def gated(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Materia
 CELLS = dg.StaticPartitionsDefinition(["a", "b", "c", "d"])
 
 
-@dg.asset(key=["ops_test", "raw", "cells"], group_name="ops_test", partitions_def=CELLS,
-          config_schema={"broken": dg.Field([str], default_value=[])})
+@dg.asset(
+    key=["ops_test", "raw", "cells"],
+    group_name="ops_test",
+    partitions_def=CELLS,
+    config_schema={"broken": dg.Field([str], default_value=[])},
+)
 def cells(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """One cell per partition; partitions listed in `broken` fail."""
     if context.partition_key in context.op_execution_context.op_config["broken"]:

@@ -52,9 +52,16 @@ def write_home(home: Path) -> dict:
     (home / "dagster.yaml").write_text(INSTANCE_YAML.format(home=home))
     (home / "workspace.yaml").write_text(
         "load_from:\n  - python_module:\n      module_name: proj_assets.definitions\n"
-        f"      location_name: proj_research\n      working_directory: {PROJECT}\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PROJ_DATA_DIR": str(home / "data"), "PROJ_PROFILE": "demo",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        f"      location_name: proj_research\n      working_directory: {PROJECT}\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PROJ_DATA_DIR": str(home / "data"),
+        "PROJ_PROFILE": "demo",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     return env
 
 
@@ -67,12 +74,21 @@ def _default_signals() -> None:
 def dagster_process(home: Path, args: list[str]):
     """Run `args` (e.g. ["dagster-daemon", "run"]) with the temp home; stop its process group on exit."""
     env = write_home(home)
-    with instance_at(home) as instance:  # create the storage once, before processes race to migrate it
+    with instance_at(
+        home
+    ) as instance:  # create the storage once, before processes race to migrate it
         instance.get_runs(limit=1)
     log = open(home / f"{args[0]}.log", "w")
     cmd = [str(BIN / args[0]), *args[1:], "-w", str(home / "workspace.yaml")]
-    proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=_default_signals)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
     try:
         yield proc, env
     finally:
@@ -85,8 +101,24 @@ def instance_at(home: Path) -> dg.DagsterInstance:
 
 
 def submit_backfill(env: dict, home: Path, job: str, partitions: list[str]) -> str:
-    out = subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", str(home / "workspace.yaml"), "-j", job,
-                          "--partitions", ",".join(partitions), "--noprompt"],
-                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            str(home / "workspace.yaml"),
+            "-j",
+            job,
+            "--partitions",
+            ",".join(partitions),
+            "--noprompt",
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout

@@ -15,7 +15,9 @@ def store(tmp_path: Path) -> ArtifactStore:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp"))
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")
+    )
 
 
 def test_failing_atomic_dir_leaves_nothing(store):

@@ -8,7 +8,11 @@ RATES = {"cpu": 0.36, "cuda": 3.6}  # per hour: 0.0001 and 0.001 per second
 
 
 def test_cost_is_seconds_times_device_rate_summed_per_domain():
-    spends = [Spend("scaling", 100, "cpu"), Spend("scaling", 10, "cuda"), Spend("market", 50, "cpu")]
+    spends = [
+        Spend("scaling", 100, "cpu"),
+        Spend("scaling", 10, "cuda"),
+        Spend("market", 50, "cpu"),
+    ]
     rows = {r.domain: r for r in summarize_budget(spends, RATES, {"scaling": 0.1})}
     assert rows["scaling"].cost == pytest.approx(100 * 0.0001 + 10 * 0.001)
     assert rows["scaling"].seconds == 110 and rows["scaling"].materializations == 2
@@ -21,8 +25,16 @@ def test_budget_without_spend_is_listed_at_zero():
     assert (row.domain, row.cost, row.state) == ("sft", 0.0, BudgetState.OK)
 
 
-@pytest.mark.parametrize(("cost", "state"), [(0.79, BudgetState.OK), (0.8, BudgetState.WARN),
-                                             (0.99, BudgetState.WARN), (1.0, BudgetState.OVER), (5.0, BudgetState.OVER)])
+@pytest.mark.parametrize(
+    ("cost", "state"),
+    [
+        (0.79, BudgetState.OK),
+        (0.8, BudgetState.WARN),
+        (0.99, BudgetState.WARN),
+        (1.0, BudgetState.OVER),
+        (5.0, BudgetState.OVER),
+    ],
+)
 def test_warn_at_80_percent_fail_at_100(cost, state):
     assert budget_state(cost, 1.0, 0.8) == state
 

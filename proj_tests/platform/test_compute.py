@@ -16,7 +16,10 @@ def no_cuda(monkeypatch):
 
 
 def test_cuda_without_gpu_is_a_clear_error(no_cuda):
-    with pytest.raises(DeviceUnavailableError, match=r"compute.device is 'cuda' but torch.cuda.is_available\(\) is False"):
+    with pytest.raises(
+        DeviceUnavailableError,
+        match=r"compute.device is 'cuda' but torch.cuda.is_available\(\) is False",
+    ):
         Compute(device="cuda").torch_device()
     with pytest.raises(DeviceUnavailableError):
         with Compute(device="cuda").meter():

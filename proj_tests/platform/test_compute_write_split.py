@@ -69,9 +69,15 @@ def _instance_home(tmp_path: Path) -> Path:
     project = yaml.safe_load((Path(__file__).parents[2] / "dagster.yaml").read_text())
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump({
-        "storage": {"sqlite": {"base_dir": str(home / "storage")}}, "telemetry": {"enabled": False},
-        "concurrency": project["concurrency"]}))
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"sqlite": {"base_dir": str(home / "storage")}},
+                "telemetry": {"enabled": False},
+                "concurrency": project["concurrency"],
+            }
+        )
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         # Create the storage and the pool's slot once. Left to the first claims, two processes
         # starting on a fresh instance can each allocate a slot (count-then-insert in
@@ -84,17 +90,25 @@ def _step_intervals(instance: dg.DagsterInstance, op_name: str) -> dict[str, tup
     """Partition -> (STEP_START, STEP_SUCCESS) times of the op's successful steps."""
     intervals = {}
     for run in instance.get_runs():
-        events = instance.all_logs(run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
-        times = {e.dagster_event.event_type: e.timestamp for e in events if e.step_key.endswith(f".{op_name}")}
+        events = instance.all_logs(
+            run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+        )
+        times = {
+            e.dagster_event.event_type: e.timestamp
+            for e in events
+            if e.step_key.endswith(f".{op_name}")
+        }
         if dg.DagsterEventType.STEP_SUCCESS in times:
             intervals[f"{run.tags['test/partition']}@{run.run_id[:8]}"] = (
-                times[dg.DagsterEventType.STEP_START], times[dg.DagsterEventType.STEP_SUCCESS])
+                times[dg.DagsterEventType.STEP_START],
+                times[dg.DagsterEventType.STEP_SUCCESS],
+            )
     return intervals
 
 
 def _overlaps(intervals) -> int:
     spans = sorted(intervals)
-    return sum(later[0] < earlier[1] for i, earlier in enumerate(spans) for later in spans[i + 1:])
+    return sum(later[0] < earlier[1] for i, earlier in enumerate(spans) for later in spans[i + 1 :])
 
 
 def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatch):
@@ -103,8 +117,15 @@ def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatc
     script, go = tmp_path / "worker.py", tmp_path / "go"
     script.write_text(WORKER)
     partitions = ["a", "b", "a", "bad"]  # "a" twice at once: a re-run racing its twin
-    workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path), p, str(go)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in partitions]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), p, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in partitions
+    ]
     time.sleep(5)  # let every worker import and wait at the barrier
     go.touch()
     outputs = [w.communicate(timeout=240)[0] for w in workers]
@@ -112,18 +133,30 @@ def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatc
     assert codes == [0, 0, 0, 1], "\n".join(o[-2000:] for o in outputs)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        computes, writes = _step_intervals(instance, "cells_compute"), _step_intervals(instance, "cells_write")
-        materializations = instance.fetch_materializations(dg.AssetKey(["t", "out", "cells"]), limit=10).records
+        computes, writes = (
+            _step_intervals(instance, "cells_compute"),
+            _step_intervals(instance, "cells_write"),
+        )
+        materializations = instance.fetch_materializations(
+            dg.AssetKey(["t", "out", "cells"]), limit=10
+        ).records
     assert len(computes) == 3 and len(writes) == 3
     # Three 2 s computes: serialized they could not overlap at all.
     assert _overlaps(computes.values()) >= 2, computes
     assert _overlaps(writes.values()) == 0, writes
-    assert {r.event_log_entry.asset_materialization.metadata["trained_rows"].value for r in materializations} == {ROWS}
+    assert {
+        r.event_log_entry.asset_materialization.metadata["trained_rows"].value
+        for r in materializations
+    } == {ROWS}
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
-        counts = dict(conn.execute("select cell, count(*) from t_out.cells group by cell").fetchall())
-        duplicated = conn.execute("select count(*) from (select cell, i from t_out.cells group by 1, 2 "
-                                  "having count(*) > 1)").fetchone()[0]
+        counts = dict(
+            conn.execute("select cell, count(*) from t_out.cells group by cell").fetchall()
+        )
+        duplicated = conn.execute(
+            "select count(*) from (select cell, i from t_out.cells group by 1, 2 "
+            "having count(*) > 1)"
+        ).fetchone()[0]
     assert counts == {"a": ROWS, "b": ROWS}  # nothing from the failed partition
     assert duplicated == 0
 
@@ -138,4 +171,6 @@ def test_long_assets_train_outside_the_pool_and_write_inside_it(key, tmp_path):
     pools = {node.name: node.definition.pool for node in asset.node_def.nodes}
     writes = [name for name in pools if name.endswith("_write")]
     assert any(name.endswith("_compute") for name in pools) and writes, pools
-    assert {name: pool for name, pool in pools.items() if pool is not None} == {name: DUCKDB_POOL for name in writes}
+    assert {name: pool for name, pool in pools.items() if pool is not None} == {
+        name: DUCKDB_POOL for name in writes
+    }

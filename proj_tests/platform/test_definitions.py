@@ -10,16 +10,33 @@ import dagster as dg
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-MARKET_ASSETS = ["market/raw/ohlcv", "market/raw/manifest", "market/processed/features",
-                 "market/processed/targets", "market/processed/splits"]
+MARKET_ASSETS = [
+    "market/raw/ohlcv",
+    "market/raw/manifest",
+    "market/processed/features",
+    "market/processed/targets",
+    "market/processed/splits",
+]
 MARKET_CHECKS = {
-    "market/raw/ohlcv": {"ohlc_consistent", "prices_positive", "dates_unique_and_sorted", "ohlcv_expectations",
-                         "calendar_gaps_small"},
+    "market/raw/ohlcv": {
+        "ohlc_consistent",
+        "prices_positive",
+        "dates_unique_and_sorted",
+        "ohlcv_expectations",
+        "calendar_gaps_small",
+    },
     "market/processed/features": {"features_finite_after_warmup", "no_lookahead"},
     "market/processed/targets": {"labels_aligned", "class_balance_reasonable"},
 }
-BLOCKING = {"ohlc_consistent", "prices_positive", "dates_unique_and_sorted", "ohlcv_expectations",
-            "features_finite_after_warmup", "no_lookahead", "labels_aligned"}
+BLOCKING = {
+    "ohlc_consistent",
+    "prices_positive",
+    "dates_unique_and_sorted",
+    "ohlcv_expectations",
+    "features_finite_after_warmup",
+    "no_lookahead",
+    "labels_aligned",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +58,9 @@ def test_market_checks_present_with_blocking_flags(graph):
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
     for asset, names in MARKET_CHECKS.items():
         assert names <= checks.get(asset, set()), asset
-    market = [graph.get_check_spec(k) for k in graph.asset_check_keys if k.asset_key.path[0] == "market"]
+    market = [
+        graph.get_check_spec(k) for k in graph.asset_check_keys if k.asset_key.path[0] == "market"
+    ]
     assert {spec.name for spec in market if spec.blocking} == BLOCKING
 
 
@@ -61,7 +80,18 @@ def test_dagster_definitions_validate(tmp_path):
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PROJ_DATA_DIR": str(tmp_path / "data")}
     # cwd = tmp_path: the instance's relative storage paths (data/dagster/...) land there, not in the project.
-    proc = subprocess.run([str(PROJECT / ".venv/bin/dagster"), "definitions", "validate",
-                           "-w", str(PROJECT / "workspace.yaml")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            str(PROJECT / ".venv/bin/dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            str(PROJECT / "workspace.yaml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -17,11 +17,21 @@ def test_make_demo_stops_on_sigterm_with_no_process_left(tmp_path):
     env = write_home(home)
     log_path = tmp_path / "demo.log"
     with open(log_path, "w") as log:
-        make = subprocess.Popen(["make", "-s", "demo", f"DAGSTER_HOME={home}"], cwd=PROJECT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_sigint)
+        make = subprocess.Popen(
+            ["make", "-s", "demo", f"DAGSTER_HOME={home}"],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_ignore_sigint,
+        )
     try:
-        wait_until(lambda: "market/raw/ohlcv" in log_path.read_text() or make.poll() is not None, 240,
-                   "the demo's first run to finish")
+        wait_until(
+            lambda: "market/raw/ohlcv" in log_path.read_text() or make.poll() is not None,
+            240,
+            "the demo's first run to finish",
+        )
         assert make.poll() is None, log_path.read_text()[-2000:]
         os.kill(make.pid, signal.SIGTERM)  # the main process only, not the group
         make.wait(timeout=60)
@@ -68,9 +78,15 @@ def test_sigterm_between_runs_stops_the_demo_runner_but_not_a_plain_dagster_proc
     for mode in ("plain", "demo"):
         log_path = tmp_path / f"{mode}.log"
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, str(script), mode], cwd=PROJECT, stdout=log,
-                                    stderr=subprocess.STDOUT)
-        wait_until(lambda: "between runs" in log_path.read_text(), 120, f"the {mode} process's first run")
+            proc = subprocess.Popen(
+                [sys.executable, str(script), mode],
+                cwd=PROJECT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(
+            lambda: "between runs" in log_path.read_text(), 120, f"the {mode} process's first run"
+        )
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)

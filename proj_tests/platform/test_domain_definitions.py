@@ -18,7 +18,9 @@ DOMAINS = ("market", "scaling", "probes", "sft", "platform")
 @pytest.fixture(scope="module")
 def both(tmp_path_factory) -> dict[str, dg.Definitions]:
     root = tmp_path_factory.mktemp("two_profiles")
-    return {name: build_definitions(load_profile(name), root / name) for name in ("demo", "research")}
+    return {
+        name: build_definitions(load_profile(name), root / name) for name in ("demo", "research")
+    }
 
 
 def _partition_keys(defs: dg.Definitions, key: list[str]) -> list[str]:
@@ -32,18 +34,32 @@ def test_two_profiles_in_one_process_hold_their_own_partitions_sources_and_resou
     assert demo.market.tickers != research.market.tickers
     cells = {name: _partition_keys(d, ["scaling", "hpo", "trials"]) for name, d in both.items()}
     assert {k.split("|")[0] for k in cells["research"]} == set(research.scaling.budgets)
-    assert {k.split("|")[0] for k in cells["demo"]} == set(demo.scaling.budgets) != set(research.scaling.budgets)
+    assert (
+        {k.split("|")[0] for k in cells["demo"]}
+        == set(demo.scaling.budgets)
+        != set(research.scaling.budgets)
+    )
     shards = {name: _partition_keys(d, ["sft", "data", "scale_shards"]) for name, d in both.items()}
-    assert (len(shards["demo"]), len(shards["research"])) == (demo.sft.n_shards, research.sft.n_shards)
+    assert (len(shards["demo"]), len(shards["research"])) == (
+        demo.sft.n_shards,
+        research.sft.n_shards,
+    )
     sources = {name: d.resources["market_source"].kind for name, d in both.items()}
-    assert sources == {"demo": demo.market.source, "research": research.market.source} and len(set(sources.values())) == 2
+    assert (
+        sources == {"demo": demo.market.source, "research": research.market.source}
+        and len(set(sources.values())) == 2
+    )
     warehouses = {name: d.resources["warehouse"].database for name, d in both.items()}
     assert warehouses["demo"].endswith("demo/warehouse/demo.duckdb")
     assert warehouses["research"].endswith("research/warehouse/research.duckdb")
-    assert both["demo"].resources["base_model"].path != both["research"].resources["base_model"].path
+    assert (
+        both["demo"].resources["base_model"].path != both["research"].resources["base_model"].path
+    )
     # the graph shape follows the profile too: one trial-worker op per study worker
     for name, profile in (("demo", demo), ("research", research)):
-        trials = next(a for a in both[name].assets if dg.AssetKey(["scaling", "hpo", "trials"]) in a.keys)
+        trials = next(
+            a for a in both[name].assets if dg.AssetKey(["scaling", "hpo", "trials"]) in a.keys
+        )
         workers = [n for n in trials.node_def.node_names() if "trials_worker" in n]
         assert len(workers) == profile.scaling.study_workers
 
@@ -63,7 +79,9 @@ def test_a_job_that_selects_nothing_fails_the_load():
     empty = asset_job("empty_job", dg.AssetSelection.groups("no_such_group"), "selects nothing")
     with pytest.raises(ValueError, match=r"\['empty_job'\] select no asset"):
         require_jobs_select_assets(dg.Definitions(assets=[lonely], jobs=[empty]))
-    require_jobs_select_assets(dg.Definitions(assets=[lonely], jobs=[asset_job("ok_job", [lonely], "one asset")]))
+    require_jobs_select_assets(
+        dg.Definitions(assets=[lonely], jobs=[asset_job("ok_job", [lonely], "one asset")])
+    )
 
 
 def _wrapped(asset: dg.AssetsDefinition) -> bool:
@@ -86,12 +104,23 @@ def test_every_asset_that_reads_gated_data_refuses_on_a_failed_gate(both):
                 assert value.startswith("not gated: "), key
                 exempt[key.to_user_string()] = value
             elif needed:
-                assert value == needed, f"{key.to_user_string()}: gates metadata {value} != graph {needed}"
-                assert _wrapped(asset), f"{key.to_user_string()} reads gated data but its body is not gated"
+                assert value == needed, (
+                    f"{key.to_user_string()}: gates metadata {value} != graph {needed}"
+                )
+                assert _wrapped(asset), (
+                    f"{key.to_user_string()} reads gated data but its body is not gated"
+                )
                 covered.add(key.to_user_string())
-    assert {"scaling/hpo/seed_runs", "market/processed/targets", "scaling/hpo/trials", "probes/sweep/fold_results",
-            "sft/model/adapter", "sft/eval/paired_results"} <= covered
+    assert {
+        "scaling/hpo/seed_runs",
+        "market/processed/targets",
+        "scaling/hpo/trials",
+        "probes/sweep/fold_results",
+        "sft/model/adapter",
+        "sft/eval/paired_results",
+    } <= covered
     assert set(exempt) == {"market/raw/manifest", "sft/report/pilot_comparison"}
     targets = upstream_gates(graph, dg.AssetKey(["market", "processed", "targets"]))
-    assert "market/raw/ohlcv" in [g["upstream"] for g in targets]  # targets re-checks the OHLCV gates
-
+    assert "market/raw/ohlcv" in [
+        g["upstream"] for g in targets
+    ]  # targets re-checks the OHLCV gates

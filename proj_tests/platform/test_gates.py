@@ -1,6 +1,7 @@
 """Gates across runs: gate_problems reads the latest blocking-check results from a real instance."""
 
 import dagster as dg
+
 from proj_assets.shared.check_results import threshold_result
 from proj_assets.shared.gates import gate_problems, require_gates_passed
 
@@ -23,7 +24,9 @@ def tiny_positive(tiny: int) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=tiny)
 def tiny_small(tiny: int) -> dg.AssetCheckResult:
-    return threshold_result(tiny < 10, measured=tiny, threshold=10, description="value should be < 10", severity=WARN)
+    return threshold_result(
+        tiny < 10, measured=tiny, threshold=10, description="value should be < 10", severity=WARN
+    )
 
 
 letters = dg.StaticPartitionsDefinition(["a", "b"])
@@ -36,7 +39,9 @@ def tiny_parts(context: dg.AssetExecutionContext, config: Level) -> int:
 
 @dg.asset_check(asset=tiny_parts, partitions_def=letters, blocking=True)
 def parts_positive(tiny_parts: int) -> dg.AssetCheckResult:
-    return threshold_result(tiny_parts > 0, measured=tiny_parts, threshold=0, description="value must be > 0")
+    return threshold_result(
+        tiny_parts > 0, measured=tiny_parts, threshold=0, description="value must be > 0"
+    )
 
 
 POSITIVE = dg.AssetCheckKey(dg.AssetKey("tiny"), "tiny_positive")
@@ -46,8 +51,13 @@ PARTS = dg.AssetCheckKey(dg.AssetKey("tiny_parts"), "parts_positive")
 
 def _run(instance, value: int, asset=tiny, partition=None) -> dg.ExecuteInProcessResult:
     checks = [tiny_positive, tiny_small] if asset is tiny else [parts_positive]
-    return dg.materialize([asset, *checks], instance=instance, partition_key=partition, raise_on_error=False,
-                          run_config={"ops": {asset.op.name: {"config": {"value": value}}}})
+    return dg.materialize(
+        [asset, *checks],
+        instance=instance,
+        partition_key=partition,
+        raise_on_error=False,
+        run_config={"ops": {asset.op.name: {"config": {"value": value}}}},
+    )
 
 
 def test_never_run_check_has_no_result_yet(instance):
@@ -65,12 +75,15 @@ def test_failed_blocking_check_closes_the_gate_then_a_pass_opens_it(instance):
     assert not failed.success
     (problem,) = gate_problems(instance, [POSITIVE])
     assert problem.startswith("tiny:tiny_positive failed: value must be > 0")
-    assert "'measured': -3.0" in problem and "'threshold': 0.0" in problem and failed.run_id in problem
+    assert (
+        "'measured': -3.0" in problem and "'threshold': 0.0" in problem and failed.run_id in problem
+    )
     # a later run of a downstream asset refuses, naming the check
     later = dg.materialize([downstream], instance=instance, raise_on_error=False)
     (failure,) = later.get_step_failure_events()
     assert "refusing to run: upstream gate(s) not passed:\n  tiny:tiny_positive failed" in (
-        failure.event_specific_data.error.message)
+        failure.event_specific_data.error.message
+    )
 
     assert _run(instance, 5).success
     assert gate_problems(instance, [POSITIVE]) == []  # the latest result counts
@@ -81,7 +94,9 @@ def test_warn_failure_does_not_close_the_gate(instance):
     result = _run(instance, 50)
     assert result.success
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
-        "tiny_positive": True, "tiny_small": False}
+        "tiny_positive": True,
+        "tiny_small": False,
+    }
     assert gate_problems(instance, [POSITIVE, SMALL]) == []
 
 
@@ -112,8 +127,12 @@ def tiny_positive_crashing(tiny: int) -> dg.AssetCheckResult:
 def test_a_result_from_an_older_materialization_does_not_open_the_gate(instance):
     assert _run(instance, 5).success and gate_problems(instance, [POSITIVE]) == []
     # rebuilt without its checks: the passing result belongs to the previous data
-    unchecked = dg.materialize([tiny, tiny_positive], instance=instance, run_config={"ops": {"tiny": {"config": {"value": -1}}}},
-                               selection=dg.AssetSelection.assets(tiny).without_checks())
+    unchecked = dg.materialize(
+        [tiny, tiny_positive],
+        instance=instance,
+        run_config={"ops": {"tiny": {"config": {"value": -1}}}},
+        selection=dg.AssetSelection.assets(tiny).without_checks(),
+    )
     assert unchecked.success
     (problem,) = gate_problems(instance, [POSITIVE])
     assert "did not run on the latest materialization" in problem
@@ -121,11 +140,17 @@ def test_a_result_from_an_older_materialization_does_not_open_the_gate(instance)
 
 def test_a_crashed_check_does_not_leave_an_older_pass_in_force(instance):
     assert _run(instance, 5).success and gate_problems(instance, [POSITIVE]) == []
-    crashed = dg.materialize([tiny, tiny_positive_crashing], instance=instance, raise_on_error=False,
-                             run_config={"ops": {"tiny": {"config": {"value": -1}}}})
+    crashed = dg.materialize(
+        [tiny, tiny_positive_crashing],
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {"tiny": {"config": {"value": -1}}}},
+    )
     assert not crashed.success
     (problem,) = gate_problems(instance, [POSITIVE])
-    assert "tiny:tiny_positive" in problem and ("no finished result" in problem or "did not run" in problem)
+    assert "tiny:tiny_positive" in problem and (
+        "no finished result" in problem or "did not run" in problem
+    )
 
 
 class Attempt(dg.Config):
@@ -149,8 +174,12 @@ FLAKY = dg.AssetCheckKey(dg.AssetKey("flaky"), "flaky_positive")
 
 
 def _run_flaky(instance, value: int, fail: bool = False) -> dg.ExecuteInProcessResult:
-    return dg.materialize([flaky, flaky_positive], instance=instance, raise_on_error=False,
-                          run_config={"ops": {"flaky": {"config": {"value": value, "fail": fail}}}})
+    return dg.materialize(
+        [flaky, flaky_positive],
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {"flaky": {"config": {"value": value, "fail": fail}}}},
+    )
 
 
 def test_a_run_that_never_wrote_the_asset_leaves_the_earlier_result_standing(instance):

@@ -5,17 +5,23 @@ in parallel (bench/backfill_overhead.py measures what one process per run saves)
 import sys
 from pathlib import Path
 
-import dagster as dg
-
 
 def test_runs_execute_in_process_and_the_hpo_job_in_processes():
     from proj_assets.definitions import defs
 
     defs = defs()
-    names = ("probes_sweep_job", "probes_manifest_job", "market_ohlcv_job", "sft_chain_job", "scaling_hpo_job")
+    names = (
+        "probes_sweep_job",
+        "probes_manifest_job",
+        "market_ohlcv_job",
+        "sft_chain_job",
+        "scaling_hpo_job",
+    )
     executors = {name: defs.resolve_job_def(name).executor_def.name for name in names}
     assert executors == {**dict.fromkeys(names, "in_process"), "scaling_hpo_job": "multiprocess"}
-    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"  # asset backfills
+    assert (
+        defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+    )  # asset backfills
 
 
 def test_without_a_parallel_executor_every_job_keeps_the_default():

@@ -20,8 +20,10 @@ DOMAINS = ("market", "scaling", "probes", "sft")
 ALLOWED_DOMAIN_IMPORTS = {"scaling": {"market"}}
 SHELL_NAMES = re.compile(r"^(assets(_\w+)?|checks|schedules|sensors|definitions)$")
 # Domain helpers that exist to serve the shell (they read the Dagster instance for asset bodies).
-SHELL_HELPERS = {"proj_assets.sft.lineage": "finds upstream artifacts through the run's instance",
-                 "proj_assets.sft.budget_guard": "reads the domain's recorded spend from the instance"}
+SHELL_HELPERS = {
+    "proj_assets.sft.lineage": "finds upstream artifacts through the run's instance",
+    "proj_assets.sft.budget_guard": "reads the domain's recorded spend from the instance",
+}
 # A docstring that calls its module pure ("Pure code", "(pure ...", "no dagster import") is held to it.
 DECLARED_PURE = re.compile(r"no dagster|pure code|\(pure\b|^pure\b", re.IGNORECASE)
 ENTRY_POINTS_MAY_LOAD = "proj_assets.definitions"
@@ -50,7 +52,11 @@ def _parents(name: str) -> list[str]:
 def _runtime_nodes(tree: ast.AST):
     """Every node of `tree` except those under `if TYPE_CHECKING:` (annotations only, never run)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING"
+        ):
             continue
         yield node
         yield from _runtime_nodes(node)
@@ -68,9 +74,13 @@ def imports(name: str) -> frozenset[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                package = name.split(".")[:-node.level] if name in modules() else []
+                package = name.split(".")[: -node.level] if name in modules() else []
                 base = ".".join([*package, base] if base else package)
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules()]
+            targets = [base] + [
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if f"{base}.{alias.name}" in modules()
+            ]
         for target in targets:
             if target.split(".")[0] in PACKAGES:
                 found.update(p for p in _parents(target) if p in modules() and p != name)
@@ -104,7 +114,9 @@ def layer(name: str) -> str:
         return "resources"
     if parts[0] == "proj_cluster":
         return "entrypoints"
-    if len(parts) == 1 or (len(parts) == 2 and parts[1] in (*DOMAINS, "shared", "platform", "entrypoints")):
+    if len(parts) == 1 or (
+        len(parts) == 2 and parts[1] in (*DOMAINS, "shared", "platform", "entrypoints")
+    ):
         return "package"  # a package's __init__ (docstring only)
     if parts[1] in DOMAINS:
         return "config" if len(parts) == 3 and parts[2] == "settings" else "domain"
@@ -115,7 +127,9 @@ def layer(name: str) -> str:
 
 def domain_of(name: str) -> str | None:
     parts = name.split(".")
-    return parts[1] if parts[0] == "proj_assets" and len(parts) > 2 and parts[1] in DOMAINS else None
+    return (
+        parts[1] if parts[0] == "proj_assets" and len(parts) > 2 and parts[1] in DOMAINS else None
+    )
 
 
 @cache
@@ -127,22 +141,38 @@ def pure_modules() -> tuple[str, ...]:
     for name, tree in modules().items():
         doc = ast.get_docstring(tree) or ""
         short = name.split(".")[-1]
-        if ((layer(name) == "domain" and not SHELL_NAMES.match(short) and name not in SHELL_HELPERS)
-                or name.startswith("proj_resources.loaders") or name == "proj_resources.hashing"
-                or (layer(name) == "config" and name != "proj_assets.partitions") or DECLARED_PURE.search(doc)):
+        if (
+            (layer(name) == "domain" and not SHELL_NAMES.match(short) and name not in SHELL_HELPERS)
+            or name.startswith("proj_resources.loaders")
+            or name == "proj_resources.hashing"
+            or (layer(name) == "config" and name != "proj_assets.partitions")
+            or DECLARED_PURE.search(doc)
+        ):
             pure.append(name)
     return tuple(sorted(pure))
 
 
 def _violations(rule) -> list[str]:
-    return [f"{name} imports {target}" for name in sorted(modules()) for target in sorted(imports(name))
-            if target in modules() and rule(name, target)]
+    return [
+        f"{name} imports {target}"
+        for name in sorted(modules())
+        for target in sorted(imports(name))
+        if target in modules() and rule(name, target)
+    ]
 
 
 def test_the_modules_the_issue_named_are_pure_and_found_by_the_rule():
-    named = {"proj_assets.market.validation", "proj_assets.market.plots", "proj_assets.probes.report",
-             "proj_assets.sft.completion_model", "proj_assets.sft.lora_training", "proj_resources.loaders.models",
-             "proj_resources.loaders.market_data", "proj_assets.shared.markdown", "proj_assets.platform.status"}
+    named = {
+        "proj_assets.market.validation",
+        "proj_assets.market.plots",
+        "proj_assets.probes.report",
+        "proj_assets.sft.completion_model",
+        "proj_assets.sft.lora_training",
+        "proj_resources.loaders.models",
+        "proj_resources.loaders.market_data",
+        "proj_assets.shared.markdown",
+        "proj_assets.platform.status",
+    }
     assert named <= set(pure_modules())
 
 
@@ -154,30 +184,55 @@ def test_pure_module_imports_no_dagster(name):
 
 def test_shared_imports_no_domain_platform_definitions_or_profile():
     """The profile module imports every domain's settings, so shared helpers take settings as arguments."""
-    assert _violations(lambda n, t: layer(n) == "shared" and (layer(t) in ("domain", "platform", "definitions",
-                                                                           "entrypoints") or domain_of(t) is not None
-                                                                 or t == "proj_assets.profiles")) == []
+    assert (
+        _violations(
+            lambda n, t: layer(n) == "shared"
+            and (
+                layer(t) in ("domain", "platform", "definitions", "entrypoints")
+                or domain_of(t) is not None
+                or t == "proj_assets.profiles"
+            )
+        )
+        == []
+    )
 
 
 def test_domains_import_no_platform_definitions_or_entry_points():
-    assert _violations(lambda n, t: layer(n) == "domain" and layer(t) in ("platform", "definitions", "entrypoints")) == []
+    assert (
+        _violations(
+            lambda n, t: layer(n) == "domain"
+            and layer(t) in ("platform", "definitions", "entrypoints")
+        )
+        == []
+    )
 
 
 def test_platform_imports_no_definitions_or_entry_points():
-    assert _violations(lambda n, t: layer(n) == "platform" and layer(t) in ("definitions", "entrypoints")) == []
+    assert (
+        _violations(
+            lambda n, t: layer(n) == "platform" and layer(t) in ("definitions", "entrypoints")
+        )
+        == []
+    )
 
 
 def test_domains_import_other_domains_only_where_allowed():
     def crosses(name: str, target: str) -> bool:
         mine, theirs = domain_of(name), domain_of(target)
-        return mine is not None and theirs not in (None, mine) and theirs not in ALLOWED_DOMAIN_IMPORTS.get(mine, ())
+        return (
+            mine is not None
+            and theirs not in (None, mine)
+            and theirs not in ALLOWED_DOMAIN_IMPORTS.get(mine, ())
+        )
 
     assert _violations(crosses) == []
 
 
 def _cycles() -> list[list[str]]:
     """Every import circle among project modules (Tarjan's strongly connected components)."""
-    graph = {n: [t for t in imports(n) if t in modules() and layer(t) != "package"] for n in modules()}
+    graph = {
+        n: [t for t in imports(n) if t in modules() and layer(t) != "package"] for n in modules()
+    }
     index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
 
     def visit(node: str) -> None:
@@ -214,7 +269,9 @@ def test_no_import_circles():
 
 def test_the_cycle_finder_finds_a_circle():
     modules()["proj_assets.shared.fake_a"] = ast.parse("import proj_assets.shared.fake_b\n")
-    modules()["proj_assets.shared.fake_b"] = ast.parse("def f():\n    from proj_assets.shared import fake_a\n")
+    modules()["proj_assets.shared.fake_b"] = ast.parse(
+        "def f():\n    from proj_assets.shared import fake_a\n"
+    )
     try:
         imports.cache_clear()
         assert ["proj_assets.shared.fake_a", "proj_assets.shared.fake_b"] in _cycles()
@@ -230,8 +287,14 @@ def _own_pure_core(name: str, target: str) -> bool:
 
 
 def test_config_imports_only_config():
-    assert _violations(lambda n, t: layer(n) == "config" and layer(t) not in ("config", "package")
-                       and not _own_pure_core(n, t)) == []
+    assert (
+        _violations(
+            lambda n, t: layer(n) == "config"
+            and layer(t) not in ("config", "package")
+            and not _own_pure_core(n, t)
+        )
+        == []
+    )
 
 
 def test_resources_import_nothing_of_proj_assets():

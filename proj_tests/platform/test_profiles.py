@@ -24,16 +24,34 @@ def _write_variant(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("edit", "field", "says"), [
-    (lambda r: r["market"].update(horizon=[1]), "market.horizon", "Extra inputs are not permitted"),
-    (lambda r: r.update(extra_section={}), "extra_section", "Extra inputs are not permitted"),
-    (lambda r: r["compute"].update(threads="many"), "compute.threads", "valid integer"),
-    (lambda r: r["market"]["splits"].update(train="most"), "market.splits.train", "valid number"),
-    (lambda r: r["market"].update(source="csv", csv_dir="no_such_folder"), "market.csv_dir",
-     "csv_dir does not exist"),
-    (lambda r: r["market"].update(target_ticker="SPY"), "market.target_ticker", "'SPY' is not in tickers"),
-    (lambda r: r["market"].pop("tickers"), "market.tickers", "Field required"),
-])
+@pytest.mark.parametrize(
+    ("edit", "field", "says"),
+    [
+        (
+            lambda r: r["market"].update(horizon=[1]),
+            "market.horizon",
+            "Extra inputs are not permitted",
+        ),
+        (lambda r: r.update(extra_section={}), "extra_section", "Extra inputs are not permitted"),
+        (lambda r: r["compute"].update(threads="many"), "compute.threads", "valid integer"),
+        (
+            lambda r: r["market"]["splits"].update(train="most"),
+            "market.splits.train",
+            "valid number",
+        ),
+        (
+            lambda r: r["market"].update(source="csv", csv_dir="no_such_folder"),
+            "market.csv_dir",
+            "csv_dir does not exist",
+        ),
+        (
+            lambda r: r["market"].update(target_ticker="SPY"),
+            "market.target_ticker",
+            "'SPY' is not in tickers",
+        ),
+        (lambda r: r["market"].pop("tickers"), "market.tickers", "Field required"),
+    ],
+)
 def test_invalid_profile_names_file_and_dotted_field(tmp_path, edit, field, says):
     path = _write_variant(tmp_path, edit)
     with pytest.raises(ProfileError) as err:
@@ -52,7 +70,9 @@ def test_csv_dir_relative_to_the_profile_file(tmp_path):
 
 def test_missing_profile_file(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ProfileError, match=rf"profile file not found: {missing} \(available profiles: .*'demo'"):
+    with pytest.raises(
+        ProfileError, match=rf"profile file not found: {missing} \(available profiles: .*'demo'"
+    ):
         load_profile_file(missing)
 
 

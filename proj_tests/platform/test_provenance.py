@@ -14,8 +14,9 @@ FIELDS = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id"
 def test_stamp_adds_every_field_to_every_row():
     df = pl.DataFrame({"x": [1, 2, 3]})
     params = {"lr": 0.01, "layers": 2}
-    out = Provenance(code_version="9.9").stamp(df, "run-abc", seed=42, params=params,
-                                               model_id="tiny-llama", model_revision="r1")
+    out = Provenance(code_version="9.9").stamp(
+        df, "run-abc", seed=42, params=params, model_id="tiny-llama", model_revision="r1"
+    )
     assert out.columns == ["x", *FIELDS]
     assert out.height == 3 and out["x"].to_list() == [1, 2, 3]
     for row in out.iter_rows(named=True):

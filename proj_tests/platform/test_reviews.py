@@ -10,17 +10,27 @@ CHECK = "market/raw/ohlcv:ohlc_consistent"
 
 
 def _review(**kw) -> Review:
-    base = dict(check_key=CHECK, partition_key="SP500", decision="override", reviewer="Ada",
-                reason="vendor split artefact, checked by hand", reviewed_run_id="run-1", result_passed=False)
+    base = dict(
+        check_key=CHECK,
+        partition_key="SP500",
+        decision="override",
+        reviewer="Ada",
+        reason="vendor split artefact, checked by hand",
+        reviewed_run_id="run-1",
+        result_passed=False,
+    )
     return Review(**{**base, **kw})
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    (("market/raw/ohlcv", "override", "Ada", "long enough reason"), "check"),
-    ((CHECK, "approve", "Ada", "long enough reason"), "decision"),
-    ((CHECK, "override", "  ", "long enough reason"), "reviewer"),
-    ((CHECK, "override", "Ada", "ok"), "reason"),
-])
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("market/raw/ohlcv", "override", "Ada", "long enough reason"), "check"),
+        ((CHECK, "approve", "Ada", "long enough reason"), "decision"),
+        ((CHECK, "override", "  ", "long enough reason"), "reviewer"),
+        ((CHECK, "override", "Ada", "ok"), "reason"),
+    ],
+)
 def test_bad_request_names_the_field(args, field):
     with pytest.raises(ReviewError, match=f"field '{field}'"):
         reviews.validate_request(*args)
@@ -40,7 +50,10 @@ def test_override_needs_a_failed_blocking_result():
 def test_round_trip_through_duckdb(tmp_path):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         assert reviews.load_reviews(conn) == []
-        first, second = _review(), _review(decision="sign_off", check_key="a/b:c", partition_key=None)
+        first, second = (
+            _review(),
+            _review(decision="sign_off", check_key="a/b:c", partition_key=None),
+        )
         reviews.insert_review(conn, first)
         reviews.insert_review(conn, second)
         loaded = reviews.load_reviews(conn)
@@ -55,6 +68,8 @@ def test_round_trip_through_duckdb(tmp_path):
 def test_override_applies_to_exactly_the_reviewed_result():
     recorded = [_review(), _review(decision="sign_off", reviewed_run_id="run-2")]
     assert reviews.is_overridden(recorded, CHECK, "SP500", "run-1") is recorded[0]
-    assert reviews.is_overridden(recorded, CHECK, "SP500", "run-2") is None  # a sign-off opens nothing
+    assert (
+        reviews.is_overridden(recorded, CHECK, "SP500", "run-2") is None
+    )  # a sign-off opens nothing
     assert reviews.is_overridden(recorded, CHECK, "VIX", "run-1") is None
     assert reviews.is_overridden(recorded, "other:check", "SP500", "run-1") is None

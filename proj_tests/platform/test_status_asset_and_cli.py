@@ -13,8 +13,13 @@ BUDGET_CHECK = dg.AssetCheckKey(STATUS, "compute_within_budget")
 
 
 def _spend(instance, seconds: float):
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=OHLCV, partition="SP500", metadata={"compute_seconds": seconds, "compute_device": "cpu"}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=OHLCV,
+            partition="SP500",
+            metadata={"compute_seconds": seconds, "compute_device": "cpu"},
+        )
+    )
 
 
 def _materialize_status(instance):
@@ -37,7 +42,10 @@ def test_status_asset_writes_the_report_and_budget_check_escalates(instance):
         assert f"### {domain}" in report
     assert "`market/raw/ohlcv`" in report and "Compute spent against budget" in report
     path = meta["path"].value
-    assert path.startswith(str(data_dir())) and (data_dir() / "artifacts/reports/status/latest.md").read_text() == report
+    assert (
+        path.startswith(str(data_dir()))
+        and (data_dir() / "artifacts/reports/status/latest.md").read_text() == report
+    )
 
     profile = load_profile("demo")
     budget = profile.platform.budgets["market"]

@@ -4,7 +4,9 @@ from proj_assets.probes.sweep_watch import SweepCursor, plan_tick
 
 
 def test_new_spec_registers_configs_and_requests_manifest_only():
-    plan = plan_tick(SweepCursor(), "h1", ["a", "b"], {"a"}, ["f1"], manifest_storage_id=7, materialized=set())
+    plan = plan_tick(
+        SweepCursor(), "h1", ["a", "b"], {"a"}, ["f1"], manifest_storage_id=7, materialized=set()
+    )
     assert plan.add_configs == ["b"] and plan.request_manifest and plan.partitions == []
     assert plan.cursor == SweepCursor("h1", 7, True)
 

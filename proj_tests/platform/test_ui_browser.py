@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 
 import dagster as dg
@@ -18,9 +17,20 @@ from platform_instance import PROJECT, dagster_process, instance_at, wait_until,
 pytestmark = pytest.mark.slow
 SHOTS = PROJECT / "test-artifacts" / "ui"
 STATUS = dg.AssetKey(["platform", "report", "status"])
-OHLCV, FEATURES = dg.AssetKey(["market", "raw", "ohlcv"]), dg.AssetKey(["market", "processed", "features"])
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+OHLCV, FEATURES = (
+    dg.AssetKey(["market", "raw", "ohlcv"]),
+    dg.AssetKey(["market", "processed", "features"]),
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str:
@@ -29,7 +39,9 @@ def _chromium() -> str:
         subprocess.run(["make", "-C", str(PROJECT), "browser"], check=False, timeout=900)
     path = shutil.which("chromium")
     if path is None:
-        pytest.fail("chromium is not installed and `make browser` could not install it (needs root and apt)")
+        pytest.fail(
+            "chromium is not installed and `make browser` could not install it (needs root and apt)"
+        )
     return path
 
 
@@ -70,21 +82,49 @@ def _market_runs(home, tmp_path) -> None:
     from proj_resources.market_sources import load_arch
 
     resources = build_resources(load_profile("demo"), home / "data")
-    raw_checks = [c for c in dg.load_asset_checks_from_modules([market_checks]) if any(k.asset_key == OHLCV for k in c.check_keys)]
+    raw_checks = [
+        c
+        for c in dg.load_asset_checks_from_modules([market_checks])
+        if any(k.asset_key == OHLCV for k in c.check_keys)
+    ]
     csv = tmp_path / "csv"
     csv.mkdir()
-    bad = load_arch("NASDAQ").tail(300).with_row_index().with_columns(
-        high=pl.when(pl.col("index") == 3).then(pl.col("low") - 1).otherwise(pl.col("high"))).drop("index")
+    bad = (
+        load_arch("NASDAQ")
+        .tail(300)
+        .with_row_index()
+        .with_columns(
+            high=pl.when(pl.col("index") == 3).then(pl.col("low") - 1).otherwise(pl.col("high"))
+        )
+        .drop("index")
+    )
     bad.select("date", "open", "high", "low", "close", "volume").write_csv(csv / "NASDAQ.csv")
     with instance_at(home) as instance:
-        for ticker, source in (("SP500", resources["market_source"]), ("VIX", resources["market_source"]),
-                               ("NASDAQ", MarketSource(kind="csv", csv_dir=str(csv)))):
-            result = dg.materialize([market_assets.ohlcv, *raw_checks], instance=instance, partition_key=ticker,
-                                    resources={**resources, "market_source": source}, raise_on_error=False)
-            failed = {e.asset_check_key.name for e in result.get_asset_check_evaluations() if not e.passed}
-            assert ("ohlc_consistent" in failed) if ticker == "NASDAQ" else not failed, (ticker, failed)
-        upstream = market_assets.ohlcv.to_source_asset()  # keeps its table metadata (schema, partition_expr)
-        features = dg.materialize([market_assets.features, upstream], instance=instance, resources=resources)
+        for ticker, source in (
+            ("SP500", resources["market_source"]),
+            ("VIX", resources["market_source"]),
+            ("NASDAQ", MarketSource(kind="csv", csv_dir=str(csv))),
+        ):
+            result = dg.materialize(
+                [market_assets.ohlcv, *raw_checks],
+                instance=instance,
+                partition_key=ticker,
+                resources={**resources, "market_source": source},
+                raise_on_error=False,
+            )
+            failed = {
+                e.asset_check_key.name for e in result.get_asset_check_evaluations() if not e.passed
+            }
+            assert ("ohlc_consistent" in failed) if ticker == "NASDAQ" else not failed, (
+                ticker,
+                failed,
+            )
+        upstream = (
+            market_assets.ohlcv.to_source_asset()
+        )  # keeps its table metadata (schema, partition_expr)
+        features = dg.materialize(
+            [market_assets.features, upstream], instance=instance, resources=resources
+        )
         assert features.success
 
 
@@ -108,8 +148,12 @@ def test_lineage_failed_gate_plot_and_materialize_from_the_ui(tmp_path):
         wait_until(lambda: _serving(url), 180, "the webserver to answer /server_info", interval=2)
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(  # a fresh profile folder per test
-                str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1600, "height": 1000})
+                str(tmp_path / "chromium-profile"),
+                executable_path=chromium,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1600, "height": 1000},
+            )
             page = browser.new_page()
             page.goto(f"{url}/asset-groups", wait_until="networkidle", timeout=120_000)
             _dismiss_welcome(page)
@@ -118,14 +162,20 @@ def test_lineage_failed_gate_plot_and_materialize_from_the_ui(tmp_path):
             _shot(page, "lineage_graph.png")
 
             # the failed gate: which check, which partition, the rule it broke and the offending row
-            page.goto(f"{url}/assets/market/raw/ohlcv?view=checks", wait_until="networkidle", timeout=120_000)
+            page.goto(
+                f"{url}/assets/market/raw/ohlcv?view=checks",
+                wait_until="networkidle",
+                timeout=120_000,
+            )
             page.get_by_text("ohlc_consistent").first.click()
             page.get_by_text("Failed").first.wait_for(timeout=60_000)
             page.get_by_text("offending_rows at most allowed = 0").first.wait_for(timeout=60_000)
             _shot(page, "failed_gate.png")
 
             # the plot: the features' close-price figure, an inline PNG
-            page.goto(f"{url}/assets/market/processed/features", wait_until="networkidle", timeout=120_000)
+            page.goto(
+                f"{url}/assets/market/processed/features", wait_until="networkidle", timeout=120_000
+            )
             page.get_by_text("target_series").first.wait_for(timeout=60_000)
             page.get_by_text("[Show Markdown]").first.click()
             image = page.locator("img[src^='data:image/png']").first
@@ -134,17 +184,40 @@ def test_lineage_failed_gate_plot_and_materialize_from_the_ui(tmp_path):
             _shot(page, "plot.png")
             page.keyboard.press("Escape")
 
-            page.goto(f"{url}/assets/platform/report/status", wait_until="networkidle", timeout=120_000)
-            page.get_by_role("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")).first.click()
+            page.goto(
+                f"{url}/assets/platform/report/status", wait_until="networkidle", timeout=120_000
+            )
+            page.get_by_role("button").filter(
+                has_text=re.compile(r"^\s*Materialize\s*$")
+            ).first.click()
             with instance_at(home) as instance:
-                run = wait_until(lambda: [r for r in instance.get_runs(limit=5) if STATUS in (r.asset_selection or ())],
-                               60, "the UI to launch a run of the status note")[0]
-                done = wait_until(lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 400,
-                                "the launched run to finish", interval=2)
+                run = wait_until(
+                    lambda: [
+                        r for r in instance.get_runs(limit=5) if STATUS in (r.asset_selection or ())
+                    ],
+                    60,
+                    "the UI to launch a run of the status note",
+                )[0]
+                done = wait_until(
+                    lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r,
+                    400,
+                    "the launched run to finish",
+                    interval=2,
+                )
                 assert done.status == dg.DagsterRunStatus.SUCCESS
-                note = instance.get_latest_materialization_event(STATUS).asset_materialization.metadata["report"].value
-            assert "`market/raw/ohlcv:ohlc_consistent` [NASDAQ]" in note  # the open gate, in the note
-            page.goto(f"{url}/assets/platform/report/status?view=checks", wait_until="networkidle", timeout=120_000)
+                note = (
+                    instance.get_latest_materialization_event(STATUS)
+                    .asset_materialization.metadata["report"]
+                    .value
+                )
+            assert (
+                "`market/raw/ohlcv:ohlc_consistent` [NASDAQ]" in note
+            )  # the open gate, in the note
+            page.goto(
+                f"{url}/assets/platform/report/status?view=checks",
+                wait_until="networkidle",
+                timeout=120_000,
+            )
             page.get_by_text("compute_within_budget").first.wait_for(timeout=60_000)
             page.get_by_text("Passed").first.wait_for(timeout=60_000)
             _shot(page, "status_checks.png")

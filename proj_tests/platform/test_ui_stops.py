@@ -39,13 +39,27 @@ def test_make_ui_stops_on_sigterm_with_no_process_left(tmp_path):
     with instance_at(home) as instance:  # create the storage before the services race to migrate it
         instance.get_runs(limit=1)
     log = open(tmp_path / "ui.log", "w")
-    make = subprocess.Popen(["make", "-s", "ui", f"UI_PORT={port}", f"DAGSTER_HOME={home}"], cwd=PROJECT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_sigint)
+    make = subprocess.Popen(
+        ["make", "-s", "ui", f"UI_PORT={port}", f"DAGSTER_HOME={home}"],
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_ignore_sigint,
+    )
     try:
-        wait_until(lambda: _serving(f"http://127.0.0.1:{port}"), 240, "the webserver to answer /server_info", interval=2)
+        wait_until(
+            lambda: _serving(f"http://127.0.0.1:{port}"),
+            240,
+            "the webserver to answer /server_info",
+            interval=2,
+        )
         started = _session(make.pid)
         commands = [" ".join(p.cmdline()) for p in started]
-        assert any("dg dev" in c for c in commands) and any("dagster_webserver" in c for c in commands), commands
+        assert any("dg dev" in c for c in commands) and any(
+            "dagster_webserver" in c for c in commands
+        ), commands
         assert any("dagster._daemon" in c for c in commands), commands
 
         os.kill(make.pid, signal.SIGTERM)  # the main process only, not the group

@@ -40,16 +40,24 @@ def test_concurrent_partition_writes_lose_nothing(tmp_path: Path, csv_dir: Path,
     go = tmp_path / "go"
     # Every ticker once, and SP500 twice at the same time: a partition re-run races its twin.
     tickers = ["SP500", "NASDAQ", "VIX", "SP500"]
-    workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(csv_dir), t, str(go)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for t in tickers]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(csv_dir), t, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for t in tickers
+    ]
     time.sleep(6)  # let every worker import and wait at the barrier
     go.touch()
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), "\n".join(o[-2000:] for o in outputs)
 
     with duckdb.connect(str(tmp_path / "warehouse" / "demo.duckdb"), read_only=True) as conn:
-        counts = dict(conn.execute("select ticker, count(*) from market_raw.ohlcv group by ticker").fetchall())
+        counts = dict(
+            conn.execute("select ticker, count(*) from market_raw.ohlcv group by ticker").fetchall()
+        )
         duplicated = conn.execute(
             "select count(*) from (select ticker, date from market_raw.ohlcv group by 1, 2 having count(*) > 1)"
         ).fetchone()[0]

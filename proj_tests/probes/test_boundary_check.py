@@ -17,16 +17,26 @@ from proj_assets.probes.settings import ProbesSettings
 def _check(monkeypatch, meta: dict, max_share: float):
     settings = demo_profile().probes.model_dump()
     settings["model"]["max_boundary_trace_share"] = max_share
-    monkeypatch.setattr(probe_checks, "activation_folders", lambda *a: {4: ({}, Path("/nonexistent/cache"))})
+    monkeypatch.setattr(
+        probe_checks, "activation_folders", lambda *a: {4: ({}, Path("/nonexistent/cache"))}
+    )
     monkeypatch.setattr(probe_checks, "_unreadable", lambda folder, layer: None)
     monkeypatch.setattr(probe_checks, "open_cache", lambda folder: (None, None, meta))
-    check = checks_by_name(probe_checks.probes_checks(ProbesSettings(**settings)))["boundary_tokens_within_share"]
+    check = checks_by_name(probe_checks.probes_checks(ProbesSettings(**settings)))[
+        "boundary_tokens_within_share"
+    ]
     return check(corpus=pl.DataFrame(), artifacts=None, probe_model=None)
 
 
 def _counts(per_trace: dict[str, int], traces: int) -> dict:
-    return {"boundary_tokens": {"tokens": sum(per_trace.values()), "traces": traces,
-                                "traces_with_boundary_tokens": len(per_trace), "per_trace": per_trace}}
+    return {
+        "boundary_tokens": {
+            "tokens": sum(per_trace.values()),
+            "traces": traces,
+            "traces_with_boundary_tokens": len(per_trace),
+            "per_trace": per_trace,
+        }
+    }
 
 
 def test_fails_above_the_profiles_share_and_names_the_traces(monkeypatch):

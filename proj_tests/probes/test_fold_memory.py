@@ -33,7 +33,9 @@ def test_gathered_rows_equal_memmap_indexing_one_read_per_run(tmp_path, monkeypa
     array = _cache(tmp_path, [3, 5, 4, 8], hidden=6)
     calls = []
     preadv = os.preadv
-    monkeypatch.setattr(os, "preadv", lambda fd, bufs, pos: calls.append(pos) or preadv(fd, bufs, pos))
+    monkeypatch.setattr(
+        os, "preadv", lambda fd, bufs, pos: calls.append(pos) or preadv(fd, bufs, pos)
+    )
     got = gather_rows(array, ROWS)
     assert type(got) is np.ndarray and got.dtype == np.float16
     np.testing.assert_array_equal(got, np.asarray(array[ROWS]))
@@ -46,7 +48,9 @@ def test_gathered_rows_equal_memmap_indexing_one_read_per_run(tmp_path, monkeypa
 def test_short_reads_are_continued_and_a_truncated_file_is_an_error(tmp_path, monkeypatch):
     array = _cache(tmp_path, [10, 10], hidden=8)
     preadv = os.preadv
-    monkeypatch.setattr(os, "preadv", lambda fd, bufs, pos: preadv(fd, [bufs[0][:5]], pos))  # 5 bytes at a time
+    monkeypatch.setattr(
+        os, "preadv", lambda fd, bufs, pos: preadv(fd, [bufs[0][:5]], pos)
+    )  # 5 bytes at a time
     np.testing.assert_array_equal(gather_rows(array, ROWS), np.asarray(array[ROWS]))
     monkeypatch.setattr(os, "preadv", lambda fd, bufs, pos: 0)
     with pytest.raises(activation_cache.CacheError, match="ended before"):
@@ -57,7 +61,9 @@ def test_arrays_that_are_not_a_whole_cache_memmap_are_indexed(tmp_path):
     array = _cache(tmp_path, [10, 10], hidden=4)
     plain = np.asarray(array, dtype=np.float32)
     np.testing.assert_array_equal(gather_rows(plain, ROWS), plain[ROWS].astype(np.float16))
-    view = array[3:]  # a memmap view: its own .offset is the parent's, so it must not be read as a whole file
+    view = array[
+        3:
+    ]  # a memmap view: its own .offset is the parent's, so it must not be read as a whole file
     np.testing.assert_array_equal(gather_rows(view, ROWS[:5]), np.asarray(array[3:][ROWS[:5]]))
 
 
@@ -84,7 +90,9 @@ def test_gathering_keeps_no_page_of_the_file_resident(tmp_path):
     indexed = np.asarray(array[rows])
     index_growth = _rss_file_mb() - before
     np.testing.assert_array_equal(gathered, indexed)
-    assert index_growth > 24, f"indexing the memmap grew RssFile by only {index_growth:.1f} MB: the check is blind here"
+    assert index_growth > 24, (
+        f"indexing the memmap grew RssFile by only {index_growth:.1f} MB: the check is blind here"
+    )
     assert read_growth < 4, f"gather_rows grew RssFile by {read_growth:.1f} MB"
 
 
@@ -100,10 +108,14 @@ def test_minibatches_share_the_tokens_and_give_the_same_logits(probe_type):
     assert sub.tokens.data_ptr() == tokens.data_ptr()  # no copy of the tokens
     picked = idx[torch.arange(24, -1, -2)]
     starts = torch.cumsum(lengths, 0) - lengths
-    own = torch.cat([tokens[s:s + n] for s, n in zip(starts[picked].tolist(), lengths[picked].tolist())])
+    own = torch.cat(
+        [tokens[s : s + n] for s, n in zip(starts[picked].tolist(), lengths[picked].tolist())]
+    )
     packed = ProbeInputs(torch.zeros(len(picked), 2), None, own, lengths[picked], full.token_std)
     torch.testing.assert_close(logits(probe_type, params, sub), logits(probe_type, params, packed))
-    torch.testing.assert_close(logits(probe_type, params, full)[:, picked], logits(probe_type, params, packed))
+    torch.testing.assert_close(
+        logits(probe_type, params, full)[:, picked], logits(probe_type, params, packed)
+    )
 
 
 @pytest.mark.parametrize("probe_type", ["attention_probe", "multimax_probe"])
@@ -119,12 +131,19 @@ def test_a_kept_forward_and_a_recomputed_one_give_the_same_gradients(probe_type,
     target = torch.from_numpy(rng.integers(0, 2, size=(3, 30)).astype(np.float32))
     grads, calls = [], []
     real_checkpoint = probe_models.checkpoint
-    monkeypatch.setattr(probe_models, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
+    monkeypatch.setattr(
+        probe_models, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k)
+    )
     for keep, checkpointed in ((0, 1), (2**40, 0)):  # always recompute, never recompute
         monkeypatch.setattr(probe_models, "KEEP_BYTES", keep)
         calls.clear()
-        params = {k: v.detach().requires_grad_() for k, v in init_params(probe_type, [5, 6, 7], 5, 2).items()}
-        torch.nn.functional.binary_cross_entropy_with_logits(logits(probe_type, params, inputs), target).backward()
+        params = {
+            k: v.detach().requires_grad_()
+            for k, v in init_params(probe_type, [5, 6, 7], 5, 2).items()
+        }
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits(probe_type, params, inputs), target
+        ).backward()
         assert len(calls) == checkpointed
         grads.append(params["w"].grad)
     torch.testing.assert_close(grads[0], grads[1])

@@ -28,10 +28,20 @@ def test_bfloat16_training_learns_what_float32_learns(probe_type):
     seeds = [0, 1, 2]
     fits = {}
     for dtype in (torch.float32, torch.bfloat16):
-        params = train_replicas(probe_type, train, np.tile(y_tr, (3, 1)), seeds, HP, val, np.tile(y_va, (3, 1)),
-                                matmul_dtype=dtype)
+        params = train_replicas(
+            probe_type,
+            train,
+            np.tile(y_tr, (3, 1)),
+            seeds,
+            HP,
+            val,
+            np.tile(y_va, (3, 1)),
+            matmul_dtype=dtype,
+        )
         assert params["w"].dtype == torch.float32  # parameters and optimizer state stay float32
-        fits[dtype] = [m["pr_auc"] for m in replica_metrics(y_te, predict(probe_type, params, test, dtype))]
+        fits[dtype] = [
+            m["pr_auc"] for m in replica_metrics(y_te, predict(probe_type, params, test, dtype))
+        ]
     assert min(fits[torch.bfloat16]) > y_te.mean() + 0.25  # the planted signal is learnt
     np.testing.assert_allclose(fits[torch.bfloat16], fits[torch.float32], atol=0.01)
 
@@ -49,11 +59,18 @@ def test_centred_tokens_give_bfloat16_logits_close_to_float32(probe_type):
     mean, std = tokens.astype(np.float32).mean(0), tokens.astype(np.float32).std(0) + 1e-6
     center_in_place(tokens, mean)
     assert np.abs(tokens.astype(np.float32).mean(0)).max() < 1e-2
-    x = ProbeInputs(torch.zeros(len(lengths), 1), None, torch.from_numpy(tokens), torch.from_numpy(lengths),
-                    torch.from_numpy(std))
+    x = ProbeInputs(
+        torch.zeros(len(lengths), 1),
+        None,
+        torch.from_numpy(tokens),
+        torch.from_numpy(lengths),
+        torch.from_numpy(std),
+    )
     params = init_params(probe_type, [0, 1], tokens.shape[1], 2)
     with torch.no_grad():
-        exact, narrow = (logits(probe_type, params, x, dtype) for dtype in (torch.float32, torch.bfloat16))
+        exact, narrow = (
+            logits(probe_type, params, x, dtype) for dtype in (torch.float32, torch.bfloat16)
+        )
     assert (exact - narrow).abs().max() < 0.05 * exact.abs().max()
 
 
@@ -64,7 +81,9 @@ def test_a_folds_tokens_are_centred_on_its_training_mean(tmp_path):
 
     corpus = with_sentence_uid(coerce_corpus(generate_corpus(3, 2, 0.0, seed=1), "generated"))
     (tmp_path / "cache").mkdir()
-    writer = CacheWriter(tmp_path / "cache", {"test": True}, corpus["uid"].to_numpy(), np.full(corpus.height, 3), 4)
+    writer = CacheWriter(
+        tmp_path / "cache", {"test": True}, corpus["uid"].to_numpy(), np.full(corpus.height, 3), 4
+    )
     rng = np.random.default_rng(0)
     for uid in corpus["uid"]:
         writer.put(uid, (rng.normal(size=(3, 4)) + 200.0).astype(np.float32))
@@ -73,4 +92,6 @@ def test_a_folds_tokens_are_centred_on_its_training_mean(tmp_path):
     data = build_fold(corpus, array, index, corpus["group_id"][0], pooling=None, need_tokens=True)
     training = torch.cat([data.train.tokens, data.val.tokens]).float()
     assert training.mean(0).abs().max() < 0.05  # was ~200 in the cache
-    assert data.test.tokens.float().mean().abs() < 5  # the test part is centred on the training mean too
+    assert (
+        data.test.tokens.float().mean().abs() < 5
+    )  # the test part is centred on the training mean too

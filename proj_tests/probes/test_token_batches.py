@@ -26,11 +26,13 @@ def test_the_epoch_index_lists_each_minibatchs_token_rows_in_order():
     index = epoch_tokens(starts, lengths, order, 4, "cpu")
     assert index.sizes.tolist() == [4, 4, 3] and index.token_bounds[-1] == lengths.sum()
     for b in range(3):
-        sentences = order[4 * b: 4 * b + 4]
+        sentences = order[4 * b : 4 * b + 4]
         lo, hi = index.token_bounds[b], index.token_bounds[b + 1]
         expected = np.concatenate([np.arange(starts[s], starts[s] + lengths[s]) for s in sentences])
         np.testing.assert_array_equal(index.rows[lo:hi].numpy(), expected)
-        np.testing.assert_array_equal(index.segment[lo:hi].numpy(), np.repeat(np.arange(len(sentences)), lengths[sentences]))
+        np.testing.assert_array_equal(
+            index.segment[lo:hi].numpy(), np.repeat(np.arange(len(sentences)), lengths[sentences])
+        )
 
 
 @pytest.mark.parametrize("probe_type", ["attention_probe", "multimax_probe"])
@@ -41,9 +43,11 @@ def test_a_gathered_minibatch_gives_the_logits_of_the_minibatch_itself(probe_typ
     index = epoch_tokens(np.cumsum(lengths) - lengths, lengths, order, 5, "cpu")
     params = init_params(probe_type, [1, 2, 3], 6, 2)
     for b in range(3):
-        minibatch = inputs.rows(torch.from_numpy(order[5 * b: 5 * b + 5]))
-        torch.testing.assert_close(minibatch_logits(probe_type, params, inputs, index, b, torch.float32),
-                                   logits(probe_type, params, minibatch))
+        minibatch = inputs.rows(torch.from_numpy(order[5 * b : 5 * b + 5]))
+        torch.testing.assert_close(
+            minibatch_logits(probe_type, params, inputs, index, b, torch.float32),
+            logits(probe_type, params, minibatch),
+        )
 
 
 def test_the_step_plan_lists_every_replica_once_per_step_on_its_own_minibatch():
@@ -61,10 +65,19 @@ def _ops_per_epoch(n: int, replicas: int) -> int:
     inputs = _inputs(n, seed=1)
     labels = np.tile((np.arange(n) % 2).astype(np.float32), (replicas, 1))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_replicas("multimax_probe", inputs, labels, list(range(replicas)), TrainParams(0.01, 0.0, 1, n // 4, 2))
+        train_replicas(
+            "multimax_probe",
+            inputs,
+            labels,
+            list(range(replicas)),
+            TrainParams(0.01, 0.0, 1, n // 4, 2),
+        )
     return sum(e.count for e in prof.key_averages())
 
 
 def test_an_epochs_operator_count_does_not_grow_with_sentences():
-    small, large = _ops_per_epoch(64, 8), _ops_per_epoch(1024, 8)  # 4 minibatches each, same visiting orders
+    small, large = (
+        _ops_per_epoch(64, 8),
+        _ops_per_epoch(1024, 8),
+    )  # 4 minibatches each, same visiting orders
     assert small == large

@@ -22,10 +22,23 @@ def synthetic_splits(n_train: int = 240, n_val: int = 80, n_test: int = 80, seed
 
 def tiny_settings(**overrides) -> ScalingSettings:
     base = {
-        "budgets": {"2k": 2000, "6k": 6000}, "n_trials": 6,
-        "arch": {"d_model_min": 8, "d_model_max": 24, "d_model_step": 4, "n_layers_max": 4,
-                 "n_heads": [1, 2, 4], "min_head_dim": 4, "tolerance": 0.25},
-        "trainer": {"max_epochs": 2, "patience": 1, "effective_batch": 64, "trial_time_limit_s": 30},
+        "budgets": {"2k": 2000, "6k": 6000},
+        "n_trials": 6,
+        "arch": {
+            "d_model_min": 8,
+            "d_model_max": 24,
+            "d_model_step": 4,
+            "n_layers_max": 4,
+            "n_heads": [1, 2, 4],
+            "min_head_dim": 4,
+            "tolerance": 0.25,
+        },
+        "trainer": {
+            "max_epochs": 2,
+            "patience": 1,
+            "effective_batch": 64,
+            "trial_time_limit_s": 30,
+        },
         "search": {"context_lengths": [4, 8]},
         "pruner": "none",
     }

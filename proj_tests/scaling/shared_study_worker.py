@@ -17,7 +17,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from scaling_helpers import N_FEATURES, synthetic_splits, tiny_settings  # noqa: E402
 
 from proj_assets.scaling.arch_grid import enumerate_grid  # noqa: E402
-from proj_assets.scaling.hpo import CellContext, Objective, make_sampler_and_pruner, run_trials  # noqa: E402
+from proj_assets.scaling.hpo import (  # noqa: E402
+    CellContext,
+    Objective,
+    make_sampler_and_pruner,
+    run_trials,
+)
 from proj_assets.scaling.study import StudyLocation, open_study, worker_lock  # noqa: E402
 
 # One intra-op thread, as the trials asset sets (scaling.trainer.torch_threads): with the default
@@ -36,14 +41,19 @@ def main(mode: str, root: str, url: str, n_trials: int, worker: int, go: str) ->
     study = open_study(location, "2k", "h1", *make_sampler_and_pruner(settings, seed=100 + worker))
     if mode == "train":
         grid = enumerate_grid({"2k": 2000}, settings.arch, N_FEATURES)
-        objective = Objective(CellContext(grid, synthetic_splits(), settings, 512, "cpu", 7), lambda: False,
-                              lambda _m: None)
+        objective = Objective(
+            CellContext(grid, synthetic_splits(), settings, 512, "cpu", 7),
+            lambda: False,
+            lambda _m: None,
+        )
     else:
         objective = hang
     while not Path(go).exists():  # start every worker at the same moment
         time.sleep(0.01)
     with worker_lock(location, "2k", "h1", f"worker{worker}") as owner:
-        ran = run_trials(study, objective, n_trials, owner=owner, grace_s=location.grace_s, poll_s=0.2)
+        ran = run_trials(
+            study, objective, n_trials, owner=owner, grace_s=location.grace_s, poll_s=0.2
+        )
     print(f"worker {worker} ran {ran}", flush=True)
 
 

@@ -10,7 +10,13 @@ from scaling_helpers import synthetic_splits
 from proj_assets.scaling.graceful import GracefulStop
 from proj_assets.scaling.memory import MIB, SAFETY_FACTOR, activation_bytes_per_sample, plan_batch
 from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, count_parameters
-from proj_assets.scaling.trainer import EarlyStopping, OutOfMemory, TrainConfig, accumulate_gradients, train
+from proj_assets.scaling.trainer import (
+    EarlyStopping,
+    OutOfMemory,
+    TrainConfig,
+    accumulate_gradients,
+    train,
+)
 from proj_assets.scaling.windows import PanelError, build_windows
 
 
@@ -25,9 +31,13 @@ def test_batch_plan_fits_budget_and_reaches_effective_batch():
             continue
         assert 1 <= plan.micro_batch <= 256
         assert plan.micro_batch * plan.accum_steps == plan.effective_batch >= 256
-        assert plan.effective_batch - 256 < plan.accum_steps  # balanced steps overshoot by < one per step
+        assert (
+            plan.effective_batch - 256 < plan.accum_steps
+        )  # balanced steps overshoot by < one per step
         assert plan.estimate_mb <= budget
-        fewer = plan.accum_steps - 1  # the fewest accumulation steps: one fewer would not fit the budget
+        fewer = (
+            plan.accum_steps - 1
+        )  # the fewest accumulation steps: one fewer would not fit the budget
         assert fewer == 0 or plan.static_mb + -(-256 // fewer) * plan.per_sample_mb > budget
 
 
@@ -36,7 +46,10 @@ def test_batch_plan_hand_computed_example():
     static = SAFETY_FACTOR * 16 * count_parameters(25, 16, 2) / MIB
     budget = static + 100.5 * per_sample  # room for exactly 100 samples
     plan = _plan(budget)
-    assert plan.accum_steps == math.ceil(256 / 100) == 3 and plan.micro_batch == math.ceil(256 / 3) == 86
+    assert (
+        plan.accum_steps == math.ceil(256 / 100) == 3
+        and plan.micro_batch == math.ceil(256 / 3) == 86
+    )
     assert _plan(static / 2).micro_batch == 0 and not _plan(static / 2).feasible
     with pytest.raises(ValueError, match="effective_batch"):
         _plan(10, effective=0)
@@ -69,8 +82,18 @@ def test_early_stopping_patience_and_min_delta():
 
 
 def _config(**kw):
-    base = dict(lr=3e-3, weight_decay=0.01, max_epochs=6, patience=1, min_delta=0.0, micro_batch=16, accum_steps=2,
-                grad_clip=1.0, time_limit_s=60, seed=5)
+    base = dict(
+        lr=3e-3,
+        weight_decay=0.01,
+        max_epochs=6,
+        patience=1,
+        min_delta=0.0,
+        micro_batch=16,
+        accum_steps=2,
+        grad_clip=1.0,
+        time_limit_s=60,
+        seed=5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -81,14 +104,21 @@ def _train(config, **kw):
 
 
 def test_training_is_deterministic_and_reports_metrics():
-    first, second = _train(_config(max_epochs=2, patience=5)), _train(_config(max_epochs=2, patience=5))
+    first, second = (
+        _train(_config(max_epochs=2, patience=5)),
+        _train(_config(max_epochs=2, patience=5)),
+    )
     assert first.history == second.history and first.epochs_run == 2
-    assert set(first.val) == {"loss", "roc_auc", "pr_auc", "accuracy"} and set(first.test) == set(first.val)
+    assert set(first.val) == {"loss", "roc_auc", "pr_auc", "accuracy"} and set(first.test) == set(
+        first.val
+    )
     assert first.val["roc_auc"] > 0.6  # the synthetic label is learnable
 
 
 def test_early_stop_flag_time_limit_and_interrupt():
-    stopped = _train(_config(lr=0.3, max_epochs=30, patience=1, min_delta=10.0))  # no epoch can improve by 10
+    stopped = _train(
+        _config(lr=0.3, max_epochs=30, patience=1, min_delta=10.0)
+    )  # no epoch can improve by 10
     assert stopped.early_stopped and stopped.epochs_run == 2 and stopped.best_epoch == 0
     limited = _train(_config(max_epochs=30, time_limit_s=1e-9))
     assert limited.time_limited and limited.epochs_run == 1 and not limited.early_stopped

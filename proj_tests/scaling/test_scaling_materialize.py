@@ -18,13 +18,27 @@ from proj_assets.market import assets as market_assets
 from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
 from proj_assets.market.features import compute_features
 from proj_assets.profiles import Profile, load_profile, profile_path
-from proj_assets.scaling.assets import ARCH_GRID, BEST_TRIALS, EXPERIMENT_RESULTS, SCALING_CURVE, TRIALS
+from proj_assets.scaling.assets import (
+    ARCH_GRID,
+    BEST_TRIALS,
+    EXPERIMENT_RESULTS,
+    SCALING_CURVE,
+    TRIALS,
+)
 from proj_assets.scaling.assets_law import SEED_RUNS
 from proj_assets.scaling.settings import ScalingSettings
 from proj_resources import Warehouse
 
 PARTITION = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
-PROVENANCE = ["git_sha", "code_version", "run_id", "seed", "params_hash", "model_id", "model_revision"]
+PROVENANCE = [
+    "git_sha",
+    "code_version",
+    "run_id",
+    "seed",
+    "params_hash",
+    "model_id",
+    "model_revision",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,9 @@ class World:
     settings: ScalingSettings
     root: Path
     warehouse: Warehouse
-    run: Callable[..., dg.ExecuteInProcessResult]  # (keys, partition_key=None): one run, never raises
+    run: Callable[
+        ..., dg.ExecuteInProcessResult
+    ]  # (keys, partition_key=None): one run, never raises
 
 
 @pytest.fixture
@@ -43,18 +59,39 @@ def world(tmp_path, csv_dir, instance) -> Callable[..., World]:
     the market checks of that graph."""
 
     def build(base: Profile | None = None, **overrides) -> World:
-        settings = tiny_settings(budgets={"2k": 2000, "6k": 6000, "20k": 20000},
-                                 arch={"d_model_min": 8, "d_model_max": 48, "d_model_step": 4, "n_layers_max": 4,
-                                       "n_heads": [1, 2, 4], "min_head_dim": 4, "tolerance": 0.25}, **overrides)
-        profile = with_settings(base or demo_profile(), scaling=settings,
-                                market={"source": "csv", "csv_dir": str(csv_dir)})
-        defs = [*materializable(domain_defs("market", profile, tmp_path)),
-                *materializable(domain_defs("scaling", profile, tmp_path))]
+        settings = tiny_settings(
+            budgets={"2k": 2000, "6k": 6000, "20k": 20000},
+            arch={
+                "d_model_min": 8,
+                "d_model_max": 48,
+                "d_model_step": 4,
+                "n_layers_max": 4,
+                "n_heads": [1, 2, 4],
+                "min_head_dim": 4,
+                "tolerance": 0.25,
+            },
+            **overrides,
+        )
+        profile = with_settings(
+            base or demo_profile(),
+            scaling=settings,
+            market={"source": "csv", "csv_dir": str(csv_dir)},
+        )
+        defs = [
+            *materializable(domain_defs("market", profile, tmp_path)),
+            *materializable(domain_defs("scaling", profile, tmp_path)),
+        ]
         resources = build_resources(profile, tmp_path)
 
         def run(keys, partition_key=None) -> dg.ExecuteInProcessResult:
-            return dg.materialize(defs, resources=resources, instance=instance, partition_key=partition_key,
-                                  selection=[dg.AssetKey(k) for k in keys], raise_on_error=False)
+            return dg.materialize(
+                defs,
+                resources=resources,
+                instance=instance,
+                partition_key=partition_key,
+                selection=[dg.AssetKey(k) for k in keys],
+                raise_on_error=False,
+            )
 
         for ticker in profile.market.tickers:
             assert run([OHLCV], ticker).success
@@ -85,7 +122,11 @@ def test_one_partition_materializes_end_to_end(world, tmp_path):
     assert run([ARCH_GRID]).success
     result = run([TRIALS], PARTITION)
     assert result.success
-    assert _checks(result) == {"extremes_covered": True, "all_params_logged": True, "trials_complete": True}
+    assert _checks(result) == {
+        "extremes_covered": True,
+        "all_params_logged": True,
+        "trials_complete": True,
+    }
     assert (w.root / "optuna" / "my_lab" / "2k__h1.log").is_file()
     assert [p.name for p in (w.root / "optuna").iterdir()] == ["my_lab"]
     report = run([BEST_TRIALS, EXPERIMENT_RESULTS])
@@ -96,20 +137,40 @@ def test_one_partition_materializes_end_to_end(world, tmp_path):
     grid = warehouse.query("select * from scaling_design.arch_grid")
     assert set(grid["budget"]) == {"2k", "6k", "20k"} and (grid["micro_batch"] > 0).all()
     trials = warehouse.query("select * from scaling_hpo.trials order by trial_number")
-    assert trials.height == settings.n_trials and set(trials["budget"]) == {"2k"} and set(trials["horizon"]) == {"h1"}
+    assert (
+        trials.height == settings.n_trials
+        and set(trials["budget"]) == {"2k"}
+        and set(trials["horizon"]) == {"h1"}
+    )
     assert trials.select(PROVENANCE[:5]).null_count().sum_horizontal()[0] == 0
-    assert trials["n_heads"].null_count() == 0 and trials["effective_batch"].min() >= settings.trainer.effective_batch
-    assert trials["trial_seed"].n_unique() == trials.height  # each trial's own seed, not the provenance seed
+    assert (
+        trials["n_heads"].null_count() == 0
+        and trials["effective_batch"].min() >= settings.trainer.effective_batch
+    )
+    assert (
+        trials["trial_seed"].n_unique() == trials.height
+    )  # each trial's own seed, not the provenance seed
     best = warehouse.query("select * from scaling_hpo.best_trials")
-    assert best.height == 1 and best["val_loss"][0] == trials.filter(pl.col("state") == "COMPLETE")["val_loss"].min()
+    assert (
+        best.height == 1
+        and best["val_loss"][0] == trials.filter(pl.col("state") == "COMPLETE")["val_loss"].min()
+    )
     runs = warehouse.query("select * from scaling_hpo.seed_runs order by run_seed")
-    assert runs.height == 2 and runs["run_seed"].n_unique() == 2 and runs["val_loss"].null_count() == 0
+    assert (
+        runs.height == 2 and runs["run_seed"].n_unique() == 2 and runs["val_loss"].null_count() == 0
+    )
     assert (runs["d_model"][0], runs["lr"][0]) == (best["d_model"][0], best["lr"][0])
     _reevaluate_without_training(runs.row(0, named=True), settings, warehouse)
     results = warehouse.query("select * from scaling_report.experiment_results")
     assert results["n_trials"].to_list() == [settings.n_trials]
-    csv_meta = report.asset_materializations_for_node("scaling__report__experiment_results")[0].metadata
-    assert Path(csv_meta["path"].value).parts[-3:] == ("scaling", "my_lab", "experiment_results.csv")
+    csv_meta = report.asset_materializations_for_node("scaling__report__experiment_results")[
+        0
+    ].metadata
+    assert Path(csv_meta["path"].value).parts[-3:] == (
+        "scaling",
+        "my_lab",
+        "experiment_results.csv",
+    )
     assert pl.read_csv(csv_meta["path"].value)["n_trials"].to_list() == [settings.n_trials]
 
     again = run([TRIALS], PARTITION)  # resumes: nothing to add
@@ -122,23 +183,40 @@ def _reevaluate_without_training(run: dict, settings, warehouse):
     """The stored safetensors weights give back the run's validation loss with no training."""
     from proj_assets.market.panel import split_arrays
     from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer
+    from proj_assets.scaling.model_store import load_state
     from proj_assets.scaling.trainer import evaluate
     from proj_assets.scaling.windows import build_windows
-    from proj_assets.scaling.model_store import load_state
     from proj_resources.hashing import sha256_file
 
-    assert run["model_path"].endswith(".safetensors") and sha256_file(run["model_path"]) == run["model_sha256"]
+    assert (
+        run["model_path"].endswith(".safetensors")
+        and sha256_file(run["model_path"]) == run["model_sha256"]
+    )
     state, spec = load_state(run["model_path"])
     assert spec["config"]["seed"] == run["run_seed"] and spec["data_version"] and spec["git_sha"]
     config = spec["config"]
-    model = TimeSeriesTransformer(ArchConfig(25, config["d_model"], config["n_layers"], config["n_heads"],
-                                             settings.arch.ffn_mult, config["dropout"]))
+    model = TimeSeriesTransformer(
+        ArchConfig(
+            25,
+            config["d_model"],
+            config["n_layers"],
+            config["n_heads"],
+            settings.arch.ffn_mult,
+            config["dropout"],
+        )
+    )
     model.load_state_dict(state)
     assert sum(p.numel() for p in model.parameters()) == run["n_params"]
-    tables = [warehouse.query(f"select * from market_processed.{t}") for t in ("features", "targets", "splits")]
+    tables = [
+        warehouse.query(f"select * from market_processed.{t}")
+        for t in ("features", "targets", "splits")
+    ]
     arrays = split_arrays(*tables, 1)
-    data = build_windows({"train": arrays.train, "val": arrays.val, "test": arrays.test}, config["context_length"],
-                         settings.trainer.max_train_windows)
+    data = build_windows(
+        {"train": arrays.train, "val": arrays.val, "test": arrays.test},
+        config["context_length"],
+        settings.trainer.max_train_windows,
+    )
     assert evaluate(model, data, "val", 64)["loss"] == pytest.approx(run["val_loss"], rel=1e-5)
 
 
@@ -150,7 +228,9 @@ def test_failed_extremes_check_blocks_best_trials_now_and_later(world, monkeypat
     run = world(n_trials=2).run
     forward = TimeSeriesTransformer.forward
 
-    def widest_diverges(self, windows):  # the d_model_max extreme's loss becomes NaN: that trial fails
+    def widest_diverges(
+        self, windows
+    ):  # the d_model_max extreme's loss becomes NaN: that trial fails
         out = forward(self, windows)
         return out * math.nan if self.config.d_model == 12 else out
 
@@ -159,7 +239,9 @@ def test_failed_extremes_check_blocks_best_trials_now_and_later(world, monkeypat
     result = run([TRIALS, BEST_TRIALS], PARTITION)
     assert _checks(result)["extremes_covered"] is False
     assert [m.asset_key for m in result.get_asset_materialization_events()] == [dg.AssetKey(TRIALS)]
-    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "extremes_covered")
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "extremes_covered"
+    )
     assert evaluation.metadata["measured"].value > 0 and evaluation.metadata["threshold"].value == 0
 
     later = run([BEST_TRIALS])
@@ -181,7 +263,9 @@ def test_failed_market_gate_blocks_seed_runs(world, monkeypatch):
     assert w.run([BEST_TRIALS]).success
 
     def looks_ahead(*args, **kwargs):  # tomorrow's return today: finite, but no_lookahead sees it
-        return compute_features(*args, **kwargs).with_columns(pl.col("ret_1").shift(-1).fill_null(0.0))
+        return compute_features(*args, **kwargs).with_columns(
+            pl.col("ret_1").shift(-1).fill_null(0.0)
+        )
 
     monkeypatch.setattr(market_assets, "compute_features", looks_ahead)
     leaked = w.run([FEATURES])
@@ -190,6 +274,8 @@ def test_failed_market_gate_blocks_seed_runs(world, monkeypatch):
     refused = w.run([SEED_RUNS], PARTITION)
     assert not refused.success
     (message,) = _failure_messages(refused)
-    assert "refusing to run" in message and "market/processed/features:no_lookahead failed" in message
+    assert (
+        "refusing to run" in message and "market/processed/features:no_lookahead failed" in message
+    )
     assert refused.get_asset_materialization_events() == []
     assert not w.warehouse.table_exists("scaling_hpo", "seed_runs")

@@ -13,7 +13,9 @@ from proj_assets.scaling.windows import build_windows
 from proj_assets.shared.process_memory import peak_rss_mb, reset_peak_rss
 
 
-def saved_bytes_per_sample(d_model: int, n_layers: int, n_heads: int, context: int, batch: int = 2) -> float:
+def saved_bytes_per_sample(
+    d_model: int, n_layers: int, n_heads: int, context: int, batch: int = 2
+) -> float:
     """Bytes autograd keeps for backward per sample (storages, parameters excluded)."""
     model = TimeSeriesTransformer(ArchConfig(N_FEATURES, d_model, n_layers, n_heads)).train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -30,7 +32,9 @@ def saved_bytes_per_sample(d_model: int, n_layers: int, n_heads: int, context: i
     return sum(kept.values()) / batch
 
 
-@pytest.mark.parametrize("d_model,n_layers,n_heads,context", [(64, 2, 2, 32), (32, 3, 4, 64), (128, 1, 8, 16)])
+@pytest.mark.parametrize(
+    "d_model,n_layers,n_heads,context", [(64, 2, 2, 32), (32, 3, 4, 64), (128, 1, 8, 16)]
+)
 def test_the_activation_estimate_covers_what_autograd_saves(d_model, n_layers, n_heads, context):
     saved = saved_bytes_per_sample(d_model, n_layers, n_heads, context)
     estimate = activation_bytes_per_sample(N_FEATURES, d_model, n_layers, n_heads, context)
@@ -39,15 +43,28 @@ def test_the_activation_estimate_covers_what_autograd_saves(d_model, n_layers, n
 
 def _splits(n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    make = lambda k: (rng.normal(size=(k, N_FEATURES)).astype(np.float32), (rng.random(k) > 0.5).astype(np.float32))  # noqa: E731
+    make = lambda k: (
+        rng.normal(size=(k, N_FEATURES)).astype(np.float32),
+        (rng.random(k) > 0.5).astype(np.float32),
+    )  # noqa: E731
     return {"train": make(n), "val": make(64), "test": make(64)}
 
 
 def _trial(d_model: int, n_layers: int, micro_batch: int):
     torch.manual_seed(0)
     model = TimeSeriesTransformer(ArchConfig(N_FEATURES, d_model, n_layers, 2))
-    config = TrainConfig(lr=1e-3, weight_decay=0.0, max_epochs=1, patience=1, min_delta=0.0, micro_batch=micro_batch,
-                         accum_steps=1, grad_clip=1.0, time_limit_s=60, seed=0)
+    config = TrainConfig(
+        lr=1e-3,
+        weight_decay=0.0,
+        max_epochs=1,
+        patience=1,
+        min_delta=0.0,
+        micro_batch=micro_batch,
+        accum_steps=1,
+        grad_clip=1.0,
+        time_limit_s=60,
+        seed=0,
+    )
     return train(model, build_windows(_splits(2 * micro_batch + 32), 32), config)
 
 
@@ -56,9 +73,13 @@ def test_a_trials_peak_is_its_own_not_an_earlier_trials():
         pytest.skip("this kernel does not let a process reset its VmHWM")
     big = _trial(128, 4, 256)
     assert big.peak_above_start_mb > 50  # the big trial's activations
-    spike = np.ones(40_000_000)  # 305 MB touched and returned: the process's high-water mark is above it now
+    spike = np.ones(
+        40_000_000
+    )  # 305 MB touched and returned: the process's high-water mark is above it now
     del spike
     high_water = peak_rss_mb()
     small = _trial(16, 1, 8)
-    assert small.peak_memory_mb < high_water - 200  # the old process-wide peak would be >= high_water
+    assert (
+        small.peak_memory_mb < high_water - 200
+    )  # the old process-wide peak would be >= high_water
     assert 0 <= small.peak_above_start_mb < 20 < big.peak_above_start_mb

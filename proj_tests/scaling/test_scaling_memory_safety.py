@@ -9,9 +9,14 @@ from scaling_helpers import synthetic_splits
 
 from proj_assets.profiles import profile_path
 from proj_assets.scaling.arch_grid import enumerate_grid, with_batch_plans
-from proj_assets.scaling.memory import MIB, SAFETY_FACTOR, eval_activation_bytes_per_sample, plan_batch
-from proj_assets.scaling.settings import ScalingSettings
+from proj_assets.scaling.memory import (
+    MIB,
+    SAFETY_FACTOR,
+    eval_activation_bytes_per_sample,
+    plan_batch,
+)
 from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer, count_parameters
+from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.scaling.trainer import TrainConfig, accumulate_gradients, evaluate, train
 from proj_assets.scaling.windows import build_windows
 
@@ -26,8 +31,18 @@ def research_scaling() -> tuple[ScalingSettings, float]:
 def _research_plans(budgets: tuple[str, ...]):
     s, budget_mb = research_scaling()
     grid = enumerate_grid({b: s.budgets[b] for b in budgets}, s.arch, 25)
-    return with_batch_plans(grid, 25, max(s.search.context_lengths), s.trainer.effective_batch,
-                            budget_mb, s.arch.ffn_mult), s, budget_mb
+    return (
+        with_batch_plans(
+            grid,
+            25,
+            max(s.search.context_lengths),
+            s.trainer.effective_batch,
+            budget_mb,
+            s.arch.ffn_mult,
+        ),
+        s,
+        budget_mb,
+    )
 
 
 def test_evaluation_peak_never_exceeds_training_peak_for_large_configs():
@@ -37,10 +52,23 @@ def test_evaluation_peak_never_exceeds_training_peak_for_large_configs():
     assert len(feasible) > 1000
     old_fixed_batch_ooms = 0
     for r in feasible:
-        plan = plan_batch(r["n_params"], 25, r["d_model"], r["n_layers"], r["n_heads"], context,
-                          s.trainer.effective_batch, budget_mb, s.arch.ffn_mult)
+        plan = plan_batch(
+            r["n_params"],
+            25,
+            r["d_model"],
+            r["n_layers"],
+            r["n_heads"],
+            context,
+            s.trainer.effective_batch,
+            budget_mb,
+            s.arch.ffn_mult,
+        )
         assert plan.eval_estimate_mb <= plan.estimate_mb <= budget_mb, r
-        per_eval = SAFETY_FACTOR * eval_activation_bytes_per_sample(25, r["d_model"], r["n_heads"], context) / MIB
+        per_eval = (
+            SAFETY_FACTOR
+            * eval_activation_bytes_per_sample(25, r["d_model"], r["n_heads"], context)
+            / MIB
+        )
         old_fixed_batch_ooms += plan.static_mb + 1024 * per_eval > budget_mb
     # the control: evaluating at the old fixed batch of 1024 would not fit for many of these rows
     assert old_fixed_batch_ooms > 100
@@ -72,11 +100,15 @@ def test_trainer_evaluates_at_the_micro_batch_and_keeps_best_weights_on_cpu(monk
     config = TrainConfig(3e-3, 0.01, 2, 5, 0.0, 12, 2, 1.0, 60, 0)
     result = train(model, data, config, checkpoint=Recorder())
     eval_sizes = [n for training, n in sizes if not training]
-    assert result.test and eval_sizes and max(eval_sizes) == 12  # val and test batches of the micro-batch
+    assert (
+        result.test and eval_sizes and max(eval_sizes) == 12
+    )  # val and test batches of the micro-batch
     assert saved["best_state"] and all(t.device.type == "cpu" for t in saved["best_state"].values())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"
+)
 def test_measured_cuda_evaluation_peak_is_below_training_peak_and_the_estimate():
     device = torch.device("cuda")
     splits = synthetic_splits(n_train=2048, n_val=1024, n_test=256)
@@ -100,8 +132,10 @@ def test_measured_cuda_evaluation_peak_is_below_training_peak_and_the_estimate()
         eval_peak = torch.cuda.max_memory_allocated(device) / MIB
         plan = plan_batch(count_parameters(25, d, n), 25, d, n, h, t, micro, 1e9)
         data_mb = (data.features.numel() + data.labels.numel()) * 4 / MIB
-        print(f"d={d} n={n} T={t} micro={micro}: train peak {train_peak:.0f} MiB (estimate {plan.estimate_mb:.0f} "
-              f"+ data {data_mb:.0f}), eval peak {eval_peak:.0f} MiB (estimate {plan.eval_estimate_mb:.0f})")
+        print(
+            f"d={d} n={n} T={t} micro={micro}: train peak {train_peak:.0f} MiB (estimate {plan.estimate_mb:.0f} "
+            f"+ data {data_mb:.0f}), eval peak {eval_peak:.0f} MiB (estimate {plan.eval_estimate_mb:.0f})"
+        )
         assert eval_peak <= train_peak
         assert train_peak <= plan.estimate_mb + data_mb
         del model, optimizer, data

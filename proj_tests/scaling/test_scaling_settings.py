@@ -15,24 +15,42 @@ from proj_assets.scaling.settings import ScalingSettings
 
 
 def test_research_settings_are_the_studys():
-    s = ScalingSettings.model_validate(yaml.safe_load(profile_path("research").read_text())["scaling"])
+    s = ScalingSettings.model_validate(
+        yaml.safe_load(profile_path("research").read_text())["scaling"]
+    )
     assert (s.trainer.patience, s.trainer.min_delta) == (10, 0.001)
     assert s.search.dropout == (0.1, 0.3) and s.search.weight_decay == (1e-4, 5e-3)
     assert s.arch.n_layers_max is None  # no depth cap
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"search": {"lr": [0.01, 0.001]}}, "search.lr must be [min, max] with 0 <= min <= max, got [0.01, 0.001]"),
-    ({"search": {"dropout": [0.3, 0.1]}}, "search.dropout must be [min, max]"),
-    ({"search": {"weight_decay": [0.0, 0.01]}}, "search.weight_decay is sampled on a log scale"),
-    ({"arch": {"d_model_min": 64, "d_model_max": 8}}, "d_model_min 64 > d_model_max 8"),
-    ({"pruner": "hyperband"}, "Input should be 'median' or 'none'"),
-    ({"budgets": {"2k": 2000, "huge": 10**12}}, "scaling.budgets ['huge']: no architecture of scaling.arch"),
-    ({"budgets": {"2k": 2000, "huge": 10**12}, "arch": {"n_layers_max": None}},
-     "scaling.budgets ['huge']: the grid of scaling.arch"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"search": {"lr": [0.01, 0.001]}},
+            "search.lr must be [min, max] with 0 <= min <= max, got [0.01, 0.001]",
+        ),
+        ({"search": {"dropout": [0.3, 0.1]}}, "search.dropout must be [min, max]"),
+        (
+            {"search": {"weight_decay": [0.0, 0.01]}},
+            "search.weight_decay is sampled on a log scale",
+        ),
+        ({"arch": {"d_model_min": 64, "d_model_max": 8}}, "d_model_min 64 > d_model_max 8"),
+        ({"pruner": "hyperband"}, "Input should be 'median' or 'none'"),
+        (
+            {"budgets": {"2k": 2000, "huge": 10**12}},
+            "scaling.budgets ['huge']: no architecture of scaling.arch",
+        ),
+        (
+            {"budgets": {"2k": 2000, "huge": 10**12}, "arch": {"n_layers_max": None}},
+            "scaling.budgets ['huge']: the grid of scaling.arch",
+        ),
+    ],
+)
 def test_bad_scaling_settings_are_refused(change, message):
-    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(
+        ValidationError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
+    ):
         tiny_settings(**change)
 
 
@@ -44,7 +62,9 @@ def test_bad_profile_fails_definitions_load_naming_the_field(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ProfileError) as err:
         load_profile_file(bad)
-    assert "field 'scaling.pruner': Input should be 'median' or 'none' (got 'hyperband')" in str(err.value)
+    assert "field 'scaling.pruner': Input should be 'median' or 'none' (got 'hyperband')" in str(
+        err.value
+    )
     assert "field 'scaling.search.lr'" in str(err.value)
 
     raw["scaling"]["pruner"], raw["scaling"]["search"]["lr"] = "median", [0.0003, 0.003]
@@ -53,10 +73,19 @@ def test_bad_profile_fails_definitions_load_naming_the_field(tmp_path):
     # The process boundary: a fresh interpreter loads the code location (`defs()`, as Dagster
     # does) with the active profile set in its environment.
     env = {**os.environ, "PROJ_PROFILE": str(bad)}
-    loaded = subprocess.run([sys.executable, "-c", "from proj_assets.definitions import defs; defs()"],
-                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "from proj_assets.definitions import defs; defs()"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert loaded.returncode != 0
-    assert "field 'scaling'" in loaded.stderr and "scaling.budgets ['10']: no architecture" in loaded.stderr
+    assert (
+        "field 'scaling'" in loaded.stderr
+        and "scaling.budgets ['10']: no architecture" in loaded.stderr
+    )
 
 
 def test_depth_check_warns_naming_the_depths_a_cap_leaves_out():
@@ -69,6 +98,7 @@ def test_depth_check_warns_naming_the_depths_a_cap_leaves_out():
     result = depth_check({"2k": 2000, "20k": 20000})
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
     assert "above scaling.arch.n_layers_max=4" in result.description
-    sample = result.metadata["sample"].value if "sample" in result.metadata else str(result.metadata)
+    sample = (
+        result.metadata["sample"].value if "sample" in result.metadata else str(result.metadata)
+    )
     assert "20k" in str(sample) and "first_left_out" in str(sample)
-

@@ -15,7 +15,13 @@ from scaling_helpers import checks_for, tiny_settings
 from proj_assets.scaling.arch_grid import enumerate_grid
 from proj_assets.scaling.checks_core import missing_extremes
 from proj_assets.scaling.extremes import extreme_architectures
-from proj_assets.scaling.hpo import CellContext, Objective, extreme_trials, reseed_for_resume, run_trials
+from proj_assets.scaling.hpo import (
+    CellContext,
+    Objective,
+    extreme_trials,
+    reseed_for_resume,
+    run_trials,
+)
 from proj_assets.scaling.search_space import space_version
 from proj_assets.scaling.study import (
     SPACE_VERSIONS_ATTR,
@@ -29,8 +35,14 @@ from proj_assets.scaling.study import (
 from proj_assets.scaling.trial_table import trials_frame
 
 HERE = Path(__file__).resolve().parent
-ARCH = {"d_model_min": 8, "d_model_step": 4, "n_layers_max": None, "n_heads": [1, 2, 4], "min_head_dim": 4,
-        "tolerance": 0.25}
+ARCH = {
+    "d_model_min": 8,
+    "d_model_step": 4,
+    "n_layers_max": None,
+    "n_heads": [1, 2, 4],
+    "min_head_dim": 4,
+    "tolerance": 0.25,
+}
 
 
 def _settings(d_model_max: int):
@@ -38,45 +50,67 @@ def _settings(d_model_max: int):
 
 
 def _objective(grid, splits, settings, version=None, log=lambda _m: None):
-    return Objective(CellContext(grid, splits, settings, 512, "cpu", 7, space_version=version), lambda: False, log)
+    return Objective(
+        CellContext(grid, splits, settings, 512, "cpu", 7, space_version=version),
+        lambda: False,
+        log,
+    )
 
 
 def _open(root, settings, seed=1):
     from proj_assets.scaling.hpo import make_sampler_and_pruner
 
-    return open_study(StudyLocation(root), "6k", "h1", *make_sampler_and_pruner(settings, seed=seed))
+    return open_study(
+        StudyLocation(root), "6k", "h1", *make_sampler_and_pruner(settings, seed=seed)
+    )
 
 
 def _prepare(study, grid, settings) -> tuple[str, bool, list[str]]:
     version = space_version(grid, settings.search.model_dump())
     changed = record_space_version(study, version)
-    return version, changed, enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), settings))
+    return (
+        version,
+        changed,
+        enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), settings)),
+    )
 
 
 def test_a_widened_grid_runs_its_new_extremes_after_n_trials(tmp_path, splits):
     narrow, wide = _settings(16), _settings(20)
     extremes_covered = checks_for(wide)["extremes_covered"]
     grid_n, grid_w = (enumerate_grid({"6k": 6000}, s.arch, 25) for s in (narrow, wide))
-    assert grid_w["d_model"].max() > grid_n["d_model"].max() and grid_w["n_layers"].min() < grid_n["n_layers"].min()
+    assert (
+        grid_w["d_model"].max() > grid_n["d_model"].max()
+        and grid_w["n_layers"].min() < grid_n["n_layers"].min()
+    )
     study = _open(tmp_path, narrow)
     v1, changed, _ = _prepare(study, grid_n, narrow)
     assert changed
     run_trials(study, _objective(grid_n, splits, narrow, v1), n_trials=narrow.n_trials)
     before = trials_frame(study, "6k", "h1", 6000)
     assert before.height == narrow.n_trials and missing_extremes(before, grid_n).height == 0
-    assert extremes_covered(before, grid_w).passed is False  # the study is finished, the wider grid is not covered
+    assert (
+        extremes_covered(before, grid_w).passed is False
+    )  # the study is finished, the wider grid is not covered
 
     v2, changed, added = _prepare(_open(tmp_path, wide), grid_w, wide)  # the grid widens
     assert changed and v2 != v1 and added
     study = _open(tmp_path, wide)
-    ran = run_trials(study, _objective(grid_w, splits, wide, v2), n_trials=wide.n_trials)  # n_trials already reached
+    ran = run_trials(
+        study, _objective(grid_w, splits, wide, v2), n_trials=wide.n_trials
+    )  # n_trials already reached
     after = trials_frame(study, "6k", "h1", 6000)
     assert ran == len(added) and after.height == before.height + len(added)
-    assert after.head(before.height).select("trial_number", "d_model", "val_loss").equals(
-        before.select("trial_number", "d_model", "val_loss"))  # old trials stay
+    assert (
+        after.head(before.height)
+        .select("trial_number", "d_model", "val_loss")
+        .equals(before.select("trial_number", "d_model", "val_loss"))
+    )  # old trials stay
     new = after.tail(len(added))
     assert set(new["state"]) == {"COMPLETE"} and set(new["forced_extreme"].to_list()) == set(added)
-    assert set(new["space_version"]) == {v2} and set(after.head(before.height)["space_version"]) == {v1}
+    assert set(new["space_version"]) == {v2} and set(
+        after.head(before.height)["space_version"]
+    ) == {v1}
     assert missing_extremes(after, grid_w).height == 0 and extremes_covered(after, grid_w).passed
     assert study.user_attrs[SPACE_VERSIONS_ATTR] == [v1, v2]
     assert _prepare(study, grid_w, wide)[1:] == (False, [])  # the same space again: nothing new
@@ -118,9 +152,16 @@ run_trials(study, Objective(CellContext(grid, synthetic_splits(), settings, 512,
 def test_a_killed_and_resumed_study_never_repeats_parameters(tmp_path, splits):
     settings = _settings(16).model_copy(update={"n_trials": 8})
     grid = enumerate_grid({"6k": 6000}, settings.arch, 25)
-    script = KILLED_STUDY.format(here=str(HERE), arch={**ARCH, "d_model_max": 16}, root=str(tmp_path))
-    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    script = KILLED_STUDY.format(
+        here=str(HERE), arch={**ARCH, "d_model_max": 16}, root=str(tmp_path)
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     study = _open(tmp_path, settings)
     assert sum(is_done(t) for t in study.get_trials()) == 3

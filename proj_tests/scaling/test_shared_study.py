@@ -31,9 +31,15 @@ from proj_assets.scaling.study import (
 WORKER = Path(__file__).with_name("shared_study_worker.py")
 
 
-def _start(mode: str, root: Path, url: str, n_trials: int, worker: int, go: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), mode, str(root), url, str(n_trials), str(worker), str(go)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start(
+    mode: str, root: Path, url: str, n_trials: int, worker: int, go: Path
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, str(root), url, str(n_trials), str(worker), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _study(root: Path, url: str | None, settings):
@@ -44,8 +50,16 @@ def _study(root: Path, url: str | None, settings):
 def test_two_workers_share_one_study(tmp_path, budget_grid, settings):
     n_trials = 8
     study = _study(tmp_path, None, settings)
-    labels = enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), settings))
-    assert labels and enqueue_missing_extremes(study, extreme_trials(extreme_architectures(budget_grid), settings)) == []
+    labels = enqueue_missing_extremes(
+        study, extreme_trials(extreme_architectures(budget_grid), settings)
+    )
+    assert (
+        labels
+        and enqueue_missing_extremes(
+            study, extreme_trials(extreme_architectures(budget_grid), settings)
+        )
+        == []
+    )
     go = tmp_path / "go"
     workers = [_start("train", tmp_path, "-", n_trials, i, go) for i in range(2)]
     time.sleep(4)  # both import and wait at the barrier
@@ -58,7 +72,9 @@ def test_two_workers_share_one_study(tmp_path, budget_grid, settings):
     assert len(numbers) == len(set(numbers))
     done = [t for t in trials if is_done(t)]
     assert len(done) == n_trials  # stopped at n_trials overall, not n_trials per worker
-    assert sorted(t.user_attrs[EXTREME_ATTR] for t in done if EXTREME_ATTR in t.user_attrs) == sorted(labels)
+    assert sorted(
+        t.user_attrs[EXTREME_ATTR] for t in done if EXTREME_ATTR in t.user_attrs
+    ) == sorted(labels)
     ran = [int(o.strip().rsplit(" ", 1)[-1]) for o in outputs]
     assert min(ran) >= 1 and sum(ran) >= n_trials, ran
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -76,7 +92,9 @@ def test_a_worker_killed_mid_trial_is_failed_and_rerun(tmp_path, settings, stora
         assert doomed.poll() is None and time.time() < deadline, doomed.communicate()[0][-3000:]
         time.sleep(0.2)
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
-    while "lr" not in study.get_trials()[killed.number].params:  # killed after sampling, as a real trial
+    while (
+        "lr" not in study.get_trials()[killed.number].params
+    ):  # killed after sampling, as a real trial
         assert time.time() < deadline
         time.sleep(0.1)
     if storage == "journal":  # the trial is named by its owner right after it starts

@@ -14,13 +14,25 @@ from proj_tests.definitions_helpers import demo_profile, domain_defs, materializ
 
 TINY_SFT = {
     "n_shards": 2,
-    "demo_model": {"n_documents": 300, "blocks_per_document": 4, "vocab_size": 300, "hidden_size": 32,
-                   "n_layers": 2, "n_heads": 2, "seq_len": 128, "train_steps": 150, "batch_size": 8,
-                   "learning_rate": 0.01,
-                   # one answer format: these tests exercise the machinery, not the format effect (bench/)
-                   "answer_styles": {"plain": 1.0}},
-    "prompt_shots": 1, "critic_shots": 1,
-    "pilot_size": 20, "examples_per_shard": 20, "test_per_type": 4,
+    "demo_model": {
+        "n_documents": 300,
+        "blocks_per_document": 4,
+        "vocab_size": 300,
+        "hidden_size": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "seq_len": 128,
+        "train_steps": 150,
+        "batch_size": 8,
+        "learning_rate": 0.01,
+        # one answer format: these tests exercise the machinery, not the format effect (bench/)
+        "answer_styles": {"plain": 1.0},
+    },
+    "prompt_shots": 1,
+    "critic_shots": 1,
+    "pilot_size": 20,
+    "examples_per_shard": 20,
+    "test_per_type": 4,
     "sampling": {"max_new_tokens": 12, "batch_size": 32},
     "qc": {"runaway_max": 1.0, "token_limit_max": 1.0},
     "lora": {"epochs": 2, "batch_size": 4, "r": 2, "alpha": 4},
@@ -31,7 +43,9 @@ TINY_SFT = {
 def tiny(**sft) -> Profile:
     """The demo profile whose whole sft section is TINY_SFT (updated by `sft`), on one thread
     (tiny tensors: one thread is faster, and the cores are shared)."""
-    return with_settings(demo_profile(), sft=SftSettings(**{**TINY_SFT, **sft}), compute={"threads": 1})
+    return with_settings(
+        demo_profile(), sft=SftSettings(**{**TINY_SFT, **sft}), compute={"threads": 1}
+    )
 
 
 class SftRunner:
@@ -40,17 +54,31 @@ class SftRunner:
 
     def __init__(self, profile: Profile, root: Path, instance: dg.DagsterInstance):
         self.cfg, self.instance = profile.sft, instance
-        self.defs = domain_defs("sft", profile, root)  # as the code location builds it: gates resolved
+        self.defs = domain_defs(
+            "sft", profile, root
+        )  # as the code location builds it: gates resolved
         self.resources = self.defs.resources
 
-    def __call__(self, keys: Sequence[list[str]], partition: str | None = None,
-                 stand_ins: Sequence[dg.AssetsDefinition] = (), raise_on_error: bool = True, tags=None):
+    def __call__(
+        self,
+        keys: Sequence[list[str]],
+        partition: str | None = None,
+        stand_ins: Sequence[dg.AssetsDefinition] = (),
+        raise_on_error: bool = True,
+        tags=None,
+    ):
         """Materialize `keys` (with their checks); each of `stand_ins` replaces the real asset of its key."""
         replaced = {key for asset in stand_ins for key in asset.keys}
         kept = [d for d in materializable(self.defs) if not d.keys & replaced]
-        return dg.materialize([*stand_ins, *kept], selection=[dg.AssetKey(k) for k in keys],
-                              partition_key=partition, resources=self.resources, instance=self.instance,
-                              raise_on_error=raise_on_error, tags=tags)
+        return dg.materialize(
+            [*stand_ins, *kept],
+            selection=[dg.AssetKey(k) for k in keys],
+            partition_key=partition,
+            resources=self.resources,
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+            tags=tags,
+        )
 
     def selected_pilot(self) -> str:
         """The profile's selected pilot iteration, registered as a partition of the instance."""
@@ -79,14 +107,23 @@ def demo_runner(tmp_path: Path, instance) -> SftRunner:
     return SftRunner(demo_profile(), tmp_path, instance)
 
 
-def stand_in(key: list[str], frame, partitions_def: dg.PartitionsDefinition | None = None,
-             partition_expr: str | None = None, metadata: dict | None = None) -> dg.AssetsDefinition:
+def stand_in(
+    key: list[str],
+    frame,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_expr: str | None = None,
+    metadata: dict | None = None,
+) -> dg.AssetsDefinition:
     """An asset with the real key, partitions and I/O manager whose rows are given (a frame, or a
     function of the partition key giving it): what it stands in for is not under test."""
     from proj_assets.shared.conventions import table_metadata
 
-    @dg.asset(key=key, group_name="sft", partitions_def=partitions_def,
-              metadata=table_metadata(key, partition_expr=partition_expr))
+    @dg.asset(
+        key=key,
+        group_name="sft",
+        partitions_def=partitions_def,
+        metadata=table_metadata(key, partition_expr=partition_expr),
+    )
     def rows(context: dg.AssetExecutionContext) -> dg.Output:
         df = frame(context.partition_key) if callable(frame) else frame
         return dg.Output(df, metadata=metadata or {})
@@ -99,8 +136,13 @@ def stand_in_pilot(df: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsD
     from proj_assets.partitions import sft_pilot_partitions
     from proj_assets.sft.keys import PILOT
 
-    return stand_in(PILOT, lambda key: df.with_columns(pl.lit(key).alias("pilot_iteration")), sft_pilot_partitions,
-                    "pilot_iteration", metadata)
+    return stand_in(
+        PILOT,
+        lambda key: df.with_columns(pl.lit(key).alias("pilot_iteration")),
+        sft_pilot_partitions,
+        "pilot_iteration",
+        metadata,
+    )
 
 
 def stand_in_base_model(folder: Path) -> dg.AssetsDefinition:
@@ -116,15 +158,20 @@ def stand_in_base_model(folder: Path) -> dg.AssetsDefinition:
 
 def crafted_pilot(n: int, n_runaway: int, n_limit: int) -> pl.DataFrame:
     """Pilot rows whose flags are set by hand (the generations themselves are not under test here)."""
-    return pl.DataFrame({
-        "example_id": [f"pilot-{i:06d}" for i in range(n)], "task_type": ["add"] * n,
-        "instruction": ["Add 1 and 2."] * n,
-        "completion": [" 3\nInstruction: Add" if i < n_runaway else " 3" for i in range(n)],
-        "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
-        "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
-        "runaway": [i < n_runaway for i in range(n)], "token_limit": [i < n_limit for i in range(n)],
-        "critic_margin": [1.0 if i % 2 else -1.0 for i in range(n)], "answer_correct": [bool(i % 2) for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "example_id": [f"pilot-{i:06d}" for i in range(n)],
+            "task_type": ["add"] * n,
+            "instruction": ["Add 1 and 2."] * n,
+            "completion": [" 3\nInstruction: Add" if i < n_runaway else " 3" for i in range(n)],
+            "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
+            "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
+            "runaway": [i < n_runaway for i in range(n)],
+            "token_limit": [i < n_limit for i in range(n)],
+            "critic_margin": [1.0 if i % 2 else -1.0 for i in range(n)],
+            "answer_correct": [bool(i % 2) for i in range(n)],
+        }
+    )
 
 
 def step_failure(run):
@@ -163,7 +210,9 @@ def untrained_model_dir(tmp_path_factory, demo_tokenizer) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("micro_model")
-    model = build_model(DemoModelSettings(hidden_size=16, n_layers=1, n_heads=2, seq_len=128), demo_tokenizer)
+    model = build_model(
+        DemoModelSettings(hidden_size=16, n_layers=1, n_heads=2, seq_len=128), demo_tokenizer
+    )
     model.save_pretrained(folder, safe_serialization=True)
     demo_tokenizer.save_pretrained(folder)
     return folder

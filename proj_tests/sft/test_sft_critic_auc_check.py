@@ -11,8 +11,13 @@ from proj_assets.sft.checks import auc_result
 
 def _scores(margins, correct) -> pl.DataFrame:
     n = len(margins)
-    return pl.DataFrame({"critic_margin": margins, "answer_correct": correct,
-                         "task_type": (["add", "sort"] * n)[:n]})
+    return pl.DataFrame(
+        {
+            "critic_margin": margins,
+            "answer_correct": correct,
+            "task_type": (["add", "sort"] * n)[:n],
+        }
+    )
 
 
 def test_a_separating_critic_passes_with_per_type_auc():
@@ -29,7 +34,9 @@ def test_a_critic_at_chance_warns_with_the_measured_auc():
     margins = list(rng.normal(size=200))
     result = auc_result(_scores(margins, correct), 0.6)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
-    assert abs(result.metadata["measured"].value - roc_auc_score(correct, margins)) < 1e-3  # recorded to 4 digits
+    assert (
+        abs(result.metadata["measured"].value - roc_auc_score(correct, margins)) < 1e-3
+    )  # recorded to 4 digits
 
 
 def test_one_class_labels_warn_as_not_measurable():

@@ -21,11 +21,18 @@ def llama_style_tokenizer(documents: list[str]):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(documents, trainers.BpeTrainer(
-        vocab_size=320, special_tokens=[BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
-                                                       special_tokens=[(BOS, tok.token_to_id(BOS))])
+    tok.train_from_iterator(
+        documents,
+        trainers.BpeTrainer(
+            vocab_size=320,
+            special_tokens=[BOS, EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)
 
 
@@ -56,13 +63,17 @@ def test_folder_is_shaped_like_a_llama_base_checkpoint(llama_style_folder):
     ids = encode_prompt(tok, "Instruction: Add 1 and 2.\nAnswer:")
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
     long = encode_example(tok, "Instruction: " + "a " * 200 + "\nAnswer:", " 3\n###", max_length=32)
-    assert long.input_ids[0] == tok.bos_token_id and len(long.input_ids) == 32  # cut after BOS, never before
+    assert (
+        long.input_ids[0] == tok.bos_token_id and len(long.input_ids) == 32
+    )  # cut after BOS, never before
 
 
 def test_whole_chain_runs_on_a_no_pad_bos_model(llama_style_folder, tmp_path, instance):
     run = SftRunner(tiny(base_model_path=str(llama_style_folder)), tmp_path / "out", instance)
     base = run([k.BASE_MODEL])
-    (mode,) = [e for e in base.get_asset_check_evaluations() if e.check_name == "completion_mode_only"]
+    (mode,) = [
+        e for e in base.get_asset_check_evaluations() if e.check_name == "completion_mode_only"
+    ]
     assert mode.passed  # BOS in front is allowed; nothing else is added
     run([k.TEST_INSTRUCTIONS, k.PILOT_SETTINGS])
     run([k.PILOT], run.selected_pilot())
@@ -75,8 +86,18 @@ def test_whole_chain_runs_on_a_no_pad_bos_model(llama_style_folder, tmp_path, in
     assert evals["prompt_tokens_masked"].passed and evals["no_test_overlap"].passed
     assert evals["stage_gate"].metadata["judge"].value == "strict exact match"
     adapter_meta = result.asset_materializations_for_node("sft__model__adapter")[0].metadata
-    assert adapter_meta["epochs_run"].value >= 1 and len(adapter_meta["validation_losses"].value) >= 1
+    assert (
+        adapter_meta["epochs_run"].value >= 1 and len(adapter_meta["validation_losses"].value) >= 1
+    )
     stats = result.output_for_node("sft__eval__stats")
-    for column in ("base_lenient_accuracy", "sft_lenient_accuracy", "base_runaway_rate", "sft_runaway_rate",
-                   "base_token_limit_rate", "sft_token_limit_rate", "git_sha", "run_id"):
+    for column in (
+        "base_lenient_accuracy",
+        "sft_lenient_accuracy",
+        "base_runaway_rate",
+        "sft_runaway_rate",
+        "base_token_limit_rate",
+        "sft_token_limit_rate",
+        "git_sha",
+        "run_id",
+    ):
         assert stats[column].null_count() == 0, column

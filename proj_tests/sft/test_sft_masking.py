@@ -6,9 +6,12 @@ from proj_assets.sft.masking import IGNORE_INDEX, collate, encode_example, maski
 from proj_assets.sft.prompts import PromptBuilder
 
 TRICKY = [
-    ("Instruction: Add 12 and 30.\nAnswer:", " 42\n###"),        # digits after a colon
-    ("Instruction: Add 12 and 30.\nAnswer: ", "42\n###"),       # prompt ends in a space: ' 4' is one token
-    ("Answer:", "::: ###\n###"),                                   # punctuation runs across the boundary
+    ("Instruction: Add 12 and 30.\nAnswer:", " 42\n###"),  # digits after a colon
+    (
+        "Instruction: Add 12 and 30.\nAnswer: ",
+        "42\n###",
+    ),  # prompt ends in a space: ' 4' is one token
+    ("Answer:", "::: ###\n###"),  # punctuation runs across the boundary
     ("Verdict:", " A\n###"),
     ("Instruction: Capitalize the letters: é ü\nAnswer:", " É Ü\n###"),  # multi-byte characters
 ]
@@ -35,15 +38,19 @@ def test_collated_batch_masks_padding_and_passes_the_checker(demo_tokenizer):
     builder = PromptBuilder(n_shots=1)
     prompts = [builder.answer_prompt(p) for p in ("Add 1 and 2.", "Sort the digits: 9 1 5 3 3 0")]
     completions = [builder.completion(a) for a in ("3", "0 1 3 3 5 9")]
-    batch = collate([encode_example(demo_tokenizer, p, c, 128) for p, c in zip(prompts, completions)],
-                    demo_tokenizer.pad_token_id)
+    batch = collate(
+        [encode_example(demo_tokenizer, p, c, 128) for p, c in zip(prompts, completions)],
+        demo_tokenizer.pad_token_id,
+    )
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
     assert masking_errors(demo_tokenizer, prompts, completions, batch) == []
 
 
 def test_checker_reports_a_leaked_prompt_label(demo_tokenizer):
     prompt, completion = TRICKY[0]
-    batch = collate([encode_example(demo_tokenizer, prompt, completion, 128)], demo_tokenizer.pad_token_id)
+    batch = collate(
+        [encode_example(demo_tokenizer, prompt, completion, 128)], demo_tokenizer.pad_token_id
+    )
     batch["labels"][0, 0] = batch["input_ids"][0, 0]  # a prompt token leaks into the loss
     errors = masking_errors(demo_tokenizer, [prompt], [completion], batch)
     assert len(errors) == 1 and "unmasked labels are ids" in errors[0]["problem"]

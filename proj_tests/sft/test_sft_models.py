@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from proj_assets.sft.completion_model import load_completion_model, sentinel_failures
-from proj_assets.sft.lora_training import (QLoRAUnavailableError, choose_method, load_adapter_model, train_lora)
+from proj_assets.sft.lora_training import (
+    QLoRAUnavailableError,
+    choose_method,
+    load_adapter_model,
+    train_lora,
+)
 from proj_assets.sft.prompts import PromptBuilder
 from proj_assets.sft.settings import LoraSettings
 from proj_resources.models import ModelPathError, load_causal_lm, load_tokenizer
@@ -23,7 +28,9 @@ def test_chat_template_is_removed_and_never_applied(untrained_model_dir, tmp_pat
     with pytest.raises(ValueError):
         cm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert sentinel_failures(cm, PromptBuilder(n_shots=1), max_new_tokens=4) == []
-    cm.tokenizer.chat_template = tok.chat_template  # someone re-attaches it: the sentinel check fails
+    cm.tokenizer.chat_template = (
+        tok.chat_template
+    )  # someone re-attaches it: the sentinel check fails
     failures = sentinel_failures(cm, PromptBuilder(n_shots=1), max_new_tokens=4)
     assert failures and all("chat template attached" in f["reason"] for f in failures)
 
@@ -39,10 +46,16 @@ def test_missing_or_unsafe_model_paths_are_clear_errors(tmp_path, untrained_mode
         load_completion_model(pickled)
 
 
-@pytest.mark.parametrize("requested,cuda,bnb,expected", [
-    ("auto", False, True, "lora"), ("auto", True, False, "lora"), ("auto", True, True, "qlora"),
-    ("lora", True, True, "lora"), ("qlora", True, True, "qlora"),
-])
+@pytest.mark.parametrize(
+    "requested,cuda,bnb,expected",
+    [
+        ("auto", False, True, "lora"),
+        ("auto", True, False, "lora"),
+        ("auto", True, True, "qlora"),
+        ("lora", True, True, "lora"),
+        ("qlora", True, True, "qlora"),
+    ],
+)
 def test_method_choice(requested, cuda, bnb, expected):
     assert choose_method(requested, cuda, bnb) == expected
 
@@ -59,9 +72,17 @@ def test_adapter_reloads_and_reproduces_its_outputs(untrained_model_dir, tmp_pat
     builder = PromptBuilder(n_shots=0)
     prompts = [builder.answer_prompt(f"Add {a} and {a}.") for a in range(10, 18)]
     completions = [builder.completion(str(2 * a)) for a in range(10, 18)]
-    cfg = LoraSettings(epochs=1, batch_size=4, r=2, alpha=4, learning_rate=0.05, dropout=0.0, warmup_fraction=0.0)
-    model, log = train_lora(load_causal_lm(untrained_model_dir), tok, prompts, completions, cfg, log=lambda m: None)
-    assert (log.n_train, log.n_val) == (7, 1) and len(log.train_losses) == 2 and len(log.val_losses) == 1
+    cfg = LoraSettings(
+        epochs=1, batch_size=4, r=2, alpha=4, learning_rate=0.05, dropout=0.0, warmup_fraction=0.0
+    )
+    model, log = train_lora(
+        load_causal_lm(untrained_model_dir), tok, prompts, completions, cfg, log=lambda m: None
+    )
+    assert (
+        (log.n_train, log.n_val) == (7, 1)
+        and len(log.train_losses) == 2
+        and len(log.val_losses) == 1
+    )
     model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -84,4 +105,6 @@ def test_a_qlora_adapter_is_only_evaluated_on_a_4bit_base(untrained_model_dir, t
 def test_empty_training_set_is_refused(untrained_model_dir):
     tok = load_tokenizer(untrained_model_dir)
     with pytest.raises(ValueError, match="empty training set"):
-        train_lora(load_causal_lm(untrained_model_dir), tok, [], [], LoraSettings(), log=lambda m: None)
+        train_lora(
+            load_causal_lm(untrained_model_dir), tok, [], [], LoraSettings(), log=lambda m: None
+        )

@@ -12,40 +12,74 @@ import polars as pl
 
 from proj_assets.partitions import sft_shard_partitions
 from proj_assets.sft import keys as k
-from proj_tests.sft.conftest import (crafted_pilot, failure_message, refused_gates, stand_in, stand_in_base_model,
-                                     stand_in_pilot)
+from proj_tests.sft.conftest import (
+    crafted_pilot,
+    failure_message,
+    refused_gates,
+    stand_in,
+    stand_in_base_model,
+    stand_in_pilot,
+)
 
 SHARD_NAMES = ["shard_00", "shard_01"]
 
 
 def crafted_shard(shard: str, n: int, n_runaway: int, n_limit: int) -> pl.DataFrame:
-    return pl.DataFrame({
-        "example_id": [f"{shard}-{i:06d}" for i in range(n)], "task_type": ["add"] * n,
-        "instruction": [f"Add {i} and 2." for i in range(n)],
-        "completion": [f" {i + 2}\nInstruction: Add" if i < n_runaway else f" {i + 2}" for i in range(n)],
-        "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
-        "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
-        "runaway": [i < n_runaway for i in range(n)], "token_limit": [i < n_limit for i in range(n)],
-        "answer_correct": [True] * n, "shard": [shard] * n,
-    })
+    return pl.DataFrame(
+        {
+            "example_id": [f"{shard}-{i:06d}" for i in range(n)],
+            "task_type": ["add"] * n,
+            "instruction": [f"Add {i} and 2." for i in range(n)],
+            "completion": [
+                f" {i + 2}\nInstruction: Add" if i < n_runaway else f" {i + 2}" for i in range(n)
+            ],
+            "finish_reason": ["length" if i < n_limit else "stop" for i in range(n)],
+            "n_tokens": [24 if i < n_limit else 3 for i in range(n)],
+            "runaway": [i < n_runaway for i in range(n)],
+            "token_limit": [i < n_limit for i in range(n)],
+            "answer_correct": [True] * n,
+            "shard": [shard] * n,
+        }
+    )
 
 
 # demo thresholds: runaway < 5%, token limit < 10%. shard_00 is clean; shard_01 has 4/20 runaway (20%)
-SHARD_DATA = {"shard_00": crafted_shard("shard_00", 20, 0, 1), "shard_01": crafted_shard("shard_01", 20, 4, 1)}
+SHARD_DATA = {
+    "shard_00": crafted_shard("shard_00", 20, 0, 1),
+    "shard_01": crafted_shard("shard_01", 20, 4, 1),
+}
 SHARD_PARTITIONS = sft_shard_partitions(len(SHARD_DATA))
 STAND_IN_SHARDS = stand_in(k.SHARDS, SHARD_DATA.get, SHARD_PARTITIONS, "shard")
 
 
 def passing_critic(shard: str) -> pl.DataFrame:
     """Critic scores that keep every example (the shard gates, not the critic, are under test)."""
-    return SHARD_DATA[shard].select("example_id", "shard", "task_type", "answer_correct").with_columns(
-        pl.lit(1.0).alias("critic_margin"), pl.lit(0.0).alias("critic_threshold"), pl.lit(True).alias("critic_keep"))
+    return (
+        SHARD_DATA[shard]
+        .select("example_id", "shard", "task_type", "answer_correct")
+        .with_columns(
+            pl.lit(1.0).alias("critic_margin"),
+            pl.lit(0.0).alias("critic_threshold"),
+            pl.lit(True).alias("critic_keep"),
+        )
+    )
 
 
 STAND_IN_CRITIC = stand_in(k.CRITIC, passing_critic, SHARD_PARTITIONS, "shard")
-STAND_IN_TEST_SET = stand_in(k.TEST_INSTRUCTIONS, pl.DataFrame(
-    {"item_id": [0], "task_type": ["add"], "instruction": ["Add 500 and 600."], "reference": ["1100"]}))
-NO_BASE_MODEL = "sft/model/base_model:completion_mode_only has no result yet: materialize its asset first"
+STAND_IN_TEST_SET = stand_in(
+    k.TEST_INSTRUCTIONS,
+    pl.DataFrame(
+        {
+            "item_id": [0],
+            "task_type": ["add"],
+            "instruction": ["Add 500 and 600."],
+            "reference": ["1100"],
+        }
+    ),
+)
+NO_BASE_MODEL = (
+    "sft/model/base_model:completion_mode_only has no result yet: materialize its asset first"
+)
 
 
 def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(demo_runner):
@@ -70,7 +104,9 @@ def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(demo_runne
     critic = run([k.CRITIC], "shard_01", [STAND_IN_SHARDS, pilot], raise_on_error=False)
     assert not critic.success and "refusing to run" in failure_message(critic)
     (shard_gate,) = [g for g in refused_gates(critic) if g != NO_BASE_MODEL]
-    assert shard_gate.startswith(f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed")
+    assert shard_gate.startswith(
+        f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed"
+    )
     assert "'measured': 0.2" in shard_gate
     assert not run.instance.get_latest_materialization_event(dg.AssetKey(k.CRITIC))
 
@@ -82,16 +118,22 @@ def test_bad_shard_fails_its_gates_and_blocks_critic_and_training_set(demo_runne
     for shard in SHARD_NAMES:
         assert run([k.CRITIC], shard, [STAND_IN_CRITIC]).success
     assert run([k.TEST_INSTRUCTIONS], stand_ins=[STAND_IN_TEST_SET]).success
-    training = run([k.TRAINING_SET], stand_ins=[STAND_IN_SHARDS, STAND_IN_CRITIC, STAND_IN_TEST_SET],
-                   raise_on_error=False)
+    training = run(
+        [k.TRAINING_SET],
+        stand_ins=[STAND_IN_SHARDS, STAND_IN_CRITIC, STAND_IN_TEST_SET],
+        raise_on_error=False,
+    )
     assert not training.success and "refusing to run" in failure_message(training)
     (shard_gate,) = refused_gates(training)
-    assert shard_gate.startswith(f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed")
+    assert shard_gate.startswith(
+        f"sft/data/scale_shards:{k.RUNAWAY_CHECK} partition 'shard_01' failed"
+    )
     assert not run.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
 
 
 def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
-        tiny_runner, untrained_model_dir, tmp_path):
+    tiny_runner, untrained_model_dir, tmp_path
+):
     from tokenizers import processors
 
     from proj_assets.sft.demo_model import EOS
@@ -103,7 +145,8 @@ def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
     tok = load_tokenizer(folder)
     eos_id = tok.convert_tokens_to_ids(EOS)
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)])
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)]
+    )
     tok.save_pretrained(folder)
     reloaded = load_tokenizer(folder)
     assert reloaded("Add 1 and 2.")["input_ids"][-1] == eos_id  # the break survives save/load
@@ -120,15 +163,23 @@ def test_tokenizer_that_appends_eos_fails_completion_mode_and_blocks_the_pilot(
     run = tiny_runner([k.PILOT], tiny_runner.selected_pilot(), [base_model], raise_on_error=False)
     assert not run.success and "refusing to run" in failure_message(run)
     (gate,) = refused_gates(run)
-    assert gate.startswith("sft/model/base_model:completion_mode_only failed") and "'measured': 3" in gate
+    assert (
+        gate.startswith("sft/model/base_model:completion_mode_only failed")
+        and "'measured': 3" in gate
+    )
     assert not tiny_runner.instance.get_latest_materialization_event(dg.AssetKey(k.PILOT))
 
 
 def test_training_set_needs_every_shard_past_its_gates(demo_runner):
     stand_ins = [STAND_IN_SHARDS, STAND_IN_CRITIC, STAND_IN_TEST_SET]
-    assert demo_runner([k.SHARDS, k.CRITIC], "shard_00", stand_ins).success  # a clean shard; shard_01 never ran
+    assert demo_runner(
+        [k.SHARDS, k.CRITIC], "shard_00", stand_ins
+    ).success  # a clean shard; shard_01 never ran
     assert demo_runner([k.TEST_INSTRUCTIONS], stand_ins=stand_ins).success
     run = demo_runner([k.TRAINING_SET], stand_ins=stand_ins, raise_on_error=False)
-    assert refused_gates(run) == [f"sft/data/scale_shards:{check} partition 'shard_01' has no result yet: "
-                                  "materialize its asset first" for check in (k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK)]
+    assert refused_gates(run) == [
+        f"sft/data/scale_shards:{check} partition 'shard_01' has no result yet: "
+        "materialize its asset first"
+        for check in (k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK)
+    ]
     assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
