@@ -21,30 +21,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proj_assets.market.features import FEATURE_NAMES, compute_features  # noqa: E402
-from proj_assets.market.panel import split_arrays  # noqa: E402
-from proj_assets.market.splits import build_splits  # noqa: E402
-from proj_assets.market.targets import compute_targets  # noqa: E402
-from proj_assets.profiles import load_profile  # noqa: E402
-from proj_assets.scaling.arch_grid import enumerate_grid  # noqa: E402
-from proj_assets.scaling.extremes import extreme_architectures  # noqa: E402
+from proj_assets.market.features import FEATURE_NAMES, compute_features
+from proj_assets.market.panel import split_arrays
+from proj_assets.market.splits import build_splits
+from proj_assets.market.targets import compute_targets
+from proj_assets.profiles import load_profile
+from proj_assets.scaling.arch_grid import enumerate_grid
+from proj_assets.scaling.extremes import extreme_architectures
 from proj_assets.scaling.hpo import (
     CellContext,
     Objective,
     extreme_trials,
     make_sampler_and_pruner,
     run_trials,
-)  # noqa: E402
-from proj_assets.scaling.memory import plan_batch  # noqa: E402
-from proj_assets.scaling.model import (  # noqa: E402
+)
+from proj_assets.scaling.memory import plan_batch
+from proj_assets.scaling.model import (
     ArchConfig,
     TimeSeriesTransformer,
     count_parameters,
 )
-from proj_assets.scaling.study import enqueue_missing_extremes  # noqa: E402
-from proj_assets.scaling.trainer import TrainConfig, train  # noqa: E402
-from proj_assets.scaling.windows import build_windows  # noqa: E402
-from proj_resources.market_sources import load_arch  # noqa: E402
+from proj_assets.scaling.study import enqueue_missing_extremes
+from proj_assets.scaling.trainer import TrainConfig, train
+from proj_assets.scaling.windows import build_windows
+from proj_resources.market_sources import load_arch
 
 N_TRIALS = 10
 SAMPLER_TRIALS = 20

@@ -28,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import dagster as dg  # noqa: E402
-import optuna  # noqa: E402
-import yaml  # noqa: E402
+import dagster as dg
+import optuna
+import yaml
 
-from proj_assets.profiles import PROFILES_DIR, load_profile  # noqa: E402
-from proj_cluster.local_cluster import LocalCluster, environment  # noqa: E402
-from proj_cluster.services import wait_until  # noqa: E402
+from proj_assets.profiles import PROFILES_DIR, load_profile
+from proj_cluster.local_cluster import LocalCluster, environment
+from proj_cluster.services import wait_until
 
 STAGE1 = 768 * 20
 CELL = "2k|h1"

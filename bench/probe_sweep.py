@@ -25,22 +25,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proj_assets.probes.activation_cache import cache_spec, open_cache  # noqa: E402
-from proj_assets.probes.corpus import coerce_corpus, corpus_hash, with_sentence_uid  # noqa: E402
-from proj_assets.probes.corpus_generator import generate_corpus  # noqa: E402
-from proj_assets.probes.extraction import extract_into_caches  # noqa: E402
-from proj_assets.probes.fold_run import fold_inputs  # noqa: E402
-from proj_assets.probes.probe_models import matmul_dtype  # noqa: E402
-from proj_assets.probes.probe_types import CANDIDATE_PROBES  # noqa: E402
+from proj_assets.probes.activation_cache import cache_spec, open_cache
+from proj_assets.probes.corpus import coerce_corpus, corpus_hash, with_sentence_uid
+from proj_assets.probes.corpus_generator import generate_corpus
+from proj_assets.probes.extraction import extract_into_caches
+from proj_assets.probes.fold_run import fold_inputs
+from proj_assets.probes.probe_models import matmul_dtype
+from proj_assets.probes.probe_types import CANDIDATE_PROBES
 from proj_assets.probes.trainer import (
     TrainParams,
     predict,
     replica_metrics,
     train_one_at_a_time,
     train_replicas,
-)  # noqa: E402
-from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb  # noqa: E402
-from proj_resources.artifacts import dir_bytes  # noqa: E402
+)
+from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb
+from proj_resources.artifacts import dir_bytes
 
 RESEARCH = {"configs": 768, "folds": 20, "seeds": 20, "layers": 4, "per_config_file_mb": 728}
 
@@ -185,7 +185,7 @@ def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> Non
         folder, {"bench": True}, corpus["uid"].to_numpy(), np.full(corpus.height, length), dim
     )
     rng = np.random.default_rng(0)
-    for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list()):
+    for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list(), strict=False):
         block = rng.standard_normal((length, dim), dtype=np.float32)
         block[:, 0] += 0.8 * label
         writer.put(uid, block)

@@ -53,10 +53,13 @@ def measure(
     plan = plan_batch(numel(model), N_FEATURES, d_model, n_layers, n_heads, context, 512, budget_mb)
     rng = np.random.default_rng(0)
     rows = plan.micro_batch * steps + context
-    split = lambda n: (
-        rng.normal(size=(n, N_FEATURES)).astype(np.float32),
-        (rng.random(n) > 0.5).astype(np.float32),
-    )  # noqa: E731
+
+    def split(n: int):
+        return (
+            rng.normal(size=(n, N_FEATURES)).astype(np.float32),
+            (rng.random(n) > 0.5).astype(np.float32),
+        )
+
     data = build_windows(
         {
             "train": split(rows),

@@ -14,14 +14,14 @@ from pathlib import Path
 if "PROJ_DATA_DIR" not in os.environ:  # a fresh folder: the base model is built cold
     os.environ["PROJ_DATA_DIR"] = tempfile.mkdtemp(prefix="sft_bench_")
 
-import dagster as dg  # noqa: E402
-import polars as pl  # noqa: E402
+import dagster as dg
+import polars as pl
 
-from proj_assets.definitions import build_definitions  # noqa: E402
-from proj_assets.partitions import sft_shard_partitions  # noqa: E402
-from proj_assets.profiles import data_dir, load_profile  # noqa: E402
-from proj_assets.sft import keys as k  # noqa: E402
-from proj_assets.sft.iterations import iterations, selected_iteration  # noqa: E402
+from proj_assets.definitions import build_definitions
+from proj_assets.partitions import sft_shard_partitions
+from proj_assets.profiles import data_dir, load_profile
+from proj_assets.sft import keys as k
+from proj_assets.sft.iterations import iterations, selected_iteration
 
 
 def main() -> None:

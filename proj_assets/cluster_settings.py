@@ -161,7 +161,7 @@ def require_reachable(settings: ClusterSettings, timeout: float = CONNECT_TIMEOU
     for name, (host, port) in settings.endpoints().items():
         try:
             checks[name]()
-        except Exception as exc:  # noqa: BLE001 - driver errors differ; each is reported the same way
+        except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
             failures.append(f"{name} at {host}:{port} is unreachable ({reason})")
     if failures:

@@ -19,16 +19,16 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from proj_assets.market.definitions import build_market  # noqa: E402 (after the warning filters)
-from proj_assets.platform.definitions import build_platform  # noqa: E402
-from proj_assets.probes.definitions import build_probes  # noqa: E402
-from proj_assets.profiles import Profile, data_dir, load_profile  # noqa: E402
-from proj_assets.scaling.definitions import build_scaling  # noqa: E402
-from proj_assets.sft.definitions import build_sft  # noqa: E402
-from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager  # noqa: E402
-from proj_assets.shared.executors import executor_for  # noqa: E402
-from proj_assets.shared.gates import with_upstream_gates  # noqa: E402
-from proj_assets.shared.jobs import require_jobs_select_assets  # noqa: E402
+from proj_assets.market.definitions import build_market
+from proj_assets.platform.definitions import build_platform
+from proj_assets.probes.definitions import build_probes
+from proj_assets.profiles import Profile, data_dir, load_profile
+from proj_assets.scaling.definitions import build_scaling
+from proj_assets.sft.definitions import build_sft
+from proj_assets.shared.compute_write import HANDOFF_IO_MANAGER, handoff_io_manager
+from proj_assets.shared.executors import executor_for
+from proj_assets.shared.gates import with_upstream_gates
+from proj_assets.shared.jobs import require_jobs_select_assets
 from proj_resources import (
     ArtifactStore,
     Compute,
@@ -36,7 +36,7 @@ from proj_resources import (
     Warehouse,
     warehouse_io_manager,
     warehouse_path,
-)  # noqa: E402
+)
 
 
 def shared_resources(profile: Profile, root: Path) -> dict:

@@ -81,7 +81,7 @@ class Lease:
             try:
                 self.renew()
                 fenced = False
-            except Exception:  # noqa: BLE001 - any Redis or network error means the lease was not renewed
+            except Exception:
                 if not fenced and time.monotonic() - self.renewed > self.lease_s - self.period:
                     self.fence()
                     fenced = True
@@ -108,7 +108,7 @@ def _step_args(request) -> tuple[str | None, list[str]]:
 
     try:
         args = unpack_value(request.kwargs["execute_step_args_packed"], as_type=ExecuteStepArgs)
-    except Exception:  # noqa: BLE001 - not a step task (e.g. a test's task): still recorded, without a run
+    except Exception:
         return None, []
     return args.run_id, list(args.step_keys_to_execute or [])
 

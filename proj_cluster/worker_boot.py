@@ -15,7 +15,7 @@ CODE_LOCATION = "proj_assets.definitions"
 
 try:
     importlib.import_module(CODE_LOCATION).defs()  # the profile is read when the location loads
-except BaseException as exc:  # noqa: BLE001 - any failure to load is reported the same way
+except BaseException as exc:
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     sys.stderr.write(
         f"proj_cluster worker cannot load the code location {CODE_LOCATION} "

@@ -95,7 +95,7 @@ class CacheWriter:
         self.index = pl.DataFrame(
             {"uid": uids.astype(np.int64), "offset": offsets, "length": lengths.astype(np.int64)}
         )
-        self._offset = dict(zip(uids.tolist(), offsets.tolist()))
+        self._offset = dict(zip(uids.tolist(), offsets.tolist(), strict=False))
         self.shape = (int(lengths.sum()), int(hidden))
         self.array = np.memmap(folder / ACTIVATIONS_FILE, dtype=DTYPE, mode="w+", shape=self.shape)
 
@@ -166,7 +166,9 @@ def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     row_bytes = array.shape[1] * array.dtype.itemsize
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     with open(array.filename, "rb", buffering=0) as fh:
-        for a, b in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])):
+        for a, b in zip(
+            np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]]), strict=False
+        ):
             view, pos = memoryview(out[a:b]).cast("B"), array.offset + int(rows[a]) * row_bytes
             while len(view):
                 got = os.preadv(fh.fileno(), [view], pos)
@@ -234,5 +236,5 @@ def nonfinite_rows(array: np.ndarray, index: pl.DataFrame, chunk: int = 1 << 16)
         return index.head(0)
     bad = np.asarray(bad_rows)
     starts, ends = index["offset"].to_numpy(), (index["offset"] + index["length"]).to_numpy()
-    hit = [bool(((bad >= s) & (bad < e)).any()) for s, e in zip(starts, ends)]
+    hit = [bool(((bad >= s) & (bad < e)).any()) for s, e in zip(starts, ends, strict=False)]
     return index.filter(pl.Series(hit))

@@ -68,7 +68,7 @@ def plan_sentence_mode(
     """One encoder input per sentence; its own tokens are the non-special ones (token_spans)."""
     return [
         plan_sentence(tokenizer, text, uid, max_tokens, max_context)
-        for uid, text in zip(corpus["uid"].to_list(), corpus["text"].to_list())
+        for uid, text in zip(corpus["uid"].to_list(), corpus["text"].to_list(), strict=False)
     ]
 
 
@@ -143,7 +143,7 @@ def boundary_tokens(plans: list[dict], corpus: pl.DataFrame) -> dict:
     traces = (
         corpus["trace_id"] if "trace_id" in corpus.columns else corpus["uid"].cast(pl.Utf8)
     )  # sentence mode
-    trace_of = dict(zip(corpus["uid"].to_list(), traces.to_list()))
+    trace_of = dict(zip(corpus["uid"].to_list(), traces.to_list(), strict=False))
     per_trace: dict[str, int] = {}
     for plan in plans:
         for uid, n in plan.get("boundary", {}).items():

@@ -153,7 +153,9 @@ def run_group_fold(
             for role, seed, grp in ref_rows
         ]
         for (role, probe, seed, p, epochs_run, c, converged), m in zip(
-            fits, replica_metrics(data.y_test, np.stack([f[3] for f in fits]), importance)
+            fits,
+            replica_metrics(data.y_test, np.stack([f[3] for f in fits]), importance),
+            strict=False,
         ):
             metrics.append(
                 {

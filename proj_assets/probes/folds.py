@@ -179,7 +179,7 @@ def build_fold(
         packed = [token_rows(index, u) for u in uids]
         tokens = [gather_rows(array, rows) for rows, _ in packed]
         lengths = [n for _, n in packed]
-        means = [pool(t, n, "mean") for t, n in zip(tokens, lengths)]
+        means = [pool(t, n, "mean") for t, n in zip(tokens, lengths, strict=False)]
         reference["pooled_train"], reference["pooled_test"] = _standardise(
             np.concatenate(means[:2]), means[2]
         )
@@ -187,16 +187,16 @@ def build_fold(
             pooled = (
                 means
                 if pooling == "mean"
-                else [pool(t, n, pooling) for t, n in zip(tokens, lengths)]
+                else [pool(t, n, pooling) for t, n in zip(tokens, lengths, strict=False)]
             )
             fit, test_p = _standardise(np.concatenate(pooled[:2]), pooled[2])
             for part, values in zip(
-                parts, (fit[: len(lengths[0])], fit[len(lengths[0]) :], test_p)
+                parts, (fit[: len(lengths[0])], fit[len(lengths[0]) :], test_p), strict=False
             ):
                 part.pooled = to_t(values)
         if need_tokens:
             mean, std = token_stats(tokens[0], tokens[1])
-            for part, t, n in zip(parts, tokens, lengths):
+            for part, t, n in zip(parts, tokens, lengths, strict=False):
                 center_in_place(t, mean)
                 part.tokens, part.lengths = (
                     torch.from_numpy(t),

@@ -95,7 +95,9 @@ def fit_references(
 
     add("baseline", 0, fit_logistic_cv(position_train, y_train, groups_train), position_test)
     if pooled_train is not None:
-        for seed, shuffled in zip(control_seeds, shuffled_labels(y_train, control_seeds)):
+        for seed, shuffled in zip(
+            control_seeds, shuffled_labels(y_train, control_seeds), strict=False
+        ):
             add(
                 "control",
                 int(seed),

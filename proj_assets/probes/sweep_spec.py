@@ -145,7 +145,7 @@ def expand(spec: SweepSpec, hash_fn) -> list[dict]:
     configs = {}
     for combo in grid:
         config = canonical_config(
-            dict(zip(names, combo)), stage=1, n_seeds=spec.stages.stage1_seeds
+            dict(zip(names, combo, strict=False)), stage=1, n_seeds=spec.stages.stage1_seeds
         )
         configs.setdefault(hash_fn(config, length=12), config)
     return [{"config_id": cid, **cfg} for cid, cfg in configs.items()]

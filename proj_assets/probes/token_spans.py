@@ -126,7 +126,7 @@ def special_prefix(tokenizer) -> list[int]:
     """The special tokens a tokenizer puts before text (e.g. BOS for Llama, CLS for BERT)."""
     enc = tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
     prefix = []
-    for token, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+    for token, special in zip(enc["input_ids"], enc["special_tokens_mask"], strict=False):
         if not special:
             break
         prefix.append(token)
@@ -163,7 +163,7 @@ def plan_trace(
     width = max_context - len(prefix)
     stride = max(1, width - width // 2)
     plans: dict[int, dict] = {}
-    for idx, (uid, positions) in enumerate(zip(uids, owned)):
+    for idx, (uid, positions) in enumerate(zip(uids, owned, strict=False)):
         if not positions:
             crossed = (
                 " (a boundary token spans it and the next sentence: it went to the later one)"
@@ -200,7 +200,7 @@ def plan_sentence(tokenizer, text: str, uid: int, max_tokens: int, max_context: 
     )
     offsets = [
         (0, 0) if special else span
-        for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"])
+        for span, special in zip(enc["offset_mapping"], enc["special_tokens_mask"], strict=False)
     ]
     positions = assign_tokens(offsets, text, [(0, len(text))])[0][0]
     if not positions:

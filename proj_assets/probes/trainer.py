@@ -81,7 +81,7 @@ class BatchedAdamW:
         self.t += 1
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         lr = self.lr * scale
-        for p, m, v in zip(self.params, self.m, self.v):
+        for p, m, v in zip(self.params, self.m, self.v, strict=False):
             shape = (-1,) + (1,) * (p.dim() - 1)
             p.mul_((1 - lr * self.wd).view(shape))
             m.lerp_(p.grad, 1 - b1)

@@ -230,7 +230,6 @@ def generation_assets(
         from proj_assets.sft.critic import critic_scores as score
         from proj_assets.sft.prompts import PromptBuilder
 
-        shard = context.partition_key
         pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
         chosen = choose_threshold(
             pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()

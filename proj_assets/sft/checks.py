@@ -182,7 +182,7 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         batch = collate(
             [
                 encode_example(tokenizer, p, c, cfg.lora.max_length)
-                for p, c in zip(prompts, completions)
+                for p, c in zip(prompts, completions, strict=False)
             ],
             tokenizer.pad_token_id,
         )

@@ -63,7 +63,7 @@ def sentinel_failures(
         cm.model, tok, prompts, max_new_tokens=max_new_tokens, stop=[STOP_SEQUENCE], do_sample=False
     )
     failures = []
-    for instruction, prompt, out in zip(SENTINEL_INSTRUCTIONS, prompts, outputs):
+    for instruction, prompt, out in zip(SENTINEL_INSTRUCTIONS, prompts, outputs, strict=False):
         ids = tok(prompt)["input_ids"]  # with the tokenizer's default special-token handling
         plain = tok(prompt, add_special_tokens=False)["input_ids"]
         reasons = []

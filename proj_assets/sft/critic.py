@@ -86,8 +86,12 @@ def critic_scores(
     logprobs = next_token_logprobs(model, tokenizer, prompts, [a_id, b_id], batch_size, log)
     yes_a = [a - b for a, b in logprobs[: len(pairs)]]
     yes_b = [b - a for a, b in logprobs[len(pairs) :]]
-    margins = [(m1 + m2) / 2 for m1, m2 in zip(yes_a, yes_b)]
-    prior = sum(m1 - m2 for m1, m2 in zip(yes_a, yes_b)) / (2 * len(pairs)) if pairs else 0.0
+    margins = [(m1 + m2) / 2 for m1, m2 in zip(yes_a, yes_b, strict=False)]
+    prior = (
+        sum(m1 - m2 for m1, m2 in zip(yes_a, yes_b, strict=False)) / (2 * len(pairs))
+        if pairs
+        else 0.0
+    )
     return CriticScores(margins, prior)
 
 

@@ -74,7 +74,8 @@ def generate_examples(
             "finish_reason": [o.finish_reason for o in outputs],
             "n_tokens": [o.n_tokens for o in outputs],
             "answer_correct": [
-                strict_match(o.completion, i.reference) for i, o in zip(items, outputs)
+                strict_match(o.completion, i.reference)
+                for i, o in zip(items, outputs, strict=False)
             ],
             "instruction_seed": instruction_seed(data_seed, slot),
             "row_seed": [o.seed for o in outputs],

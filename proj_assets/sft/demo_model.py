@@ -49,7 +49,7 @@ ANSWER_STYLES = ("plain", "sentence", "explained")
 def pretraining_documents(cfg: DemoModelSettings) -> list[str]:
     """The generated pretraining corpus: `n_documents` documents of `blocks_per_document` blocks."""
     rng = random.Random(cfg.seed)
-    styles, weights = zip(*cfg.answer_styles.items())
+    styles, weights = zip(*cfg.answer_styles.items(), strict=False)
     docs = []
     for d in range(cfg.n_documents):
         blocks = []

@@ -33,7 +33,8 @@ def judge(
         for a, ref in zip(answers, references, strict=True)
     ]
     lenient: list = [
-        None if ref is None else lenient_match(a, ref) for a, ref in zip(answers, references)
+        None if ref is None else lenient_match(a, ref)
+        for a, ref in zip(answers, references, strict=False)
     ]
     missing = [i for i, c in enumerate(strict) if c is None]
     if missing:
@@ -137,7 +138,7 @@ def paired_stats(results: pl.DataFrame) -> pl.DataFrame:
         rows.append(_scope_stats(task_type, results.filter(pl.col("task_type") == task_type)))
     adjusted = multipletests([r["mcnemar_p"] for r in rows[1:]], method="fdr_bh")[1]
     rows[0]["p_bh"] = rows[0]["mcnemar_p"]
-    for row, p in zip(rows[1:], adjusted):
+    for row, p in zip(rows[1:], adjusted, strict=False):
         row["p_bh"] = float(p)
     return pl.DataFrame(rows)
 

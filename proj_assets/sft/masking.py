@@ -71,7 +71,7 @@ def masking_errors(
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         labels = batch["labels"][i].tolist()
         mask = batch["attention_mask"][i].tolist()
-        ids = [t for t, m in zip(batch["input_ids"][i].tolist(), mask) if m]
+        ids = [t for t, m in zip(batch["input_ids"][i].tolist(), mask, strict=False) if m]
         first = next((j for j, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
         kept, expected = (
             [t for t in labels if t != IGNORE_INDEX],
@@ -79,11 +79,11 @@ def masking_errors(
         )
         prompt_ids, masked = encode_prompt(tokenizer, prompt), ids[:first]
         problems = []
-        if any(lab != IGNORE_INDEX for lab, m in zip(labels, mask) if m == 0):
+        if any(lab != IGNORE_INDEX for lab, m in zip(labels, mask, strict=False) if m == 0):
             problems.append("padding position carries a label")
         if any(
             lab != IGNORE_INDEX and lab != tok
-            for lab, tok in zip(labels, batch["input_ids"][i].tolist())
+            for lab, tok in zip(labels, batch["input_ids"][i].tolist(), strict=False)
         ):
             problems.append("label differs from its input id")
         if keep and (not ids or ids[0] != tokenizer.bos_token_id):

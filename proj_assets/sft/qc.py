@@ -88,7 +88,10 @@ def has_degenerate_repetition(completion: str, max_period: int, times: int, min_
     )
 
 
-def is_runaway(completion: str, qc: QcSettings = QcSettings()) -> bool:
+DEFAULT_QC = QcSettings()
+
+
+def is_runaway(completion: str, qc: QcSettings = DEFAULT_QC) -> bool:
     return (
         continues_after_answer_line(completion)
         or continues_on_answer_line(completion)

@@ -93,9 +93,9 @@ def test_fold_backfill_on_two_workers_survives_a_killed_worker_and_matches_a_loc
             (s[dg.DagsterEventType.STEP_START][0], s[dg.DagsterEventType.STEP_SUCCESS][0])
             for s in writes
         )
-        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), (
-            spans
-        )  # writes never overlap
+        assert all(
+            later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)
+        ), spans  # writes never overlap
         assert (
             len(spans) == len(succeeded) >= 4
         )  # ranges of probes.partitions_per_run = 2 partitions

@@ -132,7 +132,7 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
     )  # each forced extreme trained exactly once
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials if t.datetime_complete)
     assert any(
-        b[0] < a[1] for a, b in zip(spans, spans[1:])
+        b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False)
     )  # two workers trained at the same time
 
     with duckdb.connect(

@@ -43,7 +43,7 @@ def reference_features(prices: pl.DataFrame, index: pl.DataFrame, i: int) -> dic
     gain = statistics.fmean(max(x, 0.0) for x in _window(lr, i, 14))
     loss = statistics.fmean(max(-x, 0.0) for x in _window(lr, i, 14))
     f["rsi_14"] = 50.0 if gain + loss == 0 else 100 * gain / (gain + loss)
-    macd = [a - b for a, b in zip(_ema(c, 12), _ema(c, 26))]
+    macd = [a - b for a, b in zip(_ema(c, 12), _ema(c, 26), strict=False)]
     f["macd_hist_pct"] = (macd[i] - _ema(macd, 9)[i]) / c[i]
     low14, high14 = min(_window(lo, i, 14)), max(_window(h, i, 14))
     f["stoch_k_14"] = (c[i] - low14) / (high14 - low14)

@@ -38,7 +38,7 @@ def test_splits_are_time_ordered_disjoint_with_embargo(panel_inputs):
         assert row["start_date"] <= row["end_date"]
         assert position[row["end_date"]] - position[row["start_date"]] + 1 == row["n_rows"]
         assert row["embargo_rows"] == max(HORIZONS)
-    for earlier, later in zip(rows, rows[1:]):
+    for earlier, later in zip(rows, rows[1:], strict=False):
         # exactly max(h) labelled rows lie between consecutive splits, in no split
         assert position[later["start_date"]] - position[earlier["end_date"]] - 1 == max(HORIZONS)
     assert rows[0]["start_date"] == dates[0] and rows[-1]["end_date"] == dates[-1]

@@ -85,7 +85,9 @@ def test_sigterm_between_runs_stops_the_demo_runner_but_not_a_plain_dagster_proc
                 stderr=subprocess.STDOUT,
             )
         wait_until(
-            lambda: "between runs" in log_path.read_text(), 120, f"the {mode} process's first run"
+            lambda log_path=log_path: "between runs" in log_path.read_text(),
+            120,
+            f"the {mode} process's first run",
         )
         proc.send_signal(signal.SIGTERM)
         try:

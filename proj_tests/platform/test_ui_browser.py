@@ -64,7 +64,7 @@ def _dismiss_welcome(page) -> None:
     skip = page.get_by_role("button", name="Skip", exact=True)
     try:
         skip.wait_for(timeout=15_000)
-    except Exception:  # noqa: BLE001 - no dialog this time
+    except Exception:
         return
     skip.click()
 

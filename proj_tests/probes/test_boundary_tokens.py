@@ -39,7 +39,7 @@ def _no_sentence_sees_a_later_one(tokenizer, text, sentences, plan):
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
         "offset_mapping"
     ]
-    for k, (uid, positions) in enumerate(plan["spans"].items()):
+    for k, (_uid, positions) in enumerate(plan["spans"].items()):
         for p in positions:
             start, end = offsets[p - prefix_len]
             assert all(end <= lo for lo, _hi in bounds[k + 1 :]), (k, text[start:end])

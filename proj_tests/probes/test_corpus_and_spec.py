@@ -30,7 +30,7 @@ def test_generator_is_seeded_and_labels_follow_the_text(corpus):
     )
     big = generate_corpus(6, 8, 0.0, seed=3)
     rates = big.group_by("category").agg(pl.col("label").mean()).to_dict(as_series=False)
-    rate = dict(zip(rates["category"], rates["label"]))
+    rate = dict(zip(rates["category"], rates["label"], strict=False))
     assert rate["plan_generation"] > 0.7 > 0.3 > rate["active_computation"]
     assert group_problems(coerce_corpus(big, "g")).height == 0
 

@@ -109,7 +109,10 @@ def test_minibatches_share_the_tokens_and_give_the_same_logits(probe_type):
     picked = idx[torch.arange(24, -1, -2)]
     starts = torch.cumsum(lengths, 0) - lengths
     own = torch.cat(
-        [tokens[s : s + n] for s, n in zip(starts[picked].tolist(), lengths[picked].tolist())]
+        [
+            tokens[s : s + n]
+            for s, n in zip(starts[picked].tolist(), lengths[picked].tolist(), strict=False)
+        ]
     )
     packed = ProbeInputs(torch.zeros(len(picked), 2), None, own, lengths[picked], full.token_std)
     torch.testing.assert_close(logits(probe_type, params, sub), logits(probe_type, params, packed))

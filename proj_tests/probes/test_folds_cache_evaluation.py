@@ -87,7 +87,7 @@ def test_cache_key_changes_with_every_input_and_only_then(field, other):
 def test_cache_round_trip_and_integrity_problems(tmp_path):
     uids, lengths = np.array([0, 1, 2]), np.array([2, 3, 1])
     writer = CacheWriter(tmp_path, cache_spec(**BASE), uids, lengths, hidden=4)
-    for uid, n in zip(uids, lengths):
+    for uid, n in zip(uids, lengths, strict=False):
         writer.put(int(uid), np.full((n, 4), uid, dtype=np.float32))
     writer.close()
     array, index, meta = open_cache(tmp_path)

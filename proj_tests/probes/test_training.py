@@ -42,8 +42,8 @@ def planted(probe_type: str, seed: int = 0):
         *(torch.from_numpy(a) for a in (position, pooled, tokens, mask))
     )
     cuts = np.cumsum([0, N_TRAIN, N_VAL, N_TEST])
-    parts = [inputs.rows(torch.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
-    return (*parts, *(y[a:b] for a, b in zip(cuts[:-1], cuts[1:])))
+    parts = [inputs.rows(torch.arange(a, b)) for a, b in zip(cuts[:-1], cuts[1:], strict=False)]
+    return (*parts, *(y[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=False)))
 
 
 @pytest.mark.parametrize("probe_type", PROBE_TYPES)
@@ -78,7 +78,7 @@ def test_batched_and_looped_training_agree_per_replica(probe_type):
     np.testing.assert_allclose(batched, looped, atol=1e-5)
     assert batched_params["epochs_run"].tolist() == [p["epochs_run"].item() for p in looped_params]
     assert batched_params["epochs_run"][2] == 5 and not np.allclose(batched[0], batched[2])
-    for a, b in zip(replica_metrics(y_te, batched), replica_metrics(y_te, looped)):
+    for a, b in zip(replica_metrics(y_te, batched), replica_metrics(y_te, looped), strict=False):
         assert a["pr_auc"] == pytest.approx(b["pr_auc"], abs=1e-6)
 
 
@@ -104,7 +104,7 @@ def test_batched_adamw_equals_torch_adamw_per_replica():
     ]
     opts = [
         torch.optim.AdamW(ref.values(), lr=lr, weight_decay=wd)
-        for ref, lr, wd in zip(refs, lrs, wds)
+        for ref, lr, wd in zip(refs, lrs, wds, strict=False)
     ]
     inputs = ProbeInputs(torch.zeros(64, 1), pooled=x)
     for _ in range(20):
@@ -112,7 +112,7 @@ def test_batched_adamw_equals_torch_adamw_per_replica():
             logits("linear_probe", params, inputs), y.expand(2, -1), reduction="none"
         ).mean(1).sum().backward()
         ours.step(torch.ones(2))
-        for ref, opt in zip(refs, opts):
+        for ref, opt in zip(refs, opts, strict=False):
             torch.nn.functional.binary_cross_entropy_with_logits(
                 logits("linear_probe", ref, inputs)[0], y
             ).backward()

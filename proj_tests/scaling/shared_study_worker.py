@@ -14,16 +14,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scaling_helpers import N_FEATURES, synthetic_splits, tiny_settings  # noqa: E402
+from scaling_helpers import N_FEATURES, synthetic_splits, tiny_settings
 
-from proj_assets.scaling.arch_grid import enumerate_grid  # noqa: E402
-from proj_assets.scaling.hpo import (  # noqa: E402
+from proj_assets.scaling.arch_grid import enumerate_grid
+from proj_assets.scaling.hpo import (
     CellContext,
     Objective,
     make_sampler_and_pruner,
     run_trials,
 )
-from proj_assets.scaling.study import StudyLocation, open_study, worker_lock  # noqa: E402
+from proj_assets.scaling.study import StudyLocation, open_study, worker_lock
 
 # One intra-op thread, as the trials asset sets (scaling.trainer.torch_threads): with the default
 # (every core) workers beside a loaded test suite oversubscribe the CPU (a run timed out at 300 s).

@@ -43,10 +43,13 @@ def test_the_activation_estimate_covers_what_autograd_saves(d_model, n_layers, n
 
 def _splits(n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    make = lambda k: (
-        rng.normal(size=(k, N_FEATURES)).astype(np.float32),
-        (rng.random(k) > 0.5).astype(np.float32),
-    )  # noqa: E731
+
+    def make(k: int):
+        return (
+            rng.normal(size=(k, N_FEATURES)).astype(np.float32),
+            (rng.random(k) > 0.5).astype(np.float32),
+        )
+
     return {"train": make(n), "val": make(64), "test": make(64)}
 
 

@@ -32,7 +32,7 @@ def test_saturating_law_recovers_its_parameters_with_bootstrap_cis():
     )  # a floor the pure power law cannot bend to
     assert np.all(band["low"] <= band["fit"] + 1e-9) and np.all(band["fit"] <= band["high"] + 1e-9)
     ref = optimize.curve_fit(
-        lambda x, l, a, b: l + a * x**-b, n / n.min(), loss, p0=[0.5, 0.1, 0.5]
+        lambda x, floor, a, b: floor + a * x**-b, n / n.min(), loss, p0=[0.5, 0.1, 0.5]
     )[0]
     assert [fit["l_inf"], fit["a"], fit["b"]] == pytest.approx(ref, rel=1e-3)
 

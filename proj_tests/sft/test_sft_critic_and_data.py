@@ -33,7 +33,7 @@ class PlantedJudge(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids):
         logits = torch.zeros(*input_ids.shape, len(self.tokenizer))
-        for row, (ids, mask) in enumerate(zip(input_ids, attention_mask)):
+        for row, (ids, mask) in enumerate(zip(input_ids, attention_mask, strict=False)):
             text = self.tokenizer.decode(ids[mask.bool()])
             answer = text.rsplit("Answer:", 1)[1].split("\n", 1)[0].strip()
             yes, no = (

@@ -39,7 +39,10 @@ def test_collated_batch_masks_padding_and_passes_the_checker(demo_tokenizer):
     prompts = [builder.answer_prompt(p) for p in ("Add 1 and 2.", "Sort the digits: 9 1 5 3 3 0")]
     completions = [builder.completion(a) for a in ("3", "0 1 3 3 5 9")]
     batch = collate(
-        [encode_example(demo_tokenizer, p, c, 128) for p, c in zip(prompts, completions)],
+        [
+            encode_example(demo_tokenizer, p, c, 128)
+            for p, c in zip(prompts, completions, strict=False)
+        ],
         demo_tokenizer.pad_token_id,
     )
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()

@@ -101,7 +101,10 @@ def test_each_family_reaches_paired_evaluation(family_folder, tmp_path):
     completions = [builder.completion(i.reference) for i in items]
     cfg = LoraSettings(epochs=1, batch_size=4, r=2, alpha=4, dropout=0.0, max_length=64)
     batch = collate(
-        [encode_example(tokenizer, p, c, cfg.max_length) for p, c in zip(prompts, completions)],
+        [
+            encode_example(tokenizer, p, c, cfg.max_length)
+            for p, c in zip(prompts, completions, strict=False)
+        ],
         tokenizer.pad_token_id,
     )
     assert masking_errors(tokenizer, prompts, completions, batch) == []
