@@ -9,7 +9,7 @@ The probes inputs (corpus, activations, manifest) are materialized once in-proce
    submits it; `proj_cluster.backfill`: the asset's multi-run policy plans ranges) executed by
    `dagster-daemon run` (queued run coordinator, default run launcher: one `dagster api
    execute_run` process per run, which loads the code location), against the same ranges run
-   in-process (`materialize_all.plan_runs`, as `make demo` does);
+   in-process (`entrypoints.demo.plan_runs`, as `make demo` does);
 2. a CLI job backfill of `probes_sweep_job` for the same partitions (Dagster launches one run per
    partition for a job backfill), against one in-process run per partition;
 3. one-partition backfills, each launched like the UI's "Launch backfill": a fold partition of
@@ -152,10 +152,12 @@ def main() -> int:
     env = write_home(home)
 
     import dagster as dg
-    from proj_assets.ops.materialize_all import QUIET, Stage, plan_runs
 
-    from proj_assets.definitions import defs
+    from proj_assets.definitions import defs as location
+    from proj_assets.entrypoints.demo import QUIET, Stage, plan_runs
     from proj_assets.probes.assets import ACTIVATIONS, CORPUS, FOLD_RESULTS, MANIFEST
+
+    defs = location()
 
     load = os.getloadavg()
     with dg.DagsterInstance.get() as instance:

@@ -34,10 +34,11 @@ def asset_job(
 def require_jobs_select_assets(defs: dg.Definitions) -> None:
     """Raise when an asset job of `defs` selects no asset."""
     asset_graph = defs.resolve_asset_graph()
+    selections = {job.name: getattr(job, "selection", None) for job in defs.jobs or ()}
     empty = [
-        job.name
-        for job in defs.jobs or ()
-        if getattr(job, "selection", None) is not None and not job.selection.resolve(asset_graph)
+        name
+        for name, selection in selections.items()
+        if selection is not None and not selection.resolve(asset_graph)
     ]
     if empty:
         raise ValueError(

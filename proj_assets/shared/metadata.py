@@ -17,7 +17,7 @@ from proj_assets.shared.markdown import Markdown, format_number
 def ui_metadata(values: dict, series: tuple[str, ...] = ()) -> dict:
     """`values` for `add_output_metadata`/`MaterializeResult`: `shared.markdown.Markdown` as
     markdown, floats not listed in `series` as rounded text (NaN as "nan"), the rest unchanged."""
-    out = {}
+    out: dict = {}
     for key, value in values.items():
         if isinstance(value, Markdown):
             out[key] = dg.MetadataValue.md(value)
