@@ -73,20 +73,15 @@ def _market_runs(home, tmp_path) -> None:
     """SP500 and VIX from the bundled data (gates pass) and the features built from them (a plot);
     NASDAQ from a CSV whose row 3 has high < low, so its `ohlc_consistent` gate fails."""
     import polars as pl
+    from definitions_helpers import assets_by_key, demo_profile, domain_defs
 
-    from proj_assets.definitions import build_resources
-    from proj_assets.market import assets as market_assets
-    from proj_assets.market import checks as market_checks
-    from proj_assets.profiles import load_profile
     from proj_resources import MarketSource
     from proj_resources.market_sources import load_arch
 
-    resources = build_resources(load_profile("demo"), home / "data")
-    raw_checks = [
-        c
-        for c in dg.load_asset_checks_from_modules([market_checks])
-        if any(k.asset_key == OHLCV for k in c.check_keys)
-    ]
+    market = domain_defs("market", demo_profile(), home / "data")
+    resources = dict(market.resources)
+    ohlcv = assets_by_key(market)[tuple(OHLCV.path)]
+    raw_checks = [c for c in market.asset_checks if any(k.asset_key == OHLCV for k in c.check_keys)]
     csv = tmp_path / "csv"
     csv.mkdir()
     bad = (
@@ -106,7 +101,7 @@ def _market_runs(home, tmp_path) -> None:
             ("NASDAQ", MarketSource(kind="csv", csv_dir=str(csv))),
         ):
             result = dg.materialize(
-                [market_assets.ohlcv, *raw_checks],
+                [ohlcv, *raw_checks],
                 instance=instance,
                 partition_key=ticker,
                 resources={**resources, "market_source": source},
@@ -119,11 +114,11 @@ def _market_runs(home, tmp_path) -> None:
                 ticker,
                 failed,
             )
-        upstream = (
-            market_assets.ohlcv.to_source_asset()
-        )  # keeps its table metadata (schema, partition_expr)
         features = dg.materialize(
-            [market_assets.features, upstream], instance=instance, resources=resources
+            [*market.assets, *market.asset_checks],
+            selection=[FEATURES],
+            instance=instance,
+            resources=resources,
         )
         assert features.success
 
