@@ -19,9 +19,8 @@ from proj_assets.probes.assets import (
     MANIFEST,
     SUMMARY,
     activation_folders,
-    current_results,
-    run_partitions,
 )
+from proj_assets.probes.assets_sweep import current_results, run_partitions
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.quality import (
     boundary_trace_rows,

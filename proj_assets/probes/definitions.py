@@ -9,7 +9,8 @@ import dagster as dg
 
 from proj_assets.cluster_settings import training_queue_tags
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.probes.assets import FOLD_RESULTS, MANIFEST, probes_assets
+from proj_assets.probes.assets import FOLD_RESULTS, MANIFEST, input_assets
+from proj_assets.probes.assets_sweep import sweep_assets
 from proj_assets.probes.checks import probes_checks
 from proj_assets.probes.sensors import sweep_spec_sensor
 from proj_assets.profiles import Profile
@@ -21,7 +22,10 @@ from proj_resources.models import ModelSource
 def build_probes(profile: Profile, root: Path) -> dg.Definitions:
     settings = profile.probes
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
-    assets = probes_assets(settings, training_queue_tags(profile.compute.device), warehouse)
+    assets = [
+        *input_assets(settings, warehouse),
+        *sweep_assets(settings, training_queue_tags(profile.compute.device), warehouse),
+    ]
     manifest_job = asset_job(
         "probes_manifest_job",
         [asset_of(assets, MANIFEST)],
