@@ -145,6 +145,17 @@ def plan_runs(
     )
 
 
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a signal ended the run. Dagster turns SIGINT/SIGTERM inside a run into a failed run
+    and clears the signal, so without this check the runner would carry on with the next run."""
+    return any(
+        e.event_type == dg.DagsterEventType.RUN_FAILURE
+        and e.job_failure_data.error is not None
+        and e.job_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for e in result.all_events
+    )
+
+
 def _where(partition: str | None, tags: dict) -> str:
     if ASSET_PARTITION_RANGE_START_TAG in tags:
         return f"{tags[ASSET_PARTITION_RANGE_START_TAG]}...{tags[ASSET_PARTITION_RANGE_END_TAG]}"
@@ -167,6 +178,8 @@ def run_stage(
             raise_on_error=False,
             tags={"proj/launched_by": "materialize_all", **range_tags},
         )
+        if _interrupted(result):
+            raise KeyboardInterrupt(f"{label} was interrupted")
         summary = _summarize(
             label,
             _where(partition, range_tags),
@@ -268,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"materializing {what} of profile '{profile.name}' (data under {data_dir()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summaries = materialize_all(defs(), instance, args.group)
+        try:
+            summaries = materialize_all(defs(), instance, args.group)
+        except KeyboardInterrupt as stop:
+            print(f"\nstopped by a signal ({stop or 'between runs'}); the instance shows what ran")
+            return 130
     failed = [s for s in summaries if not s.success]
     failed_checks = sorted({c for s in summaries for c in s.failed_checks})
     print(

@@ -98,3 +98,41 @@ def test_sigterm_between_runs_stops_the_demo_runner_but_not_a_plain_dagster_proc
             proc.kill()
             proc.wait()
     assert outcome == {"plain": "ignored SIGTERM", "demo": "stopped"}
+
+
+DURING_A_RUN = """
+import os, signal, time
+import dagster as dg
+from proj_assets.entrypoints.demo import materialize_all, stop_on_sigterm
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+stop_on_sigterm()
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["1", "2"]), group_name="market")
+def slow(context) -> None:
+    print("running", context.partition_key, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+
+
+try:
+    materialize_all(dg.Definitions(assets=[slow]), dg.DagsterInstance.ephemeral())
+    print("carried on", flush=True)
+except KeyboardInterrupt as stop:
+    print("stopped:", stop, flush=True)
+"""
+
+
+def test_sigterm_during_a_run_stops_the_demo_runner_instead_of_starting_the_next_run(tmp_path):
+    """Dagster turns a signal inside a run into a failed run and forgets the signal; the runner
+    must see the interruption and stop, not go on to the next partition."""
+    import sys
+
+    script = tmp_path / "during_a_run.py"
+    script.write_text(DURING_A_RUN)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    lines = [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
+    assert lines == ["running 1", "stopped: slow was interrupted"], done.stdout + done.stderr
