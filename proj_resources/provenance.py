@@ -2,12 +2,14 @@
 
 import functools
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from proj_resources.fingerprints import stamp_inputs
 from proj_resources.hashing import canonical_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +92,16 @@ class Provenance(dg.ConfigurableResource):
         params: object,
         model_id: str | None = None,
         model_revision: str | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> pl.DataFrame:
-        """`df` with one provenance column per field of `record`, equal on every row."""
+        """`df` with one provenance column per field of `record`, equal on every row; with
+        `inputs` (input name -> version) also the input fingerprint readers select current rows
+        by (`proj_resources.fingerprints`)."""
         rec = self.record(run_id, seed, params, model_id, model_revision)
-        return df.with_columns(
+        out = df.with_columns(
             [pl.lit(v, dtype=pl.Int64 if k == "seed" else pl.Utf8).alias(k) for k, v in rec.items()]
         )
+        return out if inputs is None else stamp_inputs(out, inputs)
 
     def metadata(self) -> dict:
         return {
