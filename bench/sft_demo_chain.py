@@ -104,7 +104,16 @@ def main() -> None:
         print("strict exact match (the stage gate's judge):")
         print(
             stats.select(
-                "scope", "n", "base_accuracy", "sft_accuracy", "cohens_h", "mcnemar_p", "p_bh"
+                "scope",
+                "n",
+                "base_accuracy",
+                "few_shot_accuracy",
+                "sft_accuracy",
+                "cohens_h_vs_base",
+                "mcnemar_p_vs_base",
+                "p_bh_vs_base",
+                "cohens_h_vs_few_shot",
+                "mcnemar_p_vs_few_shot",
             )
         )
         print("lenient judge and QC rates:")
@@ -112,8 +121,10 @@ def main() -> None:
             stats.select(
                 "scope",
                 "base_lenient_accuracy",
+                "few_shot_lenient_accuracy",
                 "sft_lenient_accuracy",
                 "base_runaway_rate",
+                "few_shot_runaway_rate",
                 "sft_runaway_rate",
                 "base_token_limit_rate",
                 "sft_token_limit_rate",

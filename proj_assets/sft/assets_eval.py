@@ -1,27 +1,48 @@
-"""sft evaluation assets: paired greedy answers of base vs base+adapter (graph-backed: the answering
-runs outside the `duckdb` pool, see shared/compute_write.py), and their statistics."""
+"""sft evaluation assets: paired greedy answers of three arms on the test set (graph-backed: the
+answering runs outside the `duckdb` pool, see shared/compute_write.py), and their statistics.
+
+Arms (evaluation.py): `base` (zero-shot by default), `few_shot` (the base on the generation
+prompt) and `sft` (base + adapter). Rows carry the input versions they were computed from
+(`lineage.eval_inputs`); `stats` and the checks read only the rows of the versions current now."""
 
 import dagster as dg
 import polars as pl
 
 from proj_assets.sft.budget_guard import guard_step
-from proj_assets.sft.evaluation import GATE_JUDGE
+from proj_assets.sft.evaluation import ARMS, EVAL_CODE_VERSION, GATE_JUDGE, OVERALL, content_version
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS
-from proj_assets.sft.lineage import latest_artifact_path, latest_metadata
+from proj_assets.sft.lineage import eval_inputs
 from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
+from proj_assets.shared.metadata import ui_metadata
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
+from proj_resources.fingerprints import current_rows, staleness
 from proj_resources.models import ModelSource
 
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
+ANSWER_KINDS = ("answer", "strict", "lenient", "correct", "runaway", "token_limit")
+
+
+def current_eval_rows(df: pl.DataFrame, versions: dict[str, str], table: str) -> pl.DataFrame:
+    """The rows of `df` computed from `versions`; a failure naming the inputs that changed when
+    there are none (the table must be re-materialized first)."""
+    rows = current_rows(df, versions)
+    if rows.height == 0:
+        state = staleness(df, versions)
+        raise dg.Failure(
+            f"{table} holds no rows of the current inputs ({state['superseded_rows']} rows of "
+            f"older ones; changed: {', '.join(state['changed_inputs'])}): re-materialize it",
+            metadata={"changed_inputs": state["changed_inputs"]},
+        )
+    return rows
 
 
 def eval_assets(
     cfg: SftSettings, budget: float | None, device_tags: dict, warehouse: Warehouse
 ) -> list[dg.AssetsDefinition]:
-    """Paired answers of base and adapter on the test set, and their statistics, for `cfg`."""
+    """Paired answers of the three arms on the test set, and their statistics, for `cfg`."""
 
     @compute_op(
         device_tags,
@@ -37,69 +58,75 @@ def eval_assets(
         provenance: Provenance,
         artifacts: ArtifactStore,
     ) -> Handoff:
-        """Both models answer every test item greedily (no pool); judged and flagged."""
-        from proj_assets.sft.evaluation import answer_columns
+        """Each arm answers every test item greedily (no pool); judged and flagged."""
+        from proj_assets.sft.evaluation import answer_columns, greedy_settings, prompt_builders
         from proj_assets.sft.generation import generate
         from proj_assets.sft.lora_training import load_adapter_model
-        from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
         from proj_assets.sft.tokenizer import load_sft_tokenizer
 
-        base_path, adapter_path = (
-            latest_artifact_path(context, BASE_MODEL),
-            latest_artifact_path(context, ADAPTER),
-        )
-        method = latest_metadata(context, ADAPTER).get("method", "lora")
-        builder = PromptBuilder(n_shots=cfg.sft_prompt_shots)
-        prompts = [builder.answer_prompt(i) for i in test_instructions["instruction"]]
-        refs = test_instructions["reference"].to_list()
+        inputs = eval_inputs(context, cfg)
+        if test_instructions["content_hash"][0] != inputs.versions["test_set"]:
+            raise dg.Failure(
+                f"{'/'.join(TEST_INSTRUCTIONS)}: the rows loaded (content_hash "
+                f"{test_instructions['content_hash'][0]}) are not its latest materialization's "
+                f"({inputs.versions['test_set']}): re-materialize it"
+            )
+        builders, greedy = prompt_builders(cfg), greedy_settings(cfg)
+        prompts = {
+            arm: [b.answer_prompt(i) for i in test_instructions["instruction"]]
+            for arm, b in builders.items()
+        }
         spend = guard_step(context, "evaluation", PAIRED, cfg, budget, compute)
+        outputs = {}
         with compute.meter() as meter:
-            tokenizer = load_sft_tokenizer(base_path)
-            model = load_adapter_model(base_path, adapter_path, compute.torch_device(), method)
-            greedy = {
-                "max_new_tokens": cfg.eval_max_new_tokens,
-                "stop": [STOP_SEQUENCE],
-                "do_sample": False,
-            }
-            with model.disable_adapter():
-                base_out = generate(model, tokenizer, prompts, **greedy, log=context.log.info)
-            tuned_out = generate(model, tokenizer, prompts, **greedy, log=context.log.info)
-        columns = answer_columns({"base": base_out, "sft": tuned_out}, refs, cfg.qc)
+            tokenizer = load_sft_tokenizer(inputs.base_path)
+            model = load_adapter_model(
+                inputs.base_path, inputs.adapter_path, compute.torch_device(), inputs.method
+            )
+            for arm in ARMS:
+                context.log.info(f"arm {arm}: {len(prompts[arm])} greedy answers")
+                if arm == "sft":
+                    outputs[arm] = generate(model, tokenizer, prompts[arm], **greedy)
+                    continue
+                with model.disable_adapter():
+                    outputs[arm] = generate(
+                        model, tokenizer, prompts[arm], **greedy, log=context.log.info
+                    )
+        refs = test_instructions["reference"].to_list()
+        columns = answer_columns(outputs, refs, cfg.qc)
         df = test_instructions.select(
             "item_id", "task_type", "instruction", "reference"
         ).with_columns([pl.Series(name, values) for name, values in columns.items()])
-        revision = base_model.resolved_revision(str(base_path))
         df = provenance.stamp(
             df,
             context.run_id,
             None,
-            {
-                "adapter": adapter_path.name,
-                "prompt": builder.template_hash(),
-                "greedy": greedy,
-                "method": method,
-            },
-            base_model.path or f"demo:{base_path.name}",
-            revision,
+            {"greedy": greedy, "method": inputs.method},
+            base_model.path or f"demo:{inputs.base_path.name}",
+            inputs.versions["base_model_revision"],
+            inputs=inputs.versions,
         )
         rates = {
-            f"{m}_{c}_rate": float(df[f"{m}_{c}"].mean())
-            for m in ("base", "sft")
+            f"{arm}_{c}_rate": float(df[f"{arm}_{c}"].mean())
+            for arm in ARMS
             for c in ("strict", "lenient", "runaway", "token_limit")
         }
+        judged = ["item_id", *(f"{arm}_{kind}" for arm in ARMS for kind in ANSWER_KINDS)]
         return save_handoff(
             context,
             artifacts,
             df,
             {
                 "rows": df.height,
-                **rates,
+                **ui_metadata(rates),
                 "gate_judge": GATE_JUDGE,
-                "adapter": adapter_path.name,
-                "adapter_method": method,
+                "adapter": inputs.adapter_path.name,
+                "adapter_method": inputs.method,
+                "input_versions": dg.MetadataValue.json(inputs.versions),
                 **meter.metadata(),
                 **spend,
             },
+            data_version=content_version(df, judged),
         )
 
     write_paired = frame_write_op("sft_eval_paired_results_write")
@@ -109,6 +136,7 @@ def eval_assets(
         group_name="sft",
         kinds={"polars", "duckdb"},
         automation_condition=GATED,
+        code_version=EVAL_CODE_VERSION,
         ins={
             "test_instructions": dg.AssetIn(key=TEST_INSTRUCTIONS),
             "base": dg.AssetIn(key=BASE_MODEL, dagster_type=dg.Nothing),
@@ -117,13 +145,14 @@ def eval_assets(
         metadata=table_metadata(PAIRED),
     )
     def paired_results(test_instructions, base, adapter):
-        """Greedy answers of base and base+adapter on every test item: strict and lenient judgements, runaway and token-limit flags."""
+        """Greedy answers of base zero-shot, base few-shot (generation prompt) and base+adapter per test item, judged and QC-flagged."""
         return write_paired(paired_compute(test_instructions, base=base, adapter=adapter))
 
     @dg.asset(
         key=STATS,
         ins={"paired_results": dg.AssetIn(key=PAIRED)},
         automation_condition=GATED,
+        code_version=EVAL_CODE_VERSION,
         metadata=table_metadata(STATS),
         **TABLE,
     )
@@ -134,43 +163,43 @@ def eval_assets(
         compute: Compute,
         provenance: Provenance,
     ) -> dg.Output[pl.DataFrame]:
-        """McNemar exact test (strict exact match), Wilson 95% CIs, Cohen's h, BH-corrected per-type p, lenient and QC rates."""
-        from proj_assets.sft.evaluation import paired_stats, stage_gate
+        """Per arm accuracy (Wilson 95% CI); SFT vs zero-shot and vs few-shot base: exact McNemar, Cohen's h, BH per-type p; QC rates."""
+        from proj_assets.sft.evaluation import beats, paired_stats
 
+        versions = eval_inputs(context, cfg).versions
+        rows = current_eval_rows(paired_results, versions, "/".join(PAIRED))
         with compute.meter() as meter:
-            df = paired_stats(paired_results)
-        passed, overall = stage_gate(df, cfg.stage_gate_alpha)
+            df = paired_stats(rows)
+        version = dg.DataVersion(content_version(df, df.columns))  # before the provenance stamp
+        overall = df.filter(pl.col("scope") == OVERALL).row(0, named=True)
+        verdicts = {
+            f"beats_{baseline}": beats(df, cfg.stage_gate_alpha, baseline)[0]
+            for baseline in ("base", "few_shot")
+        }
         df = provenance.stamp(
             df,
             context.run_id,
             None,
-            {
-                "alpha": cfg.stage_gate_alpha,
-                "judge": GATE_JUDGE,
-                "paired_run": paired_results["run_id"][0],
-            },
+            {"judge": GATE_JUDGE, "paired_run": rows["run_id"][0]},
+            inputs=versions,
         )
         shown = {
-            k: overall[k]
-            for k in (
-                "base_accuracy",
-                "sft_accuracy",
-                "mcnemar_p",
-                "cohens_h",
-                "base_lenient_accuracy",
-                "sft_lenient_accuracy",
-                "base_runaway_rate",
-                "sft_runaway_rate",
-            )
+            k: v
+            for k, v in overall.items()
+            if k.endswith(("_accuracy", "_rate")) or ("_vs_" in k and not k.startswith("p_bh"))
         }
         return dg.Output(
             df,
             metadata={
-                **shown,
+                **ui_metadata(shown),
                 "gate_judge": GATE_JUDGE,
-                "stage_gate_would_pass": passed,
+                "stage_gate_would_pass": verdicts["beats_base"],
+                "beats_few_shot_would_pass": verdicts["beats_few_shot"],
+                "paired_rows_superseded": paired_results.height - rows.height,
+                "input_versions": dg.MetadataValue.json(versions),
                 **meter.metadata(),
             },
+            data_version=version,
         )
 
     return [paired_results, stats]

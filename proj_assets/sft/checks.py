@@ -1,4 +1,5 @@
-"""sft asset checks: completion mode, pilot/shard QC gates, decontamination, prompt masking, stage gate."""
+"""sft asset checks: completion mode, pilot/shard QC gates, decontamination, prompt masking, stage
+gate and whether SFT beats the few-shot base."""
 
 import dagster as dg
 import polars as pl
@@ -17,9 +18,10 @@ from proj_assets.sft.keys import (
     TOKEN_LIMIT_CHECK,
     TRAINING_SET,
 )
-from proj_assets.sft.lineage import latest_artifact_path
+from proj_assets.sft.lineage import eval_inputs, latest_artifact_path
 from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.metadata import ui_metadata
 from proj_resources import Compute
 
 SAMPLE_COLUMNS = [
@@ -71,6 +73,63 @@ def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
         quantity="critic_roc_auc",
         threshold_name="min_auc",
         must_be="at least",
+    )
+
+
+def beats_result(
+    context: dg.AssetCheckExecutionContext,
+    stats: pl.DataFrame,
+    cfg: SftSettings,
+    baseline: str,
+    severity: dg.AssetCheckSeverity,
+) -> dg.AssetCheckResult:
+    """Whether SFT beats `baseline` on the stats rows of the current input versions, with all
+    three arms' accuracies in the metadata."""
+    from proj_assets.sft.assets_eval import current_eval_rows
+    from proj_assets.sft.evaluation import ARM_LABELS, ARMS, GATE_JUDGE, beats
+
+    alpha = cfg.stage_gate_alpha
+    rows = current_eval_rows(stats, eval_inputs(context, cfg).versions, "/".join(STATS))
+    passed, overall = beats(rows, alpha, baseline)
+    sft, ref, p = (
+        overall["sft_accuracy"],
+        overall[f"{baseline}_accuracy"],
+        overall[f"mcnemar_p_vs_{baseline}"],
+    )
+    verdict = "better" if sft > ref else "not better"
+    arms = {
+        f"{arm}_{what}": overall[f"{arm}_{what}"]
+        for arm in ARMS
+        for what in ("accuracy", "lenient_accuracy", "runaway_rate", "token_limit_rate")
+        if f"{arm}_{what}" in overall
+    }
+    return threshold_result(
+        passed,
+        p,
+        alpha,
+        quantity=f"mcnemar_p_vs_{baseline}",
+        threshold_name="alpha",
+        must_be="below",
+        severity=severity,
+        description=(
+            f"by {GATE_JUDGE}: SFT {sft:.1%} vs {ARM_LABELS[baseline]} {ref:.1%} "
+            f"({verdict}), McNemar p={p:.3g} (needs < {alpha}); arms: "
+            + ", ".join(
+                f"{arm} {overall[f'{arm}_accuracy']:.1%}"
+                for arm in ARMS
+                if f"{arm}_accuracy" in overall
+            )
+        ),
+        judge=GATE_JUDGE,
+        baseline=baseline,
+        **ui_metadata(
+            {
+                **arms,
+                "cohens_h": overall[f"cohens_h_vs_{baseline}"],
+                "only_sft_correct": overall[f"only_sft_correct_vs_{baseline}"],
+                "only_baseline_correct": overall[f"only_baseline_correct_vs_{baseline}"],
+            }
+        ),
     )
 
 
@@ -198,47 +257,25 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         return offending_rows_result(errors, rows.height, "batch rows with wrong label masking")
 
     @dg.asset_check(asset=STATS, name="stage_gate")
-    def stage_gate(stats: pl.DataFrame) -> dg.AssetCheckResult:
-        """The adapter beats the base model: McNemar exact p below alpha and higher accuracy.
+    def stage_gate(
+        context: dg.AssetCheckExecutionContext, stats: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The adapter beats the base model zero-shot: McNemar exact p below alpha and higher accuracy.
 
         An ERROR-severity verdict, not blocking: nothing is downstream, and an honest "no" must not
         turn the run that measured it into a failed run."""
-        from proj_assets.sft.evaluation import GATE_JUDGE
-        from proj_assets.sft.evaluation import stage_gate as decide
+        return beats_result(context, stats, cfg, "base", dg.AssetCheckSeverity.ERROR)
 
-        alpha = cfg.stage_gate_alpha
-        passed, overall = decide(stats, alpha)
-        verdict = "better" if overall["sft_accuracy"] > overall["base_accuracy"] else "not better"
-        extra = {
-            k: overall[k]
-            for k in (
-                "base_lenient_accuracy",
-                "sft_lenient_accuracy",
-                "base_runaway_rate",
-                "sft_runaway_rate",
-                "base_token_limit_rate",
-                "sft_token_limit_rate",
-            )
-            if k in overall
-        }
-        return threshold_result(
-            passed,
-            overall["mcnemar_p"],
-            alpha,
-            quantity="mcnemar_p",
-            threshold_name="alpha",
-            must_be="below",
-            description=(
-                f"by {GATE_JUDGE}: SFT {overall['sft_accuracy']:.1%} vs base "
-                f"{overall['base_accuracy']:.1%} ({verdict}), McNemar "
-                f"p={overall['mcnemar_p']:.3g} (needs < {alpha})"
-            ),
-            judge=GATE_JUDGE,
-            base_accuracy=overall["base_accuracy"],
-            sft_accuracy=overall["sft_accuracy"],
-            cohens_h=overall["cohens_h"],
-            **extra,
-        )
+    @dg.asset_check(asset=STATS, name="beats_few_shot")
+    def beats_few_shot(
+        context: dg.AssetCheckExecutionContext, stats: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The adapter also beats the base model prompted like the data generation (few-shot), by the stage gate's test.
+
+        WARN severity unless the profile sets `sft.few_shot_check_severity`: SFT that only matches
+        prompting distilled a prompt, it did not add what prompting cannot."""
+        severity = dg.AssetCheckSeverity(cfg.few_shot_check_severity)
+        return beats_result(context, stats, cfg, "few_shot", severity)
 
     return [
         completion_mode_only,
@@ -251,4 +288,5 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         no_test_overlap,
         prompt_tokens_masked,
         stage_gate,
+        beats_few_shot,
     ]

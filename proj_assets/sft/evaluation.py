@@ -1,24 +1,39 @@
-"""Paired evaluation of base vs base+adapter on the held-out test set, and its statistics.
+"""Paired evaluation of three arms on the held-out test set, and its statistics.
 
-Both models answer every test item greedily (deterministic). An item with a program reference is
+The arms answer every test item greedily (deterministic): `base` (the base model on the
+evaluation prompt, zero-shot by default: what SFT trains on), `few_shot` (the base model on the
+generation prompt, the prompt that made the training data: the strong baseline) and `sft` (base +
+adapter on the evaluation prompt). An item with a program reference is
 judged by the program twice: **strict exact match** (`tasks.strict_match`, the judge the stage
 gate uses: the answer and nothing else) and the **lenient judge** (`tasks.lenient_match`: the
 reference on the first line, whatever the wording around it). One without a reference (a type no
 program can check) is judged by the critic for both. Runaway and token-limit rates (qc.py) are
-reported for both models, so a difference in accuracy can be read as format or as content.
-Statistics come from statsmodels: exact McNemar on the paired 2x2 table, Wilson 95% intervals,
-Cohen's h, and Benjamini-Hochberg over the per-type p-values.
+reported for every arm, so a difference in accuracy can be read as format or as content.
+Statistics come from statsmodels: per arm Wilson 95% intervals; for SFT against each baseline arm
+(`base`, `few_shot`) exact McNemar on the paired 2x2 table, Cohen's h and Benjamini-Hochberg over
+the per-type p-values, in columns suffixed `_vs_<baseline>`.
 """
 
 from collections.abc import Callable, Sequence
 
 import polars as pl
 
+from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
+from proj_assets.sft.settings import SftSettings
 from proj_assets.sft.tasks import lenient_match, strict_match
+from proj_resources.hashing import canonical_hash
 
 OVERALL = "overall"
 GATE_JUDGE = "strict exact match"
-MODELS = ("base", "sft")
+ARMS = ("base", "few_shot", "sft")
+ARM_LABELS = {
+    "base": "base (evaluation prompt)",
+    "few_shot": "base few-shot (generation prompt)",
+    "sft": "SFT",
+}
+# Bump when judging, the arms or the statistics change: declared as the eval assets' code_version
+# and part of every eval row's input versions, so older rows read as superseded.
+EVAL_CODE_VERSION = "3"
 
 
 def judge(
@@ -54,7 +69,7 @@ def judge(
 def answer_columns(
     outputs: dict[str, Sequence], references: Sequence[str | None], qc
 ) -> dict[str, list]:
-    """Per model (`base`, `sft`): the answer, strict and lenient judgements, runaway and token-limit
+    """Per arm (`base`, `few_shot`, `sft`: the keys of `outputs`): the answer, strict and lenient judgements, runaway and token-limit
     flags; `<model>_correct` is the gate's judge (strict). `outputs` holds generation.Generation rows."""
     from proj_assets.sft.qc import is_runaway
 
@@ -76,6 +91,43 @@ def answer_columns(
     return columns
 
 
+def prompt_builders(cfg: SftSettings) -> dict[str, PromptBuilder]:
+    """The prompt of each arm: `base` and `sft` the training/evaluation prompt
+    (`sft_prompt_shots`), `few_shot` the prompt the data generation samples with (`prompt_shots`,
+    `critic_shots`: the same builder as the pilot and the shards, so its `template_hash` equals
+    their rows' `prompt_template_hash`)."""
+    evaluation = PromptBuilder(n_shots=cfg.sft_prompt_shots)
+    generation = PromptBuilder(n_shots=cfg.prompt_shots, critic_shots=cfg.critic_shots)
+    return {"base": evaluation, "few_shot": generation, "sft": evaluation}
+
+
+def greedy_settings(cfg: SftSettings) -> dict:
+    return {"max_new_tokens": cfg.eval_max_new_tokens, "stop": [STOP_SEQUENCE], "do_sample": False}
+
+
+def input_versions(
+    cfg: SftSettings, base_revision: str, adapter_version: str, test_set_hash: str
+) -> dict[str, str]:
+    """What an evaluation row depends on, name -> version (stamped with `Provenance.stamp(...,
+    inputs=)`; readers keep only rows with the versions their inputs have now)."""
+    builders = prompt_builders(cfg)
+    return {
+        "base_model_revision": base_revision,
+        "adapter": adapter_version,
+        "test_set": test_set_hash,
+        "prompt_eval": builders["base"].template_hash(),
+        "prompt_few_shot": builders["few_shot"].template_hash(),
+        "greedy": canonical_hash(greedy_settings(cfg)),
+        "code": EVAL_CODE_VERSION,
+    }
+
+
+def content_version(df: pl.DataFrame, columns: Sequence[str]) -> str:
+    """A hash of `columns`' values (rows in order): the table's content DataVersion, equal for
+    equal results whatever run produced them."""
+    return canonical_hash(df.select(columns).rows())
+
+
 def paired_counts(base: Sequence[bool], tuned: Sequence[bool]) -> tuple[int, int, int, int]:
     """(both right, only base right, only tuned right, both wrong)."""
     pairs = list(zip(base, tuned, strict=True))
@@ -87,65 +139,93 @@ def paired_counts(base: Sequence[bool], tuned: Sequence[bool]) -> tuple[int, int
     )
 
 
-def _scope_stats(scope: str, part: pl.DataFrame) -> dict:
-    """Gate statistics on `base_correct`/`sft_correct` (strict), plus lenient accuracy and QC rates."""
-    from statsmodels.stats.contingency_tables import mcnemar
-    from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
+def _arm_stats(arm: str, part: pl.DataFrame) -> dict:
+    """Strict accuracy with its Wilson 95% interval, lenient accuracy and QC rates of one arm."""
+    from statsmodels.stats.proportion import proportion_confint
 
-    base, tuned = part["base_correct"].to_list(), part["sft_correct"].to_list()
-    both, only_base, only_tuned, neither = paired_counts(base, tuned)
-    n = len(base)
-    base_ok, tuned_ok = both + only_base, both + only_tuned
-    base_lo, base_hi = proportion_confint(base_ok, n, alpha=0.05, method="wilson")
-    tuned_lo, tuned_hi = proportion_confint(tuned_ok, n, alpha=0.05, method="wilson")
-    p = mcnemar([[both, only_base], [only_tuned, neither]], exact=True).pvalue
+    n, correct = part.height, int(part[f"{arm}_correct"].sum())
+    low, high = proportion_confint(correct, n, alpha=0.05, method="wilson")
     return {
-        "scope": scope,
-        "n": n,
-        "base_correct": base_ok,
-        "sft_correct": tuned_ok,
-        "only_base_correct": only_base,
-        "only_sft_correct": only_tuned,
-        "base_accuracy": base_ok / n,
-        "base_ci_low": base_lo,
-        "base_ci_high": base_hi,
-        "sft_accuracy": tuned_ok / n,
-        "sft_ci_low": tuned_lo,
-        "sft_ci_high": tuned_hi,
-        "cohens_h": float(proportion_effectsize(tuned_ok / n, base_ok / n)),
-        "mcnemar_p": float(p),
+        f"{arm}_correct": correct,
+        f"{arm}_accuracy": correct / n,
+        f"{arm}_ci_low": float(low),
+        f"{arm}_ci_high": float(high),
         **{
-            f"{m}_{what}": float(part[f"{m}_{column}"].cast(pl.Float64).mean())
-            for m in MODELS
+            f"{arm}_{what}": float(part[f"{arm}_{column}"].cast(pl.Float64).mean())
             for what, column in (
                 ("lenient_accuracy", "lenient"),
                 ("runaway_rate", "runaway"),
                 ("token_limit_rate", "token_limit"),
             )
-            if f"{m}_{column}" in part.columns
+            if f"{arm}_{column}" in part.columns
         },
     }
 
 
+def _comparison(baseline: str, part: pl.DataFrame) -> dict:
+    """SFT against `baseline` on the same items (strict): the discordant counts, exact McNemar p
+    and Cohen's h (positive when SFT is more accurate)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    ref, tuned = part[f"{baseline}_correct"].to_list(), part["sft_correct"].to_list()
+    both, only_ref, only_tuned, neither = paired_counts(ref, tuned)
+    n = len(ref)
+    p = mcnemar([[both, only_ref], [only_tuned, neither]], exact=True).pvalue
+    effect = proportion_effectsize((both + only_tuned) / n, (both + only_ref) / n)
+    return {
+        f"only_baseline_correct_vs_{baseline}": only_ref,
+        f"only_sft_correct_vs_{baseline}": only_tuned,
+        f"cohens_h_vs_{baseline}": float(effect),
+        f"mcnemar_p_vs_{baseline}": float(p),
+    }
+
+
+def _scope_stats(scope: str, part: pl.DataFrame, arms: Sequence[str]) -> dict:
+    row: dict = {"scope": scope, "n": part.height}
+    for arm in arms:
+        row.update(_arm_stats(arm, part))
+    for baseline in arms:
+        if baseline != "sft":
+            row.update(_comparison(baseline, part))
+    return row
+
+
 def paired_stats(results: pl.DataFrame) -> pl.DataFrame:
-    """One row overall and one per task type; per-type p-values also BH-adjusted (`p_bh`)."""
+    """One row overall and one per task type, for the arms `results` holds (`base` and `sft`
+    always, `few_shot` when answered); per-type p-values also BH-adjusted per baseline
+    (`p_bh_vs_<baseline>`, the overall row keeps its raw p)."""
     from statsmodels.stats.multitest import multipletests
 
     if results.height == 0:
         raise ValueError("no paired results to analyse")
-    rows = [_scope_stats(OVERALL, results)]
+    arms = [a for a in ARMS if f"{a}_correct" in results.columns]
+    if not {"base", "sft"} <= set(arms):
+        raise ValueError(f"paired results need base_correct and sft_correct, found arms {arms}")
+    rows = [_scope_stats(OVERALL, results, arms)]
     for task_type in sorted(results["task_type"].unique().to_list()):
-        rows.append(_scope_stats(task_type, results.filter(pl.col("task_type") == task_type)))
-    adjusted = multipletests([r["mcnemar_p"] for r in rows[1:]], method="fdr_bh")[1]
-    rows[0]["p_bh"] = rows[0]["mcnemar_p"]
-    for row, p in zip(rows[1:], adjusted, strict=False):
-        row["p_bh"] = float(p)
+        part = results.filter(pl.col("task_type") == task_type)
+        rows.append(_scope_stats(task_type, part, arms))
+    for baseline in (a for a in arms if a != "sft"):
+        raw = [r[f"mcnemar_p_vs_{baseline}"] for r in rows[1:]]
+        adjusted = multipletests(raw, method="fdr_bh")[1]
+        for row, p in zip(rows, [rows[0][f"mcnemar_p_vs_{baseline}"], *adjusted], strict=True):
+            row[f"p_bh_vs_{baseline}"] = float(p)
     return pl.DataFrame(rows)
 
 
-def stage_gate(stats: pl.DataFrame, alpha: float) -> tuple[bool, dict]:
-    """The stage passes when McNemar p < alpha overall and the adapter is more accurate than base,
-    both by `GATE_JUDGE` (the `*_correct` columns)."""
+def beats(stats: pl.DataFrame, alpha: float, baseline: str = "base") -> tuple[bool, dict]:
+    """SFT beats `baseline` when the overall McNemar p against it is below alpha and SFT is more
+    accurate, both by `GATE_JUDGE` (the `*_correct` columns). With `baseline="base"` this is the
+    study's stage gate; `"few_shot"` asks whether SFT beats prompting the base model with the
+    generation prompt. Returns the verdict and the overall row."""
     overall = stats.filter(pl.col("scope") == OVERALL).row(0, named=True)
-    better = overall["sft_accuracy"] > overall["base_accuracy"]
-    return bool(overall["mcnemar_p"] < alpha and better), overall
+    if f"mcnemar_p_vs_{baseline}" not in overall:
+        raise ValueError(f"stats hold no comparison with {baseline!r}: was that arm evaluated?")
+    better = overall["sft_accuracy"] > overall[f"{baseline}_accuracy"]
+    return bool(overall[f"mcnemar_p_vs_{baseline}"] < alpha and better), overall
+
+
+def stage_gate(stats: pl.DataFrame, alpha: float) -> tuple[bool, dict]:
+    """The study's stage gate: SFT beats the base model on the evaluation prompt (`beats`)."""
+    return beats(stats, alpha, "base")

@@ -1,40 +1,107 @@
-"""Finding the files an upstream non-tabular asset wrote: its latest materialization's `path`."""
+"""Finding what an upstream non-tabular asset wrote (its files, its versions) through the run's
+instance: the latest materialization of the partition asked for whose metadata holds the versions
+the reader depends on now, never simply the newest event of the key (which may be another
+partition's, or an adapter trained on another base model)."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from proj_assets.sft.settings import SftSettings
 
-def latest_metadata(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-    key: list[str],
-    partition: str | None = None,
-) -> dict:
-    """`key`'s (`partition`'s) latest materialization metadata as plain values ({} when none)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None
-        ),
-        limit=1,
-    ).records
-    event = records[0] if records else None
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+PAGE = 20  # materializations read per instance query while looking for a matching one
+
+
+def _plain(meta: Mapping) -> dict:
     return {k: getattr(v, "value", v) for k, v in meta.items()}
 
 
+def _where(key: list[str], partition: str | None, matching: Mapping[str, object] | None) -> str:
+    text = "/".join(key) + (f" partition {partition}" if partition else "")
+    return text + (f" with {dict(matching)}" if matching else "")
+
+
+def latest_metadata(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.OpExecutionContext,
+    key: list[str],
+    partition: str | None = None,
+    matching: Mapping[str, object] | None = None,
+) -> dict:
+    """The metadata (plain values) of `key`'s latest materialization of `partition` (any when
+    None) whose metadata has every value in `matching`; {} when there is none."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None
+    )
+    cursor = None
+    while True:
+        page = context.instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor)
+        for record in page.records:
+            event = record.asset_materialization
+            meta = _plain(event.metadata) if event else {}
+            if all(meta.get(k) == v for k, v in (matching or {}).items()):
+                return meta
+        if not page.has_more:
+            return {}
+        cursor = page.cursor
+
+
 def latest_artifact_path(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: list[str]
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.OpExecutionContext,
+    key: list[str],
+    partition: str | None = None,
+    matching: Mapping[str, object] | None = None,
 ) -> Path:
-    """The `path` metadata of `key`'s latest materialization; a clear error when there is none."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    """The `path` of the materialization `latest_metadata` selects; a clear error when there is
+    none or its files are gone."""
+    meta = latest_metadata(context, key, partition, matching)
     if "path" not in meta:
         raise dg.Failure(
-            f"{'/'.join(key)} has no materialization with a path yet: materialize it first"
+            f"{_where(key, partition, matching)} has no materialization with a path yet: "
+            "materialize it first"
         )
-    path = Path(meta["path"].value)
+    path = Path(meta["path"])
     if not path.exists():
         raise dg.Failure(
-            f"{'/'.join(key)} was materialized at {path}, which no longer exists: re-materialize it"
+            f"{_where(key, partition, matching)} was materialized at {path}, which no longer "
+            "exists: re-materialize it"
         )
     return path
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """What the paired evaluation reads now: the base model folder, the adapter trained on that
+    base (the latest adapter whose `base_model_revision` is the base's `model_revision`), its
+    method, and the input versions (`evaluation.input_versions`) rows are stamped and selected by."""
+
+    base_path: Path
+    adapter_path: Path
+    method: str
+    versions: dict[str, str]
+
+
+def eval_inputs(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.OpExecutionContext,
+    cfg: SftSettings,
+) -> EvalInputs:
+    from proj_assets.sft.evaluation import input_versions
+    from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TEST_INSTRUCTIONS
+
+    base_path = latest_artifact_path(context, BASE_MODEL)
+    revision = latest_metadata(context, BASE_MODEL)["model_revision"]
+    trained_on = {"base_model_revision": revision}
+    adapter_path = latest_artifact_path(context, ADAPTER, matching=trained_on)
+    adapter = latest_metadata(context, ADAPTER, matching=trained_on)
+    test_set = latest_metadata(context, TEST_INSTRUCTIONS).get("content_hash")
+    if test_set is None:
+        raise dg.Failure(
+            f"{'/'.join(TEST_INSTRUCTIONS)} has no materialization with a content_hash"
+        )
+    return EvalInputs(
+        base_path,
+        adapter_path,
+        adapter.get("method", "lora"),
+        input_versions(cfg, revision, adapter["adapter_hash"], test_set),
+    )

@@ -106,6 +106,9 @@ class SftSettings(Section):
     lora: LoraSettings = LoraSettings()
     eval_max_new_tokens: int = Field(24, ge=1)
     stage_gate_alpha: float = Field(0.01, gt=0, lt=1)
+    # beats_few_shot (SFT vs the base on the generation prompt, same test as the stage gate): a
+    # soft signal by default; ERROR makes "SFT did not beat prompting" a failed verdict.
+    few_shot_check_severity: Literal["WARN", "ERROR"] = "WARN"
     # Intra-op threads for this domain's torch work; None: compute.threads. Tiny models on shared
     # cores run faster on one thread (see docs/benchmarks.md).
     torch_threads: int | None = Field(None, ge=1)

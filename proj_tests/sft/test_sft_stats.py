@@ -31,20 +31,20 @@ def test_statistics_match_scipy():
     out = paired_stats(paired_frame(TABLE))
     overall = out.filter(pl.col("scope") == "overall").row(0, named=True)
     b, c = 7, 27
-    assert overall["mcnemar_p"] == pytest.approx(
+    assert overall["mcnemar_p_vs_base"] == pytest.approx(
         sps.binomtest(b, b + c, 0.5).pvalue
     )  # exact McNemar
     base_ok, sft_ok, n = 35 + 7, 35 + 27, 120
     ci = sps.binomtest(sft_ok, n).proportion_ci(0.95, method="wilson")
     assert (overall["sft_ci_low"], overall["sft_ci_high"]) == pytest.approx((ci.low, ci.high))
     h = 2 * math.asin(math.sqrt(sft_ok / n)) - 2 * math.asin(math.sqrt(base_ok / n))
-    assert overall["cohens_h"] == pytest.approx(h)
+    assert overall["cohens_h_vs_base"] == pytest.approx(h)
     per_type = out.filter(pl.col("scope") != "overall").sort("scope")
     raw = [
         sps.binomtest(min(v[1], v[2]), v[1] + v[2], 0.5).pvalue for _, v in sorted(TABLE.items())
     ]
-    assert per_type["mcnemar_p"].to_list() == pytest.approx(raw)
-    assert per_type["p_bh"].to_list() == pytest.approx(
+    assert per_type["mcnemar_p_vs_base"].to_list() == pytest.approx(raw)
+    assert per_type["p_bh_vs_base"].to_list() == pytest.approx(
         list(sps.false_discovery_control(np.array(raw), method="bh"))
     )
 
