@@ -43,6 +43,8 @@ def test_pipeline_materializes_end_to_end(tiny_runner):
     gate = _check(r, k.STATS, "stage_gate")
     assert gate.severity.value == "ERROR"
     assert {"measured", "threshold", "sft_accuracy", "base_accuracy"} <= set(gate.metadata)
+    few_shot = _check(r, k.STATS, "beats_few_shot")
+    assert few_shot.severity.value == "WARN" and "few_shot_accuracy" in few_shot.metadata
     adapter_meta = r.asset_materializations_for_node("sft__model__adapter")[0].metadata
     assert adapter_meta["method"].value == "lora" and adapter_meta["compute_seconds"].value > 0
     paired = r.output_for_node("sft__eval__paired_results")
