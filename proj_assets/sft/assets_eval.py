@@ -5,6 +5,8 @@ Arms (evaluation.py): `base` (zero-shot by default), `few_shot` (the base on the
 prompt) and `sft` (base + adapter). Rows carry the input versions they were computed from
 (`lineage.eval_inputs`); `stats` and the checks read only the rows of the versions current now."""
 
+from contextlib import nullcontext
+
 import dagster as dg
 import polars as pl
 
@@ -83,12 +85,10 @@ def eval_assets(
             model = load_adapter_model(
                 inputs.base_path, inputs.adapter_path, compute.torch_device(), inputs.method
             )
-            for arm in ARMS:
+            for arm in ARMS:  # base and few_shot: the same weights with the adapter off
                 context.log.info(f"arm {arm}: {len(prompts[arm])} greedy answers")
-                if arm == "sft":
-                    outputs[arm] = generate(model, tokenizer, prompts[arm], **greedy)
-                    continue
-                with model.disable_adapter():
+                adapter_off = nullcontext() if arm == "sft" else model.disable_adapter()
+                with adapter_off:
                     outputs[arm] = generate(
                         model, tokenizer, prompts[arm], **greedy, log=context.log.info
                     )

@@ -90,7 +90,9 @@ def eval_inputs(
     from proj_assets.sft.keys import ADAPTER, BASE_MODEL, TEST_INSTRUCTIONS
 
     base_path = latest_artifact_path(context, BASE_MODEL)
-    revision = latest_metadata(context, BASE_MODEL)["model_revision"]
+    revision = latest_metadata(context, BASE_MODEL).get("model_revision")
+    if revision is None:
+        raise dg.Failure(f"{'/'.join(BASE_MODEL)}'s latest materialization has no model_revision")
     trained_on = {"base_model_revision": revision}
     adapter_path = latest_artifact_path(context, ADAPTER, matching=trained_on)
     adapter = latest_metadata(context, ADAPTER, matching=trained_on)
