@@ -134,13 +134,13 @@ def sampled_rows(
 
 
 def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
-    """The selected pilot iteration's rows (critic margin and program label), or a clear error."""
+    """The selected pilot iteration's rows (critic margin, program label, task type), or a clear error."""
     if not warehouse.table_exists("sft_data", "pilot_generations"):
         raise dg.Failure(
             "sft/data/pilot_generations does not exist yet: materialize the selected pilot iteration"
         )
     rows = warehouse.query(
-        "select critic_margin, answer_correct from sft_data.pilot_generations "
+        "select critic_margin, answer_correct, task_type from sft_data.pilot_generations "
         "where pilot_iteration = ?",
         [iteration],
     )
@@ -225,15 +225,22 @@ def generation_assets(
         artifacts: ArtifactStore,
         warehouse: Warehouse,
     ) -> Handoff:
-        """Score one shard with the critic (no pool), with the threshold chosen on the selected pilot iteration."""
+        """Score one shard with the critic (no pool), with the threshold chosen on the selected
+        pilot iteration; the keep flag applies only when the pilot shows the critic ranks answers
+        within their type better than chance (critic_calibration.py), or the profile forces it."""
         from proj_assets.sft.critic import auc_by_type, choose_threshold
         from proj_assets.sft.critic import critic_scores as score
+        from proj_assets.sft.critic_calibration import filter_decision, within_type_interval
         from proj_assets.sft.prompts import PromptBuilder
 
         pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
-        chosen = choose_threshold(
-            pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()
+        margins, labels = pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()
+        chosen = choose_threshold(margins, labels)
+        interval = within_type_interval(
+            margins, labels, pilot["task_type"].to_list(), cfg.critic_auc_confidence
         )
+        decision = filter_decision(interval, cfg.critic_force_filter)
+        context.log.info(decision.reason)
         threshold, source = (
             (chosen, "pilot (Youden's J)")
             if chosen is not None
@@ -257,7 +264,12 @@ def generation_assets(
             pl.lit(threshold).alias("critic_threshold"),
         )
         df = df.with_columns(
-            (pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep")
+            (
+                (pl.col("critic_margin") >= pl.col("critic_threshold"))
+                | pl.lit(not decision.filtering)
+            ).alias("critic_keep"),
+            pl.lit(decision.filtering).alias("critic_filtering"),
+            pl.lit(decision.reason).alias("critic_filter_reason"),
         )
         model_id, revision = _model_identity(context, base_model)
         df = provenance.stamp(
@@ -278,6 +290,8 @@ def generation_assets(
                 "keep_rate": float(df["critic_keep"].mean()),
                 "threshold": threshold,
                 "threshold_source": source,
+                "critic_filtering": decision.filtering,
+                "critic_filter_reason": decision.reason,
                 "critic_auc": dg.MetadataValue.json(auc),
                 "critic_auc_overall": auc["overall"],
                 "critic_position_prior": scores.position_prior,

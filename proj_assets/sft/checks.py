@@ -20,6 +20,7 @@ from proj_assets.sft.keys import (
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
+from proj_assets.shared.metadata import ui_metadata
 from proj_resources import Compute
 
 SAMPLE_COLUMNS = [
@@ -50,25 +51,43 @@ def rate_result(df: pl.DataFrame, flag: str, threshold: float) -> dg.AssetCheckR
     )
 
 
-def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
-    """WARN when the critic's ROC-AUC against program-verified labels is below `minimum` (or cannot be
-    measured: one class only); per-type AUCs in the metadata."""
-    from proj_assets.sft.critic import auc_by_type
+def auc_result(df: pl.DataFrame, cfg: SftSettings) -> dg.AssetCheckResult:
+    """WARN unless the critic ranks answers within their task type better than chance: the pooled
+    within-type ROC-AUC at least `critic_auc_min` and its interval above 0.5. The metadata carries
+    calibration (ECE, reliability plot), overall and per-type AUCs, the type-only AUC and whether
+    the critic filters: on the pilot the decision these rows give, on a shard the one its rows
+    were filtered by (from the selected pilot)."""
+    from proj_assets.sft.critic_calibration import critic_summary
 
-    auc = auc_by_type(
-        df["critic_margin"].to_list(), df["answer_correct"].to_list(), df["task_type"].to_list()
+    summary = critic_summary(
+        df["critic_margin"].to_list(),
+        df["answer_correct"].to_list(),
+        df["task_type"].to_list(),
+        cfg.critic_force_filter,
+        cfg.critic_auc_confidence,
     )
-    overall = auc["overall"]
-    passed = overall is not None and overall >= minimum
-    shown = "not measurable (one class)" if overall is None else f"{overall:.3f}"
+    if "critic_filtering" in df.columns:  # a shard: the decision taken on the pilot
+        summary["filtering"] = bool(df["critic_filtering"].all())
+        summary["filter_reason"] = str(df["critic_filter_reason"][0])
+    auc, low = summary["within_type_auc"], summary["within_type_auc_low"]
+    minimum = cfg.critic_auc_min
+    passed = auc is not None and auc >= minimum and low > 0.5
+    shown = (
+        "not measurable (no task type holds both classes)"
+        if auc is None
+        else f"{auc:.3f} [{low:.3f}, {summary['within_type_auc_high']:.3f}]"
+    )
     return threshold_result(
         passed,
-        overall if overall is not None else float("nan"),
+        auc if auc is not None else float("nan"),
         minimum,
-        description=f"critic ROC-AUC {shown} against program labels (warns below {minimum})",
+        description=(
+            f"critic within-type ROC-AUC {shown} against program labels (warns below {minimum} "
+            f"or when the interval includes 0.5); {summary['filter_reason']}"
+        ),
         severity=dg.AssetCheckSeverity.WARN,
-        auc_by_type=dg.MetadataValue.json(auc),
-        quantity="critic_roc_auc",
+        **ui_metadata({**summary, "auc_by_type": dg.MetadataValue.json(summary["auc_by_type"])}),
+        quantity="critic_within_type_auc",
         threshold_name="min_auc",
         must_be="at least",
     )
@@ -133,12 +152,12 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
     @dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK, partitions_def=sft_pilot_partitions)
     def pilot_critic_auc_above_min(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
         """The critic ranks the pilot's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(pilot_generations, cfg.critic_auc_min)
+        return auc_result(pilot_generations, cfg)
 
     @dg.asset_check(asset=CRITIC, name=CRITIC_AUC_CHECK, partitions_def=shards)
     def shard_critic_auc_above_min(critic_scores: pl.DataFrame) -> dg.AssetCheckResult:
         """The critic ranks the shard's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(critic_scores, cfg.critic_auc_min)
+        return auc_result(critic_scores, cfg)
 
     @dg.asset_check(
         asset=TRAINING_SET,
