@@ -1,6 +1,7 @@
 """sft data assets: the frozen test set and the training set (generation: assets_generation.py)."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -15,6 +16,19 @@ from proj_resources.hashing import canonical_hash
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 
+def held_out_items(cfg: SftSettings, artifacts: ArtifactStore) -> tuple[dict, Path, list, list]:
+    """(spec, frozen file, freshly generated rows, the test set's rows): the rows are the frozen
+    file's once it exists, else the fresh ones (the base model's corpus is decontaminated
+    against them before the test set is first built)."""
+    from proj_assets.sft.tasks import TASK_TYPES, make_instructions
+
+    spec = {"per_type": cfg.test_per_type, "seed": cfg.test_seed, "types": TASK_TYPES}
+    frozen = artifacts.path("sft_test_set", f"{canonical_hash(spec)}.json")
+    fresh = [vars(i) for i in make_instructions(cfg.test_per_type * len(TASK_TYPES), cfg.test_seed)]
+    rows = json.loads(frozen.read_text()) if frozen.exists() else fresh
+    return spec, frozen, fresh, rows
+
+
 def data_assets(
     cfg: SftSettings, shards: dg.PartitionsDefinition, warehouse: Warehouse
 ) -> list[dg.AssetsDefinition]:
@@ -27,14 +41,8 @@ def data_assets(
     ) -> dg.Output[pl.DataFrame]:
         """Held-out test instructions (5 types x N), frozen on first build with a content hash; never trained on."""
         from proj_assets.sft.dataset import duplicate_instructions
-        from proj_assets.sft.tasks import TASK_TYPES, make_instructions
 
-        spec = {"per_type": cfg.test_per_type, "seed": cfg.test_seed, "types": TASK_TYPES}
-        frozen = artifacts.path("sft_test_set", f"{canonical_hash(spec)}.json")
-        fresh = [
-            vars(i) for i in make_instructions(cfg.test_per_type * len(TASK_TYPES), cfg.test_seed)
-        ]
-        rows = json.loads(frozen.read_text()) if frozen.exists() else fresh
+        spec, frozen, fresh, rows = held_out_items(cfg, artifacts)
         repeated = duplicate_instructions([r["instruction"] for r in rows])
         if repeated:  # a repeated item would be counted twice by the paired test
             raise dg.Failure(

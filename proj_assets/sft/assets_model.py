@@ -54,6 +54,7 @@ def model_assets(
         provenance: Provenance,
     ) -> dg.MaterializeResult:
         """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
+        from proj_assets.sft.assets_data import held_out_items
         from proj_assets.sft.demo_model import generator_code_hash, pretrain
         from proj_assets.sft.model_folder import check_base_model_folder
 
@@ -66,12 +67,17 @@ def model_assets(
                 import torch
 
                 seed_and_limit_threads(compute, cfg)
+                # the corpus leaves out every block overlapping a test item (demo_model.py)
+                held_out = [r["instruction"] for r in held_out_items(cfg, artifacts)[3]]
                 # the thread count changes float reduction order, hence the weights: part of the address
                 spec = {
                     "config": demo_cfg.model_dump(),
                     "code": generator_code_hash(),
                     "threads": torch.get_num_threads(),
+                    "held_out": canonical_hash(held_out),
+                    "ngram": cfg.decontamination_ngram,
                 }
+                meta["corpus_decontaminated_against"] = spec["held_out"]
                 folder, source = (
                     artifacts.content_path("sft_demo_model", spec),
                     "demo model pretrained here",
@@ -82,7 +88,13 @@ def model_assets(
                         guard_step(context, "pretraining", BASE_MODEL, cfg, budget, compute)
                     )
                     with artifacts.atomic_dir(folder) as tmp:
-                        summary = pretrain(demo_cfg, tmp, log=context.log.info)
+                        summary = pretrain(
+                            demo_cfg,
+                            tmp,
+                            log=context.log.info,
+                            held_out=held_out,
+                            ngram=cfg.decontamination_ngram,
+                        )
                     meta.update(
                         n_parameters=summary["n_parameters"],
                         vocab_size=summary["vocab_size"],

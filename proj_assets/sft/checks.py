@@ -168,15 +168,22 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
     def no_test_overlap(
         training_set: pl.DataFrame, test_instructions: pl.DataFrame
     ) -> dg.AssetCheckResult:
-        """No training instruction shares an n-gram with a held-out test instruction."""
-        from proj_assets.sft.dataset import find_test_overlap
+        """No training instruction is, contains or shares an n-gram with a held-out test
+        instruction; audited by code apart from the filter that removed them (overlap_audit.py)."""
+        from proj_assets.sft.overlap_audit import OverlapAudit
 
         n = cfg.decontamination_ngram
-        hits = find_test_overlap(training_set, test_instructions["instruction"].to_list(), n)
+        test_texts = test_instructions["instruction"].to_list()
+        found = OverlapAudit(test_texts, n).find(training_set["instruction"].to_list())
+        hits = training_set[[o.row for o in found]].select("example_id", "instruction")
+        hits = hits.with_columns(
+            pl.Series("overlap", [o.kind for o in found], dtype=pl.Utf8),
+            pl.Series("test_item", [o.test_item for o in found], dtype=pl.Utf8),
+        )
         return offending_rows_result(
-            hits.select("example_id", "instruction", "overlap_ngram"),
+            hits,
             training_set.height,
-            f"training rows sharing a {n}-gram with the test set",
+            f"training rows that are, contain or share a {n}-gram with a test item",
         )
 
     @dg.asset_check(
