@@ -135,10 +135,12 @@ def model_assets(
     ) -> dg.MaterializeResult:
         """LoRA adapter (QLoRA 4-bit NF4 when the profile's device is CUDA) fine-tuned with the prompt masked out of the loss."""
         from proj_assets.sft.lora_training import (
+            adapted_modules,
             bitsandbytes_available,
             choose_method,
             is_cuda_device,
             load_base_for_training,
+            quantized_compute_dtype,
             train_lora,
         )
         from proj_assets.sft.prompts import PromptBuilder
@@ -179,6 +181,10 @@ def model_assets(
             with artifacts.atomic_dir(folder) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        targets = adapted_modules(model)
+        compute_dtype = (
+            {"qlora_compute_dtype": quantized_compute_dtype(model)} if method == "qlora" else {}
+        )
         per_epoch = -(-log.n_train // cfg.lora.batch_size)
         return dg.MaterializeResult(
             metadata={
@@ -190,6 +196,8 @@ def model_assets(
                 "n_train": log.n_train,
                 "n_validation": log.n_val,
                 "trainable_parameters": trainable,
+                "target_modules": dg.MetadataValue.json(targets),
+                **compute_dtype,
                 "final_loss": log.train_losses[-1],
                 "epochs_run": len(log.val_losses),
                 "best_epoch": log.best_epoch,

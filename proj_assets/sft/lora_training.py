@@ -120,6 +120,26 @@ def attach_lora(model, cfg: LoraSettings):
     return get_peft_model(model, config)
 
 
+def adapted_modules(model) -> list[str]:
+    """The module names (last path component) peft actually wrapped with LoRA in `model`: what
+    was adapted, as opposed to what was asked for."""
+    from peft.tuners.lora import LoraLayer
+
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    )
+
+
+def quantized_compute_dtype(model) -> str | None:
+    """The compute dtype of `model`'s 4-bit layers (bitsandbytes `Linear4bit`, matched by name so
+    this runs where bitsandbytes is not installed), e.g. `bfloat16`; None when it has none."""
+    for module in model.modules():
+        dtype = getattr(module, "compute_dtype", None)
+        if type(module).__name__ == "Linear4bit" and dtype is not None:
+            return str(dtype).removeprefix("torch.")
+    return None
+
+
 @dataclass
 class TrainingLog:
     """What a fine-tuning run did: per-step train loss and learning rate, per-epoch validation loss."""
