@@ -56,7 +56,7 @@ def model_assets(
         """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
         from proj_assets.sft.assets_data import held_out_items
         from proj_assets.sft.demo_model import generator_code_hash, pretrain
-        from proj_assets.sft.model_folder import check_base_model_folder
+        from proj_assets.sft.model_folder import check_base_model_folder, content_hash
 
         demo_cfg = cfg.demo_model
         meta: dict = {}
@@ -104,15 +104,18 @@ def model_assets(
                         ),
                     )
         revision = base_model.resolved_revision(str(folder))
+        version = content_hash(folder)
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(version),
             metadata={
                 **artifacts.describe(folder),
                 "source": source,
                 "model_revision": revision,
+                "content_hash": version,
                 **meter.metadata(),
                 **provenance.metadata(),
                 **meta,
-            }
+            },
         )
 
     @dg.asset(

@@ -1,9 +1,15 @@
 """sft asset checks: completion mode, pilot/shard QC gates, decontamination, prompt masking, stage gate."""
 
+from functools import partial
+
 import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import sft_pilot_partitions
+from proj_assets.sft.assets_sampling import model_revision_of
+from proj_assets.sft.data_check_results import auc_result, on_current_rows, rate_result
+from proj_assets.sft.input_versions import critic_inputs, pilot_inputs, shard_inputs
+from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (
     ADAPTER,
     BASE_MODEL,
@@ -20,81 +26,17 @@ from proj_assets.sft.keys import (
 from proj_assets.sft.lineage import latest_artifact_path
 from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
-from proj_assets.shared.metadata import ui_metadata
 from proj_resources import Compute
-
-SAMPLE_COLUMNS = [
-    "example_id",
-    "task_type",
-    "instruction",
-    "completion",
-    "finish_reason",
-    "n_tokens",
-]
-
-
-def rate_result(df: pl.DataFrame, flag: str, threshold: float) -> dg.AssetCheckResult:
-    """Pass when the share of rows with `flag` is below `threshold`; sample the flagged rows."""
-    from proj_assets.sft.qc import flag_rate
-
-    rate = flag_rate(df, flag)
-    offending = df.filter(pl.col(flag)).select([c for c in SAMPLE_COLUMNS if c in df.columns])
-    return threshold_result(
-        rate < threshold,
-        rate,
-        threshold,
-        offending=offending,
-        description=f"{flag} rate {rate:.1%} (must be below {threshold:.1%}) over {df.height} rows",
-        quantity=f"{flag}_rate",
-        threshold_name=f"max_{flag}_rate",
-        must_be="below",
-    )
-
-
-def auc_result(df: pl.DataFrame, cfg: SftSettings) -> dg.AssetCheckResult:
-    """WARN unless the critic ranks answers within their task type better than chance: the pooled
-    within-type ROC-AUC at least `critic_auc_min` and its interval above 0.5. The metadata carries
-    calibration (ECE, reliability plot), overall and per-type AUCs, the type-only AUC and whether
-    the critic filters: on the pilot the decision these rows give, on a shard the one its rows
-    were filtered by (from the selected pilot)."""
-    from proj_assets.sft.critic_calibration import critic_summary
-
-    summary = critic_summary(
-        df["critic_margin"].to_list(),
-        df["answer_correct"].to_list(),
-        df["task_type"].to_list(),
-        cfg.critic_force_filter,
-        cfg.critic_auc_confidence,
-    )
-    if "critic_filtering" in df.columns:  # a shard: the decision taken on the pilot
-        summary["filtering"] = bool(df["critic_filtering"].all())
-        summary["filter_reason"] = str(df["critic_filter_reason"][0])
-    auc, low = summary["within_type_auc"], summary["within_type_auc_low"]
-    minimum = cfg.critic_auc_min
-    passed = auc is not None and auc >= minimum and low > 0.5
-    shown = (
-        "not measurable (no task type holds both classes)"
-        if auc is None
-        else f"{auc:.3f} [{low:.3f}, {summary['within_type_auc_high']:.3f}]"
-    )
-    return threshold_result(
-        passed,
-        auc if auc is not None else float("nan"),
-        minimum,
-        description=(
-            f"critic within-type ROC-AUC {shown} against program labels (warns below {minimum} "
-            f"or when the interval includes 0.5); {summary['filter_reason']}"
-        ),
-        severity=dg.AssetCheckSeverity.WARN,
-        **ui_metadata({**summary, "auc_by_type": dg.MetadataValue.json(summary["auc_by_type"])}),
-        quantity="critic_within_type_auc",
-        threshold_name="min_auc",
-        must_be="at least",
-    )
 
 
 def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The sft checks for `cfg` (shard checks per `shards` partition)."""
+
+    def pilot_now(context, rows: pl.DataFrame) -> dict[str, str] | None:
+        """The inputs a pilot iteration's rows would carry now; None when the iteration's settings
+        are no longer in the profile."""
+        sampling = iterations(cfg).get(rows["pilot_iteration"][0]) if rows.height else None
+        return pilot_inputs(cfg, model_revision_of(context), sampling) if sampling else None
 
     @dg.asset_check(asset=BASE_MODEL, name="completion_mode_only", blocking=True)
     def completion_mode_only(
@@ -128,36 +70,72 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
     @dg.asset_check(
         asset=PILOT, name=RUNAWAY_CHECK, blocking=True, partitions_def=sft_pilot_partitions
     )
-    def pilot_runaway_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
-        """Share of the pilot iteration's generations that ran on past their answer is below the profile's maximum."""
-        return rate_result(pilot_generations, "runaway", cfg.qc.runaway_max)
+    def pilot_runaway_rate_below_max(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """Share of the pilot iteration's current generations that ran on past their answer is below the profile's maximum."""
+        return on_current_rows(
+            pilot_generations,
+            pilot_now(context, pilot_generations),
+            partial(rate_result, flag="runaway", threshold=cfg.qc.runaway_max),
+        )
 
     @dg.asset_check(
         asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=sft_pilot_partitions
     )
-    def pilot_token_limit_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
-        """Share of pilot generations cut off by max_new_tokens is below the profile's maximum."""
-        return rate_result(pilot_generations, "token_limit", cfg.qc.token_limit_max)
+    def pilot_token_limit_rate_below_max(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """Share of the pilot's current generations cut off by max_new_tokens is below the profile's maximum."""
+        return on_current_rows(
+            pilot_generations,
+            pilot_now(context, pilot_generations),
+            partial(rate_result, flag="token_limit", threshold=cfg.qc.token_limit_max),
+        )
 
     @dg.asset_check(asset=SHARDS, name=RUNAWAY_CHECK, blocking=True, partitions_def=shards)
-    def shard_runaway_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
-        """The shard's runaway rate is below the profile's maximum (same gate as the pilot)."""
-        return rate_result(scale_shards, "runaway", cfg.qc.runaway_max)
+    def shard_runaway_rate_below_max(
+        context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The shard's runaway rate (current rows) is below the profile's maximum (same gate as the pilot)."""
+        return on_current_rows(
+            scale_shards,
+            shard_inputs(cfg, model_revision_of(context)),
+            partial(rate_result, flag="runaway", threshold=cfg.qc.runaway_max),
+        )
 
     @dg.asset_check(asset=SHARDS, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=shards)
-    def shard_token_limit_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
-        """The shard's token-limit rate is below the profile's maximum (same gate as the pilot)."""
-        return rate_result(scale_shards, "token_limit", cfg.qc.token_limit_max)
+    def shard_token_limit_rate_below_max(
+        context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The shard's token-limit rate (current rows) is below the profile's maximum (same gate as the pilot)."""
+        return on_current_rows(
+            scale_shards,
+            shard_inputs(cfg, model_revision_of(context)),
+            partial(rate_result, flag="token_limit", threshold=cfg.qc.token_limit_max),
+        )
 
     @dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK, partitions_def=sft_pilot_partitions)
-    def pilot_critic_auc_above_min(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
+    def pilot_critic_auc_above_min(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
         """The critic ranks the pilot's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(pilot_generations, cfg)
+        return on_current_rows(
+            pilot_generations,
+            pilot_now(context, pilot_generations),
+            partial(auc_result, cfg=cfg),
+            dg.AssetCheckSeverity.WARN,
+        )
 
     @dg.asset_check(asset=CRITIC, name=CRITIC_AUC_CHECK, partitions_def=shards)
-    def shard_critic_auc_above_min(critic_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    def shard_critic_auc_above_min(
+        context: dg.AssetCheckExecutionContext, critic_scores: pl.DataFrame
+    ) -> dg.AssetCheckResult:
         """The critic ranks the shard's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(critic_scores, cfg)
+        inputs = critic_inputs(cfg, model_revision_of(context), selected_iteration(cfg))
+        return on_current_rows(
+            critic_scores, inputs, partial(auc_result, cfg=cfg), dg.AssetCheckSeverity.WARN
+        )
 
     @dg.asset_check(
         asset=TRAINING_SET,

@@ -207,10 +207,6 @@ def pretrain(
 def generator_code_hash() -> str:
     """Hash of the code that defines the corpus and model (this module, tasks, prompts), so a code
     change gives the cached demo model a new content address instead of a stale hit."""
-    import hashlib
+    from proj_assets.sft.input_versions import sources_hash
 
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in ("demo_model.py", "tasks.py", "prompts.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return sources_hash(("demo_model.py", "tasks.py", "prompts.py"))

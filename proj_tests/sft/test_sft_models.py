@@ -121,3 +121,29 @@ def test_the_4bit_compute_dtype_is_read_from_the_quantized_layers():
     assert quantized_compute_dtype(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), Linear4bit(2, 2))
     assert quantized_compute_dtype(model) == "bfloat16"
+
+
+def test_the_base_model_data_version_is_the_folders_content_hash(
+    untrained_model_dir, tmp_path, instance
+):
+    from safetensors.torch import load_file, save_file
+
+    from proj_assets.sft.keys import BASE_MODEL
+    from proj_tests.sft.conftest import SftRunner, tiny
+
+    folder = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, folder)
+    runner = SftRunner(tiny(base_model_path=str(folder)), tmp_path / "out", instance)
+
+    def data_version() -> str:
+        (event,) = runner([BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")
+        return event.tags["dagster/data_version"]
+
+    first = data_version()
+    assert data_version() == first  # same files, same version
+    (weights,) = folder.glob("*.safetensors")
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert data_version() != first  # changed weights: everything built from them is stale
