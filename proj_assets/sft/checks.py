@@ -6,8 +6,8 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import sft_pilot_partitions
+from proj_assets.sft.assets_check_results import auc_result, on_current_rows, rate_result
 from proj_assets.sft.assets_sampling import model_revision_of
-from proj_assets.sft.data_check_results import auc_result, on_current_rows, rate_result
 from proj_assets.sft.input_versions import critic_inputs, pilot_inputs, shard_inputs
 from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (

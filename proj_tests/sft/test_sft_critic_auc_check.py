@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from proj_assets.sft.data_check_results import auc_result
+from proj_assets.sft.assets_check_results import auc_result
 from proj_assets.sft.settings import SftSettings
 
 CFG = SftSettings(n_shards=1)

@@ -64,7 +64,7 @@ def test_bad_pilot_blocks_scaling_with_the_measured_rate(
 
 @pytest.mark.parametrize("n_runaway,passed", [(0, True), (1, False)])
 def test_runaway_gate_boundary(n_runaway, passed):
-    from proj_assets.sft.data_check_results import rate_result
+    from proj_assets.sft.assets_check_results import rate_result
 
     df = crafted_pilot(40, n_runaway, 0)
     assert rate_result(df, "runaway", 0.025).passed is passed  # 1/40 = 2.5% is not below 2.5%

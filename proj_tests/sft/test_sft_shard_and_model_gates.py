@@ -190,7 +190,7 @@ def test_rows_of_a_replaced_base_model_are_left_out_of_the_training_set(
 ):
     from safetensors.torch import load_file, save_file
 
-    from proj_assets.sft.data_check_results import on_current_rows, rate_result
+    from proj_assets.sft.assets_check_results import on_current_rows, rate_result
     from proj_assets.sft.input_versions import shard_inputs
     from proj_resources.models import weights_revision
 

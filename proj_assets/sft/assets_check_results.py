@@ -1,7 +1,7 @@
-"""Check results for the sft data gates: QC rates and the critic's ranking, judged on the rows of
-the inputs in force now (`input_versions.py`). A partition whose rows were all produced by
-superseded inputs (an older base model, prompt or setting) fails with what changed: it must be
-re-materialized, never judged as if current."""
+"""Check results for the sft data assets' gates (shell: they build Dagster results): QC rates
+and the critic's ranking, judged on the rows of the inputs in force now (`input_versions.py`). A
+partition whose rows were all produced by superseded inputs (an older base model, prompt or
+setting) fails with what changed: it must be re-materialized, never judged as if current."""
 
 from collections.abc import Callable
 
