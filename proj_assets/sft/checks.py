@@ -38,6 +38,14 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         sampling = iterations(cfg).get(rows["pilot_iteration"][0]) if rows.height else None
         return pilot_inputs(cfg, model_revision_of(context), sampling) if sampling else None
 
+    def pilot_rate(context, rows: pl.DataFrame, flag: str, threshold: float):
+        judge = partial(rate_result, flag=flag, threshold=threshold)
+        return on_current_rows(rows, pilot_now(context, rows), judge)
+
+    def shard_rate(context, rows: pl.DataFrame, flag: str, threshold: float):
+        judge = partial(rate_result, flag=flag, threshold=threshold)
+        return on_current_rows(rows, shard_inputs(cfg, model_revision_of(context)), judge)
+
     @dg.asset_check(asset=BASE_MODEL, name="completion_mode_only", blocking=True)
     def completion_mode_only(
         context: dg.AssetCheckExecutionContext, compute: Compute
@@ -74,11 +82,7 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
     ) -> dg.AssetCheckResult:
         """Share of the pilot iteration's current generations that ran on past their answer is below the profile's maximum."""
-        return on_current_rows(
-            pilot_generations,
-            pilot_now(context, pilot_generations),
-            partial(rate_result, flag="runaway", threshold=cfg.qc.runaway_max),
-        )
+        return pilot_rate(context, pilot_generations, "runaway", cfg.qc.runaway_max)
 
     @dg.asset_check(
         asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=sft_pilot_partitions
@@ -87,33 +91,21 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
         context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
     ) -> dg.AssetCheckResult:
         """Share of the pilot's current generations cut off by max_new_tokens is below the profile's maximum."""
-        return on_current_rows(
-            pilot_generations,
-            pilot_now(context, pilot_generations),
-            partial(rate_result, flag="token_limit", threshold=cfg.qc.token_limit_max),
-        )
+        return pilot_rate(context, pilot_generations, "token_limit", cfg.qc.token_limit_max)
 
     @dg.asset_check(asset=SHARDS, name=RUNAWAY_CHECK, blocking=True, partitions_def=shards)
     def shard_runaway_rate_below_max(
         context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
     ) -> dg.AssetCheckResult:
         """The shard's runaway rate (current rows) is below the profile's maximum (same gate as the pilot)."""
-        return on_current_rows(
-            scale_shards,
-            shard_inputs(cfg, model_revision_of(context)),
-            partial(rate_result, flag="runaway", threshold=cfg.qc.runaway_max),
-        )
+        return shard_rate(context, scale_shards, "runaway", cfg.qc.runaway_max)
 
     @dg.asset_check(asset=SHARDS, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=shards)
     def shard_token_limit_rate_below_max(
         context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
     ) -> dg.AssetCheckResult:
         """The shard's token-limit rate (current rows) is below the profile's maximum (same gate as the pilot)."""
-        return on_current_rows(
-            scale_shards,
-            shard_inputs(cfg, model_revision_of(context)),
-            partial(rate_result, flag="token_limit", threshold=cfg.qc.token_limit_max),
-        )
+        return shard_rate(context, scale_shards, "token_limit", cfg.qc.token_limit_max)
 
     @dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK, partitions_def=sft_pilot_partitions)
     def pilot_critic_auc_above_min(

@@ -16,7 +16,7 @@ from proj_assets.sft.overlap_audit import OverlapAudit, normalise
 from proj_assets.sft.tasks import make_instructions
 from proj_tests.definitions_helpers import demo_profile
 from proj_tests.sft.conftest import refused_gates, stand_in, stand_in_base_model
-from proj_tests.sft.test_sft_shard_and_model_gates import crafted_shard
+from proj_tests.sft.test_sft_shard_and_model_gates import crafted_shard, keep_all
 
 
 def verbatim(test_items: list[str], documents: list[str]) -> list[str]:
@@ -91,15 +91,7 @@ def test_a_test_item_the_filter_misses_fails_the_check_and_stops_the_adapter(
         )
 
     def critic_rows(shard: str) -> pl.DataFrame:
-        return (
-            shard_rows(shard)
-            .select("example_id", "shard", "task_type", "answer_correct")
-            .with_columns(
-                pl.lit(1.0).alias("critic_margin"),
-                pl.lit(0.0).alias("critic_threshold"),
-                pl.lit(True).alias("critic_keep"),
-            )
-        )
+        return keep_all(shard_rows(shard))
 
     test_set = pl.DataFrame(
         {"item_id": [0], "task_type": ["add"], "instruction": [leaked], "reference": ["42"]}

@@ -52,17 +52,17 @@ SHARD_PARTITIONS = sft_shard_partitions(len(SHARD_DATA))
 STAND_IN_SHARDS = stand_in(k.SHARDS, SHARD_DATA.get, SHARD_PARTITIONS, "shard")
 
 
-def passing_critic(shard: str) -> pl.DataFrame:
-    """Critic scores that keep every example (the shard gates, not the critic, are under test)."""
-    return (
-        SHARD_DATA[shard]
-        .select("example_id", "shard", "task_type", "answer_correct")
-        .with_columns(
-            pl.lit(1.0).alias("critic_margin"),
-            pl.lit(0.0).alias("critic_threshold"),
-            pl.lit(True).alias("critic_keep"),
-        )
+def keep_all(shard_rows: pl.DataFrame) -> pl.DataFrame:
+    """Critic scores of `shard_rows` that keep every example (the critic is not under test)."""
+    return shard_rows.select("example_id", "shard", "task_type", "answer_correct").with_columns(
+        pl.lit(1.0).alias("critic_margin"),
+        pl.lit(0.0).alias("critic_threshold"),
+        pl.lit(True).alias("critic_keep"),
     )
+
+
+def passing_critic(shard: str) -> pl.DataFrame:
+    return keep_all(SHARD_DATA[shard])
 
 
 STAND_IN_CRITIC = stand_in(k.CRITIC, passing_critic, SHARD_PARTITIONS, "shard")
@@ -200,15 +200,7 @@ def test_rows_of_a_replaced_base_model_are_left_out_of_the_training_set(
         )
 
     def critic(shard: str) -> pl.DataFrame:
-        return (
-            rows(shard)
-            .select("example_id", "shard", "task_type", "answer_correct")
-            .with_columns(
-                pl.lit(1.0).alias("critic_margin"),
-                pl.lit(0.0).alias("critic_threshold"),
-                pl.lit(True).alias("critic_keep"),
-            )
-        )
+        return keep_all(rows(shard))
 
     partitions = sft_shard_partitions(tiny_runner.cfg.n_shards)
     data = [
