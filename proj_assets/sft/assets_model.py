@@ -24,7 +24,7 @@ def loss_curve(
     """Training loss per step, and (when given) validation loss at the end of each epoch."""
     fig, ax = new_figure()
     ax.plot(range(1, len(losses) + 1), losses, label="train")
-    if val_losses:
+    if val_losses and steps_per_epoch:
         ax.plot(
             [steps_per_epoch * (e + 1) for e in range(len(val_losses))],
             val_losses,

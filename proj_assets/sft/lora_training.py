@@ -91,7 +91,7 @@ def lora_target_modules(model, requested: Sequence[str] | None) -> list[str]:
             f"peft has no default LoRA target modules for model type {model_type!r}: set "
             f"sft.lora.target_modules (this model's module names include {sorted(present)[:20]})"
         )
-    wanted = list(requested) if requested is not None else PEFT_DEFAULTS[model_type]
+    wanted = list(requested) if requested is not None else PEFT_DEFAULTS[str(model_type)]
     targets = [m for m in wanted if m in present]
     if not targets:
         source = (
