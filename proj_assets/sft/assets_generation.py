@@ -1,155 +1,35 @@
-"""sft generation assets: scale shards and critic scores, and the sampling helper the pilot shares.
+"""sft generation assets: scale shards and their critic scores.
 
 Each is graph-backed (shared/compute_write.py): the long part (loading the model, sampling,
 scoring) runs in a compute op that holds no pool and hands a Parquet file to a short write op in
 the `duckdb` pool, so generating a shard never blocks other domains' warehouse writes. Keys,
-partitions, checks and metadata are those of a plain asset.
+partitions, checks and metadata are those of a plain asset. What they share with the pilot is in
+assets_sampling.py.
 """
 
 import dagster as dg
 import polars as pl
 
+from proj_assets.sft.assets_sampling import (
+    AFTER,
+    GRAPH,
+    depends_on,
+    load_model,
+    model_identity,
+    sampled_rows,
+    selected_pilot_rows,
+)
 from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
+from proj_assets.sft.input_versions import critic_inputs, data_code_version
 from proj_assets.sft.iterations import selected_iteration
-from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SHARDS, seed_and_limit_threads
-from proj_assets.sft.lineage import latest_artifact_path
-from proj_assets.sft.settings import SamplingSettings, SftSettings
+from proj_assets.sft.keys import BASE_MODEL, CRITIC, PILOT, SHARDS
+from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.models import ModelSource
-
-GRAPH = {"group_name": "sft", "kinds": {"polars", "duckdb"}}
-AFTER = dg.In(dg.Nothing)  # an upstream asset the compute op depends on without loading it
-
-
-def depends_on(key: list[str]) -> dg.AssetIn:
-    """Depend on `key` without loading it (any of its partitions: e.g. the selected pilot iteration)."""
-    return dg.AssetIn(key=key, dagster_type=dg.Nothing, partition_mapping=dg.AllPartitionMapping())
-
-
-def _load_model(context, compute: Compute):
-    """The base model in completion mode (its `completion_mode_only` gate is upstream of every
-    asset that samples from it, so `gated` has checked it)."""
-    from proj_assets.sft.completion_model import load_completion_model
-
-    return load_completion_model(latest_artifact_path(context, BASE_MODEL), compute.torch_device())
-
-
-def _model_identity(context, base_model: ModelSource) -> tuple[str, str]:
-    path = latest_artifact_path(context, BASE_MODEL)
-    return base_model.path or f"demo:{path.name}", base_model.resolved_revision(str(path))
-
-
-def sampled_rows(
-    context,
-    cfg: SftSettings,
-    base_model,
-    compute,
-    provenance,
-    n: int,
-    slot: int,
-    prefix: str,
-    sampling: SamplingSettings,
-    with_critic: bool = False,
-):
-    """Examples sampled with `sampling`, with QC flags, per-row seeds and provenance (and critic
-    margins for the pilot), plus their metadata; refuses clearly when no row is free of QC flags."""
-    from proj_assets.sft.critic import auc_by_type, critic_scores
-    from proj_assets.sft.data_generation import generate_examples
-    from proj_assets.sft.prompts import PromptBuilder
-    from proj_assets.sft.qc import clean
-
-    builder = PromptBuilder(n_shots=cfg.prompt_shots, critic_shots=cfg.critic_shots)
-    with compute.meter() as meter:
-        seed_and_limit_threads(compute, cfg, slot)
-        cm = _load_model(context, compute)
-        df = generate_examples(
-            cm.model,
-            cm.tokenizer,
-            n=n,
-            data_seed=cfg.data_seed,
-            slot=slot,
-            id_prefix=prefix,
-            builder=builder,
-            sampling=sampling,
-            qc=cfg.qc,
-            log=context.log.info,
-        )
-        if with_critic:
-            scores = critic_scores(
-                cm.model,
-                cm.tokenizer,
-                builder,
-                df["instruction"],
-                df["completion"],
-                sampling.batch_size,
-                log=context.log.info,
-            )
-            df = df.with_columns(pl.Series("critic_margin", scores.margins, dtype=pl.Float64))
-    counts = {
-        "generated": df.height,
-        **{f: int(df[f].sum()) for f in ("runaway", "token_limit", "empty")},
-        "clean": clean(df).height,
-    }
-    if counts["clean"] == 0:
-        raise dg.Failure(
-            f"{prefix}: every generation is QC-flagged, nothing is usable: {counts}",
-            metadata=counts,
-            allow_retries=False,
-        )
-    model_id, revision = _model_identity(context, base_model)
-    params = {
-        "sampling": sampling.model_dump(),
-        "qc": cfg.qc.model_dump(),
-        "prompt_template": builder.template_hash(),
-        "slot": slot,
-        "data_seed": cfg.data_seed,
-        "n": n,
-        "critic": with_critic,
-    }
-    df = provenance.stamp(df, context.run_id, None, params, model_id, revision)
-    df = df.with_columns(pl.col("row_seed").alias("seed")).drop("row_seed")
-    meta = {
-        **counts,
-        "runaway_rate": float(df["runaway"].mean()),
-        "token_limit_rate": float(df["token_limit"].mean()),
-        "program_accuracy": float(df["answer_correct"].mean()),
-        "seconds_per_example": meter.seconds / n,
-        **meter.metadata(),
-        **provenance.metadata(),
-    }
-    if with_critic:
-        meta.update(
-            critic_position_prior=scores.position_prior,
-            critic_auc=dg.MetadataValue.json(
-                auc_by_type(
-                    scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list()
-                )
-            ),
-        )
-    return df, meta
-
-
-def selected_pilot_rows(warehouse: Warehouse, iteration: str) -> pl.DataFrame:
-    """The selected pilot iteration's rows (critic margin and program label), or a clear error."""
-    if not warehouse.table_exists("sft_data", "pilot_generations"):
-        raise dg.Failure(
-            "sft/data/pilot_generations does not exist yet: materialize the selected pilot iteration"
-        )
-    rows = warehouse.query(
-        "select critic_margin, answer_correct from sft_data.pilot_generations "
-        "where pilot_iteration = ?",
-        [iteration],
-    )
-    if rows.height == 0:
-        raise dg.Failure(
-            f"sft/data/pilot_generations has no rows for the selected iteration {iteration!r}: "
-            "materialize that partition"
-        )
-    return rows
 
 
 def generation_assets(
@@ -165,6 +45,8 @@ def generation_assets(
 
     def selected(_context) -> list[str]:
         return [selected_iteration(cfg)]
+
+    code_version = data_code_version()
 
     @compute_op(
         device_tags, name="sft_data_scale_shards_compute", ins={"base": AFTER, "pilot": AFTER}
@@ -206,6 +88,7 @@ def generation_assets(
         partitions_def=shards,
         automation_condition=GATED,
         metadata=table_metadata(SHARDS, partition_expr="shard"),
+        code_version=code_version,
         **GRAPH,
     )
     def scale_shards(base, pilot):
@@ -225,15 +108,22 @@ def generation_assets(
         artifacts: ArtifactStore,
         warehouse: Warehouse,
     ) -> Handoff:
-        """Score one shard with the critic (no pool), with the threshold chosen on the selected pilot iteration."""
+        """Score one shard with the critic (no pool), with the threshold chosen on the selected
+        pilot iteration; the keep flag applies only when the pilot shows the critic ranks answers
+        within their type better than chance (critic_calibration.py), or the profile forces it."""
         from proj_assets.sft.critic import auc_by_type, choose_threshold
         from proj_assets.sft.critic import critic_scores as score
+        from proj_assets.sft.critic_calibration import filter_decision, within_type_interval
         from proj_assets.sft.prompts import PromptBuilder
 
-        pilot = selected_pilot_rows(warehouse, selected_iteration(cfg))
-        chosen = choose_threshold(
-            pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()
+        pilot = selected_pilot_rows(context, warehouse, cfg)
+        margins, labels = pilot["critic_margin"].to_list(), pilot["answer_correct"].to_list()
+        chosen = choose_threshold(margins, labels)
+        interval = within_type_interval(
+            margins, labels, pilot["task_type"].to_list(), cfg.critic_auc_confidence
         )
+        decision = filter_decision(interval, cfg.critic_force_filter)
+        context.log.info(decision.reason)
         threshold, source = (
             (chosen, "pilot (Youden's J)")
             if chosen is not None
@@ -242,7 +132,7 @@ def generation_assets(
         builder = PromptBuilder(critic_shots=cfg.critic_shots)
         spend = guard_step(context, "critic", CRITIC, cfg, budget, compute)
         with compute.meter() as meter:
-            cm = _load_model(context, compute)
+            cm = load_model(context, compute)
             scores = score(
                 cm.model,
                 cm.tokenizer,
@@ -257,9 +147,14 @@ def generation_assets(
             pl.lit(threshold).alias("critic_threshold"),
         )
         df = df.with_columns(
-            (pl.col("critic_margin") >= pl.col("critic_threshold")).alias("critic_keep")
+            (
+                (pl.col("critic_margin") >= pl.col("critic_threshold"))
+                | pl.lit(not decision.filtering)
+            ).alias("critic_keep"),
+            pl.lit(decision.filtering).alias("critic_filtering"),
+            pl.lit(decision.reason).alias("critic_filter_reason"),
         )
-        model_id, revision = _model_identity(context, base_model)
+        model_id, revision = model_identity(context, base_model)
         df = provenance.stamp(
             df,
             context.run_id,
@@ -267,6 +162,7 @@ def generation_assets(
             {"critic": builder.template_hash(), "threshold": threshold},
             model_id,
             revision,
+            inputs=critic_inputs(cfg, revision, selected_iteration(cfg)),
         )
         auc = auc_by_type(scores.margins, df["answer_correct"].to_list(), df["task_type"].to_list())
         return save_handoff(
@@ -278,6 +174,8 @@ def generation_assets(
                 "keep_rate": float(df["critic_keep"].mean()),
                 "threshold": threshold,
                 "threshold_source": source,
+                "critic_filtering": decision.filtering,
+                "critic_filter_reason": decision.reason,
                 "critic_auc": dg.MetadataValue.json(auc),
                 "critic_auc_overall": auc["overall"],
                 "critic_position_prior": scores.position_prior,
@@ -298,6 +196,7 @@ def generation_assets(
         partitions_def=shards,
         automation_condition=GATED,
         metadata=table_metadata(CRITIC, partition_expr="shard"),
+        code_version=code_version,
         **GRAPH,
     )
     def critic_scores(scale_shards, base, pilot):

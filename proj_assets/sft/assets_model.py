@@ -24,7 +24,7 @@ def loss_curve(
     """Training loss per step, and (when given) validation loss at the end of each epoch."""
     fig, ax = new_figure()
     ax.plot(range(1, len(losses) + 1), losses, label="train")
-    if val_losses:
+    if val_losses and steps_per_epoch:
         ax.plot(
             [steps_per_epoch * (e + 1) for e in range(len(val_losses))],
             val_losses,
@@ -54,8 +54,9 @@ def model_assets(
         provenance: Provenance,
     ) -> dg.MaterializeResult:
         """The base causal LM used in completion mode: a local model folder, or the demo model pretrained here."""
+        from proj_assets.sft.assets_data import held_out_items
         from proj_assets.sft.demo_model import generator_code_hash, pretrain
-        from proj_assets.sft.model_folder import check_base_model_folder
+        from proj_assets.sft.model_folder import check_base_model_folder, content_hash
 
         demo_cfg = cfg.demo_model
         meta: dict = {}
@@ -66,12 +67,17 @@ def model_assets(
                 import torch
 
                 seed_and_limit_threads(compute, cfg)
+                # the corpus leaves out every block overlapping a test item (demo_model.py)
+                held_out = [r["instruction"] for r in held_out_items(cfg, artifacts)[3]]
                 # the thread count changes float reduction order, hence the weights: part of the address
                 spec = {
                     "config": demo_cfg.model_dump(),
                     "code": generator_code_hash(),
                     "threads": torch.get_num_threads(),
+                    "held_out": canonical_hash(held_out),
+                    "ngram": cfg.decontamination_ngram,
                 }
+                meta["corpus_decontaminated_against"] = spec["held_out"]
                 folder, source = (
                     artifacts.content_path("sft_demo_model", spec),
                     "demo model pretrained here",
@@ -82,7 +88,13 @@ def model_assets(
                         guard_step(context, "pretraining", BASE_MODEL, cfg, budget, compute)
                     )
                     with artifacts.atomic_dir(folder) as tmp:
-                        summary = pretrain(demo_cfg, tmp, log=context.log.info)
+                        summary = pretrain(
+                            demo_cfg,
+                            tmp,
+                            log=context.log.info,
+                            held_out=held_out,
+                            ngram=cfg.decontamination_ngram,
+                        )
                     meta.update(
                         n_parameters=summary["n_parameters"],
                         vocab_size=summary["vocab_size"],
@@ -92,15 +104,18 @@ def model_assets(
                         ),
                     )
         revision = base_model.resolved_revision(str(folder))
+        version = content_hash(folder)
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(version),
             metadata={
                 **artifacts.describe(folder),
                 "source": source,
                 "model_revision": revision,
+                "content_hash": version,
                 **meter.metadata(),
                 **provenance.metadata(),
                 **meta,
-            }
+            },
         )
 
     @dg.asset(
@@ -123,10 +138,12 @@ def model_assets(
     ) -> dg.MaterializeResult:
         """LoRA adapter (QLoRA 4-bit NF4 when the profile's device is CUDA) fine-tuned with the prompt masked out of the loss."""
         from proj_assets.sft.lora_training import (
+            adapted_modules,
             bitsandbytes_available,
             choose_method,
             is_cuda_device,
             load_base_for_training,
+            quantized_compute_dtype,
             train_lora,
         )
         from proj_assets.sft.prompts import PromptBuilder
@@ -167,6 +184,10 @@ def model_assets(
             with artifacts.atomic_dir(folder) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        targets = adapted_modules(model)
+        compute_dtype = (
+            {"qlora_compute_dtype": quantized_compute_dtype(model)} if method == "qlora" else {}
+        )
         per_epoch = -(-log.n_train // cfg.lora.batch_size)
         return dg.MaterializeResult(
             metadata={
@@ -178,6 +199,8 @@ def model_assets(
                 "n_train": log.n_train,
                 "n_validation": log.n_val,
                 "trainable_parameters": trainable,
+                "target_modules": dg.MetadataValue.json(targets),
+                **compute_dtype,
                 "final_loss": log.train_losses[-1],
                 "epochs_run": len(log.val_losses),
                 "best_epoch": log.best_epoch,

@@ -6,9 +6,10 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import sft_pilot_partitions
-from proj_assets.sft.assets_generation import AFTER, GRAPH, depends_on, sampled_rows
+from proj_assets.sft.assets_sampling import AFTER, GRAPH, depends_on, sampled_rows
 from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.data_generation import PILOT_SEED_SLOT
+from proj_assets.sft.input_versions import data_code_version
 from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (
     BASE_MODEL,
@@ -135,6 +136,7 @@ def pilot_assets(
         ins={"base": depends_on(BASE_MODEL), "settings": depends_on(PILOT_SETTINGS)},
         partitions_def=sft_pilot_partitions,
         metadata=table_metadata(PILOT, partition_expr="pilot_iteration"),
+        code_version=data_code_version(),
         **GRAPH,
     )
     def pilot_generations(base, settings):

@@ -1,10 +1,16 @@
 """sft asset checks: completion mode, pilot/shard QC gates, decontamination, prompt masking, stage
 gate and whether SFT beats the few-shot base."""
 
+from functools import partial
+
 import dagster as dg
 import polars as pl
 
 from proj_assets.partitions import sft_pilot_partitions
+from proj_assets.sft.assets_check_results import auc_result, on_current_rows, rate_result
+from proj_assets.sft.assets_sampling import model_revision_of
+from proj_assets.sft.input_versions import critic_inputs, pilot_inputs, shard_inputs
+from proj_assets.sft.iterations import iterations, selected_iteration
 from proj_assets.sft.keys import (
     ADAPTER,
     BASE_MODEL,
@@ -23,57 +29,6 @@ from proj_assets.sft.settings import SftSettings
 from proj_assets.shared.check_results import offending_rows_result, threshold_result
 from proj_assets.shared.metadata import ui_metadata
 from proj_resources import Compute
-
-SAMPLE_COLUMNS = [
-    "example_id",
-    "task_type",
-    "instruction",
-    "completion",
-    "finish_reason",
-    "n_tokens",
-]
-
-
-def rate_result(df: pl.DataFrame, flag: str, threshold: float) -> dg.AssetCheckResult:
-    """Pass when the share of rows with `flag` is below `threshold`; sample the flagged rows."""
-    from proj_assets.sft.qc import flag_rate
-
-    rate = flag_rate(df, flag)
-    offending = df.filter(pl.col(flag)).select([c for c in SAMPLE_COLUMNS if c in df.columns])
-    return threshold_result(
-        rate < threshold,
-        rate,
-        threshold,
-        offending=offending,
-        description=f"{flag} rate {rate:.1%} (must be below {threshold:.1%}) over {df.height} rows",
-        quantity=f"{flag}_rate",
-        threshold_name=f"max_{flag}_rate",
-        must_be="below",
-    )
-
-
-def auc_result(df: pl.DataFrame, minimum: float) -> dg.AssetCheckResult:
-    """WARN when the critic's ROC-AUC against program-verified labels is below `minimum` (or cannot be
-    measured: one class only); per-type AUCs in the metadata."""
-    from proj_assets.sft.critic import auc_by_type
-
-    auc = auc_by_type(
-        df["critic_margin"].to_list(), df["answer_correct"].to_list(), df["task_type"].to_list()
-    )
-    overall = auc["overall"]
-    passed = overall is not None and overall >= minimum
-    shown = "not measurable (one class)" if overall is None else f"{overall:.3f}"
-    return threshold_result(
-        passed,
-        overall if overall is not None else float("nan"),
-        minimum,
-        description=f"critic ROC-AUC {shown} against program labels (warns below {minimum})",
-        severity=dg.AssetCheckSeverity.WARN,
-        auc_by_type=dg.MetadataValue.json(auc),
-        quantity="critic_roc_auc",
-        threshold_name="min_auc",
-        must_be="at least",
-    )
 
 
 def beats_result(
@@ -136,6 +91,20 @@ def beats_result(
 def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The sft checks for `cfg` (shard checks per `shards` partition)."""
 
+    def pilot_now(context, rows: pl.DataFrame) -> dict[str, str] | None:
+        """The inputs a pilot iteration's rows would carry now; None when the iteration's settings
+        are no longer in the profile."""
+        sampling = iterations(cfg).get(rows["pilot_iteration"][0]) if rows.height else None
+        return pilot_inputs(cfg, model_revision_of(context), sampling) if sampling else None
+
+    def pilot_rate(context, rows: pl.DataFrame, flag: str, threshold: float):
+        judge = partial(rate_result, flag=flag, threshold=threshold)
+        return on_current_rows(rows, pilot_now(context, rows), judge)
+
+    def shard_rate(context, rows: pl.DataFrame, flag: str, threshold: float):
+        judge = partial(rate_result, flag=flag, threshold=threshold)
+        return on_current_rows(rows, shard_inputs(cfg, model_revision_of(context)), judge)
+
     @dg.asset_check(asset=BASE_MODEL, name="completion_mode_only", blocking=True)
     def completion_mode_only(
         context: dg.AssetCheckExecutionContext, compute: Compute
@@ -168,36 +137,56 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
     @dg.asset_check(
         asset=PILOT, name=RUNAWAY_CHECK, blocking=True, partitions_def=sft_pilot_partitions
     )
-    def pilot_runaway_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
-        """Share of the pilot iteration's generations that ran on past their answer is below the profile's maximum."""
-        return rate_result(pilot_generations, "runaway", cfg.qc.runaway_max)
+    def pilot_runaway_rate_below_max(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """Share of the pilot iteration's current generations that ran on past their answer is below the profile's maximum."""
+        return pilot_rate(context, pilot_generations, "runaway", cfg.qc.runaway_max)
 
     @dg.asset_check(
         asset=PILOT, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=sft_pilot_partitions
     )
-    def pilot_token_limit_rate_below_max(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
-        """Share of pilot generations cut off by max_new_tokens is below the profile's maximum."""
-        return rate_result(pilot_generations, "token_limit", cfg.qc.token_limit_max)
+    def pilot_token_limit_rate_below_max(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """Share of the pilot's current generations cut off by max_new_tokens is below the profile's maximum."""
+        return pilot_rate(context, pilot_generations, "token_limit", cfg.qc.token_limit_max)
 
     @dg.asset_check(asset=SHARDS, name=RUNAWAY_CHECK, blocking=True, partitions_def=shards)
-    def shard_runaway_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
-        """The shard's runaway rate is below the profile's maximum (same gate as the pilot)."""
-        return rate_result(scale_shards, "runaway", cfg.qc.runaway_max)
+    def shard_runaway_rate_below_max(
+        context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The shard's runaway rate (current rows) is below the profile's maximum (same gate as the pilot)."""
+        return shard_rate(context, scale_shards, "runaway", cfg.qc.runaway_max)
 
     @dg.asset_check(asset=SHARDS, name=TOKEN_LIMIT_CHECK, blocking=True, partitions_def=shards)
-    def shard_token_limit_rate_below_max(scale_shards: pl.DataFrame) -> dg.AssetCheckResult:
-        """The shard's token-limit rate is below the profile's maximum (same gate as the pilot)."""
-        return rate_result(scale_shards, "token_limit", cfg.qc.token_limit_max)
+    def shard_token_limit_rate_below_max(
+        context: dg.AssetCheckExecutionContext, scale_shards: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        """The shard's token-limit rate (current rows) is below the profile's maximum (same gate as the pilot)."""
+        return shard_rate(context, scale_shards, "token_limit", cfg.qc.token_limit_max)
 
     @dg.asset_check(asset=PILOT, name=CRITIC_AUC_CHECK, partitions_def=sft_pilot_partitions)
-    def pilot_critic_auc_above_min(pilot_generations: pl.DataFrame) -> dg.AssetCheckResult:
+    def pilot_critic_auc_above_min(
+        context: dg.AssetCheckExecutionContext, pilot_generations: pl.DataFrame
+    ) -> dg.AssetCheckResult:
         """The critic ranks the pilot's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(pilot_generations, cfg.critic_auc_min)
+        return on_current_rows(
+            pilot_generations,
+            pilot_now(context, pilot_generations),
+            partial(auc_result, cfg=cfg),
+            dg.AssetCheckSeverity.WARN,
+        )
 
     @dg.asset_check(asset=CRITIC, name=CRITIC_AUC_CHECK, partitions_def=shards)
-    def shard_critic_auc_above_min(critic_scores: pl.DataFrame) -> dg.AssetCheckResult:
+    def shard_critic_auc_above_min(
+        context: dg.AssetCheckExecutionContext, critic_scores: pl.DataFrame
+    ) -> dg.AssetCheckResult:
         """The critic ranks the shard's answers better than chance (ROC-AUC against program labels); WARN below the minimum."""
-        return auc_result(critic_scores, cfg.critic_auc_min)
+        inputs = critic_inputs(cfg, model_revision_of(context), selected_iteration(cfg))
+        return on_current_rows(
+            critic_scores, inputs, partial(auc_result, cfg=cfg), dg.AssetCheckSeverity.WARN
+        )
 
     @dg.asset_check(
         asset=TRAINING_SET,
@@ -208,15 +197,22 @@ def sft_checks(cfg: SftSettings, shards: dg.PartitionsDefinition) -> list[dg.Ass
     def no_test_overlap(
         training_set: pl.DataFrame, test_instructions: pl.DataFrame
     ) -> dg.AssetCheckResult:
-        """No training instruction shares an n-gram with a held-out test instruction."""
-        from proj_assets.sft.dataset import find_test_overlap
+        """No training instruction is, contains or shares an n-gram with a held-out test
+        instruction; audited by code apart from the filter that removed them (overlap_audit.py)."""
+        from proj_assets.sft.overlap_audit import OverlapAudit
 
         n = cfg.decontamination_ngram
-        hits = find_test_overlap(training_set, test_instructions["instruction"].to_list(), n)
+        test_texts = test_instructions["instruction"].to_list()
+        found = OverlapAudit(test_texts, n).find(training_set["instruction"].to_list())
+        hits = training_set[[o.row for o in found]].select("example_id", "instruction")
+        hits = hits.with_columns(
+            pl.Series("overlap", [o.kind for o in found], dtype=pl.Utf8),
+            pl.Series("test_item", [o.test_item for o in found], dtype=pl.Utf8),
+        )
         return offending_rows_result(
-            hits.select("example_id", "instruction", "overlap_ngram"),
+            hits,
             training_set.height,
-            f"training rows sharing a {n}-gram with the test set",
+            f"training rows that are, contain or share a {n}-gram with a test item",
         )
 
     @dg.asset_check(

@@ -14,7 +14,7 @@ same loader as a real model.
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from proj_assets.sft.prompts import STOP_SEQUENCE, answer_block, critic_block
@@ -46,8 +46,16 @@ def styled_answer(task_type: str, answer: str, style: str) -> str:
 ANSWER_STYLES = ("plain", "sentence", "explained")
 
 
-def pretraining_documents(cfg: DemoModelSettings) -> list[str]:
-    """The generated pretraining corpus: `n_documents` documents of `blocks_per_document` blocks."""
+def pretraining_documents(
+    cfg: DemoModelSettings, held_out: Sequence[str] = (), ngram: int = 8
+) -> list[str]:
+    """The generated pretraining corpus: `n_documents` documents of up to `blocks_per_document`
+    blocks. A block whose instruction overlaps a `held_out` (test) instruction by the training
+    set's decontamination rule (`dataset.py`: a shared word `ngram`-gram, a shorter test item
+    its own gram) is left out, so the base model never saw a test item word for word."""
+    from proj_assets.sft.dataset import overlapping_gram, test_ngram_index
+
+    index = test_ngram_index(list(held_out), ngram)
     rng = random.Random(cfg.seed)
     styles, weights = zip(*cfg.answer_styles.items(), strict=False)
     docs = []
@@ -58,6 +66,8 @@ def pretraining_documents(cfg: DemoModelSettings) -> list[str]:
             item = make_instruction(
                 rng.choice(TASK_TYPES), CORPUS_SEED_OFFSET + cfg.seed, d * 64 + b
             )
+            if index and overlapping_gram(item.instruction, index) is not None:
+                continue
             wrong = rng.random() < cfg.answer_noise
             answer = corrupt_answer(item, rng) if wrong else item.reference
             if rng.random() < cfg.critic_fraction:
@@ -143,14 +153,20 @@ def packed_chunks(documents: list[str], tokenizer, seq_len: int):
 
 
 def pretrain(
-    cfg: DemoModelSettings, out_dir: Path, log: Callable[[str], None] = print, tokenizer=None
+    cfg: DemoModelSettings,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    tokenizer=None,
+    held_out: Sequence[str] = (),
+    ngram: int = 8,
 ) -> dict:
-    """Train a tokenizer (unless one is given) and the model, save both to `out_dir`; return a
-    summary (losses, sizes)."""
+    """Train a tokenizer (unless one is given) and the model on the corpus decontaminated against
+    `held_out` (see `pretraining_documents`), save both to `out_dir`; return a summary (losses,
+    sizes)."""
     import torch
 
     torch.manual_seed(cfg.seed)
-    documents = pretraining_documents(cfg)
+    documents = pretraining_documents(cfg, held_out, ngram)
     tokenizer = tokenizer if tokenizer is not None else train_tokenizer(documents, cfg.vocab_size)
     chunks = packed_chunks(documents, tokenizer, cfg.seq_len)
     model = build_model(cfg, tokenizer)
@@ -191,10 +207,6 @@ def pretrain(
 def generator_code_hash() -> str:
     """Hash of the code that defines the corpus and model (this module, tasks, prompts), so a code
     change gives the cached demo model a new content address instead of a stale hit."""
-    import hashlib
+    from proj_assets.sft.input_versions import sources_hash
 
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in ("demo_model.py", "tasks.py", "prompts.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return sources_hash(("demo_model.py", "tasks.py", "prompts.py"))

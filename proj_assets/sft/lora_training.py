@@ -91,7 +91,7 @@ def lora_target_modules(model, requested: Sequence[str] | None) -> list[str]:
             f"peft has no default LoRA target modules for model type {model_type!r}: set "
             f"sft.lora.target_modules (this model's module names include {sorted(present)[:20]})"
         )
-    wanted = list(requested) if requested is not None else PEFT_DEFAULTS[model_type]
+    wanted = list(requested) if requested is not None else PEFT_DEFAULTS[str(model_type)]
     targets = [m for m in wanted if m in present]
     if not targets:
         source = (
@@ -118,6 +118,26 @@ def attach_lora(model, cfg: LoraSettings):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def adapted_modules(model) -> list[str]:
+    """The module names (last path component) peft actually wrapped with LoRA in `model`: what
+    was adapted, as opposed to what was asked for."""
+    from peft.tuners.lora import LoraLayer
+
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    )
+
+
+def quantized_compute_dtype(model) -> str | None:
+    """The compute dtype of `model`'s 4-bit layers (bitsandbytes `Linear4bit`, matched by name so
+    this runs where bitsandbytes is not installed), e.g. `bfloat16`; None when it has none."""
+    for module in model.modules():
+        dtype = getattr(module, "compute_dtype", None)
+        if type(module).__name__ == "Linear4bit" and dtype is not None:
+            return str(dtype).removeprefix("torch.")
+    return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ fall back to a built-in class, or fail deep inside transformers) and ship its ow
 import json
 from pathlib import Path
 
+from proj_resources.hashing import canonical_hash, sha256_file
 from proj_resources.loaders.models import ModelPathError, check_model_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -38,3 +39,11 @@ def check_base_model_folder(path: str | Path) -> Path:
             f"model path {folder} has no tokenizer (none of {list(TOKENIZER_FILES)}; found {found})"
         )
     return folder
+
+
+def content_hash(folder: Path) -> str:
+    """The sha256 of the folder's config and every safetensors weights file, hashed together by
+    name: the base model asset's Dagster data version, so a changed model marks every asset built
+    from it stale (the tokenizer is checked by `completion_mode_only`, not versioned here)."""
+    files = [folder / "config.json", *sorted(folder.glob("*.safetensors"))]
+    return canonical_hash({f.name: sha256_file(f) for f in files})

@@ -118,7 +118,7 @@ def flag_rate(df: pl.DataFrame, flag: str) -> float:
     """Share of rows with `flag` set; an empty frame is an error (no evidence is not a pass)."""
     if df.height == 0:
         raise ValueError(f"cannot compute the {flag} rate of an empty set of generations")
-    return float(df[flag].cast(pl.Float64).mean())
+    return float(df.select(pl.col(flag).cast(pl.Float64).mean()).item())
 
 
 def clean(df: pl.DataFrame) -> pl.DataFrame:

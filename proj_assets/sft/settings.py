@@ -99,6 +99,10 @@ class SftSettings(Section):
     # this value is used only when the pilot's labels hold one class and no threshold can be chosen.
     critic_margin_threshold: float = 0.0
     critic_auc_min: float = Field(0.6, ge=0, le=1)  # below it the critic_auc check warns
+    # The critic filters only when the pilot's within-type AUC interval (this confidence) lies
+    # above 0.5 (critic_calibration.py); force_filter applies its keep flag anyway.
+    critic_auc_confidence: float = Field(0.95, gt=0, lt=1)
+    critic_force_filter: bool = False
     min_training_rows: int = Field(
         2, ge=2
     )  # fewer after filtering: training_set refuses (2: one for validation)

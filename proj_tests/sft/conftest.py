@@ -1,7 +1,8 @@
 """sft fixtures: a very small profile (tiny model, few examples), an in-process runner over the
 whole sft domain built from a profile, stand-in upstream assets and how a refusal is read."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -63,15 +64,17 @@ class SftRunner:
         self,
         keys: Sequence[list[str]],
         partition: str | None = None,
-        stand_ins: Sequence[dg.AssetsDefinition] = (),
+        stand_ins: Sequence["dg.AssetsDefinition | StandIn"] = (),
         raise_on_error: bool = True,
         tags=None,
     ):
         """Materialize `keys` (with their checks); each of `stand_ins` replaces the real asset of its key."""
-        replaced = {key for asset in stand_ins for key in asset.keys}
+        # not isinstance(s, StandIn): pytest loads this file as two modules (conftest and proj_tests)
+        built = [s if isinstance(s, dg.AssetsDefinition) else s.build(self.cfg) for s in stand_ins]
+        replaced = {key for asset in built for key in asset.keys}
         kept = [d for d in materializable(self.defs) if not d.keys & replaced]
         return dg.materialize(
-            [*stand_ins, *kept],
+            [*built, *kept],
             selection=[dg.AssetKey(k) for k in keys],
             partition_key=partition,
             resources=self.resources,
@@ -107,31 +110,73 @@ def demo_runner(tmp_path: Path, instance) -> SftRunner:
     return SftRunner(demo_profile(), tmp_path, instance)
 
 
+@dataclass(frozen=True)
+class StandIn:
+    """An asset with the real key, partitions and I/O manager whose rows are given (a frame, or a
+    function of the partition key giving it): what it stands in for is not under test. Built by
+    `SftRunner` for its profile: pilot, shard and critic rows get the input fingerprint the
+    real asset would stamp now (`input_versions.py`), unless they carry one already."""
+
+    key: list[str]
+    frame: Callable | pl.DataFrame
+    partitions_def: dg.PartitionsDefinition | None = None
+    partition_expr: str | None = None
+    metadata: dict | None = None
+
+    @property
+    def keys(self) -> set[dg.AssetKey]:
+        return {dg.AssetKey(self.key)}
+
+    def current_inputs(self, cfg: SftSettings, context) -> dict[str, str] | None:
+        from proj_assets.sft import input_versions as v
+        from proj_assets.sft.assets_sampling import model_revision_of
+        from proj_assets.sft.iterations import iterations, selected_iteration
+        from proj_assets.sft.keys import CRITIC, PILOT, SHARDS
+
+        revision = model_revision_of(context)
+        if self.key == PILOT:
+            sampling = iterations(cfg).get(context.partition_key)
+            return v.pilot_inputs(cfg, revision, sampling) if sampling else None
+        if self.key == SHARDS:
+            return v.shard_inputs(cfg, revision)
+        if self.key == CRITIC:
+            return v.critic_inputs(cfg, revision, selected_iteration(cfg))
+        return None
+
+    def build(self, cfg: SftSettings) -> dg.AssetsDefinition:
+        from proj_assets.shared.conventions import table_metadata
+        from proj_resources.fingerprints import FINGERPRINT, stamp_inputs
+
+        spec = self
+
+        @dg.asset(
+            key=self.key,
+            group_name="sft",
+            partitions_def=self.partitions_def,
+            metadata=table_metadata(self.key, partition_expr=self.partition_expr),
+        )
+        def rows(context: dg.AssetExecutionContext) -> dg.Output:
+            df = spec.frame(context.partition_key) if callable(spec.frame) else spec.frame
+            inputs = spec.current_inputs(cfg, context)
+            if inputs is not None and FINGERPRINT not in df.columns:
+                df = stamp_inputs(df, inputs)
+            return dg.Output(df, metadata=spec.metadata or {})
+
+        return rows
+
+
 def stand_in(
     key: list[str],
     frame,
     partitions_def: dg.PartitionsDefinition | None = None,
     partition_expr: str | None = None,
     metadata: dict | None = None,
-) -> dg.AssetsDefinition:
-    """An asset with the real key, partitions and I/O manager whose rows are given (a frame, or a
-    function of the partition key giving it): what it stands in for is not under test."""
-    from proj_assets.shared.conventions import table_metadata
-
-    @dg.asset(
-        key=key,
-        group_name="sft",
-        partitions_def=partitions_def,
-        metadata=table_metadata(key, partition_expr=partition_expr),
-    )
-    def rows(context: dg.AssetExecutionContext) -> dg.Output:
-        df = frame(context.partition_key) if callable(frame) else frame
-        return dg.Output(df, metadata=metadata or {})
-
-    return rows
+) -> StandIn:
+    """A stand-in for `key` (see `StandIn`)."""
+    return StandIn(key, frame, partitions_def, partition_expr, metadata)
 
 
-def stand_in_pilot(df: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsDefinition:
+def stand_in_pilot(df: pl.DataFrame, metadata: dict | None = None) -> StandIn:
     """A pilot of the rows given, in any iteration; `pilot_iteration` is set to the partition."""
     from proj_assets.partitions import sft_pilot_partitions
     from proj_assets.sft.keys import PILOT
@@ -146,12 +191,19 @@ def stand_in_pilot(df: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsD
 
 
 def stand_in_base_model(folder: Path) -> dg.AssetsDefinition:
-    """A base model that is the model folder given (its completion_mode_only check runs on it)."""
+    """A base model that is the model folder given (its completion_mode_only check runs on it),
+    recording its revision as the real asset does."""
     from proj_assets.sft.keys import BASE_MODEL
+    from proj_resources.models import weights_revision
 
     @dg.asset(key=BASE_MODEL, group_name="sft")
     def base_model() -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(folder))})
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(folder)),
+                "model_revision": weights_revision(str(folder)),
+            }
+        )
 
     return base_model
 

@@ -64,7 +64,7 @@ def test_bad_pilot_blocks_scaling_with_the_measured_rate(
 
 @pytest.mark.parametrize("n_runaway,passed", [(0, True), (1, False)])
 def test_runaway_gate_boundary(n_runaway, passed):
-    from proj_assets.sft.checks import rate_result
+    from proj_assets.sft.assets_check_results import rate_result
 
     df = crafted_pilot(40, n_runaway, 0)
     assert rate_result(df, "runaway", 0.025).passed is passed  # 1/40 = 2.5% is not below 2.5%
@@ -105,7 +105,7 @@ def test_adapter_refuses_to_train_while_no_test_overlap_failed(
         e for e in result.get_asset_check_evaluations() if e.check_name == "no_test_overlap"
     ]
     assert not check.passed and check.metadata["n_failing"].value == 1
-    assert "add 12 and 30" in check.metadata["offending_sample"].value
+    assert leaked in check.metadata["offending_sample"].value
 
     run = demo_runner([k.ADAPTER], stand_ins=contaminated, raise_on_error=False)
     assert not run.success

@@ -8,8 +8,10 @@ import torch
 from proj_assets.sft.completion_model import load_completion_model, sentinel_failures
 from proj_assets.sft.lora_training import (
     QLoRAUnavailableError,
+    adapted_modules,
     choose_method,
     load_adapter_model,
+    quantized_compute_dtype,
     train_lora,
 )
 from proj_assets.sft.prompts import PromptBuilder
@@ -83,6 +85,8 @@ def test_adapter_reloads_and_reproduces_its_outputs(untrained_model_dir, tmp_pat
         and len(log.train_losses) == 2
         and len(log.val_losses) == 1
     )
+    assert adapted_modules(model) == ["q_proj", "v_proj"]  # peft's Llama defaults, as wrapped
+    assert quantized_compute_dtype(model) is None  # full-precision base
     model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -108,3 +112,38 @@ def test_empty_training_set_is_refused(untrained_model_dir):
         train_lora(
             load_causal_lm(untrained_model_dir), tok, [], [], LoraSettings(), log=lambda m: None
         )
+
+
+def test_the_4bit_compute_dtype_is_read_from_the_quantized_layers():
+    class Linear4bit(torch.nn.Linear):  # stands in for bitsandbytes' layer (not installed on CPU)
+        compute_dtype = torch.bfloat16
+
+    assert quantized_compute_dtype(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Linear4bit(2, 2))
+    assert quantized_compute_dtype(model) == "bfloat16"
+
+
+def test_the_base_model_data_version_is_the_folders_content_hash(
+    untrained_model_dir, tmp_path, instance
+):
+    from safetensors.torch import load_file, save_file
+
+    from proj_assets.sft.keys import BASE_MODEL
+    from proj_tests.sft.conftest import SftRunner, tiny
+
+    folder = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, folder)
+    runner = SftRunner(tiny(base_model_path=str(folder)), tmp_path / "out", instance)
+
+    def data_version() -> str:
+        (event,) = runner([BASE_MODEL]).asset_materializations_for_node("sft__model__base_model")
+        return event.tags["dagster/data_version"]
+
+    first = data_version()
+    assert data_version() == first  # same files, same version
+    (weights,) = folder.glob("*.safetensors")
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert data_version() != first  # changed weights: everything built from them is stale

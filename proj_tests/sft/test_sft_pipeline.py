@@ -47,6 +47,8 @@ def test_pipeline_materializes_end_to_end(tiny_runner):
     assert few_shot.severity.value == "WARN" and "few_shot_accuracy" in few_shot.metadata
     adapter_meta = r.asset_materializations_for_node("sft__model__adapter")[0].metadata
     assert adapter_meta["method"].value == "lora" and adapter_meta["compute_seconds"].value > 0
+    assert adapter_meta["target_modules"].value == ["q_proj", "v_proj"]  # as peft wrapped them
+    assert "qlora_compute_dtype" not in adapter_meta  # recorded for QLoRA only
     paired = r.output_for_node("sft__eval__paired_results")
     assert paired.height == 20 and paired["judged_by"].unique().to_list() == ["program"]
     stats = r.output_for_node("sft__eval__stats")

@@ -52,17 +52,17 @@ SHARD_PARTITIONS = sft_shard_partitions(len(SHARD_DATA))
 STAND_IN_SHARDS = stand_in(k.SHARDS, SHARD_DATA.get, SHARD_PARTITIONS, "shard")
 
 
-def passing_critic(shard: str) -> pl.DataFrame:
-    """Critic scores that keep every example (the shard gates, not the critic, are under test)."""
-    return (
-        SHARD_DATA[shard]
-        .select("example_id", "shard", "task_type", "answer_correct")
-        .with_columns(
-            pl.lit(1.0).alias("critic_margin"),
-            pl.lit(0.0).alias("critic_threshold"),
-            pl.lit(True).alias("critic_keep"),
-        )
+def keep_all(shard_rows: pl.DataFrame) -> pl.DataFrame:
+    """Critic scores of `shard_rows` that keep every example (the critic is not under test)."""
+    return shard_rows.select("example_id", "shard", "task_type", "answer_correct").with_columns(
+        pl.lit(1.0).alias("critic_margin"),
+        pl.lit(0.0).alias("critic_threshold"),
+        pl.lit(True).alias("critic_keep"),
     )
+
+
+def passing_critic(shard: str) -> pl.DataFrame:
+    return keep_all(SHARD_DATA[shard])
 
 
 STAND_IN_CRITIC = stand_in(k.CRITIC, passing_critic, SHARD_PARTITIONS, "shard")
@@ -183,3 +183,63 @@ def test_training_set_needs_every_shard_past_its_gates(demo_runner):
         for check in (k.RUNAWAY_CHECK, k.TOKEN_LIMIT_CHECK)
     ]
     assert not demo_runner.instance.get_latest_materialization_event(dg.AssetKey(k.TRAINING_SET))
+
+
+def test_rows_of_a_replaced_base_model_are_left_out_of_the_training_set(
+    tiny_runner, untrained_model_dir, tmp_path
+):
+    from safetensors.torch import load_file, save_file
+
+    from proj_assets.sft.assets_check_results import on_current_rows, rate_result
+    from proj_assets.sft.input_versions import shard_inputs
+    from proj_resources.models import weights_revision
+
+    def rows(shard: str) -> pl.DataFrame:  # distinct instructions per shard: no deduplication
+        return crafted_shard(shard, 20, 0, 0).with_columns(
+            pl.format("{} ({})", pl.col("instruction"), pl.lit(shard)).alias("instruction")
+        )
+
+    def critic(shard: str) -> pl.DataFrame:
+        return keep_all(rows(shard))
+
+    partitions = sft_shard_partitions(tiny_runner.cfg.n_shards)
+    data = [
+        stand_in(k.SHARDS, rows, partitions, "shard"),
+        stand_in(k.CRITIC, critic, partitions, "shard"),
+        STAND_IN_TEST_SET,
+    ]
+    replaced = tmp_path / "replaced_model"
+    shutil.copytree(untrained_model_dir, replaced)
+    (weights,) = replaced.glob("*.safetensors")
+    tensors = load_file(weights)
+    save_file({n: t * 0.5 for n, t in tensors.items()}, weights, metadata={"format": "pt"})
+
+    assert tiny_runner([k.BASE_MODEL], stand_ins=[stand_in_base_model(untrained_model_dir)]).success
+    for shard in SHARD_NAMES:  # both shards generated from the first base model: gates pass
+        assert tiny_runner([k.SHARDS, k.CRITIC], shard, data).success
+    assert tiny_runner([k.TEST_INSTRUCTIONS], stand_ins=data).success
+    # the base model is replaced; only shard_00 is generated again
+    assert tiny_runner([k.BASE_MODEL], stand_ins=[stand_in_base_model(replaced)]).success
+    assert tiny_runner([k.SHARDS, k.CRITIC], "shard_00", data).success
+
+    run = tiny_runner([k.TRAINING_SET], stand_ins=data)
+    training = run.output_for_node("sft__data__training_set")
+    assert set(training["shard"]) == {"shard_00"} and training.height == 20
+    (event,) = run.asset_materializations_for_node("sft__data__training_set")
+    assert event.metadata["superseded_shard_rows"].value == {
+        "current_rows": 20,
+        "superseded_rows": 20,
+        "changed_inputs": ["base_model"],
+    }
+    assert training["input_versions"].str.contains("test_set").all()
+
+    # judged again now, shard_01's stored rows are no evidence: its QC gate fails, naming why
+    stale = tiny_runner.resources["warehouse"].query(
+        "select * from sft_data.scale_shards where shard = 'shard_01'"
+    )
+    result = on_current_rows(
+        stale,
+        shard_inputs(tiny_runner.cfg, weights_revision(str(replaced))),  # the replaced model's
+        lambda df, **extra: rate_result(df, "runaway", 0.05, **extra),
+    )
+    assert not result.passed and "changed: base_model" in result.description
