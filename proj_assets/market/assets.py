@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.market.features import FEATURE_NAMES, PROXY_FLAG, compute_features
-from proj_assets.market.manifest import build_manifest
+from proj_assets.market.manifest import build_manifest, content_hash
 from proj_assets.market.plots import close_and_target_plot, close_plot
 from proj_assets.market.settings import MarketSettings
 from proj_assets.market.splits import build_splits
@@ -20,6 +20,16 @@ MANIFEST = ["market", "raw", "manifest"]
 FEATURES = ["market", "processed", "features"]
 TARGETS = ["market", "processed", "targets"]
 SPLITS = ["market", "processed", "splits"]
+# Dagster code versions: bump an asset's when its computation changes, so the UI shows it and
+# everything downstream as Unsynced. With them, and ohlcv's data version (the content hash of the
+# rows read), re-running unchanged code on unchanged data leaves nothing downstream stale.
+CODE_VERSIONS = {
+    "ohlcv": "1",
+    "manifest": "1",
+    "features": "1",
+    "targets": "1",
+    "splits": "1",
+}
 
 
 def _date_range(df: pl.DataFrame) -> dict:
@@ -46,13 +56,14 @@ def market_assets(
         kinds={"polars", "duckdb"},
         metadata=table_metadata(OHLCV, partition_expr="ticker"),
         pool=DUCKDB_POOL,
+        code_version=CODE_VERSIONS["ohlcv"],
     )
     def ohlcv(
         context: dg.AssetExecutionContext,
         market_source: MarketSource,
         provenance: Provenance,
         compute: Compute,
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Daily OHLCV of one ticker as it arrived from the configured source."""
         ticker = context.partition_key
         with compute.meter() as meter:
@@ -60,13 +71,16 @@ def market_assets(
         context.add_output_metadata(
             {**_date_range(df), "source": market_source.kind, **meter.metadata()}
         )
-        return provenance.stamp(
+        stamped = provenance.stamp(
             df, context.run_id, seed=None, params={"source": market_source.kind, "ticker": ticker}
         )
+        # The data version is what was read, so a changed CSV (or source) makes downstream stale.
+        return dg.Output(stamped, data_version=dg.DataVersion(content_hash(df)))
 
     @dg.asset(
         key=MANIFEST,
         group_name="market",
+        code_version=CODE_VERSIONS["manifest"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         pool=DUCKDB_POOL,
@@ -91,6 +105,7 @@ def market_assets(
     @dg.asset(
         key=FEATURES,
         group_name="market",
+        code_version=CODE_VERSIONS["features"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         metadata=table_metadata(FEATURES),
@@ -125,6 +140,7 @@ def market_assets(
     @dg.asset(
         key=TARGETS,
         group_name="market",
+        code_version=CODE_VERSIONS["targets"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV), "features": dg.AssetIn(key=FEATURES)},
         metadata=table_metadata(TARGETS),
@@ -160,6 +176,7 @@ def market_assets(
     @dg.asset(
         key=SPLITS,
         group_name="market",
+        code_version=CODE_VERSIONS["splits"],
         kinds={"polars", "duckdb"},
         ins={"features": dg.AssetIn(key=FEATURES), "targets": dg.AssetIn(key=TARGETS)},
         metadata=table_metadata(SPLITS),

@@ -42,6 +42,8 @@ def test_whole_market_group_materializes_and_reads_back(
         "no_lookahead": True,
         "labels_aligned": True,
         "class_balance_reasonable": True,
+        # the slice's VIX starts 2014-01: a few months of proxy in train, none later
+        "vol_index_proxy_share_low_and_even": True,
     }
     run_id = result.run_id
 
