@@ -14,7 +14,13 @@ from dagster._core.loader import LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from proj_assets.platform.budget import Spend, summarize_budget
-from proj_assets.platform.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
+from proj_assets.platform.status_model import (
+    AssetStatus,
+    GateStatus,
+    RunInfo,
+    Snapshot,
+    StaleAsset,
+)
 from proj_assets.shared.gates import latest_check_results
 from proj_assets.shared.instance_reads import materializations, partition_states
 from proj_assets.shared.reviews import Review

@@ -38,7 +38,7 @@ def round_floats(value):
         return float(format_number(value))
     if isinstance(value, dict):
         return {k: round_floats(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):  # plain ones: Dagster's metadata values are tuples too
         return type(value)(round_floats(v) for v in value)
     return value
 

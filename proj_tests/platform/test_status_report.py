@@ -126,7 +126,7 @@ def test_override_closes_the_gate_in_the_report(mixed_instance):
 def test_failed_decision_gate_is_listed_but_a_warning_is_not():
     from datetime import datetime
 
-    from proj_assets.platform.status import GateStatus, Snapshot
+    from proj_assets.platform.status_model import GateStatus, Snapshot
 
     stage = GateStatus(
         "sft/eval/stats:stage_gate",
