@@ -14,22 +14,35 @@ from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated, not_gated
 from proj_resources import Compute, MarketSource, Provenance, Warehouse
+from proj_resources.hashing import canonical_hash
 
 OHLCV = ["market", "raw", "ohlcv"]
 MANIFEST = ["market", "raw", "manifest"]
 FEATURES = ["market", "processed", "features"]
 TARGETS = ["market", "processed", "targets"]
 SPLITS = ["market", "processed", "splits"]
-# Dagster code versions: bump an asset's when its computation changes, so the UI shows it and
-# everything downstream as Unsynced. With them, and ohlcv's data version (the content hash of the
-# rows read), re-running unchanged code on unchanged data leaves nothing downstream stale.
-CODE_VERSIONS = {
-    "ohlcv": "1",
-    "manifest": "1",
-    "features": "1",
-    "targets": "1",
-    "splits": "1",
-}
+# Dagster code versions: "<code>+<hash of the settings the asset reads>". Bump an asset's code
+# number when its computation changes; a changed setting (end date, rise threshold) changes the
+# hash. Either way the UI shows the asset and everything downstream as Unsynced. With these, and
+# ohlcv's data version (the content hash of the rows read), re-running unchanged code on
+# unchanged data and settings leaves nothing downstream stale.
+CODE = {"ohlcv": "1", "manifest": "1", "features": "1", "targets": "1", "splits": "1"}
+
+
+def code_versions(settings: MarketSettings) -> dict[str, str]:
+    """Asset name -> its code version under `settings`."""
+    reads = {
+        "ohlcv": ["source", "csv_dir", "start", "end"],
+        "manifest": ["tickers"],
+        "features": ["target_ticker", "vol_index_ticker", "vol_index_fallback"],
+        "targets": ["target_ticker", "horizons", "rise_threshold"],
+        "splits": ["splits"],
+    }
+    values = settings.model_dump()
+    return {
+        name: f"{CODE[name]}+{canonical_hash({k: values[k] for k in keys}, length=8)}"
+        for name, keys in reads.items()
+    }
 
 
 def _date_range(df: pl.DataFrame) -> dict:
@@ -44,6 +57,7 @@ def market_assets(
     settings: MarketSettings, tickers: dg.PartitionsDefinition, warehouse: Warehouse
 ) -> list[dg.AssetsDefinition]:
     """The market assets for `settings`; `warehouse` holds the gate reviews."""
+    versions = code_versions(settings)
     used = [
         settings.target_ticker,
         settings.vol_index_ticker,
@@ -56,7 +70,7 @@ def market_assets(
         kinds={"polars", "duckdb"},
         metadata=table_metadata(OHLCV, partition_expr="ticker"),
         pool=DUCKDB_POOL,
-        code_version=CODE_VERSIONS["ohlcv"],
+        code_version=versions["ohlcv"],
     )
     def ohlcv(
         context: dg.AssetExecutionContext,
@@ -80,7 +94,7 @@ def market_assets(
     @dg.asset(
         key=MANIFEST,
         group_name="market",
-        code_version=CODE_VERSIONS["manifest"],
+        code_version=versions["manifest"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         pool=DUCKDB_POOL,
@@ -105,7 +119,7 @@ def market_assets(
     @dg.asset(
         key=FEATURES,
         group_name="market",
-        code_version=CODE_VERSIONS["features"],
+        code_version=versions["features"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         metadata=table_metadata(FEATURES),
@@ -140,7 +154,7 @@ def market_assets(
     @dg.asset(
         key=TARGETS,
         group_name="market",
-        code_version=CODE_VERSIONS["targets"],
+        code_version=versions["targets"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV), "features": dg.AssetIn(key=FEATURES)},
         metadata=table_metadata(TARGETS),
@@ -176,7 +190,7 @@ def market_assets(
     @dg.asset(
         key=SPLITS,
         group_name="market",
-        code_version=CODE_VERSIONS["splits"],
+        code_version=versions["splits"],
         kinds={"polars", "duckdb"},
         ins={"features": dg.AssetIn(key=FEATURES), "targets": dg.AssetIn(key=TARGETS)},
         metadata=table_metadata(SPLITS),

@@ -1,13 +1,13 @@
 """Market data versions: ohlcv's data version is the content hash of the rows it read and every
 market asset declares a code version, so a changed CSV makes the processed assets stale and an
-unchanged re-read does not."""
+unchanged re-read does not; a changed setting changes the code version of the assets reading it."""
 
 import dagster as dg
 import polars as pl
 from definitions_helpers import demo_profile, domain_defs, materializable
 from market_helpers import materialize, step_failure_messages
 
-from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
+from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS, code_versions
 from proj_assets.platform.snapshot import stale_assets
 
 TICKERS = ["SP500", "NASDAQ", "VIX"]
@@ -24,10 +24,19 @@ def _stale(instance, graph) -> set[str]:
     return {s.key for s in stale_assets(instance, graph)}
 
 
+def test_code_versions_change_with_the_settings_each_asset_reads():
+    settings = demo_profile().market
+    base = code_versions(settings)
+    assert all(v.startswith("1+") for v in base.values())
+    higher = code_versions(settings.model_copy(update={"rise_threshold": 0.02}))
+    assert {n for n in base if base[n] != higher[n]} == {"targets"}
+    later = code_versions(settings.model_copy(update={"end": "2018-06-30"}))
+    assert {n for n in base if base[n] != later[n]} == {"ohlcv"}
+
+
 def test_changed_csv_makes_processed_assets_stale(tmp_path, csv_resources, instance, csv_dir):
     defs = domain_defs("market", demo_profile(), tmp_path)
     graph, assets = defs.get_repository_def().asset_graph, materializable(defs)
-    assert all(graph.get(dg.AssetKey(k)).code_version == "1" for k in [OHLCV, *PROCESSED])
     for ticker in TICKERS:
         assert materialize(assets, csv_resources, instance, [OHLCV], ticker).success
     result = materialize(assets, csv_resources, instance, PROCESSED)
