@@ -44,7 +44,8 @@ status: $(STAMP)
 	$(PY) -m proj_assets.entrypoints.cli status
 
 # The instance of this profile and data dir, prepared: `export DAGSTER_HOME=$$(make -s instance-home)`.
-instance-home: $(STAMP)
+# No set-up step: its output is read by $(...), and any other target installs first.
+instance-home:
 	@$(PY) -m proj_assets.entrypoints.cli instance-home
 
 # Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
