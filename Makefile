@@ -2,10 +2,11 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-export DAGSTER_HOME := $(CURDIR)
+# DAGSTER_HOME is not set here: an exported one is used as it is, else the entry points put the
+# instance in <data dir>/dagster/<profile> (proj_assets/platform/instance_home.py).
 export PROJ_PROFILE ?= demo
 
-.PHONY: install lint demo test test-slow ui validate bench clean-data status browser redis netns-tools cluster-up cluster-env cluster-down
+.PHONY: install lint demo test test-slow ui validate bench clean-data status instance-home browser redis netns-tools cluster-up cluster-env cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,6 +42,11 @@ validate: $(STAMP)
 # The status report (markdown) from the instance at DAGSTER_HOME.
 status: $(STAMP)
 	$(PY) -m proj_assets.entrypoints.cli status
+
+# The instance of this profile and data dir, prepared: `export DAGSTER_HOME=$$(make -s instance-home)`.
+# No set-up step: its output is read by $(...), and any other target installs first.
+instance-home:
+	@$(PY) -m proj_assets.entrypoints.cli instance-home
 
 # Headless Chromium for the UI test: the Debian package (needs root), never a browser download.
 browser:

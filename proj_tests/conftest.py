@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 os.environ.setdefault("PROJ_DATA_DIR", tempfile.mkdtemp(prefix="proj_test_data_"))
-# Never the project's own instance (the Makefile points DAGSTER_HOME at the project root).
+# Never the project's own instance (by default the entry points use <data dir>/dagster/<profile>).
 _dagster_home = Path(tempfile.mkdtemp(prefix="proj_test_dagster_home_"))
 (_dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 os.environ["DAGSTER_HOME"] = str(_dagster_home)

@@ -274,11 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from proj_assets.definitions import defs
+    from proj_assets.platform.instance_home import ensure_instance_home
     from proj_assets.profiles import data_dir, load_profile
 
+    home = ensure_instance_home()
     profile = load_profile()
     what = f"groups {args.group}" if args.group else "every asset"
-    print(f"materializing {what} of profile '{profile.name}' (data under {data_dir()})", flush=True)
+    print(
+        f"materializing {what} of profile '{profile.name}' (data under {data_dir()}, instance {home})",
+        flush=True,
+    )
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         try:

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)  # an ignored signal would survive exec
+    from proj_assets.platform.instance_home import ensure_instance_home
+
+    ensure_instance_home()  # exported DAGSTER_HOME wins; `dg dev` inherits it
     command = dg_dev_command(args.port)
     os.execv(command[0], command)
 

@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.market.features import FEATURE_NAMES, PROXY_FLAG, compute_features
-from proj_assets.market.manifest import build_manifest
+from proj_assets.market.manifest import build_manifest, content_hash
 from proj_assets.market.plots import close_and_target_plot, close_plot
 from proj_assets.market.settings import MarketSettings
 from proj_assets.market.splits import build_splits
@@ -14,12 +14,35 @@ from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated, not_gated
 from proj_resources import Compute, MarketSource, Provenance, Warehouse
+from proj_resources.hashing import canonical_hash
 
 OHLCV = ["market", "raw", "ohlcv"]
 MANIFEST = ["market", "raw", "manifest"]
 FEATURES = ["market", "processed", "features"]
 TARGETS = ["market", "processed", "targets"]
 SPLITS = ["market", "processed", "splits"]
+# Dagster code versions: "<code>+<hash of the settings the asset reads>". Bump an asset's code
+# number when its computation changes; a changed setting (end date, rise threshold) changes the
+# hash. Either way the UI shows the asset and everything downstream as Unsynced. With these, and
+# ohlcv's data version (the content hash of the rows read), re-running unchanged code on
+# unchanged data and settings leaves nothing downstream stale.
+CODE = {"ohlcv": "1", "manifest": "1", "features": "1", "targets": "1", "splits": "1"}
+
+
+def code_versions(settings: MarketSettings) -> dict[str, str]:
+    """Asset name -> its code version under `settings`."""
+    reads = {
+        "ohlcv": ["source", "csv_dir", "start", "end"],
+        "manifest": ["tickers"],
+        "features": ["target_ticker", "vol_index_ticker", "vol_index_fallback"],
+        "targets": ["target_ticker", "horizons", "rise_threshold"],
+        "splits": ["splits"],
+    }
+    values = settings.model_dump()
+    return {
+        name: f"{CODE[name]}+{canonical_hash({k: values[k] for k in keys}, length=8)}"
+        for name, keys in reads.items()
+    }
 
 
 def _date_range(df: pl.DataFrame) -> dict:
@@ -34,6 +57,7 @@ def market_assets(
     settings: MarketSettings, tickers: dg.PartitionsDefinition, warehouse: Warehouse
 ) -> list[dg.AssetsDefinition]:
     """The market assets for `settings`; `warehouse` holds the gate reviews."""
+    versions = code_versions(settings)
     used = [
         settings.target_ticker,
         settings.vol_index_ticker,
@@ -46,13 +70,14 @@ def market_assets(
         kinds={"polars", "duckdb"},
         metadata=table_metadata(OHLCV, partition_expr="ticker"),
         pool=DUCKDB_POOL,
+        code_version=versions["ohlcv"],
     )
     def ohlcv(
         context: dg.AssetExecutionContext,
         market_source: MarketSource,
         provenance: Provenance,
         compute: Compute,
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Daily OHLCV of one ticker as it arrived from the configured source."""
         ticker = context.partition_key
         with compute.meter() as meter:
@@ -60,13 +85,16 @@ def market_assets(
         context.add_output_metadata(
             {**_date_range(df), "source": market_source.kind, **meter.metadata()}
         )
-        return provenance.stamp(
+        stamped = provenance.stamp(
             df, context.run_id, seed=None, params={"source": market_source.kind, "ticker": ticker}
         )
+        # The data version is what was read, so a changed CSV (or source) makes downstream stale.
+        return dg.Output(stamped, data_version=dg.DataVersion(content_hash(df)))
 
     @dg.asset(
         key=MANIFEST,
         group_name="market",
+        code_version=versions["manifest"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         pool=DUCKDB_POOL,
@@ -91,6 +119,7 @@ def market_assets(
     @dg.asset(
         key=FEATURES,
         group_name="market",
+        code_version=versions["features"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV)},
         metadata=table_metadata(FEATURES),
@@ -125,6 +154,7 @@ def market_assets(
     @dg.asset(
         key=TARGETS,
         group_name="market",
+        code_version=versions["targets"],
         kinds={"polars", "duckdb"},
         ins={"ohlcv": dg.AssetIn(key=OHLCV), "features": dg.AssetIn(key=FEATURES)},
         metadata=table_metadata(TARGETS),
@@ -160,6 +190,7 @@ def market_assets(
     @dg.asset(
         key=SPLITS,
         group_name="market",
+        code_version=versions["splits"],
         kinds={"polars", "duckdb"},
         ins={"features": dg.AssetIn(key=FEATURES), "targets": dg.AssetIn(key=TARGETS)},
         metadata=table_metadata(SPLITS),

@@ -3,10 +3,15 @@
 import dagster as dg
 import polars as pl
 
-from proj_assets.market.assets import FEATURES, OHLCV, TARGETS
+from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
 from proj_assets.market.expectations import SUITE_NAME, validate_ohlcv
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.market.lookahead import cut_dates, lookahead_mismatches
+from proj_assets.market.proxy_share import (
+    proxy_share_by_split,
+    proxy_share_problems,
+    proxy_share_spread,
+)
 from proj_assets.market.settings import MarketSettings
 from proj_assets.market.targets import target_mismatches
 from proj_assets.market.validation import (
@@ -175,6 +180,38 @@ def market_checks(
             must_be="at least",
         )
 
+    @dg.asset_check(
+        asset=dg.AssetKey(SPLITS),
+        additional_ins={"features": dg.AssetIn(key=FEATURES)},
+        description=(
+            f"no split more than {settings.proxy_max_share:.0%} volatility-index proxy, shares "
+            f"within {settings.proxy_max_spread:.0%} of each other"
+        ),
+    )
+    def vol_index_proxy_share_low_and_even(
+        splits: pl.DataFrame, features: pl.DataFrame
+    ) -> dg.AssetCheckResult:
+        shares = proxy_share_by_split(features, splits)
+        problems = proxy_share_problems(shares, settings.proxy_max_share, settings.proxy_max_spread)
+        by_split = ", ".join(
+            f"{s} {p:.0%}" for s, p in shares.select("split", "proxy_share").rows()
+        )
+        return threshold_result(
+            not problems,
+            measured=float(shares["proxy_share"].max()),
+            threshold=settings.proxy_max_share,
+            offending=shares,
+            severity=WARN,
+            description=f"proxy share per split: {by_split}"
+            + (f"; {'; '.join(problems)}" if problems else ""),
+            quantity="largest_proxy_share",
+            threshold_name="proxy_max_share",
+            must_be="at most",
+            proxy_share_spread=proxy_share_spread(shares),
+            proxy_max_spread=settings.proxy_max_spread,
+            **{f"proxy_share_{s}": p for s, p in shares.select("split", "proxy_share").rows()},
+        )
+
     return [
         ohlc_consistent,
         prices_positive,
@@ -185,4 +222,5 @@ def market_checks(
         no_lookahead,
         labels_aligned,
         class_balance_reasonable,
+        vol_index_proxy_share_low_and_even,
     ]

@@ -35,6 +35,11 @@ class MarketSettings(Section):
     # "realized_vol" substitutes the target's annualized 21-day realized volatility and sets
     # vix_is_proxy = 1; "intersect" drops those days (a shorter panel).
     vol_index_fallback: Literal["realized_vol", "intersect"] = "realized_vol"
+    # The WARN check `vol_index_proxy_share_low_and_even` on the splits: it warns when a split's
+    # vix_level is more than `proxy_max_share` proxy, or when the proxy shares of the splits
+    # differ by more than `proxy_max_spread` (largest minus smallest).
+    proxy_max_share: float = Field(0.5, ge=0, le=1)
+    proxy_max_spread: float = Field(0.2, ge=0, le=1)
     horizons: list[int] = Field(default_factory=lambda: [1, 3, 5])
     rise_threshold: float = Field(0.01, gt=0, lt=1)
     splits: SplitFractions = Field(default_factory=SplitFractions)

@@ -24,6 +24,7 @@ def status_asset(profile: Profile) -> dg.AssetsDefinition:
         """Handoff note from the instance: partitions, gates, reviews, stale assets, runs, compute vs budget."""
         from proj_assets.platform.snapshot import build_snapshot
         from proj_assets.platform.status import next_actions, open_gates, render_markdown
+        from proj_assets.platform.status_model import failed_warnings
 
         with compute.meter() as meter:
             snapshot = build_snapshot(
@@ -43,6 +44,7 @@ def status_asset(profile: Profile) -> dg.AssetsDefinition:
                 "report": dg.MetadataValue.md(text),
                 **artifacts.describe(path),
                 "open_gates": len(open_gates(snapshot)),
+                "warnings": len(failed_warnings(snapshot)),
                 "next_actions": len(next_actions(snapshot)),
                 "missing_partitions": sum(len(a.missing) for a in snapshot.assets),
                 "failed_partitions": sum(len(a.failed) for a in snapshot.assets),

@@ -14,7 +14,13 @@ from dagster._core.loader import LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from proj_assets.platform.budget import Spend, summarize_budget
-from proj_assets.platform.status import AssetStatus, GateStatus, RunInfo, Snapshot, StaleAsset
+from proj_assets.platform.status_model import (
+    AssetStatus,
+    GateStatus,
+    RunInfo,
+    Snapshot,
+    StaleAsset,
+)
 from proj_assets.shared.gates import latest_check_results
 from proj_assets.shared.instance_reads import materializations, partition_states
 from proj_assets.shared.reviews import Review
@@ -116,7 +122,9 @@ def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateSta
     return gates
 
 
-def _stale_assets(instance, graph) -> list[StaleAsset]:
+def stale_assets(instance: dg.DagsterInstance, graph) -> list[StaleAsset]:
+    """Assets (and materialized partitions, up to STALE_PARTITIONS_CHECKED) that Dagster calls
+    stale: a code version or an upstream data version changed since they were materialized."""
     resolver = CachingStaleStatusResolver(instance, graph, _InstanceLoadingContext(instance))
     stale = []
     for key in graph.toposorted_asset_keys:
@@ -243,7 +251,7 @@ def build_snapshot(
         profile.name,
         assets,
         _gate_statuses(instance, graph, writing),
-        _stale_assets(instance, graph),
+        stale_assets(instance, graph),
         [_run_info(instance, r) for r in runs],
         [_run_info(instance, r) for r in failed],
         budget,

@@ -4,7 +4,8 @@ lie of which threshold, and a sample of the offending rows."""
 import dagster as dg
 import polars as pl
 
-from proj_assets.shared.markdown import format_number, table_markdown
+from proj_assets.shared.markdown import format_number, round_floats, table_markdown
+from proj_assets.shared.metadata import ui_metadata
 
 SAMPLE_ROWS = 10
 
@@ -40,15 +41,17 @@ def threshold_result(
     """A check result whose metadata always carries the measured value and the threshold (4
     significant digits), a `must_be` line naming the quantity, the direction and the threshold
     (e.g. "mcnemar_p below alpha = 0.01"; the direction is derived when not given), and (when
-    given) how many rows offend and a sample of them."""
+    given) how many rows offend and a sample of them. Every float of `extra` (nested ones too) is
+    rounded the same way; floats stay numbers (check metadata draws no per-run chart), and
+    `shared.markdown.Markdown` values render as markdown."""
     direction = must_be or derived_direction(passed, measured, threshold)
     if direction not in DIRECTIONS:
         raise ValueError(f"must_be: expected one of {DIRECTIONS}, got {direction!r}")
     metadata = {
-        "measured": _rounded(measured),
-        "threshold": _rounded(threshold),
+        "measured": round_floats(float(measured)),
+        "threshold": round_floats(float(threshold)),
         "must_be": f"{quantity} {direction} {threshold_name} = {format_number(float(threshold))}",
-        **extra,
+        **ui_metadata(round_floats(extra), series=tuple(extra)),
     }
     if offending is not None:
         metadata["n_failing"] = offending.height
@@ -56,10 +59,6 @@ def threshold_result(
     return dg.AssetCheckResult(
         passed=bool(passed), severity=severity, description=description, metadata=metadata
     )
-
-
-def _rounded(value: float) -> float:
-    return float(format_number(float(value)))
 
 
 def offending_rows_result(

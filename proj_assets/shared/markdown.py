@@ -31,6 +31,18 @@ def format_number(value: float | int | None) -> str:
     return f"{value:.{SIGNIFICANT_DIGITS}g}"
 
 
+def round_floats(value):
+    """`value` with every float, also inside dicts, lists and tuples, cut to 4 significant
+    digits (`format_number`), so metadata shows 0.1235, not 0.12345678901; NaN and inf stay."""
+    if isinstance(value, float):
+        return float(format_number(value))
+    if isinstance(value, dict):
+        return {k: round_floats(v) for k, v in value.items()}
+    if type(value) in (list, tuple):  # plain ones: Dagster's metadata values are tuples too
+        return type(value)(round_floats(v) for v in value)
+    return value
+
+
 def _cell(value) -> str:
     if isinstance(value, float | int) and not isinstance(value, bool):
         return format_number(value)

@@ -1,6 +1,7 @@
 """Market test helpers: a small synthetic price frame with a volatility index, and helpers to
 materialize the market group in-process against a temporary warehouse."""
 
+import math
 from datetime import date, timedelta
 
 import dagster as dg
@@ -79,3 +80,24 @@ def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             error = error.cause
         messages.append("\n".join(parts))
     return messages
+
+
+def unrounded_floats(metadata: dict) -> list[str]:
+    """Metadata entries holding a float (also inside a JSON value) with more than 4 significant
+    digits: 'name=value' for each."""
+    found = []
+
+    def walk(name: str, value) -> None:
+        value = getattr(value, "value", value)  # FloatMetadataValue, JsonMetadataValue, ...
+        if isinstance(value, float) and math.isfinite(value) and value != float(f"{value:.4g}"):
+            found.append(f"{name}={value!r}")
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{name}.{key}", inner)
+        elif isinstance(value, list | tuple):
+            for i, inner in enumerate(value):
+                walk(f"{name}[{i}]", inner)
+
+    for name, value in metadata.items():
+        walk(name, value)
+    return found

@@ -1,6 +1,7 @@
 """The market group materialized in-process on a temporary warehouse, read back through DuckDB."""
 
-from market_helpers import failed_checks, materialize, step_failure_messages
+import dagster as dg
+from market_helpers import failed_checks, materialize, step_failure_messages, unrounded_floats
 
 from proj_assets.market.assets import FEATURES, MANIFEST, OHLCV, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
@@ -36,12 +37,21 @@ def test_whole_market_group_materializes_and_reads_back(
         assert len(evaluations) == 5 and not failed_checks(result)
     result = materialize(market_defs, csv_resources, instance, DOWNSTREAM)
     assert result.success, step_failure_messages(result)
+    recorded = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    assert len(recorded) == 5 and all(  # gate metadata as stored: every float at 4 digits
+        unrounded_floats(r.event_log_entry.dagster_event.event_specific_data.metadata) == []
+        for r in recorded
+    )
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "features_finite_after_warmup": True,
         "no_lookahead": True,
         "labels_aligned": True,
         "class_balance_reasonable": True,
+        # the slice's VIX starts 2014-01: a few months of proxy in train, none later
+        "vol_index_proxy_share_low_and_even": True,
     }
     run_id = result.run_id
 

@@ -27,6 +27,7 @@ MARKET_CHECKS = {
     },
     "market/processed/features": {"features_finite_after_warmup", "no_lookahead"},
     "market/processed/targets": {"labels_aligned", "class_balance_reasonable"},
+    "market/processed/splits": {"vol_index_proxy_share_low_and_even"},
 }
 BLOCKING = {
     "ohlc_consistent",

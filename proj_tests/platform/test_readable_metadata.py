@@ -99,3 +99,23 @@ def test_named_gate_metadata_reads_as_a_rule():
         bad.metadata["must_be"].value == "offending_rows at most allowed = 0"
         and bad.metadata["n_failing"].value == 1
     )
+
+
+def test_gate_metadata_rounds_every_float_also_nested():
+    result = threshold_result(
+        False,
+        measured=0.0123456789,
+        threshold=1 / 3,
+        description="effect too small",
+        cohens_h=0.123456789,
+        per_split={"train": 2 / 3, "shares": [0.987654321, 5]},
+        n_pairs=120,
+        table=Markdown("| a |\n|---|"),
+    )
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert meta["measured"] == 0.01235 and meta["threshold"] == 0.3333
+    assert meta["cohens_h"] == 0.1235 and isinstance(meta["cohens_h"], float)
+    assert meta["per_split"] == {"train": 0.6667, "shares": [0.9877, 5]}
+    assert meta["n_pairs"] == 120
+    assert isinstance(result.metadata["table"], dg.MarkdownMetadataValue)
+    assert meta["must_be"] == "measured above threshold = 0.3333"

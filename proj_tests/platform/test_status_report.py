@@ -104,6 +104,7 @@ def test_snapshot_and_report_match_the_instance(mixed_instance):
     assert f"`{dead_id[:8]}`" in actions and "stale" in actions and "`ops_test` spent" in actions
 
     text = render_markdown(snap)
+    assert "**1 blocking gate open; 0 warnings**. To review: review the open gates" in text
     assert "| `ops_test/raw/cells` | 4 | 2 | 1 | 1 | 0 |" in text
     assert "**Open gates** (blocking, failed, not overridden): 1" in text
     assert "[check](http://127.0.0.1:3000/assets/ops_test/raw/source?view=checks)" in text
@@ -126,7 +127,7 @@ def test_override_closes_the_gate_in_the_report(mixed_instance):
 def test_failed_decision_gate_is_listed_but_a_warning_is_not():
     from datetime import datetime
 
-    from proj_assets.platform.status import GateStatus, Snapshot
+    from proj_assets.platform.status_model import GateStatus, Snapshot
 
     stage = GateStatus(
         "sft/eval/stats:stage_gate",
