@@ -1,5 +1,6 @@
 """Scaling-law assets: the best configuration of every cell re-run with k seeds, and the scaling
-law fitted to those runs with bootstrap confidence intervals."""
+law fitted to those runs' test loss (and, labelled, their validation loss) with profile
+likelihood intervals (curve.py, law_fit.py)."""
 
 import zlib
 
@@ -13,6 +14,7 @@ from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
+from proj_assets.shared.metadata import ui_metadata
 from proj_assets.shared.plots import figure_markdown, new_figure
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 
@@ -131,18 +133,24 @@ def scaling_law_assets(
     def scaling_curve(
         context: dg.AssetExecutionContext, seed_runs: pl.DataFrame, best_trials: pl.DataFrame
     ) -> pl.DataFrame:
-        """loss = L_inf + a*N^-b per horizon over the seed re-runs, bootstrap CIs, AIC against a pure power law."""
-        from proj_assets.scaling.curve import fit_per_horizon, plot_curves
+        """loss = L_inf + a*N^-b per horizon on the seed runs' test loss (and, labelled, their validation loss), profile-likelihood CIs."""
+        from proj_assets.scaling.curve import fit_per_horizon, identification, plot_curves
 
-        fits, bands = fit_per_horizon(seed_runs, best_trials, settings.curve_bootstrap)
+        fits, bands = fit_per_horizon(seed_runs, best_trials)
         fig, ax = new_figure()
         plot_curves(seed_runs, fits, bands, ax)
         context.add_output_metadata(
-            {
-                "plot": figure_markdown(fig, "scaling law"),
-                "fits": markdown_table(fits),
-                "time_limited_best_trials": fits["time_limited_budgets"].drop_nulls().to_list(),
-            }
+            ui_metadata(
+                {
+                    "plot": figure_markdown(fig, "scaling law"),
+                    "fits": markdown_table(fits.drop("not_identified")),
+                    "not_identified": identification(fits),
+                    "time_limited_best_trials": fits["time_limited_budgets"]
+                    .drop_nulls()
+                    .unique()
+                    .to_list(),
+                }
+            )
         )
         return fits
 

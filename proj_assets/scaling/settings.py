@@ -99,10 +99,8 @@ class ScalingSettings(Section):
     search: SearchSpace = Field(default_factory=SearchSpace)
     pruner: Literal["median", "none"] = "median"
     pruner_startup_trials: int = Field(2, ge=0)
-    # The best configuration of each cell is re-run with this many seeds for the scaling law, and
-    # the law's confidence intervals use this many bootstrap resamples of those runs.
+    # The best configuration of each cell is re-run with this many seeds for the scaling law.
     seed_runs: int = Field(3, ge=2)
-    curve_bootstrap: int = Field(500, ge=0)
     # Shared studies (scaling/study.py): trial-worker ops serving one (budget, horizon) study at
     # once; where the study lives (None: a journal file per cell under the data dir; a SQLAlchemy
     # URL such as postgresql+psycopg2://... uses Optuna's RDBStorage with heartbeats; the

@@ -115,6 +115,25 @@ def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
+def _law_from_copied_seed_runs(run, warehouse: Warehouse) -> None:
+    """The 2k seed runs copied to two larger sizes with lower losses: the law is fitted on the
+    test and on the validation loss, one row each."""
+    with warehouse.get_connection() as conn:
+        for budget, scale, drop in (("6k", 3, 0.02), ("20k", 10, 0.03)):
+            conn.execute(
+                "insert into scaling_hpo.seed_runs select * replace (? as budget, n_params * ? as "
+                "n_params, test_loss - ? as test_loss, val_loss - ? as val_loss) "
+                "from scaling_hpo.seed_runs where budget = '2k'",
+                [budget, scale, drop, drop],
+            )
+    assert run([SCALING_CURVE]).success
+    fits = warehouse.query("select * from scaling_report.scaling_curve order by loss_split")
+    assert fits.select("horizon", "loss_split", "n_runs").rows() == [
+        ("h1", "test", 6),
+        ("h1", "val", 6),
+    ]
+
+
 def test_one_partition_materializes_end_to_end(world, tmp_path):
     # a profile given as a file path keys its studies and CSV by its `name` field, not the file name
     w = world(_profile_at_a_path(tmp_path, "my_lab"), seed_runs=2)
@@ -132,7 +151,10 @@ def test_one_partition_materializes_end_to_end(world, tmp_path):
     report = run([BEST_TRIALS, EXPERIMENT_RESULTS])
     assert report.success
     assert run([SEED_RUNS], PARTITION).success
-    assert run([SCALING_CURVE]).success  # one budget: no law fitted yet
+    curve = run([SCALING_CURVE])  # one budget: no law fitted yet, and the metadata says so
+    assert curve.success
+    meta = curve.asset_materializations_for_node("scaling__report__scaling_curve")[0].metadata
+    assert meta["not_identified"].value == "no fit: no horizon has runs at 3 budgets"
 
     grid = warehouse.query("select * from scaling_design.arch_grid")
     assert set(grid["budget"]) == {"2k", "6k", "20k"} and (grid["micro_batch"] > 0).all()
@@ -177,6 +199,7 @@ def test_one_partition_materializes_end_to_end(world, tmp_path):
     assert again.success
     meta = again.asset_materializations_for_node("scaling__hpo__trials")[0].metadata
     assert meta["trials_run_now"].value == 0 and meta["trials_total"].value == settings.n_trials
+    _law_from_copied_seed_runs(run, warehouse)
 
 
 def _reevaluate_without_training(run: dict, settings, warehouse):
