@@ -51,6 +51,7 @@ class Handoff:
     rows: int
     partition_keys: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    data_version: str | None = None  # the asset's Dagster data version, from its content
 
 
 def handoff_io_manager(root: Path) -> dg.FilesystemIOManager:
@@ -89,7 +90,11 @@ def remove_handoff(handoff: Handoff) -> None:
 
 
 def save_handoff(
-    context: dg.OpExecutionContext, artifacts, frame: pl.DataFrame, metadata: dict
+    context: dg.OpExecutionContext,
+    artifacts,
+    frame: pl.DataFrame,
+    metadata: dict,
+    data_version: str | None = None,
 ) -> Handoff:
     """Write `frame` atomically as Parquet under the artifact store, named by run and step (kept
     until its write step has written it, so a retried write step finds it); first remove what
@@ -99,7 +104,7 @@ def save_handoff(
     frame.write_parquet(buffer)
     relative = f"{HANDOFF_KIND}/{context.run_id}/{context.op_handle}.parquet"
     path = artifacts.write_bytes(relative, buffer.getvalue())
-    return Handoff(str(path), frame.height, _partition_keys(context), dict(metadata))
+    return Handoff(str(path), frame.height, _partition_keys(context), dict(metadata), data_version)
 
 
 def load_handoff(handoff: Handoff) -> pl.DataFrame:
@@ -128,7 +133,8 @@ def frame_write_op(name: str) -> dg.OpDefinition:
 
     @write_op(name=name, out=dg.Out(pl.DataFrame))
     def _write(context: dg.OpExecutionContext, handoff: Handoff):
-        yield dg.Output(load_handoff(handoff), metadata=handoff.metadata)
+        version = dg.DataVersion(handoff.data_version) if handoff.data_version else None
+        yield dg.Output(load_handoff(handoff), metadata=handoff.metadata, data_version=version)
         remove_handoff(handoff)  # runs after the I/O manager stored the output
 
     return _write
