@@ -32,11 +32,21 @@ def _metadata(result, key) -> dict:
     return result.asset_materializations_for_node(node)[0].metadata
 
 
-def _trials_run_now(w, cell) -> int:
+def _data_version(result, key) -> str:
+    """The Dagster data version a materialization reported (what Unsynced markers compare)."""
+    return result.asset_materializations_for_node("__".join(key))[0].tags["dagster/data_version"]
+
+
+def _run_trials(w, cell) -> tuple[int, str]:
+    """Materialize one trials partition (its checks must pass): trials run now, data version."""
     result = w.run([TRIALS], cell)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    return _metadata(result, TRIALS)["trials_run_now"].value
+    return _metadata(result, TRIALS)["trials_run_now"].value, _data_version(result, TRIALS)
+
+
+def _trials_run_now(w, cell) -> int:
+    return _run_trials(w, cell)[0]
 
 
 def _best_staleness(w) -> dict:
@@ -105,6 +115,9 @@ def test_a_new_rise_threshold_makes_seed_runs_refuse_and_the_law_drop_old_runs(w
 
 def test_a_wider_arch_space_needs_a_new_grid_and_supersedes_only_the_budgets_it_changes(world):
     w = _finished(world)
+    grid_version = _data_version(w.run([ARCH_GRID]), ARCH_GRID)
+    ran, trials_version = _run_trials(w, CELLS[0])  # finished: nothing to run
+    assert ran == 0
     before = _trials(w)
     wider = world(
         market=H1,
@@ -127,11 +140,13 @@ def test_a_wider_arch_space_needs_a_new_grid_and_supersedes_only_the_budgets_it_
     assert "re-materialize scaling/design/arch_grid" in message and "scaling.arch" in message
     assert _trials(wider).equals(before)  # nothing written
 
-    assert wider.run([ARCH_GRID]).success
+    regrid = wider.run([ARCH_GRID])
+    assert regrid.success and _data_version(regrid, ARCH_GRID) != grid_version
     report = _best_staleness(wider)
     assert report["changed_inputs"] == ["grid"]
     assert report["cells_without_current_rows"] == ["6k/h1"]  # 2k/h1 is still current
-    assert [_trials_run_now(wider, cell) > 0 for cell in CELLS] == [False, True]
+    assert _run_trials(wider, CELLS[0]) == (0, trials_version)  # same content, same version
+    assert _trials_run_now(wider, CELLS[1]) > 0
     assert _trials(wider).filter(pl.col("budget") == "6k")["n_layers"].max() > 4
 
 
