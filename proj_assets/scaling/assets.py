@@ -97,9 +97,9 @@ def scaling_assets(
     device_tags: dict,
     warehouse: Warehouse,
 ) -> list[dg.AssetsDefinition]:
-    """The grid, trial, best-trial and results assets for `settings`: trials of each `cells`
-    partition (budget x horizon) in a study under `root`/optuna/`profile_key`, trained on the
-    Celery queue of `device_tags`; `warehouse` holds the gate reviews."""
+    """The trials asset for `settings`: trials of each `cells` partition (budget x horizon) in a
+    study per input version under `root`/optuna/`profile_key`, trained on the Celery queue of
+    `device_tags`; `warehouse` holds the gate reviews."""
     study_root = root / "optuna" / profile_key
 
     @dg.op(name="scaling_hpo_trials_prepare", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
@@ -189,6 +189,7 @@ def scaling_assets(
                 artifacts.path("scaling", "checkpoints", profile_key, "trials"),
                 model_sink(artifacts, provenance, cell_splits, context.run_id),
                 cell.inputs,
+                context.run_id,
             )
             study = open_study(
                 cell.location,

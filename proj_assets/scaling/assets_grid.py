@@ -65,9 +65,11 @@ def arch_grid_asset(settings: ScalingSettings) -> dg.AssetsDefinition:
                 "analytic parameter count differs from the model built on the meta device",
                 metadata={"mismatches": markdown_table(mismatches)},
             )
+        inputs = grid_inputs(s, compute.memory_budget_mb)
         context.add_output_metadata(
             {
                 "n_archs": grid.height,
+                "input_versions": dg.MetadataValue.json(inputs),
                 "limits": markdown_table(limits, limit=100),
                 "meta_verified_budget": largest,
                 "meta_verified_widths": grid.filter(pl.col("budget") == largest)[
@@ -77,7 +79,6 @@ def arch_grid_asset(settings: ScalingSettings) -> dg.AssetsDefinition:
                 **meter.metadata(),
             }
         )
-        inputs = grid_inputs(s, compute.memory_budget_mb)
         stamped = provenance.stamp(
             grid, context.run_id, seed=None, params=s.model_dump(), inputs=inputs
         )

@@ -36,6 +36,7 @@ class CellContext:
     checkpoint_root: Path | None = None  # where runs keep resumable training state (None: not kept)
     model_sink: ModelSink | None = None  # saves a cell's best weights (None: not saved)
     inputs: dict[str, str] | None = None  # input versions (versions.cell_inputs), on each trial
+    run_id: str | None = None  # the Dagster run training it, on each trial (`trial_run_id`)
 
 
 def result_fields(result: TrainResult) -> dict:

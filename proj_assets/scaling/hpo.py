@@ -28,6 +28,7 @@ from proj_assets.scaling.study import (
     INPUTS_ATTR,
     OWNER_ATTR,
     RETRY_ATTR,
+    RUN_ATTR,
     SurplusTrial,
     enqueue_retry,
     is_surplus,
@@ -106,6 +107,8 @@ class Objective:
         trial.set_user_attr("hp", hp)
         if self.cell.inputs is not None:
             trial.set_user_attr(INPUTS_ATTR, self.cell.inputs)
+        if self.cell.run_id is not None:
+            trial.set_user_attr(RUN_ATTR, self.cell.run_id)
         if not plan.feasible:
             trial.set_user_attr(
                 INFEASIBLE_ATTR,

@@ -39,6 +39,7 @@ RETRY_ATTR = "retry_of"
 EXTREME_ATTR = "forced_extreme"
 INFEASIBLE_ATTR = "infeasible"
 FAILED_REASON_ATTR = "failed_reason"
+RUN_ATTR = "run_id"  # on each trial: the run that trained it (the table's run_id is the writer's)
 INPUTS_ATTR = "input_versions"  # on the study and each trial: input name -> version (versions.py)
 OWNER_ATTR = "worker"  # journal storage: the lock file of the worker running the trial
 

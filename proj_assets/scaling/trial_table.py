@@ -12,6 +12,7 @@ from proj_assets.scaling.study import (
     INFEASIBLE_ATTR,
     INPUTS_ATTR,
     RETRY_ATTR,
+    RUN_ATTR,
     StudyLocation,
 )
 from proj_resources.fingerprints import FINGERPRINT, INPUT_VERSIONS, stamp_inputs
@@ -61,6 +62,7 @@ TRIAL_SCHEMA = {
     "failed_reason": pl.Utf8,
     "model_path": pl.Utf8,
     "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
+    "trial_run_id": pl.Utf8,  # the run that trained the trial (run_id: the run writing the table)
     "study": pl.Utf8,  # the Optuna study (one per input version of the cell, versions.py)
 }
 STAMPED_SCHEMA = {**TRIAL_SCHEMA, FINGERPRINT: pl.Utf8, INPUT_VERSIONS: pl.Utf8}
@@ -98,6 +100,7 @@ def _row(
         "failed_reason": attrs.get(FAILED_REASON_ATTR),
         "model_path": attrs.get("model", {}).get("model_path"),
         "model_sha256": attrs.get("model", {}).get("model_sha256"),
+        "trial_run_id": attrs.get(RUN_ATTR),
         "study": trial_study,
     }
 

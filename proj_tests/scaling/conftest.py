@@ -61,12 +61,16 @@ def world(tmp_path, csv_dir, instance) -> Callable[..., World]:
     """Builds the market and scaling definitions of a profile (`base`, default the demo) reading the
     `csv_dir` files, with tiny scaling settings (`overrides`), every output under tmp_path, and
     materializes the market group with its checks on a temporary instance (`market` updates the
-    profile's market section; `refresh_market=False` keeps what is stored): scaling's gates read
+    profile's market section; `refresh` names the market layers to materialize, `()` keeps what is
+    stored): scaling's gates read
     the market checks of that graph. Called again in a test, it changes the profile of a study
     already stored under tmp_path."""
 
     def build(
-        base: Profile | None = None, market: dict | None = None, refresh_market=True, **overrides
+        base: Profile | None = None,
+        market: dict | None = None,
+        refresh: tuple[str, ...] = ("raw", "processed"),
+        **overrides,
     ) -> World:
         settings = tiny_settings(**{**WORLD_SCALING, **overrides})
         profile = with_settings(
@@ -90,9 +94,10 @@ def world(tmp_path, csv_dir, instance) -> Callable[..., World]:
                 raise_on_error=False,
             )
 
-        if refresh_market:
+        if "raw" in refresh:
             for ticker in profile.market.tickers:
                 assert run([OHLCV], ticker).success
+        if "processed" in refresh:
             assert run([FEATURES, TARGETS, SPLITS]).success
         return World(settings, tmp_path, resources["warehouse"], run)
 

@@ -74,8 +74,13 @@ def test_a_new_market_end_supersedes_every_cell_until_it_reruns(world):
 
     assert _trials_run_now(changed, CELLS[0]) >= SMALL["n_trials"]  # a new study version
     table = _trials(changed).filter(pl.col("budget") == "2k")
-    kept = table.join(old.select("study", "trial_number"), on=["study", "trial_number"])
+    kept = table.join(
+        old.select("study", "trial_number", pl.col("trial_run_id").alias("trained_in")),
+        on=["study", "trial_number"],
+    )
     assert kept.height == old.filter(pl.col("budget") == "2k").height  # history kept
+    assert kept["trial_run_id"].null_count() == 0  # and still names the run that trained it
+    assert (kept["trial_run_id"] == kept["trained_in"]).all()
     assert _best_staleness(changed)["cells_without_current_rows"] == ["6k/h1"]
     best = _best(changed)
     assert best["budget"].to_list() == ["2k"]  # 6k/h1 has no current trial yet
@@ -89,9 +94,9 @@ def test_a_new_market_end_supersedes_every_cell_until_it_reruns(world):
 
 def test_a_new_rise_threshold_makes_seed_runs_refuse_and_the_law_drop_old_runs(world):
     w = _finished(world, seed_runs=2)
-    for cell in CELLS:
-        assert w.run([SEED_RUNS], cell).success
-    changed = world(market={**H1, "rise_threshold": 0.02}, **SMALL, seed_runs=2)
+    assert w.run([SEED_RUNS], CELLS[0]).success
+    rise = {**H1, "rise_threshold": 0.02}  # other labels: features and prices stay
+    changed = world(market=rise, refresh=("processed",), **SMALL, seed_runs=2)
 
     refused = changed.run([SEED_RUNS], CELLS[0])  # best_trials still names the old trial
     assert not refused.success and refused.get_asset_materialization_events() == []
@@ -104,13 +109,13 @@ def test_a_new_rise_threshold_makes_seed_runs_refuse_and_the_law_drop_old_runs(w
     curve = changed.run([SCALING_CURVE])
     assert curve.success
     law_rows = _metadata(curve, SCALING_CURVE)["seed_runs_staleness"].value
-    assert law_rows["current_rows"] == 0 and law_rows["superseded_rows"] == 4  # all old runs out
+    assert (law_rows["current_rows"], law_rows["superseded_rows"]) == (0, 2)  # old runs out
+    assert "best_trial_inputs" in law_rows["changed_inputs"]
 
     assert changed.run([SEED_RUNS], CELLS[0]).success
     curve = changed.run([SCALING_CURVE])
     law_rows = _metadata(curve, SCALING_CURVE)["seed_runs_staleness"].value
-    assert (law_rows["current_rows"], law_rows["superseded_rows"]) == (2, 2)
-    assert law_rows["stale_cells"] == ["6k/h1"]
+    assert (law_rows["current_rows"], law_rows["superseded_rows"]) == (2, 0)
 
 
 def test_a_wider_arch_space_needs_a_new_grid_and_supersedes_only_the_budgets_it_changes(world):
@@ -121,7 +126,7 @@ def test_a_wider_arch_space_needs_a_new_grid_and_supersedes_only_the_budgets_it_
     before = _trials(w)
     wider = world(
         market=H1,
-        refresh_market=False,
+        refresh=(),
         arch={
             "d_model_min": 8,
             "d_model_max": 48,
@@ -152,7 +157,7 @@ def test_a_wider_arch_space_needs_a_new_grid_and_supersedes_only_the_budgets_it_
 
 def test_more_context_lengths_open_a_new_study_instead_of_crashing(world):
     old_rows = _trials(_finished(world)).height
-    longer = world(market=H1, refresh_market=False, search={"context_lengths": [4, 8, 16]}, **SMALL)
+    longer = world(market=H1, refresh=(), search={"context_lengths": [4, 8, 16]}, **SMALL)
     assert not longer.run([TRIALS], CELLS[0]).success  # the grid's memory plan is for context 8
     assert longer.run([ARCH_GRID]).success
     report = _best_staleness(longer)
