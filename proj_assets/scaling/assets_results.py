@@ -88,7 +88,7 @@ def scaling_result_assets(
         trials: pl.DataFrame,
         best_trials: pl.DataFrame,
         artifacts: ArtifactStore,
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """One row per cell with a best trial: outcomes of the trials of its input version, the
         superseded count and the best trial, also exported as CSV."""
         from proj_assets.scaling.report import experiment_results as build_results
@@ -104,6 +104,7 @@ def scaling_result_assets(
                 **artifacts.describe(csv_path),
             }
         )
-        return table
+        version = content_version(table, ["budget", "horizon", "n_trials", "best_trial_number"])
+        return dg.Output(table, data_version=dg.DataVersion(version))
 
     return [best_trials, experiment_results]

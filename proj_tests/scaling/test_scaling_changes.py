@@ -13,7 +13,8 @@ from proj_assets.scaling.assets_law import SEED_RUNS
 from proj_resources.fingerprints import FINGERPRINT
 
 CELLS = [dg.MultiPartitionKey({"budget": b, "horizon": "h1"}) for b in ("2k", "6k")]
-SMALL = {"budgets": {"2k": 2000, "6k": 6000}, "n_trials": 2}
+TRAINER = {"max_epochs": 2, "patience": 1, "effective_batch": 64, "max_train_windows": 128}
+SMALL = {"budgets": {"2k": 2000, "6k": 6000}, "n_trials": 2, "trainer": TRAINER}
 H1 = {"horizons": [1]}
 
 
