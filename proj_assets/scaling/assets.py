@@ -1,5 +1,7 @@
-"""Scaling domain assets: architecture grid -> HPO trials per (budget, horizon) -> best trials and
-the experiment-results table (seed re-runs and the scaling law: assets_law.py)."""
+"""Scaling domain assets: architecture grid -> HPO trials per (budget, horizon) (best trials and
+the experiment-results table: assets_results.py; seed re-runs and the scaling law: assets_law.py).
+Every trial row carries the input versions of its study (versions.py); a changed input opens a
+new study version, and the stored grid must match the active profile's settings."""
 
 import zlib
 from dataclasses import dataclass
@@ -12,6 +14,12 @@ import polars as pl
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.market.features import FEATURE_NAMES
 from proj_assets.scaling.settings import ScalingSettings
+from proj_assets.scaling.versions import (
+    TRIALS_CODE_VERSION,
+    StaleGrid,
+    require_current_grid,
+    study_version,
+)
 from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.compute_write import (
     HANDOFF_IO_MANAGER,
@@ -20,8 +28,9 @@ from proj_assets.shared.compute_write import (
     frame_write_op,
     save_handoff,
 )
-from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
+from proj_assets.shared.conventions import GATED, table_metadata
 from proj_assets.shared.gates import gated
+from proj_assets.shared.metadata import ui_metadata
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 
 ARCH_GRID = ["scaling", "design", "arch_grid"]
@@ -44,7 +53,7 @@ class StudyCell:
     seed: int
     stale_retried: tuple[int, ...]
     extremes_added: tuple[str, ...]
-    space_version: str
+    inputs: dict[str, str]  # the cell's input versions (versions.cell_inputs): its study version
 
 
 def model_sink(artifacts: ArtifactStore, provenance: Provenance, splits: dict, run_id: str):
@@ -59,6 +68,14 @@ def model_sink(artifacts: ArtifactStore, provenance: Provenance, splits: dict, r
     return lambda model, hp, metrics: save_model(
         artifacts, model, {"config": hp, **version}, metrics
     )
+
+
+def refuse_stale_grid(arch_grid: pl.DataFrame, settings: ScalingSettings, memory_mb: float) -> None:
+    """Fail the step, before anything is written, when the stored grid is not the profile's."""
+    try:
+        require_current_grid(arch_grid, settings, memory_mb)
+    except StaleGrid as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
 def _sampler_seed(seed: int, worker: int) -> int:
@@ -80,106 +97,57 @@ def scaling_assets(
     device_tags: dict,
     warehouse: Warehouse,
 ) -> list[dg.AssetsDefinition]:
-    """The grid, trial, best-trial and results assets for `settings`: trials of each `cells`
-    partition (budget x horizon) in a study under `root`/optuna/`profile_key`, trained on the
-    Celery queue of `device_tags`; `warehouse` holds the gate reviews."""
+    """The trials asset for `settings`: trials of each `cells` partition (budget x horizon) in a
+    study per input version under `root`/optuna/`profile_key`, trained on the Celery queue of
+    `device_tags`; `warehouse` holds the gate reviews."""
     study_root = root / "optuna" / profile_key
-
-    @dg.asset(
-        key=ARCH_GRID,
-        group_name="scaling",
-        kinds={"pytorch", "polars", "duckdb"},
-        metadata=table_metadata(ARCH_GRID),
-        pool=DUCKDB_POOL,
-    )
-    def arch_grid(
-        context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance
-    ) -> pl.DataFrame:
-        """Every architecture of the search space within tolerance of each budget, with its batch plan."""
-        from proj_assets.scaling.arch_grid import (
-            enumerate_grid,
-            limits_table,
-            verify_on_meta,
-            with_batch_plans,
-        )
-
-        s = settings
-        with compute.meter() as meter:
-            grid = with_batch_plans(
-                enumerate_grid(s.budgets, s.arch, N_FEATURES),
-                N_FEATURES,
-                max(s.search.context_lengths),
-                s.trainer.effective_batch,
-                compute.memory_budget_mb,
-                s.arch.ffn_mult,
-            )
-            limits = limits_table(s.budgets, grid, s.arch)
-            unfit = limits.filter(pl.col("n_archs_fit_memory") == 0)["budget"].to_list()
-            if unfit:  # profile validation already refused budgets with no architecture at all
-                raise dg.Failure(
-                    f"no architecture of budget(s) {unfit} fits compute.memory_budget_mb="
-                    f"{compute.memory_budget_mb} even at one sample per micro-batch; raise it or lower "
-                    "scaling.search.context_lengths",
-                    metadata={"limits": markdown_table(limits, limit=100)},
-                )
-            largest = max(s.budgets, key=s.budgets.get)
-            mismatches = verify_on_meta(
-                grid.filter(pl.col("budget") == largest), N_FEATURES, s.arch.ffn_mult
-            )
-        if mismatches.height:
-            raise dg.Failure(
-                "analytic parameter count differs from the model built on the meta device",
-                metadata={"mismatches": markdown_table(mismatches)},
-            )
-        context.add_output_metadata(
-            {
-                "n_archs": grid.height,
-                "limits": markdown_table(limits, limit=100),
-                "meta_verified_budget": largest,
-                "meta_verified_widths": grid.filter(pl.col("budget") == largest)[
-                    "d_model"
-                ].n_unique(),
-                "infeasible_at_memory_budget": grid.filter(pl.col("micro_batch") == 0).height,
-                **meter.metadata(),
-            }
-        )
-        return provenance.stamp(grid, context.run_id, seed=None, params=s.model_dump())
 
     @dg.op(name="scaling_hpo_trials_prepare", out=dg.Out(io_manager_key=HANDOFF_IO_MANAGER))
     @gated(TRIALS, warehouse)
-    def trials_prepare(context: dg.OpExecutionContext, arch_grid: pl.DataFrame) -> StudyCell:
-        """Check the gates, open the study, retry trials of dead workers and enqueue the forced
-        extremes, once, before the workers start."""
+    def trials_prepare(
+        context: dg.OpExecutionContext,
+        arch_grid: pl.DataFrame,
+        features: pl.DataFrame,
+        targets: pl.DataFrame,
+        splits: pl.DataFrame,
+        compute: Compute,
+    ) -> StudyCell:
+        """Check the gates and that the stored grid is the profile's, open the study of the cell's
+        current input versions, retry trials of dead workers and enqueue the forced extremes,
+        once, before the workers start."""
         from proj_assets.scaling.extremes import extreme_architectures
         from proj_assets.scaling.hpo import extreme_trials
-        from proj_assets.scaling.search_space import feasible_archs, space_version
+        from proj_assets.scaling.search_space import feasible_archs
         from proj_assets.scaling.study import (
             enqueue_missing_extremes,
             open_study,
-            record_space_version,
             recover_stale_trials,
             study_location,
         )
+        from proj_assets.scaling.versions import inputs_by_cell, study_version
 
         budget, horizon = (
             context.partition_key.keys_by_dimension[d] for d in ("budget", "horizon")
         )
+        refuse_stale_grid(arch_grid, settings, compute.memory_budget_mb)
+        inputs = inputs_by_cell(
+            [(budget, horizon)], arch_grid, settings, (features, targets, splits)
+        )[(budget, horizon)]
         location = study_location(settings, study_root, profile_key)
         seed = zlib.crc32(context.partition_key.encode()) % 100_000
-        study = open_study(location, budget, horizon, *_study_settings(settings, seed, 0))
+        study = open_study(location, budget, horizon, *_study_settings(settings, seed, 0), inputs)
+        versions = location.cell_study_names(budget, horizon)
         stale = recover_stale_trials(study, location.grace_s)
         grid = feasible_archs(arch_grid.filter(pl.col("budget") == budget))
-        version = space_version(grid, settings.search.model_dump())
-        changed = record_space_version(study, version)
         added = enqueue_missing_extremes(
             study, extreme_trials(extreme_architectures(grid), settings)
         )
         context.log.info(
-            f"study {location.describe(budget, horizon)}: search space {version}"
-            f"{' (new: supplemental extremes run after n_trials)' if changed else ''}; {len(stale)} "
+            f"study {location.describe(budget, horizon)}: version {study_version(inputs)} "
+            f"({len(versions) - 1} earlier version(s) kept as history); {len(stale)} "
             f"trial(s) of dead workers retried; extremes enqueued: {added}; {settings.study_workers} worker(s)"
         )
-        return StudyCell(budget, horizon, location, seed, tuple(stale), tuple(added), version)
+        return StudyCell(budget, horizon, location, seed, tuple(stale), tuple(added), inputs)
 
     def trial_worker(index: int) -> dg.OpDefinition:
         @dg.op(
@@ -199,7 +167,6 @@ def scaling_assets(
             provenance: Provenance,
         ) -> dict:
             """Run trials of the shared study until it holds n_trials (no pool: trains for minutes)."""
-            from proj_assets.market.panel import split_arrays
             from proj_assets.scaling.graceful import GracefulStop
             from proj_assets.scaling.hpo import (
                 CellContext,
@@ -208,10 +175,10 @@ def scaling_assets(
                 run_trials,
             )
             from proj_assets.scaling.study import open_study, worker_lock
+            from proj_assets.scaling.versions import cell_arrays
 
             seed = compute.seed_everything(cell.seed, threads=settings.trainer.torch_threads)
-            arrays = split_arrays(features, targets, splits, int(cell.horizon.removeprefix("h")))
-            cell_splits = {"train": arrays.train, "val": arrays.val, "test": arrays.test}
+            cell_splits = cell_arrays(features, targets, splits, cell.horizon)
             cc = CellContext(
                 arch_grid.filter(pl.col("budget") == cell.budget),
                 cell_splits,
@@ -221,10 +188,15 @@ def scaling_assets(
                 seed,
                 artifacts.path("scaling", "checkpoints", profile_key, "trials"),
                 model_sink(artifacts, provenance, cell_splits, context.run_id),
-                cell.space_version,
+                cell.inputs,
+                context.run_id,
             )
             study = open_study(
-                cell.location, cell.budget, cell.horizon, *_study_settings(settings, seed, index)
+                cell.location,
+                cell.budget,
+                cell.horizon,
+                *_study_settings(settings, seed, index),
+                cell.inputs,
             )
             reseed_for_resume(study, settings, _sampler_seed(seed, index))
             with (
@@ -254,52 +226,59 @@ def scaling_assets(
         artifacts: ArtifactStore,
         provenance: Provenance,
     ) -> Handoff:
-        """One row per trial of the study, handed to the pooled write."""
-        from proj_assets.scaling.study import explain_retried_failures, open_study
-        from proj_assets.scaling.trial_table import trials_frame
+        """One row per trial of every study version of the cell (the current one's and the
+        superseded history), handed to the pooled write."""
+        from proj_assets.scaling.trial_table import cell_trials_frame, explain_retried_failures
+        from proj_assets.scaling.versions import content_version
+        from proj_resources.fingerprints import current_rows, staleness
 
-        study = open_study(
-            cell.location, cell.budget, cell.horizon, *_study_settings(settings, cell.seed, 0)
-        )
         table = explain_retried_failures(
-            trials_frame(study, cell.budget, cell.horizon, settings.budgets[cell.budget])
+            cell_trials_frame(
+                cell.location, cell.budget, cell.horizon, settings.budgets[cell.budget]
+            )
         )
         stamped = provenance.stamp(
             table, context.run_id, seed=cell.seed, params=settings.model_dump()
         )
+        current = current_rows(table, cell.inputs)
         ran = [w["ran"] for w in workers]
         return save_handoff(
             context,
             artifacts,
             stamped,
-            {
-                "study": cell.location.describe(cell.budget, cell.horizon),
-                "study_workers": len(ran),
-                "trials_run_now": sum(ran),
-                "trials_run_per_worker": dg.MetadataValue.json(ran),
-                "trials_total": table.height,
-                "stale_trials_retried": len(cell.stale_retried),
-                "extremes_enqueued": dg.MetadataValue.json(list(cell.extremes_added)),
-                "best_val_loss": table["val_loss"].min(),
-                "search_space_version": cell.space_version,
-                "trials": markdown_table(
-                    table.select(
-                        "trial_number",
-                        "state",
-                        "forced_extreme",
-                        "d_model",
-                        "n_layers",
-                        "n_heads",
-                        "n_params",
-                        "val_loss",
-                        "val_roc_auc",
+            ui_metadata(
+                {
+                    "study": cell.location.describe(cell.budget, cell.horizon),
+                    "study_version": study_version(cell.inputs),
+                    "input_versions": dg.MetadataValue.json(cell.inputs),
+                    "staleness": dg.MetadataValue.json(staleness(table, cell.inputs)),
+                    "study_workers": len(ran),
+                    "trials_run_now": sum(ran),
+                    "trials_run_per_worker": dg.MetadataValue.json(ran),
+                    "trials_total": current.height,
+                    "stale_trials_retried": len(cell.stale_retried),
+                    "extremes_enqueued": dg.MetadataValue.json(list(cell.extremes_added)),
+                    "best_val_loss": current["val_loss"].min(),
+                    "trials": markdown_table(
+                        current.select(
+                            "trial_number",
+                            "state",
+                            "forced_extreme",
+                            "d_model",
+                            "n_layers",
+                            "n_heads",
+                            "n_params",
+                            "val_loss",
+                            "val_roc_auc",
+                        ),
+                        limit=60,
                     ),
-                    limit=60,
-                ),
-                "compute_seconds": round(sum(w["compute_seconds"] for w in workers), 3),
-                "compute_device": workers[0]["compute_device"],
-                "compute_cost": round(sum(w["compute_cost"] for w in workers), 6),
-            },
+                    "compute_seconds": round(sum(w["compute_seconds"] for w in workers), 3),
+                    "compute_device": workers[0]["compute_device"],
+                    "compute_cost": round(sum(w["compute_cost"] for w in workers), 6),
+                }
+            ),
+            data_version=content_version(current, ["trial_number", "state", "objective"]),
         )
 
     trials_write = frame_write_op("scaling_hpo_trials_write")
@@ -318,62 +297,13 @@ def scaling_assets(
             "splits": dg.AssetIn(key=SPLITS),
         },
         metadata=table_metadata(TRIALS, partition_expr={"budget": "budget", "horizon": "horizon"}),
+        code_version=TRIALS_CODE_VERSION,
     )
     def trials(arch_grid, features, targets, splits):
         """One resumable Optuna study of the transformer for this (budget, horizon), served by
         `scaling.study_workers` trial workers at once: one row per trial."""
-        cell = trials_prepare(arch_grid)
+        cell = trials_prepare(arch_grid, features, targets, splits)
         workers = [worker(cell, features, targets, splits, arch_grid) for worker in workers_ops]
         return trials_write(trials_table(cell, workers))
 
-    @dg.asset(
-        key=BEST_TRIALS,
-        group_name="scaling",
-        kinds={"polars", "duckdb"},
-        pool=DUCKDB_POOL,
-        ins={"trials": dg.AssetIn(key=TRIALS)},
-        metadata=table_metadata(BEST_TRIALS),
-        automation_condition=GATED,
-    )
-    @gated(BEST_TRIALS, warehouse)
-    def best_trials(context: dg.AssetExecutionContext, trials: pl.DataFrame) -> pl.DataFrame:
-        """The completed trial with the lowest validation loss in every (budget, horizon) cell."""
-        from proj_assets.scaling.report import best_trials as select_best
-
-        best = select_best(trials)
-        context.add_output_metadata({"cells": best.height, "best": markdown_table(best, limit=50)})
-        return best
-
-    @dg.asset(
-        key=EXPERIMENT_RESULTS,
-        group_name="scaling",
-        kinds={"polars", "duckdb", "csv"},
-        pool=DUCKDB_POOL,
-        ins={"trials": dg.AssetIn(key=TRIALS), "best_trials": dg.AssetIn(key=BEST_TRIALS)},
-        metadata=table_metadata(EXPERIMENT_RESULTS),
-        automation_condition=GATED,
-    )
-    @gated(EXPERIMENT_RESULTS, warehouse)
-    def experiment_results(
-        context: dg.AssetExecutionContext,
-        trials: pl.DataFrame,
-        best_trials: pl.DataFrame,
-        artifacts: ArtifactStore,
-    ) -> pl.DataFrame:
-        """One row per (budget, horizon) cell: trial outcomes and the best trial, also exported as CSV."""
-        from proj_assets.scaling.report import experiment_results as build_results
-
-        table = build_results(trials, best_trials)
-        csv_path = artifacts.write_bytes(
-            f"scaling/{profile_key}/experiment_results.csv", table.write_csv().encode()
-        )
-        context.add_output_metadata(
-            {
-                "cells": table.height,
-                "results": markdown_table(table, limit=50),
-                **artifacts.describe(csv_path),
-            }
-        )
-        return table
-
-    return [arch_grid, trials, best_trials, experiment_results]
+    return [trials]

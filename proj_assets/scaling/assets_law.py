@@ -10,6 +10,7 @@ import polars as pl
 from proj_assets.market.assets import FEATURES, SPLITS, TARGETS
 from proj_assets.scaling import assets as scaling
 from proj_assets.scaling.settings import ScalingSettings
+from proj_assets.scaling.versions import SEED_RUNS_CODE_VERSION
 from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.compute_write import Handoff, compute_op, frame_write_op, save_handoff
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
@@ -43,10 +44,16 @@ def scaling_law_assets(
         provenance: Provenance,
     ) -> Handoff:
         """Train this cell's best configuration with k seeds outside the warehouse pool."""
-        from proj_assets.market.panel import split_arrays
         from proj_assets.scaling.config_training import CellContext
         from proj_assets.scaling.graceful import GracefulStop
-        from proj_assets.scaling.seed_runs import run_seeds
+        from proj_assets.scaling.model_store import data_version
+        from proj_assets.scaling.seed_runs import run_seeds, seed_run_inputs
+        from proj_assets.scaling.versions import (
+            cell_arrays,
+            content_version,
+            stored_inputs,
+            trainer_version,
+        )
 
         s = settings
         keys = context.partition_key.keys_by_dimension
@@ -60,8 +67,15 @@ def scaling_law_assets(
             zlib.crc32(f"seed_runs|{context.partition_key}".encode()) % 100_000,
             threads=s.trainer.torch_threads,
         )
-        arrays = split_arrays(features, targets, splits, int(horizon.removeprefix("h")))
-        cell_splits = {"train": arrays.train, "val": arrays.val, "test": arrays.test}
+        cell_splits = cell_arrays(features, targets, splits, horizon)
+        trained = stored_inputs(best.row(0, named=True))
+        now = {"data": data_version(cell_splits), "trainer": trainer_version(s)}
+        if changed := [k for k, v in now.items() if trained.get(k) != v]:
+            raise dg.Failure(
+                f"the best trial of {budget}/{horizon} was trained on other inputs ({', '.join(changed)} "
+                "changed): re-materialize scaling/hpo/trials for this partition, then "
+                "scaling/hpo/best_trials"
+            )
         cell = CellContext(
             pl.DataFrame(),
             cell_splits,
@@ -80,7 +94,10 @@ def scaling_law_assets(
                 stop,
                 context.log.info,
             )
-        stamped = provenance.stamp(runs, context.run_id, seed=seed, params=s.model_dump())
+        inputs = seed_run_inputs(best.row(0, named=True), s)
+        stamped = provenance.stamp(
+            runs, context.run_id, seed=seed, params=s.model_dump(), inputs=inputs
+        )
         return save_handoff(
             context,
             artifacts,
@@ -91,8 +108,10 @@ def scaling_law_assets(
                 "val_loss_std": runs["val_loss"].std(),
                 "best_trial_val_loss": best["val_loss"][0],
                 "runs": markdown_table(runs.drop("model_path")),
+                "input_versions": dg.MetadataValue.json(inputs),
                 **meter.metadata(),
             },
+            data_version=content_version(stamped, ["run_seed", "val_loss"]),
         )
 
     seed_runs_write = frame_write_op("scaling_hpo_seed_runs_write")
@@ -112,6 +131,7 @@ def scaling_law_assets(
         metadata=table_metadata(
             SEED_RUNS, partition_expr={"budget": "budget", "horizon": "horizon"}
         ),
+        code_version=SEED_RUNS_CODE_VERSION,
     )
     def seed_runs(best_trials, features, targets, splits):
         """The best configuration of this (budget, horizon) trained with k seeds; weights saved as safetensors."""
@@ -133,9 +153,11 @@ def scaling_law_assets(
     def scaling_curve(
         context: dg.AssetExecutionContext, seed_runs: pl.DataFrame, best_trials: pl.DataFrame
     ) -> pl.DataFrame:
-        """loss = L_inf + a*N^-b per horizon on the seed runs' test loss (and, labelled, their validation loss), profile-likelihood CIs."""
+        """loss = L_inf + a*N^-b per horizon on the current seed runs' test loss (and, labelled, their validation loss), profile-likelihood CIs."""
         from proj_assets.scaling.curve import fit_per_horizon, identification, plot_curves
+        from proj_assets.scaling.seed_runs import current_seed_runs
 
+        seed_runs, seed_runs_staleness = current_seed_runs(seed_runs, best_trials, settings)
         fits, bands = fit_per_horizon(seed_runs, best_trials)
         fig, ax = new_figure()
         plot_curves(seed_runs, fits, bands, ax)
@@ -149,6 +171,7 @@ def scaling_law_assets(
                     .drop_nulls()
                     .unique()
                     .to_list(),
+                    "seed_runs_staleness": dg.MetadataValue.json(seed_runs_staleness),
                 }
             )
         )

@@ -119,8 +119,12 @@ def missing_logged_values(trials: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def incomplete_cells(trials: pl.DataFrame, n_trials: int) -> pl.DataFrame:
-    """Cells with fewer than `n_trials` counted trials, or with a failure nobody explained."""
+def incomplete_cells(
+    trials: pl.DataFrame, n_trials: int, cells: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Cells (those of `trials`, or every (budget, horizon) row of `cells`, so a cell with no
+    current trial counts as short) with fewer than `n_trials` counted trials, or with a failure
+    nobody explained."""
     unexplained = (
         (pl.col("state") == "FAIL")
         & pl.col("infeasible_reason").is_null()
@@ -129,6 +133,8 @@ def incomplete_cells(trials: pl.DataFrame, n_trials: int) -> pl.DataFrame:
     summary = trials.group_by(CELL).agg(
         COUNTED.sum().alias("n_counted"), unexplained.sum().alias("n_unexplained_fail")
     )
+    if cells is not None:
+        summary = cells.select(CELL).join(summary, on=CELL, how="left").fill_null(0)
     return summary.filter(
         (pl.col("n_counted") < n_trials) | (pl.col("n_unexplained_fail") > 0)
     ).sort(CELL)

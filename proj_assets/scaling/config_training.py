@@ -35,7 +35,8 @@ class CellContext:
     seed: int
     checkpoint_root: Path | None = None  # where runs keep resumable training state (None: not kept)
     model_sink: ModelSink | None = None  # saves a cell's best weights (None: not saved)
-    space_version: str | None = None  # hash of the grid and search settings, recorded on each trial
+    inputs: dict[str, str] | None = None  # input versions (versions.cell_inputs), on each trial
+    run_id: str | None = None  # the Dagster run training it, on each trial (`trial_run_id`)
 
 
 def result_fields(result: TrainResult) -> dict:

@@ -10,7 +10,9 @@ from proj_assets.cluster_settings import training_queue_tags
 from proj_assets.partitions import budget_horizon_partitions
 from proj_assets.profiles import Profile
 from proj_assets.scaling.assets import TRIALS, scaling_assets
+from proj_assets.scaling.assets_grid import arch_grid_asset
 from proj_assets.scaling.assets_law import scaling_law_assets
+from proj_assets.scaling.assets_results import scaling_result_assets
 from proj_assets.scaling.checks import scaling_checks
 from proj_assets.shared.executors import parallel_executor_for
 from proj_assets.shared.jobs import asset_job, asset_of, nightly_backfill
@@ -23,7 +25,9 @@ def build_scaling(profile: Profile, root: Path) -> dg.Definitions:
     tags = training_queue_tags(profile.compute.device)
     warehouse = Warehouse(database=str(warehouse_path(profile.name, root)))
     assets = [
+        arch_grid_asset(settings),
         *scaling_assets(settings, cells, profile.name, root, tags, warehouse),
+        *scaling_result_assets(settings, profile.name, warehouse),
         *scaling_law_assets(settings, cells, profile.name, tags, warehouse),
     ]
     hpo = asset_job(

@@ -25,9 +25,10 @@ from proj_assets.scaling.study import (
     EXTREME_ATTR,
     FAILED_REASON_ATTR,
     INFEASIBLE_ATTR,
+    INPUTS_ATTR,
     OWNER_ATTR,
     RETRY_ATTR,
-    SPACE_VERSION_ATTR,
+    RUN_ATTR,
     SurplusTrial,
     enqueue_retry,
     is_surplus,
@@ -104,8 +105,10 @@ class Objective:
         # a retry trains exactly like the attempt it replaces (same seed, same checkpoint)
         hp, plan = self.trainer.resolve(self.sample(trial), self.cell.seed + first_attempt(trial))
         trial.set_user_attr("hp", hp)
-        if self.cell.space_version is not None:
-            trial.set_user_attr(SPACE_VERSION_ATTR, self.cell.space_version)
+        if self.cell.inputs is not None:
+            trial.set_user_attr(INPUTS_ATTR, self.cell.inputs)
+        if self.cell.run_id is not None:
+            trial.set_user_attr(RUN_ATTR, self.cell.run_id)
         if not plan.feasible:
             trial.set_user_attr(
                 INFEASIBLE_ATTR,
@@ -169,8 +172,8 @@ def run_trials(
     this worker ran. While the running trials of other workers would reach `n_trials`, it waits
     for them (failing those of dead workers) instead of starting one more; a trial that still
     starts past the count (two workers racing) is failed as surplus, its enqueued parameters
-    queued again. Forced extremes still queued (supplemental trials of a widened grid) run even
-    when the study already holds `n_trials`."""
+    queued again. Forced extremes still queued run even when the study already holds `n_trials`.
+    An unexpected error in the objective records its `failed_reason` on the trial and is raised."""
     started, ran = time.perf_counter(), 0
 
     def claimed(trial: optuna.Trial) -> float:
@@ -178,7 +181,14 @@ def run_trials(
             trial.set_user_attr(OWNER_ATTR, owner)
         if is_surplus(trial, n_trials):
             raise SurplusTrial(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except (InfeasibleTrial, TrialInterrupted, optuna.TrialPruned):
+            raise
+        except Exception as exc:  # still raised: the run fails, the trial says why
+            if FAILED_REASON_ATTR not in trial.user_attrs:
+                trial.set_user_attr(FAILED_REASON_ATTR, f"error: {type(exc).__name__}: {exc}"[:500])
+            raise
 
     while (done := n_done(study)) < n_trials or waiting_extremes(study):
         running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))

@@ -23,10 +23,8 @@ import math
 import numpy as np
 import polars as pl
 
-from proj_resources.hashing import canonical_hash
-
 ARCH_PARAMS = ("log2_d_model", "n_layers", "log2_n_heads")
-ENCODING_VERSION = 1  # bump when the encoding itself changes
+ENCODING_VERSION = 1  # bump when the encoding itself changes (part of the study version)
 
 
 def feasible_archs(budget_grid: pl.DataFrame) -> pl.DataFrame:
@@ -78,10 +76,3 @@ def encode(arch: dict) -> dict:
         "n_layers": int(arch["n_layers"]),
         "log2_n_heads": math.log2(arch["n_heads"]),
     }
-
-
-def space_version(budget_grid: pl.DataFrame, search: dict) -> str:
-    """Hash of what the study samples from: the budget's feasible architectures, the other search
-    ranges (`search`: the profile's scaling.search) and the encoding."""
-    archs = sorted(feasible_archs(budget_grid).select("d_model", "n_layers", "n_heads").iter_rows())
-    return canonical_hash({"encoding": ENCODING_VERSION, "archs": archs, "search": search})

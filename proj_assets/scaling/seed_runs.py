@@ -6,12 +6,15 @@ weights through the model sink. A run that diverges is a row with its reason, no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import polars as pl
 
 from proj_assets.scaling.config_training import CellContext, CellTrainer, result_fields
+from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.scaling.trainer import NonFiniteLoss
+from proj_assets.scaling.versions import SEED_RUNS_CODE_VERSION, select_current
+from proj_resources.fingerprints import FINGERPRINT
 from proj_resources.hashing import canonical_hash
 
 ARCH_AND_HYPER = (
@@ -99,3 +102,26 @@ def run_seeds(
         )
         log(f"seed run {i + 1} of {len(seeds)} (seed {seed}): val loss {fields['val_loss']:.4f}")
     return pl.DataFrame(rows, schema=SEED_RUN_SCHEMA)
+
+
+def seed_run_inputs(best: Mapping, settings: ScalingSettings) -> dict[str, str]:
+    """What a cell's seed runs depend on: the inputs of its best trial (data, splits, trainer,
+    grid, search, code: its fingerprint), which trial and configuration that is, the seed count
+    and the seed-run code."""
+    return {
+        "best_trial_inputs": str(best[FINGERPRINT]),
+        "best_trial": canonical_hash({k: best[k] for k in ("trial_number", *ARCH_AND_HYPER)}),
+        "seed_runs": str(settings.seed_runs),
+        "code": SEED_RUNS_CODE_VERSION,
+    }
+
+
+def current_seed_runs(
+    runs: pl.DataFrame, best: pl.DataFrame, settings: ScalingSettings
+) -> tuple[pl.DataFrame, dict]:
+    """The seed runs of each cell made from its current best trial, and their staleness."""
+    inputs = {
+        (row["budget"], row["horizon"]): seed_run_inputs(row, settings)
+        for row in best.iter_rows(named=True)
+    }
+    return select_current(runs, inputs)

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +39,8 @@ RETRY_ATTR = "retry_of"
 EXTREME_ATTR = "forced_extreme"
 INFEASIBLE_ATTR = "infeasible"
 FAILED_REASON_ATTR = "failed_reason"
-SPACE_VERSION_ATTR = "space_version"  # on each trial: the search space it was sampled in
-SPACE_VERSIONS_ATTR = "space_versions"  # on the study: every version it ran under, in order
+RUN_ATTR = "run_id"  # on each trial: the run that trained it (the table's run_id is the writer's)
+INPUTS_ATTR = "input_versions"  # on the study and each trial: input name -> version (versions.py)
 OWNER_ATTR = "worker"  # journal storage: the lock file of the worker running the trial
 
 
@@ -53,9 +54,18 @@ class StudyLocation:
     heartbeat_s: int = 10
     grace_s: int = 60
 
-    def study_name(self, budget: str, horizon: str) -> str:
-        cell = f"{budget}__{horizon}"
+    def study_name(self, budget: str, horizon: str, version: str | None = None) -> str:
+        """`[<profile>__][v<version>__]<budget>__<horizon>`: one study per input version of the
+        cell (the versionless name is that of studies made before versions existed)."""
+        cell = f"v{version[:16]}__{budget}__{horizon}" if version else f"{budget}__{horizon}"
         return f"{self.profile}__{cell}" if self.url else cell
+
+    def cell_study_names(self, budget: str, horizon: str) -> list[str]:
+        """Every study of the cell in its storage, any version, in creation order."""
+        prefix = f"{self.profile}__" if self.url else ""
+        pattern = re.compile(rf"{re.escape(prefix)}(v[0-9a-f]{{16}}__)?{budget}__{horizon}")
+        studies = self.storage(budget, horizon).get_all_studies()
+        return [s.study_name for s in studies if pattern.fullmatch(s.study_name)]
 
     def journal_path(self, budget: str, horizon: str) -> Path:
         return self.root / f"{budget}__{horizon}.log"
@@ -104,15 +114,24 @@ def open_study(
     horizon: str,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    inputs: dict[str, str] | None = None,
 ) -> optuna.Study:
-    return optuna.create_study(
-        study_name=location.study_name(budget, horizon),
+    """The cell's study for `inputs` (its input versions, versions.cell_inputs: the study is
+    named by their fingerprint and records them), created when new; without `inputs`, the
+    versionless study."""
+    from proj_resources.fingerprints import fingerprint
+
+    study = optuna.create_study(
+        study_name=location.study_name(budget, horizon, fingerprint(inputs) if inputs else None),
         storage=location.storage(budget, horizon),
         direction="minimize",
         sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
+    if inputs and INPUTS_ATTR not in study.user_attrs:
+        study.set_user_attr(INPUTS_ATTR, dict(inputs))
+    return study
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
@@ -210,7 +229,7 @@ class SurplusTrial(Exception):
 def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
     """Whether the trials numbered below this one already reach `n_trials` done or running; if so
     the trial is marked, and parameters it was enqueued with are queued again. A forced extreme
-    is never surplus (supplemental extremes of a widened grid run after n_trials)."""
+    is never surplus (extremes beyond n_trials still run)."""
     if EXTREME_ATTR in trial.user_attrs:
         return False
     earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
@@ -248,28 +267,6 @@ def recover_stale_trials(study: optuna.Study, grace_s: float = 60.0) -> list[int
     return recovered
 
 
-def explain_retried_failures(table):
-    """Trials table rows failed without a reason (the heartbeat failed them) but retried: say so."""
-    import polars as pl
-
-    retried = table.filter(pl.col("retry_of").is_not_null()).select(
-        pl.col("retry_of").alias("trial_number"), pl.col("trial_number").alias("retried_as")
-    )
-    joined = table.join(retried.unique("trial_number", keep="first"), on="trial_number", how="left")
-    reason = pl.format(
-        "its worker stopped sending heartbeats; retried as trial {}", pl.col("retried_as")
-    )
-    return joined.with_columns(
-        failed_reason=pl.when(
-            (pl.col("state") == "FAIL")
-            & pl.col("failed_reason").is_null()
-            & pl.col("retried_as").is_not_null()
-        )
-        .then(reason)
-        .otherwise(pl.col("failed_reason"))
-    ).drop("retried_as")
-
-
 def _architecture(params: dict) -> tuple[int, int, int] | None:
     """(d_model, n_layers, n_heads) of encoded study parameters (search_space.encode)."""
     if not {"log2_d_model", "n_layers", "log2_n_heads"} <= params.keys():
@@ -293,8 +290,8 @@ def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict
     """Enqueue each forced extreme whose extreme *value* no live trial has yet: `d_model_max` is
     covered by any trial at that d_model, whatever its depth and heads (a plain FAIL does not
     count: its retry does). A merged extreme (`d_model_max+n_layers_min`) is enqueued when any of
-    its values is new. When the grid widens, only the extremes whose values are new run as
-    supplemental trials; old trials stay. Returns the labels enqueued now; calling it again
+    its values is new (a changed grid opens a new study version, versions.py, so this
+    only skips extremes already run in this version, e.g. on resume). Returns the labels enqueued now; calling it again
     enqueues nothing. Call it from one place before workers start (the trials graph's prepare op)."""
     from proj_assets.scaling.extremes import ARCH_DIMS, covered_labels
 
@@ -330,13 +327,3 @@ def waiting_extremes(study: optuna.Study) -> int:
         EXTREME_ATTR in t.user_attrs
         for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     )
-
-
-def record_space_version(study: optuna.Study, version: str) -> bool:
-    """Add the search-space version (hash of grid and search settings) to the study's history;
-    True when it is new (the space changed since the study last ran)."""
-    versions = study.user_attrs.get(SPACE_VERSIONS_ATTR, [])
-    if versions and versions[-1] == version:
-        return False
-    study.set_user_attr(SPACE_VERSIONS_ATTR, [*versions, version])
-    return True

@@ -10,9 +10,12 @@ from proj_assets.scaling.study import (
     EXTREME_ATTR,
     FAILED_REASON_ATTR,
     INFEASIBLE_ATTR,
+    INPUTS_ATTR,
     RETRY_ATTR,
-    SPACE_VERSION_ATTR,
+    RUN_ATTR,
+    StudyLocation,
 )
+from proj_resources.fingerprints import FINGERPRINT, INPUT_VERSIONS, stamp_inputs
 
 HYPERPARAMETERS = (
     "d_model",
@@ -59,12 +62,16 @@ TRIAL_SCHEMA = {
     "failed_reason": pl.Utf8,
     "model_path": pl.Utf8,
     "model_sha256": pl.Utf8,  # weights of a trial that was the study's best when it ended
-    "space_version": pl.Utf8,  # the search space (grid + search settings) the trial was sampled in
+    "trial_run_id": pl.Utf8,  # the run that trained the trial (run_id: the run writing the table)
+    "study": pl.Utf8,  # the Optuna study (one per input version of the cell, versions.py)
 }
+STAMPED_SCHEMA = {**TRIAL_SCHEMA, FINGERPRINT: pl.Utf8, INPUT_VERSIONS: pl.Utf8}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_params: int) -> dict:
+def _row(
+    trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_params: int, trial_study: str
+) -> dict:
     attrs = trial.user_attrs
     hp, result = attrs.get("hp", {}), attrs.get("result", {})
     intermediate = trial.intermediate_values
@@ -93,7 +100,8 @@ def _row(trial: optuna.trial.FrozenTrial, budget: str, horizon: str, budget_para
         "failed_reason": attrs.get(FAILED_REASON_ATTR),
         "model_path": attrs.get("model", {}).get("model_path"),
         "model_sha256": attrs.get("model", {}).get("model_sha256"),
-        "space_version": attrs.get(SPACE_VERSION_ATTR),
+        "trial_run_id": attrs.get(RUN_ATTR),
+        "study": trial_study,
     }
 
 
@@ -101,8 +109,56 @@ def trials_frame(
     study: optuna.Study, budget: str, horizon: str, budget_params: int
 ) -> pl.DataFrame:
     """Finished trials (complete, pruned, failed) in trial order; queued or running ones are left out.
-    A pruned trial's val_loss is the best intermediate value it reported."""
+    A pruned trial's val_loss is the best intermediate value it reported. Rows carry the study's
+    input versions and fingerprint (null for a study made before versions existed)."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return pl.DataFrame(
-        [_row(t, budget, horizon, budget_params) for t in trials], schema=TRIAL_SCHEMA
+    frame = pl.DataFrame(
+        [_row(t, budget, horizon, budget_params, study.study_name) for t in trials],
+        schema=TRIAL_SCHEMA,
     )
+    inputs = study.user_attrs.get(INPUTS_ATTR)
+    if inputs:
+        return stamp_inputs(frame, inputs)
+    return frame.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in (FINGERPRINT, INPUT_VERSIONS))
+
+
+def cell_trials_frame(
+    location: StudyLocation, budget: str, horizon: str, budget_params: int
+) -> pl.DataFrame:
+    """The trials of every study of the cell, each version's rows stamped with its inputs: the
+    current version's beside the superseded history."""
+    storage = location.storage(budget, horizon)
+    frames = [
+        trials_frame(
+            optuna.load_study(study_name=name, storage=storage), budget, horizon, budget_params
+        )
+        for name in location.cell_study_names(budget, horizon)
+    ]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=STAMPED_SCHEMA)
+
+
+def explain_retried_failures(table: pl.DataFrame) -> pl.DataFrame:
+    """Trials table rows failed without a reason (the heartbeat failed them) but retried: say so
+    (retries are matched within their own study: trial numbers restart in each study version)."""
+    retried = table.filter(pl.col("retry_of").is_not_null()).select(
+        "study",
+        pl.col("retry_of").alias("trial_number"),
+        pl.col("trial_number").alias("retried_as"),
+    )
+    joined = table.join(
+        retried.unique(["study", "trial_number"], keep="first"),
+        on=["study", "trial_number"],
+        how="left",
+    )
+    reason = pl.format(
+        "its worker stopped sending heartbeats; retried as trial {}", pl.col("retried_as")
+    )
+    return joined.with_columns(
+        failed_reason=pl.when(
+            (pl.col("state") == "FAIL")
+            & pl.col("failed_reason").is_null()
+            & pl.col("retried_as").is_not_null()
+        )
+        .then(reason)
+        .otherwise(pl.col("failed_reason"))
+    ).drop("retried_as")

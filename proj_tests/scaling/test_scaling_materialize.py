@@ -2,20 +2,15 @@
 end, a failing blocking check on the trials stopping `best_trials` in this run and later ones, and a
 failed blocking market check stopping the seed re-runs (gates read from the asset graph)."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 import yaml
-from definitions_helpers import demo_profile, domain_defs, materializable, with_settings
-from scaling_helpers import tiny_settings
 
-from proj_assets.definitions import build_resources
 from proj_assets.market import assets as market_assets
-from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
+from proj_assets.market.assets import FEATURES
 from proj_assets.market.features import compute_features
 from proj_assets.profiles import Profile, load_profile, profile_path
 from proj_assets.scaling.assets import (
@@ -26,7 +21,6 @@ from proj_assets.scaling.assets import (
     TRIALS,
 )
 from proj_assets.scaling.assets_law import SEED_RUNS
-from proj_assets.scaling.settings import ScalingSettings
 from proj_resources import Warehouse
 
 PARTITION = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
@@ -39,66 +33,6 @@ PROVENANCE = [
     "model_id",
     "model_revision",
 ]
-
-
-@dataclass(frozen=True)
-class World:
-    settings: ScalingSettings
-    root: Path
-    warehouse: Warehouse
-    run: Callable[
-        ..., dg.ExecuteInProcessResult
-    ]  # (keys, partition_key=None): one run, never raises
-
-
-@pytest.fixture
-def world(tmp_path, csv_dir, instance) -> Callable[..., World]:
-    """Builds the market and scaling definitions of a profile (`base`, default the demo) reading the
-    `csv_dir` files, with tiny scaling settings (`overrides`), every output under tmp_path, and
-    materializes the market group with its checks on a temporary instance: scaling's gates read
-    the market checks of that graph."""
-
-    def build(base: Profile | None = None, **overrides) -> World:
-        settings = tiny_settings(
-            budgets={"2k": 2000, "6k": 6000, "20k": 20000},
-            arch={
-                "d_model_min": 8,
-                "d_model_max": 48,
-                "d_model_step": 4,
-                "n_layers_max": 4,
-                "n_heads": [1, 2, 4],
-                "min_head_dim": 4,
-                "tolerance": 0.25,
-            },
-            **overrides,
-        )
-        profile = with_settings(
-            base or demo_profile(),
-            scaling=settings,
-            market={"source": "csv", "csv_dir": str(csv_dir)},
-        )
-        defs = [
-            *materializable(domain_defs("market", profile, tmp_path)),
-            *materializable(domain_defs("scaling", profile, tmp_path)),
-        ]
-        resources = build_resources(profile, tmp_path)
-
-        def run(keys, partition_key=None) -> dg.ExecuteInProcessResult:
-            return dg.materialize(
-                defs,
-                resources=resources,
-                instance=instance,
-                partition_key=partition_key,
-                selection=[dg.AssetKey(k) for k in keys],
-                raise_on_error=False,
-            )
-
-        for ticker in profile.market.tickers:
-            assert run([OHLCV], ticker).success
-        assert run([FEATURES, TARGETS, SPLITS]).success
-        return World(settings, tmp_path, resources["warehouse"], run)
-
-    return build
 
 
 def _profile_at_a_path(folder: Path, name: str) -> Profile:
@@ -116,10 +50,16 @@ def _checks(result) -> dict[str, bool]:
 
 
 def _law_from_copied_seed_runs(run, warehouse: Warehouse) -> None:
-    """The 2k seed runs copied to two larger sizes with lower losses: the law is fitted on the
-    test and on the validation loss, one row each."""
+    """The 2k seed runs (and the best trial they re-ran, so they count as current) copied to two
+    larger sizes with lower losses: the law is fitted on the test and on the validation loss, one
+    row each."""
     with warehouse.get_connection() as conn:
         for budget, scale, drop in (("6k", 3, 0.02), ("20k", 10, 0.03)):
+            conn.execute(
+                "insert into scaling_hpo.best_trials select * replace (? as budget) "
+                "from scaling_hpo.best_trials where budget = '2k'",
+                [budget],
+            )
             conn.execute(
                 "insert into scaling_hpo.seed_runs select * replace (? as budget, n_params * ? as "
                 "n_params, test_loss - ? as test_loss, val_loss - ? as val_loss) "

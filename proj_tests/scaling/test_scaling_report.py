@@ -4,6 +4,7 @@ import polars as pl
 
 from proj_assets.scaling.report import best_trials, experiment_results
 from proj_assets.scaling.trial_table import TRIAL_SCHEMA
+from proj_resources.fingerprints import current_rows, stamp_inputs
 
 
 def _trials():
@@ -30,18 +31,25 @@ def _trials():
         pl.col("budget_params").alias("n_params"),
         pl.when(pl.col("state") == "FAIL").then(pl.lit("oom")).alias("infeasible_reason"),
     )
-    return frame.with_columns(
+    frame = frame.with_columns(
         [pl.lit(None, dtype=t).alias(c) for c, t in TRIAL_SCHEMA.items() if c not in frame.columns]
     )
+    # the current version's rows, and one 2k/h1 trial of an earlier data version, better on paper
+    superseded = stamp_inputs(frame.head(1).with_columns(val_loss=pl.lit(0.1)), {"data": "old"})
+    return pl.concat([stamp_inputs(frame, CURRENT), superseded])
+
+
+CURRENT = {"data": "new"}
 
 
 def test_best_trial_is_the_lowest_completed_validation_loss_and_results_count_outcomes():
-    best = best_trials(_trials())
+    trials = _trials()
+    best = best_trials(current_rows(trials, CURRENT))
     assert best.select("budget", "trial_number", "val_loss").rows() == [
         ("2k", 1, 0.55),
         ("20k", 0, 0.50),
     ]
-    results = experiment_results(_trials(), best)
+    results = experiment_results(trials, best)
     assert results.select(
-        "budget", "n_trials", "n_complete", "n_pruned", "n_infeasible", "n_failed"
-    ).rows() == [("2k", 3, 2, 1, 0, 0), ("20k", 2, 1, 0, 1, 0)]
+        "budget", "n_trials", "n_complete", "n_pruned", "n_infeasible", "n_failed", "n_superseded"
+    ).rows() == [("2k", 3, 2, 1, 0, 0, 1), ("20k", 2, 1, 0, 1, 0, 0)]

@@ -7,7 +7,7 @@ import signal
 import polars as pl
 import pytest
 from optuna.trial import TrialState
-from scaling_helpers import checks_for
+from scaling_helpers import checks_for, synthetic_market
 
 from proj_assets.scaling.checks_core import (
     incomplete_cells,
@@ -32,11 +32,13 @@ from proj_assets.scaling.study import (
     recover_stale_trials,
 )
 from proj_assets.scaling.trial_table import trials_frame
+from proj_assets.scaling.versions import cell_arrays, inputs_by_cell
+from proj_resources.fingerprints import stamp_inputs
 
 
-def _open(path, settings):
+def _open(path, settings, inputs=None):
     return open_study(
-        StudyLocation(path.parent), "2k", "h1", *make_sampler_and_pruner(settings, seed=1)
+        StudyLocation(path.parent), "2k", "h1", *make_sampler_and_pruner(settings, seed=1), inputs
     )
 
 
@@ -171,14 +173,23 @@ def _set_null(table, column, trial_number):
     )
 
 
-def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings):
+def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, settings):
     import dagster as dg
 
-    all_params_logged, trials_complete = (
-        checks_for(settings)[name] for name in ("all_params_logged", "trials_complete")
-    )
-    study = _open(tmp_path / "2k__h1.log", settings)
+    checks = checks_for(settings)
+    market = synthetic_market()
+    frames = dict(zip(("features", "targets", "splits"), market, strict=True))
+
+    def all_params_logged(trials):  # the checks judge the rows of the cell's current inputs
+        return checks["all_params_logged"](trials, arch_grid=budget_grid, **frames)
+
+    def trials_complete(trials):
+        return checks["trials_complete"](trials, arch_grid=budget_grid, **frames)
+
+    inputs = inputs_by_cell([("2k", "h1")], budget_grid, settings, market)[("2k", "h1")]
+    study = _open(tmp_path / "2k__h1.log", settings, inputs)
     _prepare(study, budget_grid, settings)
+    splits = cell_arrays(*market, "h1")
     run_trials(study, _objective(budget_grid, splits, settings), n_trials=settings.n_trials)
     table = trials_frame(study, "2k", "h1", 2000)
     n = settings.n_trials
@@ -195,6 +206,11 @@ def test_trial_checks_fail_on_bad_tables(tmp_path, budget_grid, splits, settings
     result = all_params_logged(bad)
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.metadata["n_failing"].value == 2
+    # the same bad rows from an earlier data version are superseded history: not judged, reported
+    history = pl.concat([table, stamp_inputs(bad, {**inputs, "data": "earlier"})])
+    result = all_params_logged(history)
+    assert result.passed and result.metadata["staleness"].value["superseded_rows"] == n
+    assert result.metadata["staleness"].value["changed_inputs"] == ["data"]
 
     # (b) one trial short of the requested count: the cell is reported
     short = incomplete_cells(table, n + 1)

@@ -1,6 +1,6 @@
-"""A versioned search space: widening a finished study's grid enqueues the new extremes by value
-and runs them as supplemental trials after n_trials (old trials stay, extremes_covered passes on
-the current grid); a killed and resumed study never replays earlier parameters."""
+"""Study versions: widening a finished study's grid opens a new study version of the cell (its
+extremes and n_trials run there; the old trials stay as superseded history, never mixed into the
+current rows); a killed and resumed study never replays earlier parameters."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 from optuna.trial import TrialState
-from scaling_helpers import checks_for, tiny_settings
+from scaling_helpers import tiny_settings
 
 from proj_assets.scaling.arch_grid import enumerate_grid
 from proj_assets.scaling.checks_core import missing_extremes
@@ -22,17 +22,17 @@ from proj_assets.scaling.hpo import (
     reseed_for_resume,
     run_trials,
 )
-from proj_assets.scaling.search_space import space_version
+from proj_assets.scaling.model_store import data_version
 from proj_assets.scaling.study import (
-    SPACE_VERSIONS_ATTR,
     StudyLocation,
     enqueue_missing_extremes,
     is_done,
     open_study,
-    record_space_version,
     recover_stale_trials,
 )
-from proj_assets.scaling.trial_table import trials_frame
+from proj_assets.scaling.trial_table import cell_trials_frame, trials_frame
+from proj_assets.scaling.versions import cell_inputs
+from proj_resources.fingerprints import current_rows, staleness, superseded_rows
 
 HERE = Path(__file__).resolve().parent
 ARCH = {
@@ -49,71 +49,62 @@ def _settings(d_model_max: int):
     return tiny_settings(budgets={"6k": 6000}, arch={**ARCH, "d_model_max": d_model_max})
 
 
-def _objective(grid, splits, settings, version=None, log=lambda _m: None):
+def _objective(grid, splits, settings, inputs=None, log=lambda _m: None):
     return Objective(
-        CellContext(grid, splits, settings, 512, "cpu", 7, space_version=version),
-        lambda: False,
-        log,
+        CellContext(grid, splits, settings, 512, "cpu", 7, inputs=inputs), lambda: False, log
     )
 
 
-def _open(root, settings, seed=1):
+def _open(root, settings, seed=1, inputs=None):
     from proj_assets.scaling.hpo import make_sampler_and_pruner
 
     return open_study(
-        StudyLocation(root), "6k", "h1", *make_sampler_and_pruner(settings, seed=seed)
+        StudyLocation(root), "6k", "h1", *make_sampler_and_pruner(settings, seed=seed), inputs
     )
 
 
-def _prepare(study, grid, settings) -> tuple[str, bool, list[str]]:
-    version = space_version(grid, settings.search.model_dump())
-    changed = record_space_version(study, version)
-    return (
-        version,
-        changed,
-        enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), settings)),
-    )
+def _enqueue_extremes(study, grid, settings) -> list[str]:
+    return enqueue_missing_extremes(study, extreme_trials(extreme_architectures(grid), settings))
 
 
-def test_a_widened_grid_runs_its_new_extremes_after_n_trials(tmp_path, splits):
+def test_a_widened_grid_opens_a_new_study_version_and_keeps_the_old_one_as_history(
+    tmp_path, splits
+):
     narrow, wide = _settings(16), _settings(20)
-    extremes_covered = checks_for(wide)["extremes_covered"]
     grid_n, grid_w = (enumerate_grid({"6k": 6000}, s.arch, 25) for s in (narrow, wide))
-    assert (
-        grid_w["d_model"].max() > grid_n["d_model"].max()
-        and grid_w["n_layers"].min() < grid_n["n_layers"].min()
+    assert grid_w["d_model"].max() > grid_n["d_model"].max()
+    old, new = (
+        cell_inputs(g, s, data_version(splits)) for g, s in ((grid_n, narrow), (grid_w, wide))
     )
-    study = _open(tmp_path, narrow)
-    v1, changed, _ = _prepare(study, grid_n, narrow)
-    assert changed
-    run_trials(study, _objective(grid_n, splits, narrow, v1), n_trials=narrow.n_trials)
-    before = trials_frame(study, "6k", "h1", 6000)
-    assert before.height == narrow.n_trials and missing_extremes(before, grid_n).height == 0
-    assert (
-        extremes_covered(before, grid_w).passed is False
-    )  # the study is finished, the wider grid is not covered
+    assert [k for k in old if old[k] != new[k]] == ["grid"]  # only the grid changed
 
-    v2, changed, added = _prepare(_open(tmp_path, wide), grid_w, wide)  # the grid widens
-    assert changed and v2 != v1 and added
-    study = _open(tmp_path, wide)
-    ran = run_trials(
-        study, _objective(grid_w, splits, wide, v2), n_trials=wide.n_trials
-    )  # n_trials already reached
-    after = trials_frame(study, "6k", "h1", 6000)
-    assert ran == len(added) and after.height == before.height + len(added)
-    assert (
-        after.head(before.height)
-        .select("trial_number", "d_model", "val_loss")
-        .equals(before.select("trial_number", "d_model", "val_loss"))
-    )  # old trials stay
-    new = after.tail(len(added))
-    assert set(new["state"]) == {"COMPLETE"} and set(new["forced_extreme"].to_list()) == set(added)
-    assert set(new["space_version"]) == {v2} and set(
-        after.head(before.height)["space_version"]
-    ) == {v1}
-    assert missing_extremes(after, grid_w).height == 0 and extremes_covered(after, grid_w).passed
-    assert study.user_attrs[SPACE_VERSIONS_ATTR] == [v1, v2]
-    assert _prepare(study, grid_w, wide)[1:] == (False, [])  # the same space again: nothing new
+    first = _open(tmp_path, narrow, inputs=old)
+    _enqueue_extremes(first, grid_n, narrow)
+    run_trials(first, _objective(grid_n, splits, narrow, old), n_trials=narrow.n_trials)
+    before = cell_trials_frame(StudyLocation(tmp_path), "6k", "h1", 6000)
+    assert current_rows(before, old).height == narrow.n_trials
+    assert missing_extremes(before, grid_w).height > 0  # the finished study misses the new width
+
+    second = _open(tmp_path, wide, inputs=new)  # the widened grid: another study of the cell
+    assert second.study_name != first.study_name and _enqueue_extremes(second, grid_w, wide)
+    ran = run_trials(second, _objective(grid_w, splits, wide, new), n_trials=wide.n_trials)
+    assert ran == wide.n_trials  # a full study, not supplemental trials beside the old ones
+    after = cell_trials_frame(StudyLocation(tmp_path), "6k", "h1", 6000)
+    current, history = current_rows(after, new), superseded_rows(after, new)
+    assert current.height == wide.n_trials and set(current["study"]) == {second.study_name}
+    assert history.select("trial_number", "d_model", "val_loss").equals(
+        before.select("trial_number", "d_model", "val_loss")
+    )  # old trials kept unchanged, as history
+    assert staleness(after, new) == {
+        "current_rows": wide.n_trials,
+        "superseded_rows": narrow.n_trials,
+        "changed_inputs": ["grid"],
+    }
+    assert missing_extremes(current, grid_w).height == 0
+    assert all(t.user_attrs["input_versions"] == new for t in second.get_trials())
+    again = _open(tmp_path, wide, inputs=new)  # the same inputs again: nothing new to run
+    assert _enqueue_extremes(again, grid_w, wide) == []
+    assert run_trials(again, _objective(grid_w, splits, wide, new), n_trials=wide.n_trials) == 0
 
 
 def test_reopening_with_the_same_sampler_seed_replays_and_reseeding_does_not(tmp_path, splits):
