@@ -15,15 +15,26 @@ from proj_assets.partitions import (
 from proj_assets.probes.assets import (
     ACTIVATIONS,
     AGGREGATE,
+    CODE_VERSIONS,
     CORPUS,
+    CORPUS_SOURCE,
     FOLD_RESULTS,
     MANIFEST,
+    MODEL_SOURCE,
     SCREENING,
     SUMMARY,
+    content_version,
 )
 from proj_assets.probes.corpus import corpus_hash, with_sentence_uid
+from proj_assets.probes.folds import fold_definition, lopo_folds
 from proj_assets.probes.results_store import QUALIFIED as RESULTS_TABLE
-from proj_assets.probes.results_store import predictions_relpath, replace_partitions
+from proj_assets.probes.results_store import (
+    Partition,
+    partition_inputs,
+    predictions_relpath,
+    replace_partitions,
+    select_current,
+)
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.probes.sweep_spec import (
     CONFIG_FIELDS,
@@ -44,6 +55,8 @@ from proj_assets.shared.compute_write import (
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
+from proj_resources.fingerprints import FINGERPRINT, fingerprint
+from proj_resources.hashing import canonical_hash
 
 
 def run_partitions(context) -> list[dict[str, str]]:
@@ -76,18 +89,41 @@ def partition_row(config: dict, fold: str, metrics: pl.DataFrame, data) -> dict:
     }
 
 
-def current_results(warehouse: Warehouse, manifest: pl.DataFrame) -> pl.DataFrame:
-    """Fold result rows of the configs in the current manifest (stage 1 and their stage 2)."""
-    results = warehouse.query(f"select * from {RESULTS_TABLE}")
-    current = manifest["config_id"].to_list()
-    results = results.filter(
-        pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8).is_in(current)
-    )
-    if results.height == 0:
-        raise dg.Failure(
-            "no fold results for the configs of the current manifest: materialize probes/sweep/fold_results first"
+def expected_inputs(
+    manifest: pl.DataFrame, corpus: pl.DataFrame, partitions: list[Partition]
+) -> dict[Partition, dict[str, str]]:
+    """The current inputs (`results_store.partition_inputs`) of every partition that belongs to the
+    study now: its stage-1 config is in the manifest and its fold is a group of the corpus."""
+    stage1 = {r["config_id"]: r for r in manifest.iter_rows(named=True)}
+    folds, chash = set(lopo_folds(corpus)), corpus_hash(corpus)
+    definitions = {fold: fold_definition(corpus, fold) for fold in folds}
+    return {
+        (config_id, fold): partition_inputs(
+            resolve_config(config_id, stage1), chash, definitions[fold]
         )
-    return results
+        for config_id, fold in partitions
+        if fold in folds and stage1_id(config_id) in stage1
+    }
+
+
+def current_results(
+    warehouse: Warehouse, manifest: pl.DataFrame, corpus: pl.DataFrame
+) -> tuple[pl.DataFrame, dict]:
+    """(fold result rows produced by the current inputs of the manifest's configs, stage 1 and
+    their stage 2, on the corpus's folds; the staleness report of the rest, for metadata). Rows of
+    another model, corpus, cache, fold membership or code version stay in the table as history."""
+    results = warehouse.query(f"select * from {RESULTS_TABLE}")
+    stage1 = manifest["config_id"].to_list()
+    ids = [c for c in results["config_id"].unique().to_list() if stage1_id(c) in stage1]
+    wanted = [(c, f) for c in sorted(set(ids) | set(stage1)) for f in lopo_folds(corpus)]
+    rows, report = select_current(results, expected_inputs(manifest, corpus, wanted))
+    if rows.height == 0:
+        raise dg.Failure(
+            "no fold results from the current inputs for the configs of the current manifest "
+            f"(stored rows: {report}): materialize probes/sweep/fold_results first",
+            metadata={"staleness": dg.MetadataValue.json(report)},
+        )
+    return rows, report
 
 
 def sweep_assets(
@@ -99,7 +135,7 @@ def sweep_assets(
     @compute_op(
         device_tags,
         name="probes_sweep_fold_results_compute",
-        ins={"activations": dg.In(dg.Nothing)},
+        ins={"activations": dg.In(dg.Nothing), "sources": dg.In(dg.Nothing)},
     )
     @gated(FOLD_RESULTS, warehouse)
     def fold_results_compute(
@@ -126,6 +162,9 @@ def sweep_assets(
             ).append(config)
         seed = compute.seed_everything(threads=settings.train_threads)
         sentences, all_metrics, rows = with_sentence_uid(corpus), [], []
+        expected = expected_inputs(
+            manifest, corpus, [(k["config"], k["fold"]) for k in run_partitions(context)]
+        )
         # each layer's cache verified (checksummed) once per run, however many folds the run holds
         caches = {path: open_cache(Path(path)) for path in {path for _fold, path, _key in groups}}
         device = compute.torch_device()
@@ -151,11 +190,13 @@ def sweep_assets(
                     configs, data, fold, seed, refs, device, dtype
                 )
                 for config in configs:
+                    inputs = expected[(config["config_id"], fold)]
                     own = predictions.filter(pl.col("config_id") == config["config_id"])
                     buffer = io.BytesIO()
                     own.write_parquet(buffer)
                     artifacts.write_bytes(
-                        predictions_relpath(config["config_id"], fold), buffer.getvalue()
+                        predictions_relpath(config["config_id"], fold, fingerprint(inputs)),
+                        buffer.getvalue(),
                     )
                     mine = metrics.filter(pl.col("config_id") == config["config_id"])
                     all_metrics.append(
@@ -166,6 +207,7 @@ def sweep_assets(
                             config,
                             config["model_id"],
                             config["model_revision"],
+                            inputs=inputs,
                         )
                     )
                     rows.append(partition_row(config, fold, mine, data))
@@ -192,18 +234,18 @@ def sweep_assets(
         )
 
     @write_op(name="probes_sweep_fold_results_write", out=dg.Out(dg.Nothing))
-    def fold_results_write(
-        context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse
-    ) -> None:
-        """Replace the run's partitions' rows in one short transaction (the only part in the `duckdb` pool)."""
+    def fold_results_write(context: dg.OpExecutionContext, handoff: Handoff, warehouse: Warehouse):
+        """Replace the run's partitions' rows in one short transaction (the only part in the `duckdb`
+        pool). The data version is the hash of the rows' input fingerprints: rows are a
+        deterministic function of their inputs, so an unchanged partition keeps its version."""
+        rows = load_handoff(handoff)
         with warehouse.get_connection() as conn:
             replace_partitions(
-                conn,
-                load_handoff(handoff),
-                [(k["config"], k["fold"]) for k in run_partitions(context)],
+                conn, rows, [(k["config"], k["fold"]) for k in run_partitions(context)]
             )
-        context.add_output_metadata(handoff.metadata)
+        version = canonical_hash(sorted(rows[FINGERPRINT].unique().to_list()))
         remove_handoff(handoff)
+        return dg.Output(None, metadata=handoff.metadata, data_version=dg.DataVersion(version))
 
     @dg.graph_asset(
         key=FOLD_RESULTS,
@@ -212,43 +254,59 @@ def sweep_assets(
         partitions_def=probe_config_fold_partitions,
         automation_condition=GATED,
         backfill_policy=dg.BackfillPolicy.multi_run(settings.partitions_per_run),
+        code_version=CODE_VERSIONS[tuple(FOLD_RESULTS)],
         ins={
             "corpus": dg.AssetIn(CORPUS),
             "manifest": dg.AssetIn(MANIFEST),
             "activations": dg.AssetIn(ACTIVATIONS, dagster_type=dg.Nothing),
+            "model_source": dg.AssetIn(MODEL_SOURCE, dagster_type=dg.Nothing),
+            "corpus_source": dg.AssetIn(CORPUS_SOURCE, dagster_type=dg.Nothing),
         },
         metadata={
             "table": RESULTS_TABLE,
             "partition_expr": {"config": "config_id", "fold": "fold"},
         },
     )
-    def fold_results(corpus, manifest, activations):
+    def fold_results(corpus, manifest, activations, model_source, corpus_source):
         """Metrics per seed and probe for config × held-out group partitions; a backfill runs up to
         `probes.partitions_per_run` of them per run (configs of one fold), trained in one batch."""
-        return fold_results_write(fold_results_compute(corpus, manifest, activations=activations))
+        return fold_results_write(
+            fold_results_compute(
+                corpus, manifest, activations=activations, sources=[model_source, corpus_source]
+            )
+        )
 
     @dg.asset(
         key=AGGREGATE,
         group_name="probes",
         kinds={"polars", "duckdb"},
-        ins={"manifest": dg.AssetIn(MANIFEST)},
-        deps=[FOLD_RESULTS],
+        ins={"manifest": dg.AssetIn(MANIFEST), "corpus": dg.AssetIn(CORPUS)},
+        deps=[FOLD_RESULTS, MODEL_SOURCE, CORPUS_SOURCE],
         metadata=table_metadata(AGGREGATE),
         pool=DUCKDB_POOL,
         automation_condition=GATED,
+        code_version=CODE_VERSIONS[tuple(AGGREGATE)],
     )
     @gated(AGGREGATE, warehouse)
     def aggregate_metrics(
-        context: dg.AssetExecutionContext, manifest: pl.DataFrame, warehouse: Warehouse
-    ) -> pl.DataFrame:
+        context: dg.AssetExecutionContext,
+        manifest: pl.DataFrame,
+        corpus: pl.DataFrame,
+        warehouse: Warehouse,
+    ) -> dg.Output[pl.DataFrame]:
         """Per config and probe role: mean, spread and 95% CI of PR-AUC over folds × seeds."""
         from proj_assets.probes.evaluation import aggregate
 
-        table = aggregate(results := current_results(warehouse, manifest))
+        results, stale = current_results(warehouse, manifest, corpus)
+        table = aggregate(results)
         context.add_output_metadata(
-            {"configs": table["config_id"].n_unique(), "fits": results.height}
+            {
+                "configs": table["config_id"].n_unique(),
+                "fits": results.height,
+                "staleness": dg.MetadataValue.json(stale),
+            }
         )
-        return table
+        return dg.Output(table, data_version=content_version(table))
 
     @dg.asset(
         key=SCREENING,
@@ -258,11 +316,12 @@ def sweep_assets(
         ins={"aggregate_metrics": dg.AssetIn(AGGREGATE), "manifest": dg.AssetIn(MANIFEST)},
         metadata=table_metadata(SCREENING),
         automation_condition=GATED,
+        code_version=CODE_VERSIONS[tuple(SCREENING)],
     )
     @gated(SCREENING, warehouse)
     def screening(
         context: dg.AssetExecutionContext, aggregate_metrics: pl.DataFrame, manifest: pl.DataFrame
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Stage-1 configs ranked by PR-AUC lower CI bound; the top k become stage-2 partitions."""
         from proj_assets.probes.evaluation import screen
 
@@ -286,7 +345,7 @@ def sweep_assets(
         context.add_output_metadata(
             {"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting}
         )
-        return table
+        return dg.Output(table, data_version=content_version(table))
 
     @dg.asset(
         key=SUMMARY,
@@ -297,9 +356,12 @@ def sweep_assets(
             "aggregate_metrics": dg.AssetIn(AGGREGATE),
             "screening": dg.AssetIn(SCREENING),
             "manifest": dg.AssetIn(MANIFEST),
+            "corpus": dg.AssetIn(CORPUS),
         },
+        deps=[FOLD_RESULTS, MODEL_SOURCE, CORPUS_SOURCE],
         metadata=table_metadata(SUMMARY),
         automation_condition=GATED,
+        code_version=CODE_VERSIONS[tuple(SUMMARY)],
     )
     @gated(SUMMARY, warehouse)
     def summary(
@@ -307,8 +369,9 @@ def sweep_assets(
         aggregate_metrics: pl.DataFrame,
         screening: pl.DataFrame,
         manifest: pl.DataFrame,
+        corpus: pl.DataFrame,
         warehouse: Warehouse,
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Final result per config (stage 2 where promoted) with its settings, and the nested-LOPO
         confirmation of the winner against baseline and control, as tables and plots."""
         from proj_assets.probes.evaluation import (
@@ -325,14 +388,21 @@ def sweep_assets(
             right_on="config_id",
             how="left",
         )
-        confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+        results, stale = current_results(warehouse, manifest, corpus)
+        confirmed = nested_confirmation(results, stage1_id)
         decision = release_decision(confirmed, settings.release_margin)
-        context.add_output_metadata(ui_metadata(summary_metadata(finals, confirmed, decision)))
-        return finals.join(
+        context.add_output_metadata(
+            {
+                **ui_metadata(summary_metadata(finals, confirmed, decision)),
+                "staleness": dg.MetadataValue.json(stale),
+            }
+        )
+        table = finals.join(
             screening.select("config_id", "rank", "promoted"),
             left_on="base_id",
             right_on="config_id",
             how="left",
         )
+        return dg.Output(table, data_version=content_version(table))
 
     return [fold_results, aggregate_metrics, screening, summary]
