@@ -17,6 +17,12 @@ from proj_assets.partitions import (
     probe_fold_partitions,
 )
 from proj_assets.probes.activation_cache import cache_is_valid, cache_spec
+from proj_assets.probes.assets_sources import (
+    CORPUS_SOURCE,
+    MODEL_SOURCE,
+    content_version,
+    model_identity,
+)
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
@@ -43,8 +49,6 @@ FOLD_RESULTS = ["probes", "sweep", "fold_results"]
 AGGREGATE = ["probes", "sweep", "aggregate_metrics"]
 SCREENING = ["probes", "sweep", "screening"]
 SUMMARY = ["probes", "report", "summary"]
-MODEL_SOURCE = ["probes", "source", "model"]
-CORPUS_SOURCE = ["probes", "source", "corpus"]
 
 # Dagster code versions: bump an asset's when a change to its code changes what it writes, so its
 # partitions show Unsynced ("has a new code version") and a backfill of stale ones redoes them.
@@ -57,14 +61,6 @@ CODE_VERSIONS = {
     tuple(SCREENING): "screening-1",
     tuple(SUMMARY): "summary-2",
 }
-
-
-def model_identity(model: ModelSource) -> tuple[str, str]:
-    """(model id, weights revision) of the configured model folder."""
-    config = read_model_config(str(check_model_dir(model.path)))
-    return getattr(config, "_name_or_path", "") or Path(str(model.path)).name, (
-        model.resolved_revision()
-    )
 
 
 def activation_folders(
@@ -109,50 +105,6 @@ def progress_logger(context: dg.AssetExecutionContext, what: str):
         )
 
     return log
-
-
-def content_version(frame: pl.DataFrame, ignore: tuple[str, ...] = ()) -> dg.DataVersion:
-    """A DataVersion from a table's content (its rows, without the columns in `ignore`)."""
-    return dg.DataVersion(canonical_hash(frame.drop(ignore, strict=False).to_dicts()))
-
-
-def source_assets(settings: ProbesSettings) -> list[dg.AssetsDefinition]:
-    """The model folder and the corpus source, outside the graph: observing them records the
-    content hash of what they hold now (UI: Observe sources), and the assets built on them show
-    Unsynced when it changed."""
-
-    @dg.multi_observable_source_asset(
-        name="probes_source_model",
-        specs=[
-            dg.AssetSpec(
-                MODEL_SOURCE,
-                description="The local model folder the activations come from: id and weights revision.",
-                kinds={"huggingface"},
-            )
-        ],
-        group_name="probes",
-        required_resource_keys={"probe_model"},
-    )
-    def model_folder(context) -> dg.ObserveResult:
-        model_id, revision = model_identity(context.resources.probe_model)
-        return dg.ObserveResult(data_version=dg.DataVersion(f"{model_id}@{revision}"))
-
-    @dg.multi_observable_source_asset(
-        name="probes_source_corpus",
-        specs=[
-            dg.AssetSpec(
-                CORPUS_SOURCE,
-                description="The corpus file (or the generated corpus): the content hash of its rows.",
-                kinds={"polars"},
-            )
-        ],
-        group_name="probes",
-    )
-    def corpus_source() -> dg.ObserveResult:
-        version = corpus_hash(load_configured_corpus(settings.corpus))
-        return dg.ObserveResult(data_version=dg.DataVersion(version))
-
-    return [model_folder, corpus_source]
 
 
 def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.AssetsDefinition]:

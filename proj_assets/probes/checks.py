@@ -20,7 +20,7 @@ from proj_assets.probes.assets import (
     SUMMARY,
     activation_folders,
 )
-from proj_assets.probes.assets_sweep import current_results, expected_inputs, run_partitions
+from proj_assets.probes.assets_folds import current_results, expected_inputs, run_partitions
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.quality import (
     boundary_trace_rows,

@@ -9,7 +9,8 @@ import dagster as dg
 
 from proj_assets.cluster_settings import training_queue_tags
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.probes.assets import FOLD_RESULTS, MANIFEST, input_assets, source_assets
+from proj_assets.probes.assets import FOLD_RESULTS, MANIFEST, input_assets
+from proj_assets.probes.assets_sources import source_assets
 from proj_assets.probes.assets_sweep import sweep_assets
 from proj_assets.probes.checks import probes_checks
 from proj_assets.probes.sensors import sweep_spec_sensor

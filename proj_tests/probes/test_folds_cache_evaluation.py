@@ -233,7 +233,7 @@ def test_screening_promotes_top_k_once_and_converges():
 def test_release_gate_check_blocks_unless_explicitly_disabled(make_probes, tmp_path, disabled):
     import dagster as dg
 
-    from proj_assets.probes.assets_sweep import expected_inputs
+    from proj_assets.probes.assets_folds import expected_inputs
     from proj_assets.probes.results_store import replace_partitions
     from proj_resources import Warehouse
     from proj_resources.fingerprints import stamp_inputs

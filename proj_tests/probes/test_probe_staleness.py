@@ -16,6 +16,7 @@ from proj_assets.entrypoints.demo import Stage, plan_runs
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.platform.snapshot import _stale_assets
 from proj_assets.probes import assets as A
+from proj_assets.probes.assets_sources import CORPUS_SOURCE, MODEL_SOURCE
 from proj_assets.probes.corpus import coerce_corpus
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.results_store import QUALIFIED
@@ -57,7 +58,7 @@ def study(make_probes, corpus: Path, model: Path):
 
 
 def observe_sources(probes, instance) -> None:
-    probes.run(instance, [A.MODEL_SOURCE, A.CORPUS_SOURCE])
+    probes.run(instance, [MODEL_SOURCE, CORPUS_SOURCE])
 
 
 def fold_keys(instance) -> list[str]:
