@@ -128,6 +128,14 @@ def test_a_new_model_revision_makes_its_readers_stale_and_only_stale_partitions_
     assert not refused.success
     assert "no fold results from the current inputs" in str(refused.all_events)
 
+    checked = study_b.run_checks(
+        instance,
+        [dg.AssetCheckKey(FOLDS, "metrics_finite")],
+        probe_config_fold_partitions.get_partition_key_from_str(folds[0]),
+    )  # the fold checks, too, judge only rows of the current inputs
+    assert not checked.success
+    assert "has no rows of the current inputs" in str(checked.all_events)
+
     first, rest = folds[0], folds[1:]
     backfill(study_b, instance, [first])
     assert stale(study_b, instance)["probes/sweep/fold_results"] == set(rest)
