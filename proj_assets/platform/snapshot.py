@@ -131,10 +131,19 @@ def stale_assets(instance: dg.DagsterInstance, graph) -> list[StaleAsset]:
         if not graph.get(key).is_materializable:
             continue
         pdef = graph.get(key).partitions_def
+        # materialized partitions that still exist (a deleted dynamic one, e.g. a fold no longer in
+        # the corpus, keeps its materializations but is not stale)
+        existing = (
+            set()
+            if pdef is None
+            else set(pdef.get_partition_keys(dynamic_partitions_store=instance))
+        )
         partitions = (
             [None]
             if pdef is None
-            else list(instance.get_materialized_partitions(key))[:STALE_PARTITIONS_CHECKED]
+            else [k for k in instance.get_materialized_partitions(key) if k in existing][
+                :STALE_PARTITIONS_CHECKED
+            ]
         )
         for partition in partitions:
             if resolver.get_status(key, partition) == StaleStatus.STALE:

@@ -1,5 +1,10 @@
-"""probes domain assets, inputs of the sweep: corpus → cached token activations → sweep manifest
-(the sweep itself: assets_sweep.py). Logic lives in the pure modules beside this file."""
+"""probes domain assets, inputs of the sweep: the model folder and corpus source (observed, outside
+the graph) → corpus → cached token activations → sweep manifest (the sweep itself:
+assets_sweep.py). Logic lives in the pure modules beside this file.
+
+Staleness is Dagster's: every asset declares a `code_version` and reports a content-based
+`DataVersion`, and the two sources report the content hash of the model (id and weights revision)
+and of the corpus when observed, so a changed model or corpus shows its readers Unsynced."""
 
 import time
 from pathlib import Path
@@ -12,9 +17,16 @@ from proj_assets.partitions import (
     probe_fold_partitions,
 )
 from proj_assets.probes.activation_cache import cache_is_valid, cache_spec
+from proj_assets.probes.assets_sources import (
+    CORPUS_SOURCE,
+    MODEL_SOURCE,
+    content_version,
+    model_identity,
+)
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
 from proj_assets.probes.extraction import read_model_config, resolve_context
 from proj_assets.probes.folds import lopo_folds
+from proj_assets.probes.results_store import FOLD_RESULTS_CODE_VERSION
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.probes.sweep_spec import (
     CONFIG_FIELDS,
@@ -38,20 +50,29 @@ AGGREGATE = ["probes", "sweep", "aggregate_metrics"]
 SCREENING = ["probes", "sweep", "screening"]
 SUMMARY = ["probes", "report", "summary"]
 
+# Dagster code versions: bump an asset's when a change to its code changes what it writes, so its
+# partitions show Unsynced ("has a new code version") and a backfill of stale ones redoes them.
+CODE_VERSIONS = {
+    tuple(CORPUS): "corpus-1",
+    tuple(ACTIVATIONS): EXTRACTION_VERSION,
+    tuple(MANIFEST): "manifest-2",
+    tuple(FOLD_RESULTS): FOLD_RESULTS_CODE_VERSION,
+    tuple(AGGREGATE): "aggregate-2",
+    tuple(SCREENING): "screening-1",
+    tuple(SUMMARY): "summary-2",
+}
+
 
 def activation_folders(
     settings: ProbesSettings, corpus: pl.DataFrame, artifacts: ArtifactStore, model: ModelSource
 ) -> dict[int, tuple[dict, Path]]:
     """Layer → (cache spec, content-addressed folder) for every layer the sweep spec uses."""
     layers = sorted(set(load_spec(settings.sweep_spec_path()).factors.layer))
-    config = read_model_config(str(check_model_dir(model.path)))
-    context = resolve_context(config, settings.model.context)
-    model_id = getattr(config, "_name_or_path", "") or Path(model.path).name
-    chash, revision, tok_hash = (
-        corpus_hash(corpus),
-        model.resolved_revision(),
-        tokenizer_hash(model.path),
+    context = resolve_context(
+        read_model_config(str(check_model_dir(model.path))), settings.model.context
     )
+    model_id, revision = model_identity(model)
+    chash, tok_hash = corpus_hash(corpus), tokenizer_hash(model.path)
     m = settings.model
     specs = {
         layer: cache_spec(
@@ -96,10 +117,12 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         kinds={"polars", "duckdb"},
         metadata=table_metadata(CORPUS),
         pool=DUCKDB_POOL,
+        deps=[CORPUS_SOURCE],
+        code_version=CODE_VERSIONS[tuple(CORPUS)],
     )
     def corpus(
         context: dg.AssetExecutionContext, compute: Compute, provenance: Provenance
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Sentences of reasoning traces with their problem (group), position and anchor label."""
         corpus_settings = settings.corpus
         with compute.meter() as meter:
@@ -116,8 +139,11 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
                 **provenance.metadata(),
             }
         )
-        return provenance.stamp(
-            df, context.run_id, corpus_settings.seed, corpus_settings.model_dump()
+        return dg.Output(
+            provenance.stamp(
+                df, context.run_id, corpus_settings.seed, corpus_settings.model_dump()
+            ),
+            data_version=dg.DataVersion(corpus_hash(df)),
         )
 
     @dg.asset(
@@ -125,7 +151,9 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         group_name="probes",
         kinds={"torch", "numpy"},
         ins={"corpus": dg.AssetIn(CORPUS)},
+        deps=[MODEL_SOURCE],
         automation_condition=GATED,
+        code_version=CODE_VERSIONS[tuple(ACTIVATIONS)],
     )
     @gated(ACTIVATIONS, warehouse)
     def token_activations(
@@ -182,6 +210,9 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         }
         total = sum(v["bytes"] for v in per_layer.values())
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(
+                canonical_hash(sorted(f.name for _s, f in folders.values()))
+            ),
             metadata={
                 "layers": dg.MetadataValue.json(per_layer),
                 "bytes": total,
@@ -189,7 +220,7 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
                 "path": dg.MetadataValue.path(str(next(iter(folders.values()))[1].parent)),
                 "model_revision": probe_model.resolved_revision(),
                 **meter.metadata(),
-            }
+            },
         )
 
     @dg.asset(
@@ -197,9 +228,10 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         group_name="probes",
         kinds={"polars", "duckdb"},
         ins={"corpus": dg.AssetIn(CORPUS)},
-        deps=[ACTIVATIONS],
+        deps=[ACTIVATIONS, MODEL_SOURCE],
         metadata=table_metadata(MANIFEST),
         pool=DUCKDB_POOL,
+        code_version=CODE_VERSIONS[tuple(MANIFEST)],
     )
     @gated(MANIFEST, warehouse)
     def manifest(
@@ -208,9 +240,10 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         provenance: Provenance,
         artifacts: ArtifactStore,
         probe_model: ModelSource,
-    ) -> pl.DataFrame:
+    ) -> dg.Output[pl.DataFrame]:
         """Stage-1 probe configs of the sweep spec (settings, stable ids, their activation cache);
-        registers config and fold partitions. Model weights are hashed here, once per sweep."""
+        registers config and fold partitions (and removes folds no longer in the corpus). Model
+        weights are hashed here, once per sweep."""
         spec = load_spec(settings.sweep_spec_path())
         caches = activation_folders(settings, corpus, artifacts, probe_model)
         # configs that train together are registered next to each other, so a backfill's run (a range
@@ -230,7 +263,12 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
             probe_config_partitions.name, configs["config_id"].to_list()
         )
         context.instance.add_dynamic_partitions(probe_fold_partitions.name, folds)
-        context.log.info(f"registered {configs.height} configs x {len(folds)} folds")
+        gone = set(context.instance.get_dynamic_partitions(probe_fold_partitions.name)) - set(folds)
+        for fold in sorted(gone):  # their rows stay in the warehouse as history
+            context.instance.delete_dynamic_partition(probe_fold_partitions.name, fold)
+        context.log.info(
+            f"registered {configs.height} configs x {len(folds)} folds; removed folds {sorted(gone)}"
+        )
         table = configs.with_columns(
             spec_name=pl.lit(spec.name),
             n_folds=pl.lit(len(folds)),
@@ -242,14 +280,32 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
                 "configs": configs.height,
                 "folds": len(folds),
                 "partitions": configs.height * len(folds),
+                "removed_folds": dg.MetadataValue.json(sorted(gone)),
                 "spec": str(settings.sweep_spec_path()),
                 "config_settings": markdown_table(
                     configs.select("config_id", *CONFIG_FIELDS), limit=100
                 ),
             }
         )
-        return provenance.stamp(
-            table, context.run_id, None, spec.model_dump(), model["model_id"], model["revision"]
+        chash = corpus_hash(corpus)
+        stamped = pl.concat(
+            provenance.stamp(
+                rows,
+                context.run_id,
+                None,
+                spec.model_dump(),
+                model["model_id"],
+                model["revision"],
+                inputs={
+                    "model": f"{model['model_id']}@{model['revision']}",
+                    "corpus": chash,
+                    "activations": Path(path).name,  # the cache key
+                    "spec": canonical_hash(spec.model_dump()),
+                    "code": CODE_VERSIONS[tuple(MANIFEST)],
+                },
+            )
+            for (path,), rows in table.group_by("activations_path", maintain_order=True)
         )
+        return dg.Output(stamped, data_version=content_version(table))
 
     return [corpus, token_activations, manifest]

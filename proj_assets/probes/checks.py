@@ -20,7 +20,7 @@ from proj_assets.probes.assets import (
     SUMMARY,
     activation_folders,
 )
-from proj_assets.probes.assets_sweep import current_results, run_partitions
+from proj_assets.probes.assets_folds import current_results, expected_inputs, run_partitions
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.quality import (
     boundary_trace_rows,
@@ -28,7 +28,7 @@ from proj_assets.probes.quality import (
     leakage_rows,
     nonfinite_metric_rows,
 )
-from proj_assets.probes.results_store import predictions_relpath, read_partitions
+from proj_assets.probes.results_store import predictions_relpath, read_partitions, select_current
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.shared.check_results import (
     offending_rows_result,
@@ -36,6 +36,7 @@ from proj_assets.shared.check_results import (
     threshold_result,
 )
 from proj_resources import ArtifactStore, Warehouse
+from proj_resources.fingerprints import FINGERPRINT
 from proj_resources.models import ModelSource
 
 
@@ -66,12 +67,18 @@ def _unreadable(folder, layer: int) -> pl.DataFrame | None:
 
 
 def _run_rows(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    manifest: pl.DataFrame,
+    corpus: pl.DataFrame,
 ) -> dict[tuple[str, str], pl.DataFrame]:
-    """(config_id, fold) -> rows, for every partition the run materialized (one, or a range), in one query."""
+    """(config_id, fold) -> its current rows (of the current inputs), for every partition the run
+    materialized (one, or a range), in one query."""
     wanted = [(k["config"], k["fold"]) for k in run_partitions(context)]
     with warehouse.get_connection() as conn:
-        rows = read_partitions(conn, wanted)
+        rows, _stale = select_current(
+            read_partitions(conn, wanted), expected_inputs(manifest, corpus, wanted)
+        )
     found = rows.partition_by("config_id", "fold", as_dict=True)
     return {key: found.get(key, rows.clear()) for key in wanted}
 
@@ -203,25 +210,38 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
                 blocking=True,
                 description=text,
                 partitions_def=probe_config_fold_partitions,
+                additional_deps=[MANIFEST, CORPUS],
             )
             for name, (text, _what) in FOLD_CHECKS.items()
         ],
         can_subset=True,
+        ins={"manifest": dg.AssetIn(MANIFEST), "corpus": dg.AssetIn(CORPUS)},
     )
     def fold_checks(
-        context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: Warehouse
+        context: dg.AssetCheckExecutionContext,
+        manifest: pl.DataFrame,
+        corpus: pl.DataFrame,
+        artifacts: ArtifactStore,
+        warehouse: Warehouse,
     ):
         """Both fold checks in one step (one query for the run's partitions, one step per run): per
         partition of the run and over all of them (range_check_events)."""
-        rows = _run_rows(context, warehouse)
+        rows = _run_rows(context, warehouse, manifest, corpus)
         selected = {key.name for key in context.selected_asset_check_keys}
         offending: dict[str, dict[str, tuple[pl.DataFrame, int]]] = {
             name: {} for name in FOLD_CHECKS if name in selected
         }
         for (config_id, fold), frame in rows.items():
             partition = str(dg.MultiPartitionKey({"config": config_id, "fold": fold}))
+            if (
+                frame.height == 0
+            ):  # its rows are of other inputs (history): nothing current to check
+                raise dg.Failure(
+                    f"partition {partition} has no rows of the current inputs: re-run it"
+                )
             if "no_group_leakage" in offending:
-                predictions = pl.read_parquet(artifacts.path(predictions_relpath(config_id, fold)))
+                relpath = predictions_relpath(config_id, fold, frame[FINGERPRINT][0])
+                predictions = pl.read_parquet(artifacts.path(relpath))
                 offending["no_group_leakage"][partition] = (
                     leakage_rows(frame, predictions).with_columns(config_id=pl.lit(config_id)),
                     frame.height + predictions.height,
@@ -246,8 +266,14 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
             )
             yield from range_check_events(context, name, results, overall)
 
-    @dg.asset_check(asset=SUMMARY, blocking=True, additional_ins={"manifest": dg.AssetIn(MANIFEST)})
-    def release_gate(manifest: pl.DataFrame, warehouse: Warehouse) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=SUMMARY,
+        blocking=True,
+        additional_ins={"manifest": dg.AssetIn(MANIFEST), "corpus": dg.AssetIn(CORPUS)},
+    )
+    def release_gate(
+        manifest: pl.DataFrame, corpus: pl.DataFrame, warehouse: Warehouse
+    ) -> dg.AssetCheckResult:
         """The config chosen without each fold beats the position baseline and the shuffled-label
         control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
         from proj_assets.probes.evaluation import (
@@ -257,7 +283,8 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
         )
         from proj_assets.probes.sweep_spec import stage1_id
 
-        confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+        results, stale = current_results(warehouse, manifest, corpus)
+        confirmed = nested_confirmation(results, stage1_id)
         decision = release_decision(confirmed, settings.release_margin)
         return threshold_result(
             decision["passed"],
@@ -270,6 +297,7 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
             threshold_name="release_margin",
             **flat_confirmation(decision["summary"]),
             **_tripwire(settings, "release_gate"),
+            staleness=dg.MetadataValue.json(stale),
         )
 
     return [

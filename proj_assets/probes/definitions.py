@@ -10,6 +10,7 @@ import dagster as dg
 from proj_assets.cluster_settings import training_queue_tags
 from proj_assets.partitions import probe_config_fold_partitions
 from proj_assets.probes.assets import FOLD_RESULTS, MANIFEST, input_assets
+from proj_assets.probes.assets_sources import source_assets
 from proj_assets.probes.assets_sweep import sweep_assets
 from proj_assets.probes.checks import probes_checks
 from proj_assets.probes.sensors import sweep_spec_sensor
@@ -38,7 +39,7 @@ def build_probes(profile: Profile, root: Path) -> dg.Definitions:
         partitions_def=probe_config_fold_partitions,
     )
     return dg.Definitions(
-        assets=assets,
+        assets=[*source_assets(settings), *assets],
         asset_checks=probes_checks(settings),
         jobs=[manifest_job, sweep_job],
         schedules=[nightly_backfill("probes_sweep_nightly_backfill", sweep_job, "30 2 * * *")],

@@ -7,11 +7,24 @@ import numpy as np
 import polars as pl
 
 from proj_assets.probes.activation_cache import gather_rows
+from proj_resources.hashing import canonical_hash
 
 
 def lopo_folds(corpus: pl.DataFrame) -> list[str]:
     """One fold per group: the fold key is the held-out group id."""
     return sorted(corpus["group_id"].unique().to_list())
+
+
+def fold_definition(corpus: pl.DataFrame, fold: str) -> str:
+    """The hash of what a leave-one-group-out fold is: the held-out group, its traces and the
+    training groups (the validation groups follow from them). A fold whose membership changed is a
+    different fold, though its key is the same."""
+    groups = lopo_folds(corpus)
+    held_out = corpus.filter(pl.col("group_id") == fold)["trace_id"].unique().sort().to_list()
+    return canonical_hash(
+        {"held_out": fold, "traces": held_out, "train_groups": [g for g in groups if g != fold]},
+        length=16,
+    )
 
 
 def split(corpus: pl.DataFrame, fold: str) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -233,21 +233,36 @@ def test_screening_promotes_top_k_once_and_converges():
 def test_release_gate_check_blocks_unless_explicitly_disabled(make_probes, tmp_path, disabled):
     import dagster as dg
 
+    from proj_assets.probes.assets_folds import expected_inputs
     from proj_assets.probes.results_store import replace_partitions
     from proj_resources import Warehouse
+    from proj_resources.fingerprints import stamp_inputs
     from proj_tests.definitions_helpers import checks_by_name
 
     probes = make_probes(disabled_tripwires=["release_gate"] if disabled else [])
     release_gate = checks_by_name(probes.defs)["release_gate"]
-    manifest = pl.DataFrame({"config_id": ["aaaaaaaaaaaa"]})
+    manifest = pl.DataFrame(
+        {
+            "config_id": ["aaaaaaaaaaaa"],
+            "model_id": ["m"],
+            "model_revision": ["r"],
+            "activations_path": ["cache"],
+        }
+    )
+    groups = [f"g{f}" for f in range(5)]  # the folds of _results; the gate reads only their rows
+    corpus = pl.DataFrame(
+        {"group_id": groups, "trace_id": groups, "sentence_idx": 0, "n_sentences": 1}
+    ).with_columns(text=pl.lit("x"), label=pl.lit(0))
+    inputs = expected_inputs(manifest, corpus, [("aaaaaaaaaaaa", g) for g in groups])
 
     def gate(gain: float, name: str):
         warehouse = Warehouse(database=str(tmp_path / f"{name}.duckdb"))
         results = _results(gain=gain)
         with warehouse.get_connection() as conn:
             for (fold,), rows in results.group_by("fold"):
-                replace_partitions(conn, rows, [("aaaaaaaaaaaa", fold)])
-        return release_gate(manifest=manifest, warehouse=warehouse)
+                key = ("aaaaaaaaaaaa", str(fold))
+                replace_partitions(conn, stamp_inputs(rows, inputs[key]), [key])
+        return release_gate(manifest=manifest, corpus=corpus, warehouse=warehouse)
 
     result = gate(0.0, "flat")
     assert not result.passed
