@@ -14,7 +14,7 @@ import yaml
 
 from proj_assets.entrypoints.demo import Stage, plan_runs
 from proj_assets.partitions import probe_config_fold_partitions
-from proj_assets.platform.snapshot import _stale_assets
+from proj_assets.platform.snapshot import stale_assets
 from proj_assets.probes import assets as A
 from proj_assets.probes.assets_sources import CORPUS_SOURCE, MODEL_SOURCE
 from proj_assets.probes.corpus import coerce_corpus
@@ -77,7 +77,7 @@ def backfill(probes, instance, keys: list[str]) -> None:
 def stale(probes, instance) -> dict[str, set]:
     """Asset key -> its stale partitions (None for an unpartitioned asset), as the status note reads them."""
     found: dict[str, set] = {}
-    for item in _stale_assets(instance, probes.defs.resolve_asset_graph()):
+    for item in stale_assets(instance, probes.defs.resolve_asset_graph()):
         found.setdefault(item.key, set()).add(item.partition)
     return found
 
