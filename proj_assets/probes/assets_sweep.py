@@ -90,6 +90,13 @@ def current_results(warehouse: Warehouse, manifest: pl.DataFrame) -> pl.DataFram
     return results
 
 
+def stored_predictions(artifacts: ArtifactStore):
+    """(config_id, fold) -> that partition's stored predictions, for release.chance_corrected."""
+    return lambda config_id, fold: pl.read_parquet(
+        artifacts.path(predictions_relpath(config_id, fold))
+    )
+
+
 def sweep_assets(
     settings: ProbesSettings, device_tags: dict, warehouse: Warehouse
 ) -> list[dg.AssetsDefinition]:
@@ -284,7 +291,11 @@ def sweep_assets(
         if promoted:
             context.instance.add_dynamic_partitions(probe_config_partitions.name, promoted)
         context.add_output_metadata(
-            {"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting}
+            {
+                "promoted": dg.MetadataValue.json(promoted),
+                "incomplete_configs": waiting,
+                "twin_configs": table.filter(pl.col("twin_of").is_not_null()).height,
+            }
         )
         return table
 
@@ -308,14 +319,12 @@ def sweep_assets(
         screening: pl.DataFrame,
         manifest: pl.DataFrame,
         warehouse: Warehouse,
+        artifacts: ArtifactStore,
     ) -> pl.DataFrame:
         """Final result per config (stage 2 where promoted) with its settings, and the nested-LOPO
         confirmation of the winner against baseline and control, as tables and plots."""
-        from proj_assets.probes.evaluation import (
-            final_candidates,
-            nested_confirmation,
-            release_decision,
-        )
+        from proj_assets.probes.evaluation import final_candidates, nested_confirmation
+        from proj_assets.probes.release import chance_corrected, release_decision
         from proj_assets.probes.report import summary_metadata
         from proj_assets.shared.metadata import ui_metadata
 
@@ -325,9 +334,14 @@ def sweep_assets(
             right_on="config_id",
             how="left",
         )
-        confirmed = nested_confirmation(current_results(warehouse, manifest), stage1_id)
+        results = current_results(warehouse, manifest)
+        confirmed = chance_corrected(
+            nested_confirmation(results, stage1_id), stored_predictions(artifacts)
+        )
         decision = release_decision(confirmed, settings.release_margin)
-        context.add_output_metadata(ui_metadata(summary_metadata(finals, confirmed, decision)))
+        context.add_output_metadata(
+            ui_metadata(summary_metadata(finals, confirmed, decision, results, stage1_id))
+        )
         return finals.join(
             screening.select("config_id", "rank", "promoted"),
             left_on="base_id",
