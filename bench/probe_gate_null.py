@@ -14,6 +14,11 @@ and compute PR-AUC as scikit-learn's `average_precision_score` does (`trainer.py
 through the platform's own `evaluation.nested_confirmation` (the config chosen without each fold),
 `release.chance_corrected` (reading the predictions as the gate does) and both rules.
 
+`--real N` also runs N null corpora through the real fold code: the demo corpus generator's
+traces with labels redrawn independently, random token activations, `folds.build_fold` and
+`fold_run.run_group_fold` (the trainer and the scikit-learn references) for 4 linear-probe configs
+x 3 seeds per fold (slow: about half a minute per corpus on this VM).
+
     PYTHONPATH=. .venv/bin/python bench/probe_gate_null.py --corpora 400
 """
 
@@ -95,6 +100,50 @@ def _lookup(predictions: dict, config_id: str, fold: str) -> pl.DataFrame:
     return predictions[(config_id, fold)]
 
 
+def real_null_corpus(rng: np.random.Generator, n_folds: int, seed: int):
+    """Fold rows and predictions of one null corpus through build_fold and run_group_fold."""
+    from proj_assets.probes.corpus import coerce_corpus, with_sentence_uid
+    from proj_assets.probes.corpus_generator import generate_corpus
+    from proj_assets.probes.fold_run import run_group_fold
+    from proj_assets.probes.folds import build_fold, lopo_folds
+
+    corpus = with_sentence_uid(coerce_corpus(generate_corpus(n_folds, 3, 0.0, seed=seed), "null"))
+    labels = rng.random(corpus.height) < 0.3
+    labels[corpus.with_row_index().group_by("group_id").agg(pl.col("index").first())["index"]] = (
+        True
+    )
+    corpus = corpus.with_columns(label=pl.Series(labels.astype(np.int64)))
+    lengths = rng.integers(2, 6, size=corpus.height)
+    index = pl.DataFrame(
+        {"uid": corpus["uid"], "offset": np.cumsum(lengths) - lengths, "length": lengths}
+    )
+    array = rng.normal(size=(int(lengths.sum()), 32)).astype(np.float16)
+    configs = [
+        {
+            "config_id": f"{i:012x}",
+            "stage": 1,
+            "probe_type": "linear_probe",
+            "layer": 0,
+            "pooling": "mean",
+            "learning_rate": lr,
+            "weight_decay": 0.0,
+            "epochs": epochs,
+            "n_heads": 1,
+            "batch_size": 256,
+            "n_seeds": 3,
+        }
+        for i, (lr, epochs) in enumerate([(0.01, 20), (0.01, 40), (0.03, 20), (0.03, 40)])
+    ]
+    rows, predictions = [], {}
+    for fold in lopo_folds(corpus):
+        data = build_fold(corpus, array, index, fold, pooling="mean", need_tokens=False)
+        metrics, preds = run_group_fold(configs, data, fold, base_seed=seed)
+        rows.append(metrics)
+        for (config_id,), frame in preds.partition_by("config_id", as_dict=True).items():
+            predictions[(config_id, fold)] = frame
+    return pl.concat(rows), predictions
+
+
 def rules(confirmed: pl.DataFrame) -> dict[str, bool]:
     """Whether each rule calls each gain significant (margin 0) on one corpus's confirmation
     folds: old = Student-t lower bound of raw PR-AUC gains > 0, new = release.confirmation_summary
@@ -112,6 +161,8 @@ def rules(confirmed: pl.DataFrame) -> dict[str, bool]:
 
 def report(calls: list[dict[str, bool]], label: str) -> None:
     n = len(calls)
+    if not n:
+        return
     print(f"\n{label}: {n} null corpora, nominal one-sided {ALPHA:.1%}")
     for rule in calls[0]:
         hits = sum(c[rule] for c in calls)
@@ -125,6 +176,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=8)
     parser.add_argument("--configs", type=int, default=12)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--real", type=int, default=0, help="null corpora through the fold code")
     args = parser.parse_args()
     rng = np.random.default_rng(20)
     start, calls = time.perf_counter(), []
@@ -135,6 +187,16 @@ def main() -> None:
         calls.append(rules(corrected))
     report(calls, f"fold-level simulation, {args.folds} folds x {args.configs} configs")
     print(f"  ({time.perf_counter() - start:.0f} s)")
+    if args.real:
+        start, calls = time.perf_counter(), []
+        for seed in range(args.real):
+            results, predictions = real_null_corpus(rng, args.folds, seed)
+            confirmed = nested_confirmation(results, stage1_id)
+            calls.append(rules(chance_corrected(confirmed, partial(_lookup, predictions))))
+        report(
+            calls, f"real fold code (build_fold, run_group_fold), {args.folds} folds x 4 configs"
+        )
+        print(f"  ({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":
