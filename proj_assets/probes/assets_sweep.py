@@ -19,6 +19,7 @@ from proj_assets.probes.assets import (
 )
 from proj_assets.probes.assets_folds import current_results, fold_assets
 from proj_assets.probes.assets_sources import CORPUS_SOURCE, MODEL_SOURCE, content_version
+from proj_assets.probes.results_store import predictions_relpath
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.probes.sweep_spec import (
     CONFIG_FIELDS,
@@ -27,7 +28,20 @@ from proj_assets.probes.sweep_spec import (
 )
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
-from proj_resources import Warehouse
+from proj_resources import ArtifactStore, Warehouse
+from proj_resources.fingerprints import FINGERPRINT
+
+
+def stored_predictions(artifacts: ArtifactStore, results: pl.DataFrame):
+    """(config_id, fold) -> the predictions that partition stored with the current inputs (the
+    fingerprint of its rows in `results`, the current fold results), for release.chance_corrected."""
+    fingerprints = {
+        (row["config_id"], row["fold"]): row[FINGERPRINT]
+        for row in results.select("config_id", "fold", FINGERPRINT).unique().iter_rows(named=True)
+    }
+    return lambda config_id, fold: pl.read_parquet(
+        artifacts.path(predictions_relpath(config_id, fold, fingerprints[(config_id, fold)]))
+    )
 
 
 def sweep_assets(
@@ -105,7 +119,11 @@ def sweep_assets(
         if promoted:
             context.instance.add_dynamic_partitions(probe_config_partitions.name, promoted)
         context.add_output_metadata(
-            {"promoted": dg.MetadataValue.json(promoted), "incomplete_configs": waiting}
+            {
+                "promoted": dg.MetadataValue.json(promoted),
+                "incomplete_configs": waiting,
+                "twin_configs": table.filter(pl.col("twin_of").is_not_null()).height,
+            }
         )
         return dg.Output(table, data_version=content_version(table))
 
@@ -133,14 +151,12 @@ def sweep_assets(
         manifest: pl.DataFrame,
         corpus: pl.DataFrame,
         warehouse: Warehouse,
+        artifacts: ArtifactStore,
     ) -> dg.Output[pl.DataFrame]:
         """Final result per config (stage 2 where promoted) with its settings, and the nested-LOPO
         confirmation of the winner against baseline and control, as tables and plots."""
-        from proj_assets.probes.evaluation import (
-            final_candidates,
-            nested_confirmation,
-            release_decision,
-        )
+        from proj_assets.probes.evaluation import final_candidates, nested_confirmation
+        from proj_assets.probes.release import chance_corrected, release_decision
         from proj_assets.probes.report import summary_metadata
         from proj_assets.shared.metadata import ui_metadata
 
@@ -151,11 +167,13 @@ def sweep_assets(
             how="left",
         )
         results, stale = current_results(warehouse, manifest, corpus)
-        confirmed = nested_confirmation(results, stage1_id)
+        confirmed = chance_corrected(
+            nested_confirmation(results, stage1_id), stored_predictions(artifacts, results)
+        )
         decision = release_decision(confirmed, settings.release_margin)
         context.add_output_metadata(
             {
-                **ui_metadata(summary_metadata(finals, confirmed, decision)),
+                **ui_metadata(summary_metadata(finals, confirmed, decision, results, stage1_id)),
                 "staleness": dg.MetadataValue.json(stale),
             }
         )

@@ -21,6 +21,7 @@ from proj_assets.probes.assets import (
     activation_folders,
 )
 from proj_assets.probes.assets_folds import current_results, expected_inputs, run_partitions
+from proj_assets.probes.assets_sweep import stored_predictions
 from proj_assets.probes.corpus import with_sentence_uid
 from proj_assets.probes.quality import (
     boundary_trace_rows,
@@ -272,19 +273,23 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
         additional_ins={"manifest": dg.AssetIn(MANIFEST), "corpus": dg.AssetIn(CORPUS)},
     )
     def release_gate(
-        manifest: pl.DataFrame, corpus: pl.DataFrame, warehouse: Warehouse
+        manifest: pl.DataFrame, corpus: pl.DataFrame, warehouse: Warehouse, artifacts: ArtifactStore
     ) -> dg.AssetCheckResult:
         """The config chosen without each fold beats the position baseline and the shuffled-label
-        control on that fold (nested LOPO), by the lower bound of the paired 95% CI."""
-        from proj_assets.probes.evaluation import (
+        control on that fold (nested LOPO) in chance-corrected PR-AUC, by a one-sided sign-flip
+        test over folds at 2.5% (release.release_decision)."""
+        from proj_assets.probes.evaluation import nested_confirmation
+        from proj_assets.probes.release import (
+            chance_corrected,
             flat_confirmation,
-            nested_confirmation,
             release_decision,
         )
         from proj_assets.probes.sweep_spec import stage1_id
 
         results, stale = current_results(warehouse, manifest, corpus)
-        confirmed = nested_confirmation(results, stage1_id)
+        confirmed = chance_corrected(
+            nested_confirmation(results, stage1_id), stored_predictions(artifacts, results)
+        )
         decision = release_decision(confirmed, settings.release_margin)
         return threshold_result(
             decision["passed"],

@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from proj_assets.probes.selection import mark_twins, rank_configs
+
 CONFIDENCE = 0.95
 
 
@@ -96,25 +98,35 @@ def aggregate(results: pl.DataFrame) -> pl.DataFrame:
 def screen(
     aggregates: pl.DataFrame, n_folds: int, top_k: int, stage2_seeds: int, id_fn
 ) -> pl.DataFrame:
-    """Rank stage-1 candidates by the lower CI bound of PR-AUC (configs with every fold done only);
-    the top k are promoted, each to the stage-2 config id `id_fn(config_id, stage2_seeds)`.
+    """Rank stage-1 candidates by `selection.rank_configs` (configs with every fold done first);
+    configs whose results equal a better-ranked one's are marked `twin_of` it and never promoted,
+    so the top k *distinct* complete configs are promoted, each to the stage-2 config id
+    `id_fn(config_id, stage2_seeds)`.
 
     Only stage-1 results are ranked, so re-screening after stage 2 promotes the same configs again
     and registers nothing new: the staged sweep converges."""
     stage1 = aggregates.filter((pl.col("stage") == 1) & (pl.col("role") == "candidate"))
-    ranked = stage1.with_columns(complete=pl.col("n_folds") == n_folds).sort(
-        ["complete", "pr_auc_ci_low", "pr_auc_mean", "config_id"],
-        descending=[True, True, True, False],
-        nulls_last=True,
+    stage1 = stage1.with_columns(complete=pl.col("n_folds") == n_folds)
+    ranked = pl.concat(
+        [
+            rank_configs(stage1.filter(pl.col("complete"))),
+            rank_configs(stage1.filter(~pl.col("complete"))),
+        ]
     )
-    ranked = ranked.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
-    promoted = (pl.col("rank") <= top_k) & pl.col("complete")
+    ranked = (
+        mark_twins(ranked)
+        .with_row_index("rank", offset=1)
+        .with_columns(pl.col("rank").cast(pl.Int64))
+    )
+    distinct = pl.col("complete") & pl.col("twin_of").is_null()
+    promoted = distinct & (distinct.cast(pl.Int64).cum_sum() <= top_k)
     return ranked.select(
         "rank",
         "config_id",
         "probe",
         "n_folds",
         "complete",
+        "twin_of",
         "pr_auc_mean",
         "pr_auc_ci_low",
         "pr_auc_ci_high",
@@ -133,18 +145,35 @@ def final_candidates(aggregates: pl.DataFrame, stage1_id) -> pl.DataFrame:
     cand = aggregates.filter(pl.col("role") == "candidate").with_columns(
         base_id=pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8)
     )
-    return (
-        cand.sort("stage", descending=True)
-        .unique("base_id", keep="first")
-        .sort("pr_auc_ci_low", descending=True, nulls_last=True)
-    )
+    return rank_configs(cand.sort("stage", descending=True).unique("base_id", keep="first"))
+
+
+def _over_folds(per_fold: pl.DataFrame) -> pl.DataFrame:
+    """Per config: mean and lower 95% t bound of its per-fold PR-AUC (what aggregate reports)."""
+    rows = [
+        {
+            "config_id": config_id,
+            "probe": probe,
+            "pr_auc_mean": float(grp["pr_auc"].mean()),  # type: ignore[arg-type]
+            "pr_auc_ci_low": t_interval(grp["pr_auc"].to_numpy())[0],
+        }
+        for (config_id, probe), grp in per_fold.group_by("config_id", "probe")
+    ]
+    schema = {
+        "config_id": pl.Utf8,
+        "probe": pl.Utf8,
+        "pr_auc_mean": pl.Float64,
+        "pr_auc_ci_low": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
 
 
 def nested_confirmation(results: pl.DataFrame, stage1_id) -> pl.DataFrame:
     """Nested leave-one-problem-out confirmation of the selection itself. For each outer fold f the
-    winner is the config with the best mean stage-1 candidate PR-AUC over the *other* folds (among
-    configs with every fold done); it is then scored on f (its latest stage), beside the baseline
-    and control on f. Each fold thus confirms a choice it took no part in."""
+    winner is the config screening would pick from the *other* folds (`selection.rank_configs` of
+    their stage-1 candidate PR-AUC, among configs with every fold done); it is then scored on f
+    (its latest stage, `scored_config`), beside the baseline and control on f. Each fold thus
+    confirms a choice it took no part in."""
     per_fold = fold_means(results).with_columns(
         base_id=pl.col("config_id").map_elements(stage1_id, return_dtype=pl.Utf8)
     )
@@ -164,12 +193,7 @@ def nested_confirmation(results: pl.DataFrame, stage1_id) -> pl.DataFrame:
     )
     rows = []
     for fold in folds:
-        ranked = (
-            stage1.filter(pl.col("fold") != fold)
-            .group_by("config_id", "probe")
-            .agg(pl.col("pr_auc").mean())
-            .sort(["pr_auc", "config_id"], descending=[True, False])
-        )
+        ranked = rank_configs(_over_folds(stage1.filter(pl.col("fold") != fold)))
         if ranked.height == 0:
             continue
         chosen, probe = ranked["config_id"][0], ranked["probe"][0]
@@ -186,6 +210,7 @@ def nested_confirmation(results: pl.DataFrame, stage1_id) -> pl.DataFrame:
                 "selected_config": chosen,
                 "selected_probe": probe,
                 "selected_stage": int(on_fold["stage"][0]),
+                "scored_config": on_fold["config_id"][0],
                 "candidate": float(on_fold["pr_auc"][0]),
                 "baseline": ref.get("baseline", math.nan),
                 "control": ref.get("control", math.nan),
@@ -196,72 +221,9 @@ def nested_confirmation(results: pl.DataFrame, stage1_id) -> pl.DataFrame:
         "selected_config": pl.Utf8,
         "selected_probe": pl.Utf8,
         "selected_stage": pl.Int64,
+        "scored_config": pl.Utf8,
         "candidate": pl.Float64,
         "baseline": pl.Float64,
         "control": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
-
-
-def confirmation_summary(confirmed: pl.DataFrame) -> dict:
-    """Mean PR-AUC and 95% CI over confirmation folds of the candidate, baseline and control, and of
-    the paired gains over baseline and control."""
-    out = {"n_folds": confirmed.height}
-    series = {role: confirmed[role].to_numpy() for role in ("candidate", "baseline", "control")}
-    series |= {
-        "gain_vs_baseline": series["candidate"] - series["baseline"],
-        "gain_vs_control": series["candidate"] - series["control"],
-    }
-    for name, values in series.items():
-        low, high = t_interval(values)
-        out[name] = {
-            "mean": float(np.mean(values)) if len(values) else math.nan,
-            "ci_low": low,
-            "ci_high": high,
-        }
-    return out
-
-
-def flat_confirmation(summary: dict) -> dict[str, float]:
-    """`confirmation_summary` as flat metadata entries (e.g. `baseline_pr_auc_ci_low`); NaN as None."""
-    flat = {}
-    for name, values in summary.items():
-        if isinstance(values, dict):
-            key = name if name.startswith("gain") else f"{name}_pr_auc"
-            for stat, value in values.items():
-                flat[f"{key}_{stat}"] = round(value, 4) if np.isfinite(value) else None
-    return {k: v for k, v in flat.items() if v is not None}
-
-
-def release_decision(confirmed: pl.DataFrame, margin: float) -> dict:
-    """On the confirmation folds (nested_confirmation), the lower 95% bounds of the selected
-    candidate's paired gain over the position baseline and over the shuffled-label control must
-    both exceed `margin`."""
-    if confirmed.height == 0:
-        return {
-            "passed": False,
-            "reason": "no complete stage-1 results to confirm",
-            "measured": math.nan,
-            "threshold": margin,
-            "summary": {},
-        }
-    stats_ = confirmation_summary(confirmed)
-    vs_base, vs_ctrl = stats_["gain_vs_baseline"]["ci_low"], stats_["gain_vs_control"]["ci_low"]
-    measured = min(vs_base, vs_ctrl) if np.isfinite(vs_base) and np.isfinite(vs_ctrl) else math.nan
-    passed = bool(np.isfinite(measured) and measured > margin)
-    fmt = lambda d: f"{d['mean']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"  # noqa: E731
-    picks = confirmed["selected_config"].value_counts(sort=True)
-    reason = (
-        f"on {confirmed.height} confirmation folds (winner chosen without the fold; most chosen "
-        f"{picks['selected_config'][0]}, {picks['count'][0]} of {confirmed.height}): PR-AUC candidate "
-        f"{fmt(stats_['candidate'])}, position baseline {fmt(stats_['baseline'])}, shuffled-label control "
-        f"{fmt(stats_['control'])}; gain over baseline {fmt(stats_['gain_vs_baseline'])}, over control "
-        f"{fmt(stats_['gain_vs_control'])}; both lower bounds must exceed {margin}"
-    )
-    return {
-        "passed": passed,
-        "reason": reason,
-        "measured": measured,
-        "threshold": margin,
-        "summary": stats_,
-    }

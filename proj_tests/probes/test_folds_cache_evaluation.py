@@ -18,7 +18,6 @@ from proj_assets.probes.evaluation import (
     aggregate,
     final_candidates,
     nested_confirmation,
-    release_decision,
     screen,
     t_interval,
 )
@@ -157,14 +156,6 @@ def _results(
     return pl.DataFrame(rows)
 
 
-def test_release_gate_fails_when_probes_do_not_beat_the_baseline():
-    good = release_decision(nested_confirmation(_results(gain=0.15), stage1_id), margin=0.0)
-    assert good["passed"] and good["measured"] > 0.1
-    assert good["summary"]["baseline"]["ci_low"] < good["summary"]["baseline"]["mean"]
-    bad = release_decision(nested_confirmation(_results(gain=0.0), stage1_id), margin=0.0)
-    assert not bad["passed"] and "position baseline" in bad["reason"]
-
-
 def test_nested_confirmation_does_not_reward_the_luckiest_of_many_configs():
     """40 configs with no real gain: the best of them, scored on the folds that picked it, looks
     better than the baseline; confirmed on folds that did not pick it, it does not."""
@@ -193,19 +184,19 @@ def test_nested_confirmation_does_not_reward_the_luckiest_of_many_configs():
         .row(0, named=True)
     )
     confirmed = nested_confirmation(results, stage1_id)
-    honest = release_decision(confirmed, margin=0.0)
+    honest = (confirmed["candidate"] - confirmed["baseline"]).to_numpy()
     assert (
         naive["delta_vs_baseline"] > 0.03
     )  # selection bias of the best-of-40 (no config has a real gain)
-    assert honest["summary"]["gain_vs_baseline"]["mean"] < naive["delta_vs_baseline"] - 0.02
-    assert not honest["passed"]
+    assert honest.mean() < naive["delta_vs_baseline"] - 0.02
+    assert not t_interval(honest)[0] > 0
     for row in confirmed.iter_rows(named=True):  # each fold's winner was chosen without it
         others = results.filter((pl.col("fold") != row["fold"]) & (pl.col("role") == "candidate"))
-        best = (
-            others.group_by("config_id")
-            .agg(pl.col("pr_auc").mean())
-            .sort("pr_auc", descending=True)["config_id"][0]
-        )
+        per_config = [
+            (t_interval(g["pr_auc"].to_numpy())[0], g["pr_auc"].mean(), c)
+            for (c,), g in others.group_by("config_id")
+        ]
+        best = max(per_config, key=lambda t: (t[0], t[1]))[2]  # the screening rule
         assert row["selected_config"] == best
 
 
@@ -227,51 +218,3 @@ def test_screening_promotes_top_k_once_and_converges():
     assert again.filter(pl.col("promoted"))["stage2_config_id"].to_list() == promoted  # nothing new
     finals = final_candidates(both, stage1_id)
     assert finals["config_id"][0] == promoted[0] and finals["n_fits"][0] == 20
-
-
-@pytest.mark.parametrize("disabled", [False, True])
-def test_release_gate_check_blocks_unless_explicitly_disabled(make_probes, tmp_path, disabled):
-    import dagster as dg
-
-    from proj_assets.probes.assets_folds import expected_inputs
-    from proj_assets.probes.results_store import replace_partitions
-    from proj_resources import Warehouse
-    from proj_resources.fingerprints import stamp_inputs
-    from proj_tests.definitions_helpers import checks_by_name
-
-    probes = make_probes(disabled_tripwires=["release_gate"] if disabled else [])
-    release_gate = checks_by_name(probes.defs)["release_gate"]
-    manifest = pl.DataFrame(
-        {
-            "config_id": ["aaaaaaaaaaaa"],
-            "model_id": ["m"],
-            "model_revision": ["r"],
-            "activations_path": ["cache"],
-        }
-    )
-    groups = [f"g{f}" for f in range(5)]  # the folds of _results; the gate reads only their rows
-    corpus = pl.DataFrame(
-        {"group_id": groups, "trace_id": groups, "sentence_idx": 0, "n_sentences": 1}
-    ).with_columns(text=pl.lit("x"), label=pl.lit(0))
-    inputs = expected_inputs(manifest, corpus, [("aaaaaaaaaaaa", g) for g in groups])
-
-    def gate(gain: float, name: str):
-        warehouse = Warehouse(database=str(tmp_path / f"{name}.duckdb"))
-        results = _results(gain=gain)
-        with warehouse.get_connection() as conn:
-            for (fold,), rows in results.group_by("fold"):
-                key = ("aaaaaaaaaaaa", str(fold))
-                replace_partitions(conn, stamp_inputs(rows, inputs[key]), [key])
-        return release_gate(manifest=manifest, corpus=corpus, warehouse=warehouse)
-
-    result = gate(0.0, "flat")
-    assert not result.passed
-    assert result.metadata["threshold"].value == 0.0 and result.metadata["measured"].value <= 0.0
-    assert "aaaaaaaaaaaa" in result.metadata["offending_sample"].value
-    for role in ("candidate", "baseline", "control"):
-        assert {f"{role}_pr_auc_{s}" for s in ("mean", "ci_low", "ci_high")} <= set(result.metadata)
-    assert result.metadata["tripwire_disabled"].value is disabled
-    assert result.severity == (
-        dg.AssetCheckSeverity.WARN if disabled else dg.AssetCheckSeverity.ERROR
-    )
-    assert gate(0.2, "good").passed
