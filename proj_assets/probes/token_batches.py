@@ -33,6 +33,25 @@ class EpochTokens:
     sizes: np.ndarray  # host [n_batches]: sentences per minibatch
 
 
+CONVERT_ROWS = (
+    1024  # rows per float32 step of a CPU float16 -> bfloat16 conversion (6 MB at 1536 dims)
+)
+
+
+def convert_into(out: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`out.copy_(tokens)` (`out` may be `tokens`' own bytes, viewed in its dtype). On a CPU a
+    float16 -> bfloat16 cast goes through float32, `CONVERT_ROWS` rows at a time: torch's direct
+    cast is 2.3x slower on this machine (230 vs 100 ms for a research-sized epoch), while both
+    halves through float32 are vectorised. One kernel on a GPU."""
+    if out.device.type != "cpu" or out.dtype != torch.bfloat16:
+        return out.copy_(tokens)
+    scratch = torch.empty(min(CONVERT_ROWS, len(out)), out.shape[1])
+    for lo in range(0, len(out), CONVERT_ROWS):
+        part = scratch[: min(CONVERT_ROWS, len(out) - lo)]
+        out[lo : lo + len(part)].copy_(part.copy_(tokens[lo : lo + len(part)]))
+    return out
+
+
 def epoch_buffer(tokens: torch.Tensor, n_tokens: int, dtype: torch.dtype) -> torch.Tensor:
     """Room for an epoch's `n_tokens` float16 tokens, reused by every epoch of a run: in the
     matmul `dtype` when it is 2 bytes wide too (bfloat16: converted once per epoch, not per
@@ -68,7 +87,7 @@ def epoch_tokens(
     staged = epoch.view(tokens.dtype)  # the same bytes: both dtypes are 2 bytes wide
     torch.index_select(tokens, 0, torch.from_numpy(rows).to(out.device), out=staged)
     if epoch.dtype != tokens.dtype:
-        epoch.copy_(staged)  # converted in place, element by element: no temporary
+        convert_into(epoch, staged)  # in place: no temporary copy of the tokens
     return EpochTokens(
         epoch,
         torch.from_numpy(segment).to(out.device),
@@ -84,7 +103,7 @@ def staged_inputs(inputs: ProbeInputs, buffer: torch.Tensor) -> ProbeInputs:
     n = inputs.tokens.shape[0]
     if inputs.token_starts is not None or n > buffer.shape[0]:
         return inputs
-    return dataclasses.replace(inputs, tokens=buffer[:n].copy_(inputs.tokens))
+    return dataclasses.replace(inputs, tokens=convert_into(buffer[:n], inputs.tokens))
 
 
 def minibatch_logits(

@@ -47,6 +47,22 @@ def test_the_epoch_buffer_holds_each_minibatchs_tokens_in_order(dtype):
         )
 
 
+def test_the_cpu_conversion_equals_torchs_cast_in_place_and_across_step_ends(monkeypatch):
+    from proj_assets.probes import token_batches
+
+    monkeypatch.setattr(token_batches, "CONVERT_ROWS", 4)  # 11 rows: steps of 4, 4 and 3
+    tokens = (torch.randn(11, 5, dtype=torch.float64) * 1e3).to(torch.float16)
+    tokens[0, 0], tokens[1, 1] = 6e-8, float("inf")  # a float16 subnormal, an infinity
+    expected = tokens.to(torch.bfloat16)
+    out = torch.empty(11, 5, dtype=torch.bfloat16)
+    assert token_batches.convert_into(out, tokens) is out
+    assert torch.equal(out, expected)
+    shared = tokens.clone().view(torch.bfloat16)  # the float16 bits, read as bfloat16
+    assert not torch.equal(shared, expected)
+    token_batches.convert_into(shared, shared.view(torch.float16))  # converted where they lie
+    assert torch.equal(shared, expected)
+
+
 def test_the_epoch_buffer_takes_float16_tokens_only():
     with pytest.raises(ValueError, match="float16 tokens"):
         epoch_buffer(torch.zeros(3, 2), 3, torch.bfloat16)
@@ -56,6 +72,7 @@ def test_staged_validation_tokens_give_the_same_logits_and_too_many_are_left_alo
     val = _inputs(9, seed=5)
     params = init_params("attention_probe", [1, 2], 6, 2)
     roomy = epoch_buffer(val.tokens, val.tokens.shape[0] + 3, torch.bfloat16)
+    roomy.fill_(7.0)  # whatever an epoch left there
     staged = staged_inputs(val, roomy)
     assert staged.tokens.data_ptr() == roomy.data_ptr()
     torch.testing.assert_close(
