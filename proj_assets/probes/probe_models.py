@@ -176,7 +176,9 @@ def chunk_pooled(
     if attention:  # 1/sqrt(D) folded into the (small) query weights, not applied to the scores
         H = K // 2
         q, v = w[:, :H].reshape(R * H, D) / math.sqrt(D), w[:, H:].reshape(R * H, D)
-        scores, values = (x @ q.to(dtype).T).float(), (x @ v.to(dtype).T).float()  # [tokens, R H]
+        # queries and values in one matmul: the tokens are read once forward and once backward
+        projected = (x @ torch.cat([q, v]).to(dtype).T).float()  # [tokens, 2 R H]
+        scores, values = projected.split(R * H, dim=1)
         return segment_softmax_pool(scores, values, segment, n).reshape(n, R, H)
     proj = (x @ w.reshape(R * K, D).to(dtype).T).float()
     return segment_max(proj, segment, n).reshape(n, R, K)  # hard max over each sentence's tokens

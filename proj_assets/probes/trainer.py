@@ -24,7 +24,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from proj_assets.probes.probe_models import ProbeInputs, feature_width, init_params, logits
 from proj_assets.probes.probe_types import TOKEN_PROBES
-from proj_assets.probes.token_batches import epoch_tokens, minibatch_logits, step_plan
+from proj_assets.probes.token_batches import (
+    epoch_buffer,
+    epoch_tokens,
+    minibatch_logits,
+    staged_inputs,
+    step_plan,
+)
 from proj_assets.shared.process_memory import set_malloc_thresholds
 
 
@@ -169,6 +175,7 @@ def train_replicas(
             if inputs.token_starts is not None
             else np.cumsum(lengths) - lengths
         )
+        buffer = epoch_buffer(inputs.tokens, int(lengths.sum()), matmul_dtype)
     for epoch in range(int(epochs.max())):
         # the epoch's minibatches (one shared partition); each replica visits them in its own
         # seeded order, so a step computes each minibatch once for all the replicas on it
@@ -176,7 +183,7 @@ def train_replicas(
         perm = torch.from_numpy(order).to(device)
         parts = [perm[b * hp.batch_size : (b + 1) * hp.batch_size] for b in range(n_batches)]
         if gathered:
-            index = epoch_tokens(starts, lengths, order, hp.batch_size, device)
+            index = epoch_tokens(inputs.tokens, starts, lengths, order, hp.batch_size, buffer)
         else:
             batches = [inputs] if n_batches == 1 else [inputs.rows(idx) for idx in parts]
         replicas, plan = step_plan(np.stack([rng.permutation(n_batches) for rng in rngs]), device)
@@ -199,8 +206,9 @@ def train_replicas(
         active = active * (epoch + 1 < epochs)
         if val is not None:
             with torch.no_grad():
+                scored = staged_inputs(val, buffer) if gathered else val
                 loss = _weighted_bce(
-                    logits(probe_type, params, val, matmul_dtype), val_t, pos_weight
+                    logits(probe_type, params, scored, matmul_dtype), val_t, pos_weight
                 )
             improved = (loss < best_loss - 1e-6) & trained
             for k in best:
