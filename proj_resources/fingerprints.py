@@ -11,7 +11,7 @@ Rows written before fingerprints existed have none and count as superseded.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -77,3 +77,13 @@ def staleness(df: pl.DataFrame, inputs: Mapping[str, str]) -> dict:
         "superseded_rows": old.height,
         "changed_inputs": changed,
     }
+
+
+def table_version(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A content version of a result table (its Dagster `DataVersion`): the hash of its rows'
+    input fingerprints (where it has them) and `columns` (default: all), in any row order. Equal
+    results give equal versions whatever run produced them, so nothing downstream turns stale."""
+    names = list(frame.columns if columns is None else columns)
+    if FINGERPRINT in frame.columns and FINGERPRINT not in names:
+        names.insert(0, FINGERPRINT)
+    return canonical_hash(sorted(map(str, frame.select(names).rows())))

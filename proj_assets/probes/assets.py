@@ -20,7 +20,6 @@ from proj_assets.probes.activation_cache import cache_is_valid, cache_spec
 from proj_assets.probes.assets_sources import (
     CORPUS_SOURCE,
     MODEL_SOURCE,
-    content_version,
     model_identity,
 )
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus, with_sentence_uid
@@ -39,6 +38,7 @@ from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
+from proj_resources.fingerprints import table_version
 from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
 
@@ -306,6 +306,6 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
             )
             for (path,), rows in table.group_by("activations_path", maintain_order=True)
         )
-        return dg.Output(stamped, data_version=content_version(table))
+        return dg.Output(stamped, data_version=dg.DataVersion(table_version(table)))
 
     return [corpus, token_activations, manifest]

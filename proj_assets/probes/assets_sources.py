@@ -6,12 +6,10 @@ changed. Also the content-based data version the probes assets report."""
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from proj_assets.probes.corpus import corpus_hash, load_configured_corpus
 from proj_assets.probes.extraction import read_model_config
 from proj_assets.probes.settings import ProbesSettings
-from proj_resources.hashing import canonical_hash
 from proj_resources.models import ModelSource, check_model_dir
 
 MODEL_SOURCE = ["probes", "source", "model"]
@@ -24,12 +22,6 @@ def model_identity(model: ModelSource) -> tuple[str, str]:
     return getattr(config, "_name_or_path", "") or Path(str(model.path)).name, (
         model.resolved_revision()
     )
-
-
-def content_version(frame: pl.DataFrame) -> dg.DataVersion:
-    """A DataVersion from a table's content (its rows): re-materializing the same rows keeps it,
-    so nothing downstream turns stale."""
-    return dg.DataVersion(canonical_hash(frame.to_dicts()))
 
 
 def source_assets(settings: ProbesSettings) -> list[dg.AssetsDefinition]:

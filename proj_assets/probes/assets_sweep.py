@@ -18,7 +18,7 @@ from proj_assets.probes.assets import (
     SUMMARY,
 )
 from proj_assets.probes.assets_folds import current_results, fold_assets
-from proj_assets.probes.assets_sources import CORPUS_SOURCE, MODEL_SOURCE, content_version
+from proj_assets.probes.assets_sources import CORPUS_SOURCE, MODEL_SOURCE
 from proj_assets.probes.results_store import predictions_relpath
 from proj_assets.probes.settings import ProbesSettings
 from proj_assets.probes.sweep_spec import (
@@ -29,7 +29,7 @@ from proj_assets.probes.sweep_spec import (
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Warehouse
-from proj_resources.fingerprints import FINGERPRINT
+from proj_resources.fingerprints import FINGERPRINT, table_version
 
 
 def stored_predictions(artifacts: ArtifactStore, results: pl.DataFrame):
@@ -82,7 +82,7 @@ def sweep_assets(
                 "staleness": dg.MetadataValue.json(stale),
             }
         )
-        return dg.Output(table, data_version=content_version(table))
+        return dg.Output(table, data_version=dg.DataVersion(table_version(table)))
 
     @dg.asset(
         key=SCREENING,
@@ -125,7 +125,7 @@ def sweep_assets(
                 "twin_configs": table.filter(pl.col("twin_of").is_not_null()).height,
             }
         )
-        return dg.Output(table, data_version=content_version(table))
+        return dg.Output(table, data_version=dg.DataVersion(table_version(table)))
 
     @dg.asset(
         key=SUMMARY,
@@ -183,6 +183,6 @@ def sweep_assets(
             right_on="config_id",
             how="left",
         )
-        return dg.Output(table, data_version=content_version(table))
+        return dg.Output(table, data_version=dg.DataVersion(table_version(table)))
 
     return [fold_results, aggregate_metrics, screening, summary]

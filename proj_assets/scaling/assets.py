@@ -229,8 +229,7 @@ def scaling_assets(
         """One row per trial of every study version of the cell (the current one's and the
         superseded history), handed to the pooled write."""
         from proj_assets.scaling.trial_table import cell_trials_frame, explain_retried_failures
-        from proj_assets.scaling.versions import content_version
-        from proj_resources.fingerprints import current_rows, staleness
+        from proj_resources.fingerprints import current_rows, staleness, table_version
 
         table = explain_retried_failures(
             cell_trials_frame(
@@ -278,7 +277,7 @@ def scaling_assets(
                     "compute_cost": round(sum(w["compute_cost"] for w in workers), 6),
                 }
             ),
-            data_version=content_version(current, ["trial_number", "state", "objective"]),
+            data_version=table_version(current, ["trial_number", "state", "objective"]),
         )
 
     trials_write = frame_write_op("scaling_hpo_trials_write")

@@ -34,7 +34,8 @@ def arch_grid_asset(settings: ScalingSettings) -> dg.AssetsDefinition:
             verify_on_meta,
             with_batch_plans,
         )
-        from proj_assets.scaling.versions import content_version, grid_inputs, time_model
+        from proj_assets.scaling.versions import grid_inputs, time_model
+        from proj_resources.fingerprints import table_version
 
         s = settings
         with compute.meter() as meter:
@@ -82,6 +83,6 @@ def arch_grid_asset(settings: ScalingSettings) -> dg.AssetsDefinition:
         stamped = provenance.stamp(
             grid, context.run_id, seed=None, params=s.model_dump(), inputs=inputs
         )
-        return dg.Output(stamped, data_version=dg.DataVersion(content_version(stamped, [])))
+        return dg.Output(stamped, data_version=dg.DataVersion(table_version(stamped, [])))
 
     return arch_grid

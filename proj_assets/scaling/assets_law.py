@@ -50,10 +50,10 @@ def scaling_law_assets(
         from proj_assets.scaling.seed_runs import run_seeds, seed_run_inputs
         from proj_assets.scaling.versions import (
             cell_arrays,
-            content_version,
             stored_inputs,
             trainer_version,
         )
+        from proj_resources.fingerprints import table_version
 
         s = settings
         keys = context.partition_key.keys_by_dimension
@@ -111,7 +111,7 @@ def scaling_law_assets(
                 "input_versions": dg.MetadataValue.json(inputs),
                 **meter.metadata(),
             },
-            data_version=content_version(stamped, ["run_seed", "val_loss"]),
+            data_version=table_version(stamped, ["run_seed", "val_loss"]),
         )
 
     seed_runs_write = frame_write_op("scaling_hpo_seed_runs_write")

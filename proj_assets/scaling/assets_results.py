@@ -13,11 +13,12 @@ from proj_assets.scaling.assets import (
     refuse_stale_grid,
 )
 from proj_assets.scaling.settings import ScalingSettings
-from proj_assets.scaling.versions import REPORT_CODE_VERSION, content_version
+from proj_assets.scaling.versions import REPORT_CODE_VERSION
 from proj_assets.shared.check_results import markdown_table
 from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_resources import ArtifactStore, Compute, Warehouse
+from proj_resources.fingerprints import table_version
 
 
 def scaling_result_assets(
@@ -69,7 +70,7 @@ def scaling_result_assets(
                 "best": markdown_table(best.drop("input_versions"), limit=50),
             }
         )
-        version = content_version(best, ["budget", "horizon", "trial_number"])
+        version = table_version(best, ["budget", "horizon", "trial_number"])
         return dg.Output(best, data_version=dg.DataVersion(version))
 
     @dg.asset(
@@ -104,7 +105,7 @@ def scaling_result_assets(
                 **artifacts.describe(csv_path),
             }
         )
-        version = content_version(table, ["budget", "horizon", "n_trials", "best_trial_number"])
+        version = table_version(table, ["budget", "horizon", "n_trials", "best_trial_number"])
         return dg.Output(table, data_version=dg.DataVersion(version))
 
     return [best_trials, experiment_results]

@@ -24,7 +24,6 @@ from proj_assets.scaling.search_space import ENCODING_VERSION, feasible_archs
 from proj_assets.scaling.settings import ScalingSettings
 from proj_assets.scaling.trial_time import TrialTimeModel
 from proj_resources.fingerprints import (
-    FINGERPRINT,
     INPUT_VERSIONS,
     changed_inputs,
     current_rows,
@@ -149,12 +148,6 @@ def select_current(
         "stale_cells": sorted(stale),
         "cells_without_current_rows": sorted(empty),
     }
-
-
-def content_version(frame: pl.DataFrame, columns: list[str]) -> str:
-    """A Dagster data version of a result: the hash of its fingerprints and `columns`."""
-    cols = [c for c in (FINGERPRINT, *columns) if c in frame.columns]
-    return canonical_hash(sorted(map(str, frame.select(cols).rows())))
 
 
 def cell_arrays(

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from proj_assets.sft.budget_guard import guard_step
-from proj_assets.sft.evaluation import ARMS, EVAL_CODE_VERSION, GATE_JUDGE, OVERALL, content_version
+from proj_assets.sft.evaluation import ARMS, EVAL_CODE_VERSION, GATE_JUDGE, OVERALL
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS
 from proj_assets.sft.lineage import eval_inputs
 from proj_assets.sft.settings import SftSettings
@@ -20,7 +20,7 @@ from proj_assets.shared.conventions import DUCKDB_POOL, GATED, table_metadata
 from proj_assets.shared.gates import gated
 from proj_assets.shared.metadata import ui_metadata
 from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
-from proj_resources.fingerprints import current_rows, staleness
+from proj_resources.fingerprints import current_rows, staleness, table_version
 from proj_resources.models import ModelSource
 
 TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
@@ -126,7 +126,7 @@ def eval_assets(
                 **meter.metadata(),
                 **spend,
             },
-            data_version=content_version(df, judged),
+            data_version=table_version(df, judged),
         )
 
     write_paired = frame_write_op("sft_eval_paired_results_write")
@@ -170,7 +170,7 @@ def eval_assets(
         rows = current_eval_rows(paired_results, versions, "/".join(PAIRED))
         with compute.meter() as meter:
             df = paired_stats(rows)
-        version = dg.DataVersion(content_version(df, df.columns))  # before the provenance stamp
+        version = dg.DataVersion(table_version(df, df.columns))  # before the provenance stamp
         overall = df.filter(pl.col("scope") == OVERALL).row(0, named=True)
         verdicts = {
             f"beats_{baseline}": beats(df, cfg.stage_gate_alpha, baseline)[0]

@@ -122,12 +122,6 @@ def input_versions(
     }
 
 
-def content_version(df: pl.DataFrame, columns: Sequence[str]) -> str:
-    """A hash of `columns`' values (rows in order): the table's content DataVersion, equal for
-    equal results whatever run produced them."""
-    return canonical_hash(df.select(columns).rows())
-
-
 def paired_counts(base: Sequence[bool], tuned: Sequence[bool]) -> tuple[int, int, int, int]:
     """(both right, only base right, only tuned right, both wrong)."""
     pairs = list(zip(base, tuned, strict=True))

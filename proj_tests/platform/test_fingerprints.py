@@ -13,6 +13,7 @@ from proj_resources.fingerprints import (
     staleness,
     stamp_inputs,
     superseded_rows,
+    table_version,
 )
 
 OLD = {"model_revision": "r1", "corpus": "c1"}
@@ -54,3 +55,15 @@ def test_provenance_stamps_the_fingerprint_when_given_inputs():
     out = Provenance().stamp(pl.DataFrame({"x": [1]}), "run", 0, {}, inputs=NEW)
     assert out[FINGERPRINT].to_list() == [fingerprint(NEW)]
     assert FINGERPRINT not in Provenance().stamp(pl.DataFrame({"x": [1]}), "run", 0, {}).columns
+
+
+def test_table_version_follows_content_and_inputs_not_row_order_or_run():
+    rows = pl.DataFrame({"cell": ["a", "b"], "loss": [0.5, 0.4]})
+    same = Provenance().stamp(rows.reverse(), "another-run", 1, {}, inputs=NEW)
+    assert table_version(stamp_inputs(rows, NEW), ["cell", "loss"]) == table_version(
+        same, ["cell", "loss"]
+    )
+    assert table_version(stamp_inputs(rows, OLD), ["cell", "loss"]) != table_version(
+        same, ["cell", "loss"]
+    )  # other inputs
+    assert table_version(rows) != table_version(rows.with_columns(loss=pl.lit(0.3)))
