@@ -46,9 +46,11 @@ def _report(name: str, sim: Simulation, seconds: float) -> None:
     print(f"\n{name}: {sim.truth}, sigma {SIGMA}, {sim.studies} studies, {seconds:.0f} s")
     for p in PARAMETERS:
         mean, median = sim.bias(p)
+        shown = sim.bias(p, reported_only=True) if sim.reported[p].any() else (np.nan, np.nan)
         print(
             f"  {p:6s} coverage {_rate(sim.covered[p])}  bias mean {mean:+.4f} median {median:+.4f}"
-            f"  reported {sim.reported[p].mean():.3f}"
+            f"  reported {sim.reported[p].mean():.3f} (bias of the reported: mean {shown[0]:+.4f}"
+            f" median {shown[1]:+.4f})"
         )
     print(f"  mean loss at the largest budget: band coverage {_rate(sim.covered['curve_at_max'])}")
     print(f"  'scaling exists' claimed {_rate(sim.scaling_claimed)}")

@@ -40,9 +40,12 @@ class Simulation:
     def studies(self) -> int:
         return len(self.scaling_claimed)
 
-    def bias(self, name: str) -> tuple[float, float]:
-        """(mean, median) of estimate - truth over every study."""
+    def bias(self, name: str, reported_only: bool = False) -> tuple[float, float]:
+        """(mean, median) of estimate - truth over every study, or over the studies whose table
+        row shows the estimate (the others show null: not identified or on a bound)."""
         error = self.estimates[name] - getattr(self.truth, name)
+        if reported_only:
+            error = error[self.reported[name]]
         return float(error.mean()), float(np.median(error))
 
 
