@@ -23,7 +23,6 @@ from proj_assets.scaling.study import (
     RETRY_ATTR,
     STORAGE_ENV,
     is_done,
-    open_study,
     study_location,
 )
 from proj_cluster.local_cluster import environment
@@ -43,7 +42,9 @@ def _materialize(instance, data_dir, keys, partition=None):
         partition_key=partition,
         selection=[dg.AssetKey(k) for k in keys],
     )
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    # the demo data trip WARN checks on purpose (e.g. the splits' volatility-proxy share)
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in failed), failed
 
 
 def _market_and_grid(instance, data_dir):
@@ -123,7 +124,9 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
     ]
     assert killed.number in running
     (rerun,) = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == killed.number]
-    assert rerun.state == TrialState.COMPLETE and rerun.params == killed.params
+    # the re-run finishes with the killed trial's parameters; the pruner may stop it like any
+    # other non-extreme trial
+    assert rerun.state in (TrialState.COMPLETE, TrialState.PRUNED) and rerun.params == killed.params
     extremes = [
         t.user_attrs[EXTREME_ATTR] for t in trials if is_done(t) and EXTREME_ATTR in t.user_attrs
     ]
@@ -152,10 +155,9 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
         _materialize(embedded, local, [TRIALS], CELL)
         profile = load_profile()
         location = study_location(profile.scaling, local / "optuna" / profile.name, profile.name)
+        (name,) = location.cell_study_names("2k", "h1")  # one input version, as on the cluster
         local_losses = _extreme_losses(
-            open_study(
-                location, "2k", "h1", optuna.samplers.RandomSampler(), optuna.pruners.NopPruner()
-            )
+            optuna.load_study(study_name=name, storage=location.storage("2k", "h1"))
         )
     cluster_losses = _extreme_losses(_study(url))
     assert local_losses.keys() == cluster_losses.keys()
