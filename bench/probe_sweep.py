@@ -25,12 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from probe_sweep_research import DTYPE, operator_counts, run_research_cases
+
 from proj_assets.probes.activation_cache import cache_spec, open_cache
 from proj_assets.probes.corpus import coerce_corpus, corpus_hash, with_sentence_uid
 from proj_assets.probes.corpus_generator import generate_corpus
 from proj_assets.probes.extraction import extract_into_caches
 from proj_assets.probes.fold_run import fold_inputs
-from proj_assets.probes.probe_models import matmul_dtype
 from proj_assets.probes.probe_types import CANDIDATE_PROBES
 from proj_assets.probes.trainer import (
     TrainParams,
@@ -39,7 +40,6 @@ from proj_assets.probes.trainer import (
     train_one_at_a_time,
     train_replicas,
 )
-from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb
 from proj_resources.artifacts import dir_bytes
 
 RESEARCH = {"configs": 768, "folds": 20, "seeds": 20, "layers": 4, "per_config_file_mb": 728}
@@ -70,9 +70,6 @@ def build_cache(folder: Path, layer: int = 4):
         progress=lambda done, total: None,
     )
     return corpus, *open_cache(folder)[:2]
-
-
-DTYPE = matmul_dtype("auto", "cpu")
 
 
 def bench_probe(probe_type, corpus, array, index, seeds, epochs):
@@ -171,92 +168,6 @@ def bench_config_group(probe_type, corpus, array, index, seeds, epochs):
     return len(reps) / (time.perf_counter() - start)
 
 
-def research_corpus():
-    return with_sentence_uid(coerce_corpus(generate_corpus(10, 14, 0.08, seed=7), "generated"))
-
-
-def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> None:
-    """A research-shaped float16 cache: every sentence 64 tokens x 1536 dims, a signal on dim 0."""
-    from proj_assets.probes.activation_cache import CacheWriter
-
-    corpus = research_corpus()
-    folder.mkdir(parents=True)
-    writer = CacheWriter(
-        folder, {"bench": True}, corpus["uid"].to_numpy(), np.full(corpus.height, length), dim
-    )
-    rng = np.random.default_rng(0)
-    for uid, label in zip(corpus["uid"].to_list(), corpus["label"].to_list(), strict=False):
-        block = rng.standard_normal((length, dim), dtype=np.float32)
-        block[:, 0] += 0.8 * label
-        writer.put(uid, block)
-    writer.close()
-
-
-def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dict:
-    """One research-shaped fold (>= 1000 training sentences x 64 tokens x 1536 dims, written by
-    the parent process so this process never maps it for writing): s/epoch for `seeds` replicas,
-    and the peak RSS above the process just before the fold is built."""
-    corpus = research_corpus()
-    array, index, _ = open_cache(folder)
-    before = current_rss_mb()
-    data = fold_inputs(
-        {"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00"
-    )
-    hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
-    start = time.perf_counter()
-    train_replicas(
-        probe_type,
-        data.train,
-        np.tile(data.y_train, (seeds, 1)),
-        list(range(seeds)),
-        hp,
-        data.val,
-        np.tile(data.y_val, (seeds, 1)),
-        matmul_dtype=DTYPE,
-    )
-    per_epoch = (time.perf_counter() - start) / epochs
-    return {
-        "probe": probe_type,
-        "train_sentences": len(data.y_train) + len(data.y_val),
-        "s_per_epoch": per_epoch,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_before_fold_mb": before,
-        "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20,
-    }
-
-
-def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
-    """Each probe type in its own process, so each peak RSS is its own."""
-    import json
-    import subprocess
-
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="probe_research_") as tmp:
-        write_research_cache(Path(tmp) / "cache")
-        for probe in CANDIDATE_PROBES:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--research-case",
-                    probe,
-                    "--cache",
-                    str(Path(tmp) / "cache"),
-                    "--seeds",
-                    str(seeds),
-                    "--epochs",
-                    str(epochs),
-                    "--threads",
-                    str(threads),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-    return rows
-
-
 def project_stage1(rows: list[dict], hosts: int, gpu_speedup: float) -> None:
     """Stage 1 of the research sweep from the measured s/epoch (20 seeds per config, full epochs,
     i.e. no early stopping: an upper bound): 192 configs per probe type (4 layers x 4 lr x 4 wd x
@@ -270,48 +181,6 @@ def project_stage1(rows: list[dict], hosts: int, gpu_speedup: float) -> None:
         f"one GPU ~{cpu / gpu_speedup / 3600:.1f} h if it runs the batched fits {gpu_speedup:.0f}x faster than this "
         f"host (assumed, not measured here: no GPU in this session)"
     )
-
-
-def operator_counts(
-    probe_type: str, cases=((256, 3), (1024, 3), (1024, 20), (4096, 20))
-) -> list[dict]:
-    """Operators (torch profiler events) of one training epoch on synthetic tokens, 4 minibatches
-    per epoch whatever the size, 16 tokens x 64 dims per sentence: per epoch and per computed
-    minibatch (a step computes each minibatch some replica is on once, for all of them)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from proj_assets.probes.probe_models import ProbeInputs
-
-    rows = []
-    for n, replicas in cases:
-        gen = torch.Generator().manual_seed(0)
-        lengths = torch.full((n,), 16)
-        inputs = ProbeInputs(
-            torch.zeros(n, 2),
-            torch.zeros(n, 64),
-            torch.randn(n * 16, 64, generator=gen).half(),
-            lengths,
-            torch.ones(64),
-        )
-        labels = np.tile((np.arange(n) % 2).astype(np.float32), (replicas, 1))
-        hp = TrainParams(0.01, 0.0, 1, n // 4, 2)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_replicas(
-                probe_type, inputs, labels, list(range(replicas)), hp, matmul_dtype=torch.float32
-            )
-        visits = np.stack([np.random.default_rng(s).permutation(4) for s in range(replicas)])
-        computed = sum(len(np.unique(visits[:, step])) for step in range(4))
-        ops = sum(e.count for e in prof.key_averages())
-        rows.append(
-            {
-                "sentences": n,
-                "replicas": replicas,
-                "ops_per_epoch": ops,
-                "minibatches_computed": computed,
-                "ops_per_minibatch": ops / computed,
-            }
-        )
-    return rows
 
 
 def registration_seconds() -> float:
@@ -336,10 +205,6 @@ def main() -> None:
     parser.add_argument("--research-epochs", type=int, default=2)
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--gpu-speedup", type=float, default=30.0)
-    parser.add_argument("--research-case", choices=CANDIDATE_PROBES)
-    parser.add_argument(
-        "--cache", type=Path, help="the research-shaped cache (with --research-case)"
-    )
     parser.add_argument("--only", choices=["operators", "research"], help="run only this part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -365,11 +230,6 @@ def main() -> None:
                 flush=True,
             )
         print(f"load average {os.getloadavg()}")
-        return
-    if args.research_case:
-        import json
-
-        print(json.dumps(research_case(args.research_case, args.seeds, args.epochs, args.cache)))
         return
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
