@@ -4,13 +4,15 @@ PYTHONPATH=. .venv/bin/python bench/scaling_law_coverage.py).
 Each study draws one loss per seed run at the research profile's budgets (scaling.budgets x
 scaling.seed_runs, data/profiles/research.yaml) from loss = L_inf + a (N / N_0)^-b plus Gaussian
 noise (sigma 0.005), fits it with `law_fit.fit_law` and records whether each 95% interval
-covered the truth. Scenarios: weak signal (a = 0.02, b = 0.3), strong signal (a = 0.1,
-b = 0.3) and no scaling (b = 0: the loss is L_inf + a at every N, so L_inf and a are not
-identified apart and "scaling exists" is a false positive). Printed per scenario: coverage with
-its Clopper-Pearson 95% interval (scipy binomtest), mean and median bias, the share of studies
-whose row reports the estimate (not null: scaling found, estimate off its bounds), the rate of "scaling exists" claims, and the old
-fit (curve_fit with L_inf capped at the smallest observed loss, percentile bootstrap of seed runs
-within budgets) beside it on fewer studies (`--old-studies 0` skips it).
+covered the truth. Scenarios: weak signal (a = 0.02, b = 0.3), strong signal (a = 0.1, b = 0.3)
+and no scaling (b = 0: the loss is L_inf + a at every N, so L_inf and a are not identified apart
+and "scaling exists" is a false positive). Printed per scenario: coverage with its
+Clopper-Pearson 95% interval (scipy binomtest); mean and median bias of the reported (Firth
+bias-reduced) estimate and, as the baseline alongside, of plain least squares; the share of
+studies whose row reports the estimate (not null: scaling found, estimate off its bounds); how
+often the reported estimate lies in its interval; the rate of "scaling exists" claims; and the
+old fit (curve_fit with L_inf capped at the smallest observed loss, percentile bootstrap of seed
+runs within budgets) beside it on fewer studies (`--old-studies 0` skips it).
 """
 
 import argparse
@@ -47,10 +49,16 @@ def _report(name: str, sim: Simulation, seconds: float) -> None:
     for p in PARAMETERS:
         mean, median = sim.bias(p)
         shown = sim.bias(p, reported_only=True) if sim.reported[p].any() else (np.nan, np.nan)
+        ls_mean, ls_median = sim.bias(p, least_squares=True)
         print(
             f"  {p:6s} coverage {_rate(sim.covered[p])}  bias mean {mean:+.4f} median {median:+.4f}"
             f"  reported {sim.reported[p].mean():.3f} (bias of the reported: mean {shown[0]:+.4f}"
             f" median {shown[1]:+.4f})"
+        )
+        print(
+            f"  {'':6s} least squares: bias mean {ls_mean:+.4f} median {ls_median:+.4f}; sd"
+            f" {sim.estimates[p].std():.4f} (least squares {sim.least_squares[p].std():.4f});"
+            f" point inside its interval {sim.point_inside[p].mean():.3f}"
         )
     print(f"  mean loss at the largest budget: band coverage {_rate(sim.covered['curve_at_max'])}")
     print(f"  'scaling exists' claimed {_rate(sim.scaling_claimed)}")

@@ -26,11 +26,14 @@ class Truth:
 
 @dataclass(frozen=True)
 class Simulation:
-    """Per study: the least-squares estimates, whether each interval covered the truth, whether
-    the table row reported each estimate and whether the scaling test rejected."""
+    """Per study: the reported (bias-reduced) and the least-squares estimates, whether each
+    interval covered the truth and held the reported estimate, whether the table row reported
+    each estimate and whether the scaling test rejected."""
 
     truth: Truth
     estimates: dict[str, np.ndarray]
+    least_squares: dict[str, np.ndarray]
+    point_inside: dict[str, np.ndarray]  # the reported estimate lies in its own interval
     covered: dict[str, np.ndarray]  # PARAMETERS and "curve_at_max" (the band at the largest N)
     reported: dict[str, np.ndarray]  # the table row shows the estimate (not null)
     scaling_claimed: np.ndarray
@@ -40,10 +43,14 @@ class Simulation:
     def studies(self) -> int:
         return len(self.scaling_claimed)
 
-    def bias(self, name: str, reported_only: bool = False) -> tuple[float, float]:
+    def bias(
+        self, name: str, reported_only: bool = False, least_squares: bool = False
+    ) -> tuple[float, float]:
         """(mean, median) of estimate - truth over every study, or over the studies whose table
-        row shows the estimate (the others show null: not identified or on a bound)."""
-        error = self.estimates[name] - getattr(self.truth, name)
+        row shows the estimate (the others show null: not identified or on a bound); of the
+        least-squares estimate instead of the reported one with `least_squares`."""
+        estimates = self.least_squares if least_squares else self.estimates
+        error = estimates[name] - getattr(self.truth, name)
         if reported_only:
             error = error[self.reported[name]]
         return float(error.mean()), float(np.median(error))
@@ -66,6 +73,11 @@ def simulate(
         rows.append(
             {
                 **{f"est_{p}": getattr(fit, p) for p in PARAMETERS},
+                **{f"ls_{p}": v for p, v in zip(PARAMETERS, fit.least_squares, strict=True)},
+                **{
+                    f"inside_{p}": fit.intervals[p].low <= getattr(fit, p) <= fit.intervals[p].high
+                    for p in PARAMETERS
+                },
                 **{
                     f"cov_{p}": fit.intervals[p].low <= getattr(truth, p) <= fit.intervals[p].high
                     for p in PARAMETERS
@@ -83,6 +95,8 @@ def simulate(
     return Simulation(
         truth,
         {p: column(f"est_{p}") for p in PARAMETERS},
+        {p: column(f"ls_{p}") for p in PARAMETERS},
+        {p: column(f"inside_{p}") for p in PARAMETERS},
         {p: column(f"cov_{p}") for p in (*PARAMETERS, "curve_at_max")},
         {p: column(f"shown_{p}") for p in PARAMETERS},
         column("claimed"),
