@@ -34,7 +34,10 @@ def test_make_demo_stops_on_sigterm_with_no_process_left(tmp_path):
         )
         assert make.poll() is None, log_path.read_text()[-2000:]
         os.kill(make.pid, signal.SIGTERM)  # the main process only, not the group
-        make.wait(timeout=60)
+        try:
+            make.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running: {log_path.read_text()[-2000:]}") from None
         deadline = time.monotonic() + 30
         while _session(make.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -136,3 +139,50 @@ def test_sigterm_during_a_run_stops_the_demo_runner_instead_of_starting_the_next
     )
     lines = [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
     assert lines == ["running 1", "stopped: slow was interrupted"], done.stdout + done.stderr
+
+
+AS_A_RUN_ENDS = """
+import os, signal
+import dagster as dg
+from proj_assets.entrypoints.demo import materialize_all, stop_on_sigterm
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+stop_on_sigterm()
+instance = dg.DagsterInstance.ephemeral()
+record = instance.handle_new_event
+
+
+def record_then_signal(event, **kwargs):  # the signal lands as the run records its success
+    record(event, **kwargs)
+    if event.is_dagster_event and event.dagster_event.event_type_value == "PIPELINE_SUCCESS":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+instance.handle_new_event = record_then_signal
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["1", "2"]), group_name="market")
+def quick(context) -> None:
+    print("running", context.partition_key, flush=True)
+
+
+try:
+    materialize_all(dg.Definitions(assets=[quick]), instance)
+    print("carried on", flush=True)
+except KeyboardInterrupt as stop:
+    print("stopped:", stop, flush=True)
+"""
+
+
+def test_sigterm_as_a_run_ends_stops_the_demo_runner_though_dagster_drops_it(tmp_path):
+    """A signal outside a step's code is caught by Dagster's handler and forgotten when the run
+    ends (the run succeeds); the runner must still stop before the next run."""
+    import sys
+
+    script = tmp_path / "as_a_run_ends.py"
+    script.write_text(AS_A_RUN_ENDS)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    lines = [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
+    assert lines == ["running 1", "stopped: quick was interrupted"], done.stdout + done.stderr
