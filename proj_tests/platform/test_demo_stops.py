@@ -130,15 +130,7 @@ except KeyboardInterrupt as stop:
 def test_sigterm_during_a_run_stops_the_demo_runner_instead_of_starting_the_next_run(tmp_path):
     """Dagster turns a signal inside a run into a failed run and forgets the signal; the runner
     must see the interruption and stop, not go on to the next partition."""
-    import sys
-
-    script = tmp_path / "during_a_run.py"
-    script.write_text(DURING_A_RUN)
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=PROJECT, capture_output=True, text=True, timeout=120
-    )
-    lines = [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
-    assert lines == ["running 1", "stopped: slow was interrupted"], done.stdout + done.stderr
+    assert _runner_lines(tmp_path, DURING_A_RUN) == ["running 1", "stopped: slow was interrupted"]
 
 
 AS_A_RUN_ENDS = """
@@ -177,12 +169,17 @@ except KeyboardInterrupt as stop:
 def test_sigterm_as_a_run_ends_stops_the_demo_runner_though_dagster_drops_it(tmp_path):
     """A signal outside a step's code is caught by Dagster's handler and forgotten when the run
     ends (the run succeeds); the runner must still stop before the next run."""
+    assert _runner_lines(tmp_path, AS_A_RUN_ENDS) == ["running 1", "stopped: quick was interrupted"]
+
+
+def _runner_lines(tmp_path, script_text: str) -> list[str]:
+    """What a script driving the demo runner printed about its runs and how it ended."""
     import sys
 
-    script = tmp_path / "as_a_run_ends.py"
-    script.write_text(AS_A_RUN_ENDS)
+    script = tmp_path / "runner.py"
+    script.write_text(script_text)
     done = subprocess.run(
         [sys.executable, str(script)], cwd=PROJECT, capture_output=True, text=True, timeout=120
     )
-    lines = [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
-    assert lines == ["running 1", "stopped: quick was interrupted"], done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [s for s in done.stdout.splitlines() if s.startswith(("running", "stopped", "carried"))]
