@@ -13,8 +13,9 @@ the two ops may run in different processes or on different Celery workers that s
 folder. The write op loads the Parquet and writes it in one short transaction, either by
 returning the frame to the DuckDB I/O manager (`frame_write_op`) or by its own SQL, then removes
 the Parquet (`remove_handoff`). A run that failed between the two leaves its Parquet for a retry of
-the write step; the next compute step of any later run removes handoffs of runs no longer in
-progress (`remove_finished_handoffs`), so the folder never grows with the history.
+the write step; the next compute step of any later run removes the Parquet and the pickled
+handoffs of runs that no longer run and will not be retried (`remove_finished_handoffs`), so
+neither folder grows with the history.
 
 Usage (a graph-backed asset keeps the asset key, partitions, checks and metadata):
 
@@ -67,17 +68,28 @@ def _partition_keys(context: dg.OpExecutionContext) -> tuple[str, ...]:
     )
 
 
-def remove_finished_handoffs(instance: dg.DagsterInstance, artifacts) -> list[str]:
-    """Delete the handoff folders of runs that are no longer queued or running (their write step
-    succeeded and removed its file, or the run failed and will not be retried from it); the run
+def _may_still_be_read(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run's handoffs may still be read: some run of its group (the run, its retries and
+    re-executions) is queued or running, or failed and waits for the retry daemon to launch its
+    retry (`dagster/will_retry` true, no `dagster/auto_retry_run_id` yet). A retry re-executes from
+    the failed write step and reads the handoff the original run's compute step wrote."""
+    if instance.get_run_by_id(run_id) is None:
+        return False
+    _, group = instance.get_run_group(run_id) or ("", [])
+    return any(not run.is_finished or run.is_complete_and_waiting_to_retry for run in group)
+
+
+def remove_finished_handoffs(instance: dg.DagsterInstance, *folders: Path) -> list[str]:
+    """Delete, under each of `folders` (the Parquet handoffs, the I/O manager's pickled `Handoff`s),
+    the folders of runs whose handoffs nobody reads any more (their write step succeeded and
+    removed its file, or the run failed and neither it nor a retry of it will run again); the run
     ids removed."""
-    folder = artifacts.path(HANDOFF_KIND)
     removed = []
-    for run_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
-        run = instance.get_run_by_id(run_folder.name)
-        if run is None or run.is_finished:
-            shutil.rmtree(run_folder, ignore_errors=True)
-            removed.append(run_folder.name)
+    for folder in folders:
+        for run_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not _may_still_be_read(instance, run_folder.name):
+                shutil.rmtree(run_folder, ignore_errors=True)
+                removed.append(run_folder.name)
     return removed
 
 
@@ -98,8 +110,9 @@ def save_handoff(
 ) -> Handoff:
     """Write `frame` atomically as Parquet under the artifact store, named by run and step (kept
     until its write step has written it, so a retried write step finds it); first remove what
-    finished runs left behind."""
-    remove_finished_handoffs(context.instance, artifacts)
+    finished runs left behind, Parquet and pickles."""
+    pickles = Path(getattr(context.resources, HANDOFF_IO_MANAGER).base_dir)
+    remove_finished_handoffs(context.instance, artifacts.path(HANDOFF_KIND), pickles)
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     relative = f"{HANDOFF_KIND}/{context.run_id}/{context.op_handle}.parquet"

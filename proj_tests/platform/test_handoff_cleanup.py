@@ -1,9 +1,16 @@
-"""Handoff Parquet files do not pile up: a write step removes the file it wrote; a run that failed
-at its write leaves the file (a retry of the write step needs it) and the next compute step of a
-later run removes it."""
+"""Handoff files do not pile up: a write step removes the Parquet it wrote; a run that failed at its
+write leaves its Parquet and pickled handoff (a retry of the write step reads them) and the next
+compute step of a later run removes both, unless the failed run's retry is pending or running."""
 
 import dagster as dg
 import polars as pl
+import pytest
+from dagster._core.storage.tags import (
+    AUTO_RETRY_RUN_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    ROOT_RUN_ID_TAG,
+)
 
 from proj_assets.shared.compute_write import (
     HANDOFF_IO_MANAGER,
@@ -44,28 +51,100 @@ def cells():
 
 
 def _handoffs(root) -> list[str]:
-    return sorted(
-        str(p.relative_to(root)) for p in (root / "artifacts" / "handoff").rglob("*.parquet")
+    """The Parquet handoffs and the I/O manager's pickled `Handoff`s left under the data folder."""
+    parquet = (root / "artifacts" / "handoff").rglob("*.parquet")
+    pickles = (p for p in (root / "handoff").rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in [*parquet, *pickles])
+
+
+def _resources(root) -> dict:
+    return {
+        "io_manager": FailingStore(),
+        HANDOFF_IO_MANAGER: handoff_io_manager(root),
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+    }
+
+
+def _run(partition: str, root, instance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [cells],
+        partition_key=partition,
+        resources=_resources(root),
+        instance=instance,
+        raise_on_error=False,
     )
+
+
+def _left_by(run_id: str, root) -> list[str]:
+    return [p for p in _handoffs(root) if run_id in p]
 
 
 def test_handoffs_are_removed_once_written_and_after_a_failed_run(tmp_path, instance):
-    resources = {
-        "io_manager": FailingStore(),
-        HANDOFF_IO_MANAGER: handoff_io_manager(tmp_path),
-        "artifacts": ArtifactStore(root=str(tmp_path / "artifacts")),
-    }
-    ok = dg.materialize([cells], partition_key="ok", resources=resources, instance=instance)
-    assert ok.success and _handoffs(tmp_path) == []
+    ok = _run("ok", tmp_path, instance)
+    # the write step removed its Parquet; its run's pickle goes with the next compute
+    assert ok.success and _handoffs(tmp_path) == [
+        f"handoff/{ok.run_id}/t__out__cells.cells_compute/result"
+    ]
 
-    bad = dg.materialize(
-        [cells], partition_key="bad", resources=resources, instance=instance, raise_on_error=False
-    )
+    bad = _run("bad", tmp_path, instance)
     assert not bad.success
-    (left,) = _handoffs(tmp_path)
-    assert bad.run_id in left  # kept for a retry of the write step
+    assert _handoffs(tmp_path) == [  # kept for a retry of the write step; ok's pickle went
+        f"artifacts/handoff/{bad.run_id}/t__out__cells.cells_compute.parquet",
+        f"handoff/{bad.run_id}/t__out__cells.cells_compute/result",
+    ]
 
-    again = dg.materialize([cells], partition_key="ok", resources=resources, instance=instance)
-    assert (
-        again.success and _handoffs(tmp_path) == []
-    )  # the failed run's file went with the next compute
+    again = _run("ok", tmp_path, instance)
+    # the failed run's files went with the next compute
+    assert again.success and _handoffs(tmp_path) == [
+        f"handoff/{again.run_id}/t__out__cells.cells_compute/result"
+    ]
+
+
+@pytest.fixture
+def retrying_instance():
+    """An instance with run retries on, as proj_cluster/dagster.yaml sets them: a failed run is
+    tagged `dagster/will_retry` = true."""
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as inst:
+        yield inst
+
+
+def _start_retry(instance: dg.DagsterInstance, failed: dg.DagsterRun) -> dg.DagsterRun:
+    """What the retry daemon records when it launches the retry of `failed` (a re-execution from
+    failure in the same run group); the retry is left started."""
+    retry = instance.add_run(
+        dg.DagsterRun(
+            job_name=failed.job_name,
+            status=dg.DagsterRunStatus.STARTED,
+            root_run_id=failed.run_id,
+            parent_run_id=failed.run_id,
+            tags={
+                ROOT_RUN_ID_TAG: failed.run_id,
+                PARENT_RUN_ID_TAG: failed.run_id,
+                RETRY_NUMBER_TAG: "1",
+            },
+        )
+    )
+    instance.add_run_tags(failed.run_id, {AUTO_RETRY_RUN_ID_TAG: retry.run_id})
+    return retry
+
+
+def test_handoffs_of_a_run_whose_retry_is_pending_or_running_are_kept(tmp_path, retrying_instance):
+    instance = retrying_instance
+    bad = _run("bad", tmp_path, instance)
+    failed = instance.get_run_by_id(bad.run_id)
+    assert failed is not None and failed.tags.get("dagster/will_retry") == "true"
+    kept = _left_by(bad.run_id, tmp_path)
+    assert len(kept) == 2
+
+    assert _run("ok", tmp_path, instance).success
+    assert _left_by(bad.run_id, tmp_path) == kept  # the retry is pending: the daemon has not run
+
+    retry = _start_retry(instance, failed)
+    assert _run("ok", tmp_path, instance).success
+    assert _left_by(bad.run_id, tmp_path) == kept  # the retry is running and reads them
+
+    instance.report_run_canceled(retry)
+    assert _run("ok", tmp_path, instance).success
+    assert _left_by(bad.run_id, tmp_path) == []  # nothing of the group runs or will run again
