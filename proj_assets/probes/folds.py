@@ -2,12 +2,16 @@
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from proj_assets.probes.activation_cache import gather_rows
 from proj_resources.hashing import canonical_hash
+
+if TYPE_CHECKING:  # torch is imported only when a fold is built
+    from proj_assets.probes.probe_models import ProbeInputs
 
 
 def lopo_folds(corpus: pl.DataFrame) -> list[str]:
@@ -131,9 +135,9 @@ class FoldData:
     problem), plus `reference`: numpy features of all training rows and the test rows for the
     candidate-independent baseline and control (see references.py)."""
 
-    train: "ProbeInputs"  # noqa: F821 (torch is imported only when a fold is built)
-    val: "ProbeInputs"  # noqa: F821
-    test: "ProbeInputs"  # noqa: F821
+    train: "ProbeInputs"
+    val: "ProbeInputs"
+    test: "ProbeInputs"
     y_train: np.ndarray
     y_val: np.ndarray
     y_test: np.ndarray
@@ -170,7 +174,10 @@ def build_fold(
     is_val = train_rows["is_val"].to_numpy()
     train_rows = train_rows.drop("is_val")
     pos_tr, pos_te = _standardise(position_features(train_rows), position_features(test_rows))
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+
+    def to_t(a: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
     parts = [
         ProbeInputs(to_t(pos_tr[~is_val])),
         ProbeInputs(to_t(pos_tr[is_val])),
