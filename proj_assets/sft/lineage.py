@@ -10,8 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from proj_assets.sft.settings import SftSettings
-
-PAGE = 20  # materializations read per instance query while looking for a matching one
+from proj_assets.shared.instance_reads import materializations
 
 
 def _plain(meta: Mapping) -> dict:
@@ -31,20 +30,12 @@ def latest_metadata(
 ) -> dict:
     """The metadata (plain values) of `key`'s latest materialization of `partition` (any when
     None) whose metadata has every value in `matching`; {} when there is none."""
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None
-    )
-    cursor = None
-    while True:
-        page = context.instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor)
-        for record in page.records:
-            event = record.asset_materialization
-            meta = _plain(event.metadata) if event else {}
-            if all(meta.get(k) == v for k, v in (matching or {}).items()):
-                return meta
-        if not page.has_more:
-            return {}
-        cursor = page.cursor
+    for record in materializations(context.instance, dg.AssetKey(key), partition):
+        event = record.asset_materialization
+        meta = _plain(event.metadata) if event else {}
+        if all(meta.get(k) == v for k, v in (matching or {}).items()):
+            return meta
+    return {}
 
 
 def latest_artifact_path(

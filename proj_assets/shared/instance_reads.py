@@ -26,13 +26,17 @@ def partition_states(
     )
 
 
-def materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
-    """Every materialization record of `key`, newest first, paging through the event log."""
+def materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None
+) -> Iterator[dg.EventLogRecord]:
+    """Every materialization record of `key` (of `partition` only, when given), newest first,
+    paging through the event log."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[partition] if partition else None
+    )
     cursor = None
     while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key), limit=PAGE, cursor=cursor
-        )
+        page = instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor)
         yield from page.records
         if not page.has_more:
             return
