@@ -17,6 +17,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from proj_assets.shared import reviews
+from proj_assets.shared.instance_reads import PAGE
 
 _DONE = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 # what a refusal names: the rule (quantity, direction, threshold), then the values
@@ -36,13 +37,17 @@ def latest_check_results(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey
 ) -> dict[str | None, object]:
     """Partition (None when unpartitioned) -> the latest finished execution record of check `key`."""
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=10_000, status=_DONE
-    )
     latest: dict[str | None, object] = {}
-    for record in history:  # newest first
-        latest.setdefault(record.partition, record)
-    return latest
+    cursor = None
+    while True:  # newest first, a page at a time
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=PAGE, cursor=cursor, status=_DONE
+        )
+        for record in history:
+            latest.setdefault(record.partition, record)
+        if len(history) < PAGE:
+            return latest
+        cursor = history[-1].id
 
 
 def _latest_finished_record(

@@ -193,3 +193,35 @@ def test_a_run_that_never_wrote_the_asset_leaves_the_earlier_result_standing(ins
     assert not _run_flaky(instance, 5, fail=True).success
     (problem,) = gate_problems(instance, [FLAKY])
     assert problem.startswith("flaky:flaky_positive failed") and "-2" in problem
+
+
+def test_latest_check_results_pages_through_the_whole_history(instance, monkeypatch):
+    """With a page of one record, every partition's latest result is still found (the older
+    executions of `a` lie on later pages than `b`'s only one)."""
+    from proj_assets.shared import gates
+
+    parts = dg.StaticPartitionsDefinition(["a", "b"])
+
+    @dg.asset(partitions_def=parts)
+    def paged():
+        return None
+
+    @dg.asset_check(asset=paged, partitions_def=parts)
+    def paged_check():
+        return dg.AssetCheckResult(passed=True)
+
+    io = {"io_manager": dg.mem_io_manager}
+    runs = [
+        dg.materialize([paged, paged_check], partition_key=p, instance=instance, resources=io)
+        for p in ("b", "a", "a")
+    ]
+    key = paged_check.check_key
+    full = gates.latest_check_results(instance, key)
+    monkeypatch.setattr(gates, "PAGE", 1)
+    paged_result = gates.latest_check_results(instance, key)
+    assert set(paged_result) == {"a", "b"}
+    assert (
+        {p: r.run_id for p, r in paged_result.items()}
+        == {p: r.run_id for p, r in full.items()}
+        == {"b": runs[0].run_id, "a": runs[2].run_id}
+    )
