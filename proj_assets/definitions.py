@@ -44,7 +44,7 @@ def shared_resources(profile: Profile, root: Path) -> dict:
     database = str(warehouse_path(profile.name, root))
     return {
         "io_manager": warehouse_io_manager(database),
-        HANDOFF_IO_MANAGER: handoff_io_manager(root),
+        HANDOFF_IO_MANAGER: handoff_io_manager(root, profile.name),
         "warehouse": Warehouse(database=database),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "compute": Compute(**profile.compute.model_dump()),

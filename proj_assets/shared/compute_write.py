@@ -15,7 +15,7 @@ returning the frame to the DuckDB I/O manager (`frame_write_op`) or by its own S
 the Parquet (`remove_handoff`). A run that failed between the two leaves its Parquet for a retry of
 the write step; the next compute step of any later run removes the Parquet and the pickled
 handoffs of runs that no longer run and will not be retried (`remove_finished_handoffs`), so
-neither folder grows with the history.
+neither folder grows with the history. Both folders are per profile (`handoff_io_manager`).
 
 Usage (a graph-backed asset keeps the asset key, partitions, checks and metadata):
 
@@ -55,9 +55,12 @@ class Handoff:
     data_version: str | None = None  # the written asset's content DataVersion, when it has one
 
 
-def handoff_io_manager(root: Path) -> dg.FilesystemIOManager:
-    """Pickled handoffs under `<root>/handoff`; `root` is the data folder every worker reaches."""
-    return dg.FilesystemIOManager(base_dir=str(root / HANDOFF_KIND))
+def handoff_io_manager(root: Path, namespace: str) -> dg.FilesystemIOManager:
+    """Pickled handoffs under `<root>/handoff/<namespace>`; `root` is the data folder every worker
+    reaches, `namespace` the profile's name. Each profile has its own instance, and an instance
+    knows only its own runs: the handoffs of one namespace are cleaned by its instance alone, so
+    two profiles sharing a data folder never remove each other's (`save_handoff`)."""
+    return dg.FilesystemIOManager(base_dir=str(root / HANDOFF_KIND / namespace))
 
 
 def _partition_keys(context: dg.OpExecutionContext) -> tuple[str, ...]:
@@ -108,14 +111,15 @@ def save_handoff(
     metadata: dict,
     data_version: str | None = None,
 ) -> Handoff:
-    """Write `frame` atomically as Parquet under the artifact store, named by run and step (kept
-    until its write step has written it, so a retried write step finds it); first remove what
-    finished runs left behind, Parquet and pickles."""
+    """Write `frame` atomically as Parquet under the artifact store, named by namespace, run and
+    step (kept until its write step has written it, so a retried write step finds it); first
+    remove what finished runs of this namespace left behind, Parquet and pickles. The namespace is
+    the handoff I/O manager's folder name (`handoff_io_manager`)."""
     pickles = Path(getattr(context.resources, HANDOFF_IO_MANAGER).base_dir)
-    remove_finished_handoffs(context.instance, artifacts.path(HANDOFF_KIND), pickles)
+    remove_finished_handoffs(context.instance, artifacts.path(HANDOFF_KIND, pickles.name), pickles)
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
-    relative = f"{HANDOFF_KIND}/{context.run_id}/{context.op_handle}.parquet"
+    relative = f"{HANDOFF_KIND}/{pickles.name}/{context.run_id}/{context.op_handle}.parquet"
     path = artifacts.write_bytes(relative, buffer.getvalue())
     return Handoff(str(path), frame.height, _partition_keys(context), dict(metadata), data_version)
 

@@ -54,7 +54,7 @@ WORKER = textwrap.dedent(f"""
         return cells_write(cells_compute())
 
     resources = {{"io_manager": warehouse_io_manager(str(root / "warehouse.duckdb")),
-                  "artifacts": ArtifactStore(root=str(root / "artifacts")), HANDOFF_IO_MANAGER: handoff_io_manager(root)}}
+                  "artifacts": ArtifactStore(root=str(root / "artifacts")), HANDOFF_IO_MANAGER: handoff_io_manager(root, "t")}}
     while not go.exists():  # start every run at the same moment
         time.sleep(0.01)
     with dg.DagsterInstance.get() as instance:

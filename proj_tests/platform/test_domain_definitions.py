@@ -1,6 +1,6 @@
 """Each domain builds its whole surface from the profile it is given: definitions for two
-profiles coexist in one process, a job that selects nothing fails the load, and every asset that
-reads gated data refuses to run on a failed gate (the gates come from the merged graph)."""
+profiles coexist in one process, a job that selects nothing fails the load, and in both profiles
+every asset that reads gated data checks the merged graph's gates before any op reads it."""
 
 from pathlib import Path
 
@@ -84,15 +84,36 @@ def test_a_job_that_selects_nothing_fails_the_load():
     )
 
 
-def _wrapped(asset: dg.AssetsDefinition) -> bool:
-    """The asset's body, or for a graph asset one of its ops, is wrapped by `gates.gated`."""
+def _is_gated(op: dg.OpDefinition, asset: dg.AssetsDefinition) -> bool:
+    return getattr(op.compute_fn.decorated_fn, GATED_ATTR, None) in asset.keys
+
+
+def _ungated_readers(asset: dg.AssetsDefinition) -> list[str]:
+    """The ops that read the asset's upstream data before a gate was checked: for an op asset its
+    body unless wrapped by `gates.gated`; for a graph asset each op that takes a graph input and
+    is neither wrapped nor fed by a wrapped op (so it cannot start before the gate passed)."""
     node = asset.node_def
-    ops = node.iterate_op_defs() if isinstance(node, dg.GraphDefinition) else [node]
-    return any(getattr(op.compute_fn.decorated_fn, GATED_ATTR, None) in asset.keys for op in ops)
+    if not isinstance(node, dg.GraphDefinition):
+        return [] if _is_gated(node, asset) else [node.name]
+    readers = {mapping.maps_to.node_name for mapping in node.input_mappings}
+    structure = node.dependency_structure
+    return sorted(
+        name
+        for name in readers
+        if not _is_gated(node.node_named(name).definition, asset)
+        and not any(
+            _is_gated(output.node.definition, asset)
+            for output in structure.all_upstream_outputs_from_node(name)
+        )
+    )
 
 
-def test_every_asset_that_reads_gated_data_refuses_on_a_failed_gate(both):
-    defs = both["demo"]
+@pytest.mark.parametrize("profile", ["demo", "research"])
+def test_every_asset_that_reads_gated_data_checks_its_gates_before_reading(both, profile):
+    """Structure in both profiles' graphs: the gates metadata equals the graph's upstream blocking
+    checks and no op reads the data before the gate. That a gated body refuses on a failed check
+    is shown by test_gate_reviews.py and the domains' gate tests (e.g. market → seed_runs)."""
+    defs = both[profile]
     graph = defs.resolve_asset_graph()
     covered, exempt = set(), {}
     for asset in defs.assets:
@@ -107,8 +128,9 @@ def test_every_asset_that_reads_gated_data_refuses_on_a_failed_gate(both):
                 assert value == needed, (
                     f"{key.to_user_string()}: gates metadata {value} != graph {needed}"
                 )
-                assert _wrapped(asset), (
-                    f"{key.to_user_string()} reads gated data but its body is not gated"
+                assert not _ungated_readers(asset), (
+                    f"{key.to_user_string()} reads gated data in {_ungated_readers(asset)} "
+                    "before its gates are checked"
                 )
                 covered.add(key.to_user_string())
     assert {

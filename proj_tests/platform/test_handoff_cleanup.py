@@ -1,6 +1,7 @@
 """Handoff files do not pile up: a write step removes the Parquet it wrote; a run that failed at its
 write leaves its Parquet and pickled handoff (a retry of the write step reads them) and the next
-compute step of a later run removes both, unless the failed run's retry is pending or running."""
+compute step of a later run removes both, unless the failed run's retry is pending or running;
+another profile's instance, on the same data folder, never removes them."""
 
 import dagster as dg
 import polars as pl
@@ -57,19 +58,19 @@ def _handoffs(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in [*parquet, *pickles])
 
 
-def _resources(root) -> dict:
+def _resources(root, profile: str) -> dict:
     return {
         "io_manager": FailingStore(),
-        HANDOFF_IO_MANAGER: handoff_io_manager(root),
+        HANDOFF_IO_MANAGER: handoff_io_manager(root, profile),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
     }
 
 
-def _run(partition: str, root, instance) -> dg.ExecuteInProcessResult:
+def _run(partition: str, root, instance, profile: str = "demo") -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [cells],
         partition_key=partition,
-        resources=_resources(root),
+        resources=_resources(root, profile),
         instance=instance,
         raise_on_error=False,
     )
@@ -83,21 +84,34 @@ def test_handoffs_are_removed_once_written_and_after_a_failed_run(tmp_path, inst
     ok = _run("ok", tmp_path, instance)
     # the write step removed its Parquet; its run's pickle goes with the next compute
     assert ok.success and _handoffs(tmp_path) == [
-        f"handoff/{ok.run_id}/t__out__cells.cells_compute/result"
+        f"handoff/demo/{ok.run_id}/t__out__cells.cells_compute/result"
     ]
 
     bad = _run("bad", tmp_path, instance)
     assert not bad.success
     assert _handoffs(tmp_path) == [  # kept for a retry of the write step; ok's pickle went
-        f"artifacts/handoff/{bad.run_id}/t__out__cells.cells_compute.parquet",
-        f"handoff/{bad.run_id}/t__out__cells.cells_compute/result",
+        f"artifacts/handoff/demo/{bad.run_id}/t__out__cells.cells_compute.parquet",
+        f"handoff/demo/{bad.run_id}/t__out__cells.cells_compute/result",
     ]
 
     again = _run("ok", tmp_path, instance)
     # the failed run's files went with the next compute
     assert again.success and _handoffs(tmp_path) == [
-        f"handoff/{again.run_id}/t__out__cells.cells_compute/result"
+        f"handoff/demo/{again.run_id}/t__out__cells.cells_compute/result"
     ]
+
+
+def test_another_profiles_instance_on_the_same_data_folder_leaves_them_alone(tmp_path, instance):
+    """Two profiles, two instances (as the default instance homes are), one data folder: the
+    research instance knows none of the demo's runs, yet its cleanup must not take their files."""
+    bad = _run("bad", tmp_path, instance)
+    kept = _left_by(bad.run_id, tmp_path)
+    assert not bad.success and len(kept) == 2
+    with dg.instance_for_test() as research_instance:
+        assert _run("ok", tmp_path, research_instance, profile="research").success
+    assert _left_by(bad.run_id, tmp_path) == kept
+    assert _run("ok", tmp_path, instance).success
+    assert _left_by(bad.run_id, tmp_path) == []  # its own instance cleans it
 
 
 @pytest.fixture
