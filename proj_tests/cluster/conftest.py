@@ -70,10 +70,8 @@ def embedded_fold_rows(cluster_profile, tmp_path_factory):
     """The fold partitions of the cluster profile materialized embedded, once per session: what
     every cluster backfill must equal."""
     local = tmp_path_factory.mktemp("embedded")
-    with environment(
-        {"PROJ_PROFILE": str(cluster_profile), "PROJ_DATA_DIR": str(local), "PROJ_CLUSTER": ""}
-    ):
-        return embedded_rows(local)
+    with environment({"PROJ_DATA_DIR": str(local), "PROJ_CLUSTER": ""}):
+        return embedded_rows(cluster_profile, local)
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +93,9 @@ def running_cluster(cluster_profile):
 
 
 def pointed_at(local: LocalCluster, profile: Path):
-    """This process pointed at the cluster's instance, data folder and profile, but still embedded
-    (no PROJ_CLUSTER): what runs here runs in this process."""
+    """This process's environment pointed at the cluster's instance, data folder and profile, as a
+    user's shell is, but embedded (no PROJ_CLUSTER): what runs here runs in this process. The
+    profile reaches processes (the commands a test runs) this way; in-process code is given it."""
     return environment(
         {
             **{k: v for k, v in local.env.items() if k != "PROJ_CLUSTER"},

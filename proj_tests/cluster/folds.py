@@ -4,6 +4,8 @@ embedded run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -36,14 +38,13 @@ def materialize(instance, location: dg.Definitions, keys, partition=None):
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
-def location(data_dir) -> dg.Definitions:
-    """The code location the cluster's workers load, with outputs under `data_dir`: built from the
-    active profile, which the fixtures point (PROJ_PROFILE) at the cluster's profile file, the one
-    way a profile reaches another process."""
+def location(profile: Path, data_dir) -> dg.Definitions:
+    """The code location the cluster's workers load, with outputs under `data_dir`, built here from
+    the cluster's profile file; the cluster's own processes get the same file as PROJ_PROFILE."""
     from proj_assets.definitions import build_definitions
     from proj_assets.profiles import load_profile
 
-    return build_definitions(load_profile(), data_dir)
+    return build_definitions(load_profile(str(profile)), data_dir)
 
 
 def fold_partitions(instance) -> list[dg.MultiPartitionKey]:
@@ -108,10 +109,10 @@ def backfill_done(instance, backfill_id: str, n_partitions: int):
     return len(done) == n_partitions and all(r.is_finished for r in runs) and runs
 
 
-def embedded_rows(data_dir) -> pl.DataFrame:
+def embedded_rows(profile: Path, data_dir) -> pl.DataFrame:
     """Every fold partition materialized embedded: in-process, sqlite instance, own data folder."""
     with dg.instance_for_test() as embedded:
-        defs = location(data_dir)
+        defs = location(profile, data_dir)
         materialize(embedded, defs, UPSTREAM)
         for partition in fold_partitions(embedded):
             materialize(embedded, defs, [A.FOLD_RESULTS], partition)

@@ -47,11 +47,11 @@ def _kill_a_running_compute_step(instance, worker_groups: set[int]):
 
 
 def test_fold_backfill_on_two_workers_survives_a_killed_worker_and_matches_a_local_run(
-    cluster, embedded_fold_rows
+    cluster, cluster_profile, embedded_fold_rows
 ):
     data_dir, started = cluster.data_dir, time.monotonic()
     with cluster.instance() as instance:
-        materialize(instance, location(data_dir), UPSTREAM)
+        materialize(instance, location(cluster_profile, data_dir), UPSTREAM)
         partitions = [str(p) for p in fold_partitions(instance)]
         assert len(partitions) == 8
         # an asset backfill, as the UI launches one (proj_cluster/backfill.py says why not a job backfill)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from proj_assets.definitions import build_definitions
 from proj_assets.market.assets import FEATURES, OHLCV, SPLITS, TARGETS
-from proj_assets.profiles import load_profile
+from proj_assets.profiles import Profile, load_profile
 from proj_assets.scaling.assets import ARCH_GRID, TRIALS
 from proj_assets.scaling.study import (
     EXTREME_ATTR,
@@ -32,9 +32,9 @@ CELL = dg.MultiPartitionKey({"budget": "2k", "horizon": "h1"})
 WORKER_OP = "scaling_hpo_trials_worker_1"
 
 
-def _materialize(instance, data_dir, keys, partition=None):
-    """In-process, with the code location the workers load (the active profile is the cluster's)."""
-    location = build_definitions(load_profile(), data_dir)
+def _materialize(instance, profile: Profile, data_dir, keys, partition=None):
+    """In-process, with the code location the workers load (the cluster's profile)."""
+    location = build_definitions(profile, data_dir)
     result = dg.materialize(
         [*location.assets, *location.asset_checks],
         resources=location.resources,
@@ -47,10 +47,10 @@ def _materialize(instance, data_dir, keys, partition=None):
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in failed), failed
 
 
-def _market_and_grid(instance, data_dir):
+def _market_and_grid(instance, profile: Profile, data_dir):
     for ticker in ("SP500", "NASDAQ", "VIX"):
-        _materialize(instance, data_dir, [OHLCV], ticker)
-    _materialize(instance, data_dir, [FEATURES, TARGETS, SPLITS, ARCH_GRID])
+        _materialize(instance, profile, data_dir, [OHLCV], ticker)
+    _materialize(instance, profile, data_dir, [FEATURES, TARGETS, SPLITS, ARCH_GRID])
 
 
 def _study(url: str) -> optuna.Study:
@@ -86,10 +86,12 @@ def _extreme_losses(study: optuna.Study) -> dict[str, float]:
     }
 
 
-def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(cluster, tmp_path):
-    url = cluster.env[STORAGE_ENV]
+def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(
+    cluster, cluster_profile, tmp_path
+):
+    url, profile = cluster.env[STORAGE_ENV], load_profile(str(cluster_profile))
     with cluster.instance() as instance:
-        _market_and_grid(instance, cluster.data_dir)
+        _market_and_grid(instance, profile, cluster.data_dir)
         backfill_id = cluster.backfill("scaling/hpo/trials", [str(CELL)])
         groups = {w.pid for w in cluster.state.workers}
         _pid, running = wait_until(
@@ -112,7 +114,7 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
         assert retry.tags["dagster/parent_run_id"] in {r.run_id for r in runs}
 
     trials = _study(url).get_trials()
-    n_trials = load_profile().scaling.n_trials  # the cluster's profile (conftest.py)
+    n_trials = profile.scaling.n_trials
     assert [t.number for t in trials] == list(range(len(trials)))  # unique, none lost
     assert sum(is_done(t) for t in trials) == n_trials
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -151,9 +153,8 @@ def test_hpo_cell_shared_by_two_workers_survives_a_worker_killed_mid_trial(clust
         environment({STORAGE_ENV: "", "PROJ_DATA_DIR": str(local)}),
         dg.instance_for_test() as embedded,
     ):
-        _market_and_grid(embedded, local)
-        _materialize(embedded, local, [TRIALS], CELL)
-        profile = load_profile()
+        _market_and_grid(embedded, profile, local)
+        _materialize(embedded, profile, local, [TRIALS], CELL)
         location = study_location(profile.scaling, local / "optuna" / profile.name, profile.name)
         (name,) = location.cell_study_names("2k", "h1")  # one input version, as on the cluster
         local_losses = _extreme_losses(
