@@ -3,7 +3,8 @@
 up [--workers 2] [--gpu-workers 0] [--bind ADDR] [--allow CIDR ...]
                                      PostgreSQL, Redis, the daemon, the host monitor and Celery
                                      workers on ADDR (default 127.0.0.1, PROJ_CLUSTER_BIND);
-                                     PostgreSQL admits only ADDR and the CIDRs (PROJ_CLUSTER_ALLOW)
+                                     PostgreSQL admits only ADDR and the CIDRs (--allow flags
+                                     replace PROJ_CLUSTER_ALLOW, a comma-separated list)
 env                                  the PROJ_CLUSTER_* exports of the running cluster (eval it)
 worker --name N [--queue cpu]        one more worker in the foreground (e.g. on another host)
 monitor                              the watch over worker leases in the foreground (`up` starts it)
@@ -21,6 +22,7 @@ from pathlib import Path
 from proj_assets.profiles import data_dir
 from proj_cluster.env_file import format_exports
 from proj_cluster.local_cluster import LocalCluster
+from proj_cluster.services import allowed_networks
 
 
 def _state_dir(args) -> Path:
@@ -52,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--allow",
         action="append",
-        help="repeatable; a network (CIDR) of worker hosts",
-        default=[net for net in os.environ.get("PROJ_CLUSTER_ALLOW", "").split(",") if net],
+        help="repeatable; a network (CIDR) of worker hosts; replaces PROJ_CLUSTER_ALLOW",
     )
     sub.add_parser("down")
     sub.add_parser("env")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_monitor()
         return 0  # not reached: the monitor runs until stopped
-    network = (args.bind, tuple(args.allow)) if args.command == "up" else ()
+    network = (args.bind, allowed_networks(args.allow)) if args.command == "up" else ()
     cluster = LocalCluster(_state_dir(args), data_dir(), *network)
     if args.command == "env":
         if cluster.state.postgres is None:

@@ -1,8 +1,8 @@
 """Cluster settings in a file private to its owner (mode 0600), never on a command line.
 
 The head host's `python -m proj_cluster up` writes `<state dir>/cluster.env` (the same
-`export KEY=VALUE` lines `python -m proj_cluster env` prints); a worker host copies it and points
-`PROJ_CLUSTER_ENV_FILE` at it. A file that group or others may read is refused: it holds the
+`export KEY=VALUE` lines `python -m proj_cluster env` prints, less the head's DAGSTER_HOME); a
+worker host copies it and points `PROJ_CLUSTER_ENV_FILE` at it. A file that group or others may read is refused: it holds the
 PostgreSQL and Redis passwords.
 """
 

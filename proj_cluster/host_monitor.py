@@ -4,9 +4,11 @@ started next to the daemon by `python -m proj_cluster up`.
 Every second it reads the tasks the workers recorded. A task whose result is in the backend is
 finished and forgotten. A task whose worker's lease has expired is failed in the result backend
 with `WorkerHostLost`, naming the worker and its address, and an engine event in its run says the
-same. The run's orchestrator, polling that result, fails the step (a pooled step's slot is freed
-as for any failed step) and then the run; the daemon's run retry re-executes the run from the
-failed step on a live worker. The task was acknowledged when it started, so Celery never hands it
+same; the pool slot its step held (a warehouse write) is freed at once. The orchestrator frees a
+slot on the step's failure *event*, and a lost task has none (its result is an exception), so
+without this the slot would wait for run monitoring's sweep after the run ends. The run's
+orchestrator, polling that result, fails the step and then the run; the daemon's run retry
+re-executes the run from the failed step on a live worker. The task was acknowledged when it started, so Celery never hands it
 to a second worker, and the lost worker fenced its step itself: the step runs again only in the
 retry. Detection takes at most the lease plus one poll.
 """
@@ -50,10 +52,20 @@ class HostMonitor:
             elif not self.redis.exists(LEASE_PREFIX + record["worker"]):
                 message = lost_message(record)
                 self.app.backend.mark_as_failure(task_id, WorkerHostLost(message))
+                self._free_slots(record)
                 self._report(record, message)
                 self.redis.hdel(TASKS_KEY, task_id)
                 failed.append(message)
         return failed
+
+    def _free_slots(self, record: dict) -> None:
+        """Free the concurrency slots the lost task's steps held (none for a step outside a pool).
+        Safe: the lost worker fenced its step at two thirds of the lease, before it expired."""
+        if record["run_id"]:
+            for step_key in record["steps"]:
+                self.instance.event_log_storage.free_concurrency_slot_for_step(
+                    record["run_id"], step_key
+                )
 
     def _report(self, record: dict, message: str) -> None:
         from dagster._core.events import EngineEventData

@@ -110,6 +110,13 @@ def cluster_env(state: ClusterState) -> dict[str, str]:
     }
 
 
+def host_settings(env: dict[str, str]) -> dict[str, str]:
+    """What a worker host copies (`cluster.env`): the cluster's settings without the head's
+    DAGSTER_HOME, a path on the head host; each host sets its own, and a worker without one refuses
+    to start."""
+    return {key: value for key, value in env.items() if key != "DAGSTER_HOME"}
+
+
 def process_env(state: ClusterState, extra: dict | None = None) -> dict[str, str]:
     env = {**os.environ, **cluster_env(state), **(extra or {})}
     env["PATH"] = (
@@ -174,9 +181,7 @@ class LocalCluster:
             )
         finally:
             self.state.save()
-        write_private(
-            self.state_dir / "cluster.env", format_exports(self.env)
-        )  # what a worker host copies
+        write_private(self.state_dir / "cluster.env", format_exports(host_settings(self.env)))
         prepare_home(Path(self.env["DAGSTER_HOME"]))
         self._create_instance_storage()
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -175,6 +175,16 @@ def _own_for_pg(path: Path) -> None:
         shutil.chown(path, PG_SUPERUSER, PG_SUPERUSER)
 
 
+def allowed_networks(flags: list[str] | None, environ=os.environ) -> tuple[str, ...]:
+    """The `--allow` networks if any were given, else PROJ_CLUSTER_ALLOW's: flags replace the
+    environment's list rather than add to it, so what a command line says is what PostgreSQL admits."""
+    if flags is not None:
+        return tuple(flags)
+    return tuple(
+        net.strip() for net in environ.get("PROJ_CLUSTER_ALLOW", "").split(",") if net.strip()
+    )
+
+
 def cluster_networks(bind: str, allow: tuple[str, ...] = ()) -> list[str]:
     """The networks PostgreSQL admits: the bind address itself (the head's own processes) and
     `allow` (CIDRs such as 10.0.0.0/24, the worker hosts). A malformed one is a ServiceError."""

@@ -81,11 +81,12 @@ def exec_worker(
                 "PROJ_CLUSTER is not set; `python -m proj_cluster env` prints the settings"
             )
         lease_seconds()  # a malformed lease fails here, not in the started worker
-        require_reachable(settings)
-        if "DAGSTER_HOME" not in os.environ:
+        if "DAGSTER_HOME" not in os.environ:  # each host its own; the settings file has none
             raise ClusterSettingsError(
-                "DAGSTER_HOME is not set (the instance home with the cluster's dagster.yaml)"
+                "DAGSTER_HOME is not set (this host's instance home, where the worker writes the "
+                "cluster's dagster.yaml)"
             )
+        require_reachable(settings)
         data_dir = Path(os.environ.get("PROJ_DATA_DIR", "data")).resolve()
         shared_root.check(redis_client(settings.broker_url, 5), data_dir)
     except (

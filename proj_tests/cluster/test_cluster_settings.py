@@ -27,7 +27,8 @@ from proj_cluster.env_file import (
     write_private,
 )
 from proj_cluster.home import PACKAGE_DIR
-from proj_cluster.services import free_port
+from proj_cluster.local_cluster import host_settings
+from proj_cluster.services import allowed_networks, free_port
 from proj_cluster.worker import worker_celery_config
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -168,6 +169,32 @@ def test_worker_refuses_to_start_against_unreachable_services(tmp_path):
     ), out.stderr
     assert f"Redis broker at 127.0.0.1:{redis_port} is unreachable" in out.stderr
     assert time.monotonic() - started < 30
+
+
+def test_worker_without_its_own_dagster_home_refuses_before_any_connection(tmp_path):
+    """The settings file a host copies carries no DAGSTER_HOME (the head's path means nothing
+    there): a host that sets none is told so, before the worker tries the services."""
+    out = subprocess.run(
+        [sys.executable, "-m", "proj_cluster", "worker", "--name", "w"],
+        cwd=PROJECT,
+        env={"PATH": "/usr/bin:/bin", **_cluster_env(free_port(), free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "proj_cluster worker w: DAGSTER_HOME is not set (this host's instance home" in out.stderr
+    assert "unreachable" not in out.stderr, out.stderr
+    assert host_settings({"DAGSTER_HOME": "/head/home", "PROJ_CLUSTER": "1"}) == {
+        "PROJ_CLUSTER": "1"
+    }
+
+
+def test_allow_flags_replace_the_environments_networks():
+    environ = {"PROJ_CLUSTER_ALLOW": "10.0.0.0/24, 10.0.1.0/24"}
+    assert allowed_networks(None, environ) == ("10.0.0.0/24", "10.0.1.0/24")
+    assert allowed_networks(["192.168.5.0/24"], environ) == ("192.168.5.0/24",)
+    assert allowed_networks(None, {}) == ()
 
 
 def test_worker_config_validates_against_dagster_celery_and_routes_by_device_tag(tmp_path):
