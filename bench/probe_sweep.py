@@ -10,7 +10,7 @@ the full stage-1 research sweep (768 configs x 20 folds x 20 seeds) from the bat
 activation storage (shared cache vs one copy per config), and the cost of registering its
 partitions; first, the operator count (torch profiler) of a token-probe epoch per computed minibatch
 as sentences and replicas grow. Run: .venv/bin/python bench/probe_sweep.py [--seeds 20] [--epochs 40]
-[--threads 2] [--only operators|research]
+[--threads 2] [--only operators|research] [--devices cpu,cuda]
 """
 
 import argparse
@@ -40,7 +40,6 @@ from proj_assets.probes.trainer import (
     train_one_at_a_time,
     train_replicas,
 )
-from proj_resources.artifacts import dir_bytes
 
 RESEARCH = {"configs": 768, "folds": 20, "seeds": 20, "layers": 4, "per_config_file_mb": 728}
 
@@ -206,6 +205,9 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--gpu-speedup", type=float, default=30.0)
     parser.add_argument("--only", choices=["operators", "research"], help="run only this part")
+    parser.add_argument(
+        "--devices", default="cpu", help="with --only research: comma-separated, e.g. cpu,cuda"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.only:
@@ -222,15 +224,29 @@ def main() -> None:
         if args.only:
             return
     if args.only == "research":
-        for r in run_research_cases(args.seeds, args.research_epochs, args.threads):
-            above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
-            print(
-                f"research {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch, {above:5.0f} MB above the process "
-                f"before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice",
-                flush=True,
+        per_device = {}
+        for device in args.devices.split(","):
+            per_device[device] = rows = run_research_cases(
+                args.seeds, args.research_epochs, args.threads, device
             )
+            for r in rows:
+                above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
+                print(
+                    f"research {device:4s} {r['probe']:28s} {r['s_per_epoch']:7.3f} s/epoch "
+                    f"({r['matmul_dtype']}), {above:5.0f} MB above the {'allocator' if device == 'cuda' else 'process'} "
+                    f"before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice",
+                    flush=True,
+                )
+        if {"cpu", "cuda"} <= per_device.keys():
+            for cpu, gpu in zip(per_device["cpu"], per_device["cuda"], strict=True):
+                print(
+                    f"research {cpu['probe']:28s} cuda is {cpu['s_per_epoch'] / gpu['s_per_epoch']:.1f}x "
+                    f"the cpu at {args.threads} threads, run alongside"
+                )
         print(f"load average {os.getloadavg()}")
         return
+    from proj_resources.artifacts import dir_bytes  # imports dagster: not needed by --only
+
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
         corpus, array, index = build_cache(Path(tmp) / "cache")

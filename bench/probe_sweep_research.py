@@ -2,6 +2,8 @@
 bench/probe_sweep.py (`--only research`, `--only operators`). Run alone, it measures one probe type
 on a cache the parent wrote, so each process's peak RSS is its own:
 .venv/bin/python bench/probe_sweep_research.py <probe_type> --cache DIR [--seeds 20] [--epochs 2]
+[--device cpu|cuda]. On CUDA the peak is `torch.cuda.max_memory_allocated` above what was
+allocated before the fold, and one epoch is trained first to warm the kernels up.
 """
 
 import argparse
@@ -49,40 +51,55 @@ def write_research_cache(folder: Path, length: int = 64, dim: int = 1536) -> Non
     writer.close()
 
 
-def research_case(probe_type: str, seeds: int, epochs: int, folder: Path) -> dict:
+def research_case(
+    probe_type: str, seeds: int, epochs: int, folder: Path, device: str = "cpu"
+) -> dict:
     """One research-shaped fold (>= 1000 training sentences x 64 tokens x 1536 dims, written by
     the parent process so this process never maps it for writing): s/epoch for `seeds` replicas,
-    and the peak RSS above the process just before the fold is built."""
+    and the peak memory above the process (CPU RSS) or the allocator (CUDA) just before the fold
+    is built."""
+    cuda = device == "cuda"
     corpus = research_corpus()
     array, index, _ = open_cache(folder)
-    before = current_rss_mb()
+    before = torch.cuda.memory_allocated() / 2**20 if cuda else current_rss_mb()
     data = fold_inputs(
         {"probe_type": probe_type, "pooling": "mean"}, corpus, array, index, "problem_00"
     )
-    hp = TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs)
-    start = time.perf_counter()
-    train_replicas(
-        probe_type,
-        data.train,
-        np.tile(data.y_train, (seeds, 1)),
-        list(range(seeds)),
-        hp,
-        data.val,
-        np.tile(data.y_val, (seeds, 1)),
-        matmul_dtype=DTYPE,
-    )
-    per_epoch = (time.perf_counter() - start) / epochs
+    dtype = matmul_dtype("auto", device)
+
+    def fit(epochs: int) -> float:
+        start = time.perf_counter()
+        train_replicas(
+            probe_type,
+            data.train,
+            np.tile(data.y_train, (seeds, 1)),
+            list(range(seeds)),
+            TrainParams(0.01, 0.001, epochs, 256, 4, patience=epochs),
+            data.val,
+            np.tile(data.y_val, (seeds, 1)),
+            device=device,
+            matmul_dtype=dtype,
+        )
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    if cuda:
+        fit(1)
+    per_epoch = fit(epochs) / epochs
     return {
         "probe": probe_type,
+        "device": device,
+        "matmul_dtype": str(dtype).removeprefix("torch."),
         "train_sentences": len(data.y_train) + len(data.y_val),
         "s_per_epoch": per_epoch,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb(),
         "rss_before_fold_mb": before,
         "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20,
     }
 
 
-def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
+def run_research_cases(seeds: int, epochs: int, threads: int, device: str = "cpu") -> list[dict]:
     """Each probe type in its own process, so each peak RSS is its own."""
     import subprocess
 
@@ -103,6 +120,8 @@ def run_research_cases(seeds: int, epochs: int, threads: int) -> list[dict]:
                     str(epochs),
                     "--threads",
                     str(threads),
+                    "--device",
+                    device,
                 ],
                 capture_output=True,
                 text=True,
@@ -161,9 +180,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(json.dumps(research_case(args.probe_type, args.seeds, args.epochs, args.cache)))
+    print(
+        json.dumps(research_case(args.probe_type, args.seeds, args.epochs, args.cache, args.device))
+    )
 
 
 if __name__ == "__main__":

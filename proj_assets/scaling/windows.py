@@ -33,7 +33,7 @@ class WindowData:
 
     def batch(self, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [len(ends), context_length, n_features] and their labels [len(ends)]."""
-        offsets = torch.arange(-self.context_length + 1, 1)
+        offsets = torch.arange(-self.context_length + 1, 1, device=ends.device)
         return self.features[ends.unsqueeze(1) + offsets], self.labels[ends]
 
     def to(self, device: str) -> WindowData:

@@ -55,6 +55,17 @@ def test_batch_plan_hand_computed_example():
         _plan(10, effective=0)
 
 
+def test_windows_are_gathered_on_the_device_the_panel_is_on():
+    """The meta device stands in for a GPU: any host tensor mixed into the gather fails as it did
+    on CUDA (bench/gpu_check.py found the window offsets built on the CPU)."""
+    data = build_windows(synthetic_splits(), 6)
+    x, y = data.to("meta").batch(data.ends["train"][:4].to("meta"))
+    assert x.device.type == y.device.type == "meta"
+    assert tuple(x.shape) == (4, 6, data.n_features) and tuple(y.shape) == (4,)
+    cpu_x, _ = data.batch(data.ends["train"][:4])
+    torch.testing.assert_close(cpu_x[:, -1], data.features[data.ends["train"][:4]])
+
+
 def test_accumulated_gradients_equal_full_batch_gradient():
     data = build_windows(synthetic_splits(), 6)
     torch.manual_seed(0)
