@@ -2,7 +2,10 @@
 metrics and the release gate. A tripwire is switched off only by naming it in the profile's
 `probes.disabled_tripwires`; it then still measures, reports WARN and records that it was off."""
 
+from collections.abc import Callable
+
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from proj_assets.partitions import probe_config_fold_partitions
@@ -67,6 +70,22 @@ def _unreadable(folder, layer: int) -> pl.DataFrame | None:
     )
 
 
+def _cache_rows(
+    folders: dict, rows_of: Callable[[np.ndarray, pl.DataFrame], pl.DataFrame]
+) -> tuple[pl.DataFrame, int]:
+    """Offending rows of every layer's cache (`rows_of(array, index)`, or one row for a
+    cache that fails verification, never read) and how many index rows were read."""
+    offending, total = [], 0
+    for layer, (_spec, folder) in folders.items():
+        if (broken := _unreadable(folder, layer)) is not None:
+            offending.append(broken)
+            continue
+        array, index, _meta = open_cache(folder)
+        offending.append(rows_of(array, index).with_columns(layer=pl.lit(layer)))
+        total += index.height
+    return pl.concat(offending, how="diagonal_relaxed"), total
+
+
 def _run_rows(
     context: dg.AssetCheckExecutionContext,
     warehouse: Warehouse,
@@ -118,24 +137,16 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
         corpus: pl.DataFrame, artifacts: ArtifactStore, probe_model: ModelSource
     ) -> dg.AssetCheckResult:
         """No NaN or inf in any cached activation."""
-        offending, total = [], 0
-        for layer, (_spec, folder) in activation_folders(
-            settings, corpus, artifacts, probe_model
-        ).items():
-            if (broken := _unreadable(folder, layer)) is not None:
-                offending.append(broken)
-                continue
-            array, index, _meta = open_cache(folder)
-            offending.append(
-                nonfinite_rows(array, index).with_columns(
-                    layer=pl.lit(layer), problem=pl.lit("non-finite")
-                )
-            )
-            total += index.height
+        offending, total = _cache_rows(
+            activation_folders(settings, corpus, artifacts, probe_model),
+            lambda array, index: nonfinite_rows(array, index).with_columns(
+                problem=pl.lit("non-finite")
+            ),
+        )
         return _rows_result(
             settings,
             "activations_finite",
-            pl.concat(offending, how="diagonal_relaxed"),
+            offending,
             total,
             "sentences with non-finite activations (or unreadable caches)",
         )
@@ -146,22 +157,14 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
     ) -> dg.AssetCheckResult:
         """The index covers every corpus sentence once and tiles the activation array exactly."""
         uids = set(with_sentence_uid(corpus)["uid"].to_list())
-        offending, total = [], 0
-        for layer, (_spec, folder) in activation_folders(
-            settings, corpus, artifacts, probe_model
-        ).items():
-            if (broken := _unreadable(folder, layer)) is not None:
-                offending.append(broken)
-                continue
-            array, index, _meta = open_cache(folder)
-            offending.append(
-                index_problems(index, array.shape[0], uids).with_columns(layer=pl.lit(layer))
-            )
-            total += index.height
+        offending, total = _cache_rows(
+            activation_folders(settings, corpus, artifacts, probe_model),
+            lambda array, index: index_problems(index, array.shape[0], uids),
+        )
         return _rows_result(
             settings,
             "index_matches_cache",
-            pl.concat(offending, how="diagonal_relaxed"),
+            offending,
             total,
             "index rows that do not match the cache (or unreadable caches)",
         )
