@@ -26,10 +26,10 @@ from proj_assets.scaling.study import (
     FAILED_REASON_ATTR,
     INFEASIBLE_ATTR,
     INPUTS_ATTR,
-    OWNER_ATTR,
     RETRY_ATTR,
     RUN_ATTR,
     SurplusTrial,
+    claim,
     enqueue_retry,
     is_surplus,
     n_done,
@@ -177,8 +177,7 @@ def run_trials(
     started, ran = time.perf_counter(), 0
 
     def claimed(trial: optuna.Trial) -> float:
-        if owner is not None:
-            trial.set_user_attr(OWNER_ATTR, owner)
+        claim(trial, owner)
         if is_surplus(trial, n_trials):
             raise SurplusTrial(trial.number)
         try:

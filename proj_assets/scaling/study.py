@@ -12,7 +12,10 @@ A worker that dies mid-trial leaves it RUNNING. Only that trial may be failed an
 live trial of another worker. Optuna 5.0 implements heartbeats for RDBStorage only (JournalStorage
 is no `BaseHeartbeat`): there each running trial's heartbeat thread writes every
 `heartbeat_interval` s, a trial silent for `grace_period` s is failed by the next worker that
-starts a trial, and `RetryStaleTrial` queues it again. For journal files the equivalent is a lock
+starts a trial, and `RetryStaleTrial` queues it again. Optuna never fails a trial that has no
+heartbeat yet (its worker died inside `ask`, before the heartbeat thread's first write): each
+objective names its trial after writing a heartbeat (`claim`), and an unnamed trial is failed after
+`grace_s` (`recover_stale_trials`). For journal files the equivalent is a lock
 file per worker (`worker_lock`, flock: the OS releases it when the process dies) named on every
 trial the worker runs: a RUNNING trial whose owner's lock is free belongs to a dead worker.
 """
@@ -22,6 +25,7 @@ import copy
 import fcntl
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +33,10 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported by optuna.storages
+from optuna.storages._heartbeat import (  # not re-exported by optuna.storages
+    BaseHeartbeat,
+    is_heartbeat_enabled,
+)
 from optuna.trial import FrozenTrial, TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,7 +48,9 @@ INFEASIBLE_ATTR = "infeasible"
 FAILED_REASON_ATTR = "failed_reason"
 RUN_ATTR = "run_id"  # on each trial: the run that trained it (the table's run_id is the writer's)
 INPUTS_ATTR = "input_versions"  # on the study and each trial: input name -> version (versions.py)
-OWNER_ATTR = "worker"  # journal storage: the lock file of the worker running the trial
+# who runs the trial, set first thing in its objective: the worker's lock file on journal storage,
+# its run token with heartbeats (where a named trial always has a heartbeat row: `claim`)
+OWNER_ATTR = "worker"
 
 
 @dataclass(frozen=True)
@@ -181,10 +190,10 @@ def worker_lock(
     location: StudyLocation, budget: str, horizon: str, token: str
 ) -> Iterator[str | None]:
     """Hold this worker's lock file while it runs trials; yields the owner name to put on them
-    (None with a storage URL: heartbeats find dead workers there, and flock is unreliable on
-    shared filesystems)."""
+    (with a storage URL, `token` and no lock: heartbeats find dead workers there, and flock is
+    unreliable on shared filesystems)."""
     if location.url:
-        yield None
+        yield token
         return
     folder = location.journal_path(budget, horizon).with_suffix(".workers")
     folder.mkdir(parents=True, exist_ok=True)
@@ -212,14 +221,33 @@ def _owner_alive(owner: str) -> bool:
         os.close(fd)
 
 
+def claim(trial: optuna.Trial, owner: str | None) -> None:
+    """Name `owner` on the trial its objective has just begun. With heartbeats, one is written
+    first: Optuna's stale check skips a RUNNING trial that never beat, so a named trial must
+    have a heartbeat row, and an unnamed one is left to `recover_stale_trials`."""
+    storage = trial.study._storage
+    if is_heartbeat_enabled(storage) and isinstance(storage, BaseHeartbeat):
+        storage.record_heartbeat(trial._trial_id)
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    if owner is not None:
+        trial.set_user_attr(OWNER_ATTR, owner)
+
+
+def _never_claimed(trial: FrozenTrial, grace_s: float) -> bool:
+    """A trial is named right after it starts (`claim`); one never named for `grace_s` was left by
+    a worker that died inside `ask`, before its objective (or by a run before shared studies)."""
+    if OWNER_ATTR in trial.user_attrs:
+        return False
+    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return time.time() - started > grace_s
+
+
 def _is_dead(trial: FrozenTrial, grace_s: float) -> bool:
+    """Journal storage: the trial's owner no longer holds its lock, or it was never named."""
     owner = trial.user_attrs.get(OWNER_ATTR)
     if owner is not None:
         return not _owner_alive(owner)
-    # No owner yet: a trial is named right after it starts; one never named for `grace_s` was
-    # left by a worker that died at once (or by a run before shared studies).
-    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-    return time.time() - started > grace_s
+    return _never_claimed(trial, grace_s)
 
 
 class SurplusTrial(Exception):
@@ -244,16 +272,18 @@ def is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
 
 
 def recover_stale_trials(study: optuna.Study, grace_s: float = 60.0) -> list[int]:
-    """Fail the RUNNING trials of dead workers and queue a retry of each; live trials are left."""
-    storage = study._storage
+    """Fail the RUNNING trials of dead workers and queue a retry of each; live trials are left.
+    With heartbeats, Optuna fails the trials whose heartbeat went silent; one that never beat (its
+    worker died inside `ask`) it skips forever, so an unnamed trial is failed here after
+    `grace_s`, as on journal files."""
+    storage, recovered, dead = study._storage, [], _is_dead
     if is_heartbeat_enabled(storage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)  # RetryStaleTrial queues the retries
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
-        return sorted(n for n in before if states[n] == TrialState.FAIL)
-    recovered = []
+        recovered, dead = [n for n in before if states[n] == TrialState.FAIL], _never_claimed
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_dead(trial, grace_s):
+        if not dead(trial, grace_s):
             continue
         try:
             storage.set_trial_user_attr(
@@ -264,7 +294,7 @@ def recover_stale_trials(study: optuna.Study, grace_s: float = 60.0) -> list[int
             continue  # another worker recovered it first
         enqueue_retry(study, trial)
         recovered.append(trial.number)
-    return recovered
+    return sorted(recovered)
 
 
 def _architecture(params: dict) -> tuple[int, int, int] | None:

@@ -20,6 +20,7 @@ from proj_assets.profiles import Profile, load_profile
 from proj_assets.scaling.assets import ARCH_GRID, TRIALS
 from proj_assets.scaling.study import (
     EXTREME_ATTR,
+    OWNER_ATTR,
     RETRY_ATTR,
     STORAGE_ENV,
     is_done,
@@ -59,11 +60,14 @@ def _study(url: str) -> optuna.Study:
 
 
 def _kill_worker_mid_trial(instance, study_url: str, groups: set[int]):
-    """SIGKILL trial worker 1 while both workers have a trial running; (pid, running trial numbers)."""
+    """SIGKILL trial worker 1 while both workers are inside a trial's objective (each trial named
+    by its worker; a worker killed inside `ask` is test_shared_study's case); (pid, running trial
+    numbers)."""
     try:
-        running = [t.number for t in _study(study_url).get_trials(states=(TrialState.RUNNING,))]
+        trials = _study(study_url).get_trials(states=(TrialState.RUNNING,))
     except ValueError:  # the study does not exist yet
         return None
+    running = [t.number for t in trials if OWNER_ATTR in t.user_attrs]
     if len(running) < 2:
         return None
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -20,8 +21,10 @@ from proj_assets.scaling.extremes import extreme_architectures
 from proj_assets.scaling.hpo import extreme_trials, make_sampler_and_pruner
 from proj_assets.scaling.study import (
     EXTREME_ATTR,
+    OWNER_ATTR,
     RETRY_ATTR,
     StudyLocation,
+    claim,
     enqueue_missing_extremes,
     is_done,
     open_study,
@@ -114,3 +117,30 @@ def test_a_worker_killed_mid_trial_is_failed_and_rerun(tmp_path, settings, stora
     (retry,) = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == killed.number]
     assert retry.state == TrialState.COMPLETE and retry.params["lr"] == failed.params["lr"]
     assert sum(is_done(t) for t in trials) == 3
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_rerun(
+    tmp_path, settings
+):
+    """Optuna's stale check skips a RUNNING trial with no heartbeat row, which is what a worker
+    killed inside `ask` leaves (the cluster HPO test once hung on one for its whole timeout)."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = _study(tmp_path, url, settings)
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    live = study.ask()
+    claim(live, "run-1")  # its objective began: a heartbeat, then its owner
+    assert (
+        optuna.storages.fail_stale_trials(study) is None
+        and len(study.get_trials(states=(TrialState.RUNNING,))) == 2
+    )  # optuna alone leaves the orphan running
+    assert recover_stale_trials(study, grace_s=3600) == []  # within the grace: left alone
+    assert recover_stale_trials(study, grace_s=0) == [orphan.number]
+    trials = study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[live.number].state == TrialState.RUNNING  # named, with a fresh heartbeat
+    assert trials[live.number].user_attrs[OWNER_ATTR] == "run-1"
+    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == orphan.number]
+    assert retry.state == TrialState.WAITING  # queued with the orphan's parameters
+    assert retry.system_attrs["fixed_params"] == trials[orphan.number].params
+    time.sleep(4)  # past the storage's 3 s grace period with no beat: the named trial has a row
+    assert recover_stale_trials(study, grace_s=0) == [live.number]
