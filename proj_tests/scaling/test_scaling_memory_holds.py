@@ -1,6 +1,8 @@
 """The memory estimate holds: per layer it counts what autograd saves (measured with saved-tensor
 hooks); and a trial's peak is its own, not the process's high-water mark of an earlier trial."""
 
+import mmap
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from proj_assets.scaling.memory import activation_bytes_per_sample
 from proj_assets.scaling.model import ArchConfig, TimeSeriesTransformer
 from proj_assets.scaling.trainer import TrainConfig, train
 from proj_assets.scaling.windows import build_windows
-from proj_assets.shared.process_memory import peak_rss_mb, reset_peak_rss
+from proj_assets.shared.process_memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 
 
 def saved_bytes_per_sample(
@@ -76,13 +78,16 @@ def test_a_trials_peak_is_its_own_not_an_earlier_trials():
         pytest.skip("this kernel does not let a process reset its VmHWM")
     big = _trial(128, 4, 256)
     assert big.peak_above_start_mb > 50  # the big trial's activations
-    spike = np.ones(
-        40_000_000
-    )  # 305 MB touched and returned: the process's high-water mark is above it now
-    del spike
-    high_water = peak_rss_mb()
+    # 320 MB touched and unmapped (an anonymous mapping, so no allocator setting an earlier test
+    # left in this process can keep it resident): the high-water mark is above it now
+    with mmap.mmap(-1, 320 << 20) as spike:
+        pages = np.frombuffer(spike, dtype=np.uint8)
+        pages[::4096] = 1
+        del pages
+    high_water, before = peak_rss_mb(), current_rss_mb()
+    assert high_water - before > 300  # it was resident, and it is gone
     small = _trial(16, 1, 8)
-    assert (
-        small.peak_memory_mb < high_water - 200
+    assert small.peak_memory_mb < high_water - 200, (
+        f"rss before the small trial {before:.0f} MB, high water {high_water:.0f} MB"
     )  # the old process-wide peak would be >= high_water
     assert 0 <= small.peak_above_start_mb < 20 < big.peak_above_start_mb
