@@ -230,7 +230,7 @@ def main() -> None:
                 args.seeds, args.research_epochs, args.threads, device
             )
             for r in rows:
-                above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
+                above = r["peak_mb"] - r["before_fold_mb"]
                 print(
                     f"research {device:4s} {r['probe']:28s} {r['s_per_epoch']:7.3f} s/epoch "
                     f"({r['matmul_dtype']}), {above:5.0f} MB above the {'allocator' if device == 'cuda' else 'process'} "
@@ -285,9 +285,9 @@ def main() -> None:
         f"fp16 fold slice {research[0]['fold_fp16_slice_mb']:.0f} MB, {args.seeds} seeds, batch 256):"
     )
     for r in research:
-        above = r["peak_rss_mb"] - r["rss_before_fold_mb"]
+        above = r["peak_mb"] - r["before_fold_mb"]
         print(
-            f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB, {above:5.0f} MB "
+            f"  {r['probe']:28s} {r['s_per_epoch']:7.2f} s/epoch  peak RSS {r['peak_mb']:6.0f} MB, {above:5.0f} MB "
             f"above the process before the fold = {above / r['fold_fp16_slice_mb']:.2f}x the fp16 slice"
         )
     project_stage1(research, args.hosts, args.gpu_speedup)

@@ -2,8 +2,8 @@
 bench/probe_sweep.py (`--only research`, `--only operators`). Run alone, it measures one probe type
 on a cache the parent wrote, so each process's peak RSS is its own:
 .venv/bin/python bench/probe_sweep_research.py <probe_type> --cache DIR [--seeds 20] [--epochs 2]
-[--device cpu|cuda]. On CUDA the peak is `torch.cuda.max_memory_allocated` above what was
-allocated before the fold, and one epoch is trained first to warm the kernels up.
+[--device cpu|cuda]. One epoch is trained first to warm up (kernels, allocator); on CUDA the peak
+is `torch.cuda.max_memory_allocated` above what was allocated before the fold.
 """
 
 import argparse
@@ -84,8 +84,7 @@ def research_case(
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    if cuda:
-        fit(1)
+    fit(1)  # warm-up on either device, so the CPU baseline gets the same care as the GPU
     per_epoch = fit(epochs) / epochs
     return {
         "probe": probe_type,
@@ -93,8 +92,8 @@ def research_case(
         "matmul_dtype": str(dtype).removeprefix("torch."),
         "train_sentences": len(data.y_train) + len(data.y_val),
         "s_per_epoch": per_epoch,
-        "peak_rss_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb(),
-        "rss_before_fold_mb": before,
+        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb(),
+        "before_fold_mb": before,
         "fold_fp16_slice_mb": array.shape[0] * array.shape[1] * 2 / 2**20,
     }
 
