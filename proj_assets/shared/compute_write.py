@@ -140,7 +140,8 @@ def compute_op(tags: dict, **op_kwargs):
 
 
 def write_op(**op_kwargs):
-    """`@dg.op` for the short part: joins the `duckdb` pool, so writes never overlap."""
+    """`@dg.op` for the short part: joins the `duckdb` pool, so write steps queue for its one slot
+    (two claims in the same milliseconds can both win; DuckDB's file lock then keeps them apart)."""
     return dg.op(pool=DUCKDB_POOL, **op_kwargs)
 
 

@@ -6,6 +6,13 @@ From the instance's event log: the compute steps of different partitions overlap
 pooled write steps never do; the warehouse holds every partition's rows exactly once (a re-run
 of a partition races its twin), and a partition whose compute fails writes nothing.
 The project's two long assets are checked to have exactly this shape.
+
+Each compute ends at its own moment (the go file's time plus COMPUTE_END_S + i * STAGGER_S), so
+the writes ask for the slot at distinct moments, each while the one before still holds it. Dagster's
+slot claim is not atomic across processes (a select, then an update without a guard, on SQLite and
+on PostgreSQL alike): two steps that ask within the same few milliseconds can both get the one
+slot (docs/architecture.md, Storage). DuckDB's file lock is what keeps such a pair's rows apart
+(test_warehouse_concurrency.py); this test shows the pool keeps write steps apart.
 """
 
 import subprocess
@@ -22,7 +29,9 @@ import yaml
 from proj_assets.shared.conventions import DUCKDB_POOL
 
 ROWS = 40
-COMPUTE_S = 2.0
+COMPUTE_END_S = 5.0  # after the go signal: later than any worker's run start on a loaded machine
+STAGGER_S = 0.6  # between two computes' ends; shorter than a write, so each later write waits
+WRITE_S = 1.0
 WORKER = textwrap.dedent(f"""
     import sys, time
     from pathlib import Path
@@ -32,20 +41,21 @@ WORKER = textwrap.dedent(f"""
                                                   load_handoff, save_handoff, write_op)
     from proj_resources import ArtifactStore, warehouse_io_manager
 
-    root, partition, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    root, partition, go, index = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 
     @compute_op({{}}, name="cells_compute")
     def cells_compute(context, artifacts: ArtifactStore):
         if partition == "bad":
             raise ValueError("compute failed on purpose")
-        time.sleep({COMPUTE_S})  # stands in for minutes of training
+        # stands in for minutes of training; ends at this worker's own moment
+        time.sleep(max(0.0, go.stat().st_mtime + {COMPUTE_END_S} + index * {STAGGER_S} - time.time()))
         frame = pl.DataFrame({{"cell": [context.partition_key] * {ROWS}, "i": list(range({ROWS}))}})
         return save_handoff(context, artifacts, frame, {{"trained_rows": frame.height}})
 
     @write_op(name="cells_write")
     def cells_write(context, handoff) -> pl.DataFrame:
         context.add_output_metadata(handoff.metadata)
-        time.sleep(0.3)  # a write long enough that an overlap would show
+        time.sleep({WRITE_S})  # a write long enough that an overlap would show
         return load_handoff(handoff)
 
     @dg.graph_asset(key=["t", "out", "cells"], partitions_def=dg.StaticPartitionsDefinition(["a", "b", "bad"]),
@@ -119,12 +129,12 @@ def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatc
     partitions = ["a", "b", "a", "bad"]  # "a" twice at once: a re-run racing its twin
     workers = [
         subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), p, str(go)],
+            [sys.executable, str(script), str(tmp_path), p, str(go), str(i)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for p in partitions
+        for i, p in enumerate(partitions)
     ]
     time.sleep(5)  # let every worker import and wait at the barrier
     go.touch()
@@ -141,9 +151,13 @@ def test_partition_computes_overlap_and_writes_do_not(tmp_path: Path, monkeypatc
             dg.AssetKey(["t", "out", "cells"]), limit=10
         ).records
     assert len(computes) == 3 and len(writes) == 3
-    # Three 2 s computes: serialized they could not overlap at all.
+    # Three computes of seconds each: serialized they could not overlap at all.
     assert _overlaps(computes.values()) >= 2, computes
     assert _overlaps(writes.values()) == 0, writes
+    # The pool was in play: a write step whose compute ended while another write held the slot
+    # started only when that write had ended.
+    waits = {run: writes[run][0] - computes[run][1] for run in writes}
+    assert max(waits.values()) >= WRITE_S - STAGGER_S - 0.1, (waits, computes, writes)
     assert {
         r.event_log_entry.asset_materialization.metadata["trained_rows"].value
         for r in materializations
