@@ -1,6 +1,10 @@
 """Materialize the whole asset graph of the active profile, recorded in the Dagster instance.
 
-`make demo` runs this. Assets run domain by domain in dependency order; consecutive assets that
+`make demo` runs this. It first observes the observable source assets (the probes' model folder
+and corpus), as the UI's Observe sources does, so what it materializes records the versions they
+hold: a source never observed has no version, and the first observation after the demo would then
+mark everything built on it Unsynced though nothing changed. Assets run domain by domain in
+dependency order; consecutive assets that
 share a partitions definition run together, in the in-process runs a backfill of those partitions
 would launch: one per partition, or a range per run where the asset's `BackfillPolicy` says so
 (planned by Dagster's own `build_run_requests_with_backfill_policies`). Dynamic partition keys are
@@ -79,6 +83,22 @@ def plan_stages(defs: dg.Definitions, groups: list[str] | None = None) -> list[S
             else:
                 stages.append(Stage([key], pdef))
     return stages
+
+
+def observe_sources(
+    defs: dg.Definitions, instance: dg.DagsterInstance, groups: list[str] | None = None
+) -> list[RunSummary]:
+    """One run observing every observable source asset of the graph (or of the named groups)."""
+    graph = defs.resolve_asset_graph()
+    keys = [
+        k
+        for k in graph.toposorted_asset_keys
+        if graph.get(k).is_observable and (not groups or graph.get(k).group_name in groups)
+    ]
+    if not keys:
+        return []
+    print("observing sources:", flush=True)
+    return run_stage(defs, instance, Stage(keys, None), [None])
 
 
 def _partitions_to_run(
@@ -222,10 +242,11 @@ def materialize_all(
     groups: list[str] | None = None,
     location: str = LOCATION,
 ) -> list[RunSummary]:
-    """Every stage of `defs` (the `defs` of module `location`), then its status note."""
+    """The observable sources, every stage of `defs` (the `defs` of module `location`), then its
+    status note."""
     stages = plan_stages(defs, groups)
     attempted: set = set()
-    summaries: list[RunSummary] = []
+    summaries: list[RunSummary] = observe_sources(defs, instance, groups)
     for n in range(1, MAX_PASSES + 1):
         print(f"pass {n}:", flush=True)
         this_pass: list[RunSummary] = []
