@@ -226,6 +226,10 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # dropout on a GPU draws from the device's generator, not the CPU one
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
             "stopper": [self.stopper.best, self.stopper.bad_epochs],
             "history": r.history,
             "best_epoch": r.best_epoch,
@@ -239,6 +243,8 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.stopper.best, self.stopper.bad_epochs = state["stopper"]
         self.result.history, self.result.best_epoch, self.result.val = (
             state["history"],
