@@ -4,11 +4,11 @@
 and corpus), as the UI's Observe sources does, so what it materializes records the versions they
 hold: a source never observed has no version, and the first observation after the demo would then
 mark everything built on it Unsynced though nothing changed. Assets run domain by domain in
-dependency order; consecutive assets that
-share a partitions definition run together, in the in-process runs a backfill of those partitions
-would launch: one per partition, or a range per run where the asset's `BackfillPolicy` says so
-(planned by Dagster's own `build_run_requests_with_backfill_policies`). Dynamic partition keys are
-read from the instance when their stage starts, after upstream assets registered them.
+dependency order; consecutive assets that share a partitions definition run together, in the
+in-process runs a backfill of those partitions would launch: one per partition, or a range per
+run where the asset's `BackfillPolicy` says so (planned by Dagster's own
+`build_run_requests_with_backfill_policies`). Dynamic partition keys are read from the instance
+when their stage starts, after upstream assets registered them.
 Later passes materialize only partitions that appeared meanwhile (e.g. probe configs promoted to
 stage 2) and re-run what depends on them, until nothing new appears. The status note is written
 last, once everything else has run, from the code location (it reads the asset graph from its
