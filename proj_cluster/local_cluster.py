@@ -80,14 +80,22 @@ def environment(values: dict[str, str]):
                 os.environ[key] = value
 
 
+def _port(service: Started | None, name: str) -> int:
+    """Where a started service listens; AttributeError (as `None.port`) when it never started."""
+    if service is None:
+        raise AttributeError(f"the cluster's {name} was never started: it has no port")
+    return service.port
+
+
 def cluster_env(state: ClusterState) -> dict[str, str]:
     """The variables every process of the cluster needs (proj_assets/cluster_settings.py)."""
-    redis = f"redis://:{quote(state.redis_password, safe='')}@{state.bind}:{state.redis.port}"
+    redis_port = _port(state.redis, "redis")
+    redis = f"redis://:{quote(state.redis_password, safe='')}@{state.bind}:{redis_port}"
     settings = ClusterSettings(
         broker_url=f"{redis}/0",
         backend_url=f"{redis}/1",
         pg_host=state.bind,
-        pg_port=state.postgres.port,
+        pg_port=_port(state.postgres, "postgres"),
         pg_user=services.PG_SUPERUSER,
         pg_password=state.pg_password,
         pg_db=DATABASES[0],

@@ -177,7 +177,7 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
-def _where(partition: str | None, tags: dict) -> str:
+def _where(partition: str | None, tags: dict) -> str | None:
     if ASSET_PARTITION_RANGE_START_TAG in tags:
         return f"{tags[ASSET_PARTITION_RANGE_START_TAG]}...{tags[ASSET_PARTITION_RANGE_END_TAG]}"
     return partition
@@ -255,7 +255,7 @@ def materialize_all(
             domain = stage.keys[0].path[0]
             if n > 1 and stage.partitions_def is None and domain not in changed_domains:
                 continue  # nothing upstream in its domain changed in this pass
-            partitions = (
+            partitions: list[str | None] = (
                 [None]
                 if stage.partitions_def is None
                 else _partitions_to_run(instance, stage, attempted)

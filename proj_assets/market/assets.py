@@ -1,6 +1,8 @@
 """Market domain assets: raw OHLCV per ticker -> manifest, 25 features, targets and splits, built
 from the market settings they are given."""
 
+from typing import cast
+
 import dagster as dg
 import polars as pl
 
@@ -173,7 +175,9 @@ def market_assets(
         table = compute_targets(prices, settings.horizons, settings.rise_threshold)
         table = table.join(features.select("date"), on="date", how="semi")
         rates = {
-            c: round(float(table[c].mean()), 4) for c in table.columns if c.startswith("target_h")
+            c: round(float(cast(float, table[c].mean())), 4)
+            for c in table.columns
+            if c.startswith("target_h")
         }
         context.add_output_metadata(
             {

@@ -1,5 +1,7 @@
 """Market asset checks: raw data gates, no-lookahead evidence, label alignment, class balance."""
 
+from typing import cast
+
 import dagster as dg
 import polars as pl
 
@@ -161,13 +163,13 @@ def market_checks(
     def class_balance_reasonable(targets: pl.DataFrame) -> dg.AssetCheckResult:
         rates = pl.DataFrame(
             [
-                {"target": c, "positive_rate": float(targets[c].mean())}
+                {"target": c, "positive_rate": float(cast(float, targets[c].mean()))}
                 for c in targets.columns
                 if c.startswith("target_h")
             ]
         )
         bad = rates.filter(~pl.col("positive_rate").is_between(*BALANCE_RANGE))
-        worst = float(rates["positive_rate"].min())
+        worst = float(cast(float, rates["positive_rate"].min()))
         return threshold_result(
             bad.height == 0,
             measured=worst,
@@ -198,7 +200,7 @@ def market_checks(
         )
         return threshold_result(
             not problems,
-            measured=float(shares["proxy_share"].max()),
+            measured=float(cast(float, shares["proxy_share"].max())),
             threshold=settings.proxy_max_share,
             offending=shares,
             severity=WARN,

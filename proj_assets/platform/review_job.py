@@ -15,6 +15,9 @@ The record goes to the warehouse (platform_reviews.gate_reviews) and, as an obse
 checked asset's timeline in the UI.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -38,7 +41,7 @@ class GateReviewConfig(dg.Config):
     reason: str = Field(description="why (at least 10 characters)")
 
 
-def _float(metadata: dict, name: str) -> float | None:
+def _float(metadata: Mapping[str, Any], name: str) -> float | None:
     value = getattr(metadata.get(name), "value", metadata.get(name))
     return float(value) if isinstance(value, int | float) else None
 
@@ -59,6 +62,8 @@ def record_gate_review(
         )
     except reviews.ReviewError as err:
         raise dg.Failure(description=f"review not recorded: {err}", allow_retries=False) from None
+    # validate_against_result refuses a missing result (passed is None without an evaluation)
+    assert record is not None and evaluation is not None
     meta = evaluation.metadata or {}
     review = reviews.Review(
         check_key=key.to_user_string(),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContext
+from dagster._core.loader import BlockingDataLoader, DataLoader, LoadingContext
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from proj_assets.platform.budget import Spend, summarize_budget
@@ -36,14 +36,15 @@ class _InstanceLoadingContext(LoadingContext):
     """The minimal loading context the stale-status resolver needs outside a request."""
 
     def __init__(self, instance: dg.DagsterInstance):
-        self._instance, self._loaders = instance, {}
+        self._instance = instance
+        self._loaders: dict[type, tuple[DataLoader, BlockingDataLoader]] = {}
 
     @property
     def instance(self) -> dg.DagsterInstance:
         return self._instance
 
     @property
-    def loaders(self) -> dict:
+    def loaders(self) -> dict[type, tuple[DataLoader, BlockingDataLoader]]:
         return self._loaders
 
 
@@ -105,6 +106,9 @@ def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateSta
             ev = record.evaluation
             meta = ev.metadata if ev else {}
             value = {n: getattr(meta.get(n), "value", None) for n in ("measured", "threshold")}
+            measured, threshold = (
+                float(v) if isinstance(v, int | float) else None for v in value.values()
+            )
             gates.append(
                 GateStatus(
                     key.to_user_string(),
@@ -113,7 +117,8 @@ def _gate_statuses(instance, graph, writing: dg.AssetKey | None) -> list[GateSta
                     partition,
                     ev.passed if ev else None,
                     ev.severity.value if ev else "",
-                    *(float(v) if isinstance(v, int | float) else None for v in value.values()),
+                    measured,
+                    threshold,
                     (ev.description or "") if ev else "",
                     record.run_id,
                     str(getattr(meta.get("must_be"), "value", "")),

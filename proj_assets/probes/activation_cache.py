@@ -16,6 +16,7 @@ import json
 import mmap
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -212,7 +213,7 @@ def index_problems(index: pl.DataFrame, n_rows: int, expected_uids: set[int]) ->
                 ),
             ]
         )
-    end = int((ordered["offset"] + ordered["length"]).max() or 0)
+    end = int(cast(int, (ordered["offset"] + ordered["length"]).max() or 0))
     if end != n_rows and problems.height == 0:
         problems = pl.DataFrame(
             {

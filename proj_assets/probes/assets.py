@@ -8,6 +8,7 @@ and of the corpus when observed, so a changed model or corpus shows its readers 
 
 import time
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 import polars as pl
@@ -68,11 +69,11 @@ def activation_folders(
 ) -> dict[int, tuple[dict, Path]]:
     """Layer → (cache spec, content-addressed folder) for every layer the sweep spec uses."""
     layers = sorted(set(load_spec(settings.sweep_spec_path()).factors.layer))
-    context = resolve_context(
-        read_model_config(str(check_model_dir(model.path))), settings.model.context
-    )
+    path = model.path
+    assert path is not None  # the probes' model resource always has one (definitions.py)
+    context = resolve_context(read_model_config(str(check_model_dir(path))), settings.model.context)
     model_id, revision = model_identity(model)
-    chash, tok_hash = corpus_hash(corpus), tokenizer_hash(model.path)
+    chash, tok_hash = corpus_hash(corpus), tokenizer_hash(path)
     m = settings.model
     specs = {
         layer: cache_spec(
@@ -132,7 +133,7 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
                 "rows": df.height,
                 "groups": df["group_id"].n_unique(),
                 "traces": df["trace_id"].n_unique(),
-                "positive_rate": round(float(df["label"].mean()), 4),
+                "positive_rate": round(float(cast(float, df["label"].mean())), 4),
                 "corpus_hash": corpus_hash(df),
                 "source": corpus_settings.path or "generated",
                 **meter.metadata(),
@@ -177,10 +178,9 @@ def input_assets(settings: ProbesSettings, warehouse: Warehouse) -> list[dg.Asse
         with compute.meter() as meter:
             if missing:
                 device = compute.torch_device()
-                model, tokenizer = (
-                    load_encoder(probe_model.path, device),
-                    load_tokenizer(probe_model.path),
-                )
+                path = probe_model.path
+                assert path is not None  # checked by activation_folders above
+                model, tokenizer = load_encoder(path, device), load_tokenizer(path)
                 with ExitStack() as stack:  # every layer's folder appears at once, or none does
                     tmp = {
                         layer: stack.enter_context(artifacts.atomic_dir(folder))

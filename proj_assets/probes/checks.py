@@ -3,6 +3,7 @@ metrics and the release gate. A tripwire is switched off only by naming it in th
 `probes.disabled_tripwires`; it then still measures, reports WARN and records that it was off."""
 
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -294,6 +295,8 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
             nested_confirmation(results, stage1_id), stored_predictions(artifacts, results)
         )
         decision = release_decision(confirmed, settings.release_margin)
+        # metadata entries only (threshold_result's `**extra`); the severity is _tripwire's
+        summary: dict[str, Any] = flat_confirmation(decision["summary"])
         return threshold_result(
             decision["passed"],
             decision["measured"],
@@ -303,7 +306,7 @@ def probes_checks(settings: ProbesSettings) -> list[dg.AssetChecksDefinition]:
             must_be="above",
             quantity="min_gain_ci_low_vs_baseline_and_control",
             threshold_name="release_margin",
-            **flat_confirmation(decision["summary"]),
+            **summary,
             **_tripwire(settings, "release_gate"),
             staleness=dg.MetadataValue.json(stale),
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-CORPUS_SCHEMA: dict[str, pl.DataType] = {
+CORPUS_SCHEMA: dict[str, type[pl.DataType]] = {
     "group_id": pl.Utf8,
     "trace_id": pl.Utf8,
     "sentence_idx": pl.Int64,
@@ -29,7 +29,7 @@ CORPUS_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.Utf8,
     "label": pl.Int64,
 }
-OPTIONAL_SCHEMA: dict[str, pl.DataType] = {
+OPTIONAL_SCHEMA: dict[str, type[pl.DataType]] = {
     "trace_text": pl.Utf8,
     "prompt": pl.Utf8,
     "importance": pl.Float64,
@@ -122,7 +122,7 @@ def coerce_corpus(raw: pl.DataFrame, source: str) -> pl.DataFrame:
     return df.sort("group_id", "trace_id", "sentence_idx")
 
 
-def _optional_column(col: pl.Series, name: str, dtype: pl.DataType, source: str) -> pl.Series:
+def _optional_column(col: pl.Series, name: str, dtype: type[pl.DataType], source: str) -> pl.Series:
     cast = col.cast(dtype, strict=False)
     bad = _first_bad(cast.is_null() & col.is_not_null())
     if dtype == pl.Float64 and bad is None:

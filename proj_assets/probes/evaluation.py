@@ -7,6 +7,7 @@ averaged first), and comparisons with the baseline and the control are paired by
 """
 
 import math
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -81,12 +82,14 @@ def aggregate(results: pl.DataFrame) -> pl.DataFrame:
                 "probe": probe,
                 "n_folds": grp.height,
                 "n_fits": fits.height,
-                "pr_auc_mean": float(fits["pr_auc"].mean()),
-                "pr_auc_std": float(fits["pr_auc"].std()) if fits.height > 1 else math.nan,
+                "pr_auc_mean": float(cast(float, fits["pr_auc"].mean())),
+                "pr_auc_std": float(cast(float, fits["pr_auc"].std()))
+                if fits.height > 1
+                else math.nan,
                 "pr_auc_ci_low": low,
                 "pr_auc_ci_high": high,
-                "roc_auc_mean": float(fits["roc_auc"].mean()),
-                "base_rate": float(fits["base_rate"].mean()),
+                "roc_auc_mean": float(cast(float, fits["roc_auc"].mean())),
+                "base_rate": float(cast(float, fits["base_rate"].mean())),
             }
         )
     table = pl.DataFrame(rows)

@@ -127,7 +127,8 @@ def run_group_fold(
     ]
     metrics, predictions = [], []
     for config in configs:
-        fits = [
+        # (role, probe, seed, test probabilities, epochs run, reference C, reference converged)
+        fits: list[tuple[str, str, int, np.ndarray, float | None, float | None, bool | None]] = [
             (
                 "candidate",
                 config["probe_type"],

@@ -2,7 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import polars as pl
@@ -90,13 +90,14 @@ def pool(tokens: np.ndarray, lengths: np.ndarray, how: str, chunk: int = 64) -> 
 
 def token_stats(*parts: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std [D] over the rows of the given float16 token arrays (float64 accumulation)."""
-    total = sq = 0.0
+    total: np.ndarray | float = 0.0
+    sq: np.ndarray | float = 0.0
     n = 0
     for part in parts:
         for a in range(0, len(part), chunk):
             block = np.asarray(part[a : a + chunk], dtype=np.float64)
             total, sq, n = total + block.sum(0), sq + (block**2).sum(0), n + len(block)
-    mean = total / n
+    mean = cast(np.ndarray, total / n)  # an array: n > 0 means a block was added
     return mean.astype(np.float32), (np.sqrt(np.maximum(sq / n - mean**2, 0)) + 1e-6).astype(
         np.float32
     )
@@ -191,6 +192,7 @@ def build_fold(
         "pooled_test": None,
     }
     if array is not None:
+        assert index is not None  # `array` and `index` are given together
         uids = [
             train_rows["uid"].to_numpy()[~is_val],
             train_rows["uid"].to_numpy()[is_val],

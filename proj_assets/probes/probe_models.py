@@ -84,18 +84,24 @@ class ProbeInputs:
     def __len__(self) -> int:
         return self.position.shape[0]
 
-    def to(self, device: str) -> "ProbeInputs":
+    def to(self, device: str | torch.device) -> "ProbeInputs":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        if self.token_starts is not None and self.tokens.device != torch.device(device):
-            # moving a minibatch moves its own tokens, not the parent's
-            own = self.tokens.index_select(0, token_rows(self.token_starts, self.lengths))
-            return dataclasses.replace(self, tokens=own, token_starts=None).to(device)
-        return ProbeInputs(*(move(getattr(self, f.name)) for f in fields(self)))
+        if self.token_starts is not None:
+            # token_starts is only set (by `rows`) on inputs with tokens and lengths
+            assert self.tokens is not None and self.lengths is not None
+            if self.tokens.device != torch.device(device):
+                # moving a minibatch moves its own tokens, not the parent's
+                own = self.tokens.index_select(0, token_rows(self.token_starts, self.lengths))
+                return dataclasses.replace(self, tokens=own, token_starts=None).to(device)
+        return ProbeInputs(
+            self.position.to(device), *(move(getattr(self, f.name)) for f in fields(self)[1:])
+        )
 
     def rows(self, idx: torch.Tensor) -> "ProbeInputs":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         starts = None
         if self.tokens is not None:
+            assert self.lengths is not None  # packed tokens always come with their lengths
             starts = (
                 self.token_starts
                 if self.token_starts is not None
@@ -128,9 +134,12 @@ def feature_width(probe_type: str, inputs: ProbeInputs) -> int:
     if probe_type == "position_baseline":
         return inputs.position.shape[1]
     if probe_type == "activations_plus_position":
+        assert inputs.pooled is not None  # the pooled probes are given pooled features
         return inputs.pooled.shape[1] + inputs.position.shape[1]
     if probe_type == "linear_probe":
+        assert inputs.pooled is not None
         return inputs.pooled.shape[1]
+    assert inputs.tokens is not None  # token probes are given their tokens
     return inputs.tokens.shape[1]
 
 
@@ -154,6 +163,7 @@ def init_params(
 def _linear_features(probe_type: str, x: ProbeInputs) -> torch.Tensor:
     if probe_type == "position_baseline":
         return x.position
+    assert x.pooled is not None  # the pooled probes are given pooled features
     if probe_type == "linear_probe":
         return x.pooled
     return torch.cat([x.pooled, x.position], dim=1)
@@ -188,6 +198,9 @@ def _token_logits(
     probe_type: str, w: torch.Tensor, b: torch.Tensor, x: ProbeInputs, dtype: torch.dtype
 ) -> torch.Tensor:
     """Standardisation folded into the weights: the tokens are centred, so (t / std) @ w = t @ (w / std)."""
+    # token probes are given their packed tokens, lengths and the training-token std
+    assert x.tokens is not None and x.lengths is not None and x.token_std is not None
+    R, K, D = w.shape
     scaled = w / x.token_std
     ends = torch.cumsum(x.lengths, 0).tolist()
     itemsize = torch.empty(0, dtype=dtype).element_size()
@@ -213,7 +226,7 @@ def _token_logits(
         recompute = (
             scaled.requires_grad
             and x.tokens.device.type == "cpu"  # a CPU memory knob, not for CUDA
-            and _kept_bytes(ends[last] - tok0, *w.shape, itemsize) > KEEP_BYTES
+            and _kept_bytes(ends[last] - tok0, R, K, D, itemsize) > KEEP_BYTES
         )
         pooled.append(
             checkpoint(chunk_pooled, *args, use_reentrant=False)

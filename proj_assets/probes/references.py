@@ -95,6 +95,7 @@ def fit_references(
 
     add("baseline", 0, fit_logistic_cv(position_train, y_train, groups_train), position_test)
     if pooled_train is not None:
+        assert pooled_test is not None  # the pooled arrays are set together (folds.py)
         for seed, shuffled in zip(
             control_seeds, shuffled_labels(y_train, control_seeds), strict=False
         ):

@@ -1,6 +1,8 @@
 """The sweep-spec sensor: a new or changed sweep spec registers its configs, refreshes the
 manifest, then requests every config x fold partition not yet materialized. Ships STOPPED."""
 
+from typing import cast
+
 import dagster as dg
 
 from proj_assets.partitions import probe_config_partitions, probe_fold_partitions
@@ -32,15 +34,20 @@ def sweep_spec_sensor(settings: ProbesSettings, manifest_job, sweep_job) -> dg.S
         latest = instance.fetch_materializations(dg.AssetKey(MANIFEST), limit=1).records
         manifest_id = latest[0].storage_id if latest else None
         materialized = {
-            tuple(k.split("|"))
+            cast(tuple[str, str], tuple(k.split("|")))  # FOLD_RESULTS keys are "config|fold"
             for k in instance.get_materialized_partitions(dg.AssetKey(FOLD_RESULTS))
         }
+        config_partitions, fold_partitions = (
+            probe_config_partitions.name,
+            probe_fold_partitions.name,
+        )
+        assert config_partitions and fold_partitions  # both are named (proj_assets/partitions.py)
         plan = plan_tick(
             SweepCursor.parse(context.cursor),
             spec_hash,
             config_ids,
-            set(instance.get_dynamic_partitions(probe_config_partitions.name)),
-            instance.get_dynamic_partitions(probe_fold_partitions.name),
+            set(instance.get_dynamic_partitions(config_partitions)),
+            instance.get_dynamic_partitions(fold_partitions),
             manifest_id,
             materialized,
         )

@@ -8,6 +8,7 @@ the fold runner can find the stage-1 config they extend without a registry.
 
 import itertools
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,7 @@ class SweepSpec(_Strict):
 
 def _validate_values(spec: SweepSpec) -> None:
     f = spec.factors
-    rules = [
+    rules: list[tuple[str, Sequence[float], Callable[[float], bool], str]] = [
         ("layer", f.layer, lambda v: v >= 0, ">= 0"),
         ("learning_rate", f.learning_rate, lambda v: v > 0, "> 0"),
         ("weight_decay", f.weight_decay, lambda v: v >= 0, ">= 0"),
@@ -142,7 +143,7 @@ def expand(spec: SweepSpec, hash_fn) -> list[dict]:
     """Stage-1 configs: the factorial product, canonicalised, de-duplicated, each with `config_id`."""
     names = list(Factors.model_fields)
     grid = itertools.product(*(getattr(spec.factors, n) for n in names))
-    configs = {}
+    configs: dict[str, dict] = {}
     for combo in grid:
         config = canonical_config(
             dict(zip(names, combo, strict=False)), stage=1, n_seeds=spec.stages.stage1_seeds

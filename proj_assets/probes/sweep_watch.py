@@ -7,6 +7,7 @@ requested, so an unchanged config is never re-run.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 
@@ -37,7 +38,7 @@ def plan_tick(
     spec_hash: str,
     config_ids: list[str],
     registered_configs: set[str],
-    folds: list[str],
+    folds: Sequence[str],
     manifest_storage_id: int | None,
     materialized: set[tuple[str, str]],
 ) -> TickPlan:

@@ -99,6 +99,7 @@ def staged_inputs(inputs: ProbeInputs, buffer: torch.Tensor) -> ProbeInputs:
     """`inputs` (the validation set) with its packed tokens converted into `buffer`, free between
     an epoch's last step and the next epoch's gather, when they fit: the same values as
     converting them chunk by chunk, without a chunk-sized temporary each epoch."""
+    assert inputs.tokens is not None  # token probes' validation inputs carry their tokens
     n = inputs.tokens.shape[0]
     if inputs.token_starts is not None or n > buffer.shape[0]:
         return inputs
@@ -115,6 +116,7 @@ def minibatch_logits(
 ) -> torch.Tensor:
     """Logits [R, sentences of minibatch `batch`] of the replicas in `params` (the token std folded
     into their weights, as probe_models does)."""
+    assert inputs.token_std is not None  # token probes' inputs carry the training-token std
     lo, hi = int(epoch.token_bounds[batch]), int(epoch.token_bounds[batch + 1])
     pooled = chunk_pooled(
         epoch.tokens[lo:hi],

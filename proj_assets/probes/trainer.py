@@ -88,10 +88,12 @@ class BatchedAdamW:
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         lr = self.lr * scale
         for p, m, v in zip(self.params, self.m, self.v, strict=False):
+            grad = p.grad
+            assert grad is not None  # set by the backward of the step's minibatches
             shape = (-1,) + (1,) * (p.dim() - 1)
             p.mul_((1 - lr * self.wd).view(shape))
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            m.lerp_(grad, 1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
             denom = (v.sqrt() / bc2**0.5).add_(self.eps)
             p.sub_((lr / bc1).view(shape) * m / denom)
             p.grad = None
@@ -169,13 +171,16 @@ def train_replicas(
         probe_type in TOKEN_PROBES and n_batches > 1
     )  # token_batches: one gather per minibatch
     if gathered:
+        # token probes are given their packed tokens and lengths
+        assert inputs.tokens is not None and inputs.lengths is not None
+        tokens: torch.Tensor = inputs.tokens
         lengths = inputs.lengths.cpu().numpy()
         starts = (
             inputs.token_starts.cpu().numpy()
             if inputs.token_starts is not None
             else np.cumsum(lengths) - lengths
         )
-        buffer = epoch_buffer(inputs.tokens, int(lengths.sum()), matmul_dtype)
+        buffer = epoch_buffer(tokens, int(lengths.sum()), matmul_dtype)
     for epoch in range(int(epochs.max())):
         # the epoch's minibatches (one shared partition); each replica visits them in its own
         # seeded order, so a step computes each minibatch once for all the replicas on it
@@ -183,7 +188,7 @@ def train_replicas(
         perm = torch.from_numpy(order).to(device)
         parts = [perm[b * hp.batch_size : (b + 1) * hp.batch_size] for b in range(n_batches)]
         if gathered:
-            index = epoch_tokens(inputs.tokens, starts, lengths, order, hp.batch_size, buffer)
+            index = epoch_tokens(tokens, starts, lengths, order, hp.batch_size, buffer)
         else:
             batches = [inputs] if n_batches == 1 else [inputs.rows(idx) for idx in parts]
         replicas, plan = step_plan(np.stack([rng.permutation(n_batches) for rng in rngs]), device)

@@ -9,7 +9,7 @@ a scan; `left_out_depths` lists what such a cap hides.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -109,7 +109,7 @@ def left_out_depths(budgets: dict[str, int], space: ArchSpace, n_features: int) 
 
 def enumerate_grid(budgets: dict[str, int], space: ArchSpace, n_features: int) -> pl.DataFrame:
     """One row per (budget, d_model, n_layers, n_heads) inside the tolerance band of its budget."""
-    rows = []
+    rows: list[dict[str, str | int | float]] = []
     for label, budget in budgets.items():
         for d in d_model_values(space):
             heads = valid_heads(d, space)
@@ -186,10 +186,10 @@ def limits_table(
                 "budget_params": budget,
                 "n_archs": part.height,
                 "n_archs_fit_memory": int((part["micro_batch"] > 0).sum()) if planned else None,
-                "min_n_layers": None if empty else int(part["n_layers"].min()),
-                "max_n_layers": None if empty else int(part["n_layers"].max()),
-                "min_d_model": None if empty else int(part["d_model"].min()),
-                "max_d_model": None if empty else int(part["d_model"].max()),
+                "min_n_layers": None if empty else int(cast(int, part["n_layers"].min())),
+                "max_n_layers": None if empty else int(cast(int, part["n_layers"].max())),
+                "min_d_model": None if empty else int(cast(int, part["d_model"].min())),
+                "max_d_model": None if empty else int(cast(int, part["d_model"].max())),
                 "depth_capped": n_cut > 0,
                 "n_depths_left_out": n_cut,
             }

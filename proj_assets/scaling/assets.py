@@ -6,7 +6,7 @@ new study version, and the stored grid must match the active profile's settings.
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import dagster as dg
 import polars as pl
@@ -40,6 +40,8 @@ SCALING_CURVE = ["scaling", "report", "scaling_curve"]
 EXPERIMENT_RESULTS = ["scaling", "report", "experiment_results"]
 N_FEATURES = len(FEATURE_NAMES)
 if TYPE_CHECKING:
+    import optuna
+
     from proj_assets.scaling.study import StudyLocation
 
 
@@ -83,7 +85,9 @@ def _sampler_seed(seed: int, worker: int) -> int:
     return (seed + 1_000_003 * worker) % 2**31
 
 
-def _study_settings(settings: ScalingSettings, seed: int, worker: int):
+def _study_settings(
+    settings: ScalingSettings, seed: int, worker: int
+) -> "tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]":
     from proj_assets.scaling.hpo import make_sampler_and_pruner
 
     return make_sampler_and_pruner(settings, _sampler_seed(seed, worker))
@@ -126,9 +130,9 @@ def scaling_assets(
         )
         from proj_assets.scaling.versions import inputs_by_cell, study_version
 
-        budget, horizon = (
-            context.partition_key.keys_by_dimension[d] for d in ("budget", "horizon")
-        )
+        # the cells partitions are multi-partitions: the key is a MultiPartitionKey (a str)
+        keys = cast(dg.MultiPartitionKey, context.partition_key).keys_by_dimension
+        budget, horizon = (keys[d] for d in ("budget", "horizon"))
         refuse_stale_grid(arch_grid, settings, compute.memory_budget_mb)
         inputs = inputs_by_cell(
             [(budget, horizon)], arch_grid, settings, (features, targets, splits)

@@ -3,6 +3,7 @@ law fitted to those runs' test loss (and, labelled, their validation loss) with 
 likelihood intervals (curve.py, law_fit.py)."""
 
 import zlib
+from typing import cast
 
 import dagster as dg
 import polars as pl
@@ -56,7 +57,8 @@ def scaling_law_assets(
         from proj_resources.fingerprints import table_version
 
         s = settings
-        keys = context.partition_key.keys_by_dimension
+        # the cells partitions are multi-partitions: the key is a MultiPartitionKey (a str)
+        keys = cast(dg.MultiPartitionKey, context.partition_key).keys_by_dimension
         budget, horizon = keys["budget"], keys["horizon"]
         best = best_trials.filter((pl.col("budget") == budget) & (pl.col("horizon") == horizon))
         if best.height != 1:

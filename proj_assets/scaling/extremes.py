@@ -11,6 +11,7 @@ architecture are merged into one trial whose label names both (e.g. `d_model_min
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import polars as pl
 
@@ -48,7 +49,9 @@ def extreme_candidates(budget_grid: pl.DataFrame) -> pl.DataFrame:
     if in_time.height:
         return in_time
     fastest = fits_memory["trial_time_estimate_s"].min()
-    return fits_memory.filter(pl.col("trial_time_estimate_s") <= NONE_FIT_SLACK * fastest)
+    return fits_memory.filter(
+        pl.col("trial_time_estimate_s") <= NONE_FIT_SLACK * cast(float, fastest)
+    )
 
 
 def extreme_architectures(budget_grid: pl.DataFrame) -> list[tuple[str, dict]]:

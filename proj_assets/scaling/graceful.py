@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+# what signal.getsignal returns and signal.signal accepts (typeshed's private `_HANDLER`)
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class GracefulStop:
-    def __init__(self):
+    def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _Handler] = {}
 
     def __call__(self) -> bool:
         """True once a stop signal arrived (pass the instance as the trainer's `should_stop`)."""
         return self.received is not None
 
-    def _handler(self, signum, _frame) -> None:
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
         self.received = signum
 
     def __enter__(self) -> GracefulStop:

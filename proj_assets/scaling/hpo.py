@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import optuna
 from optuna.trial import TrialState
@@ -155,7 +156,11 @@ class Objective:
 
 
 def _best_so_far(study: optuna.Study, loss: float) -> bool:
-    done = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    # a COMPLETE trial of this single-objective study always has its value
+    done = [
+        cast(float, t.value)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
     return not done or loss < min(done)
 
 
@@ -213,7 +218,9 @@ def reseed_for_resume(study: optuna.Study, settings: ScalingSettings, seed: int)
     return resumed
 
 
-def make_sampler_and_pruner(settings: ScalingSettings, seed: int, pruning: bool | None = None):
+def make_sampler_and_pruner(
+    settings: ScalingSettings, seed: int, pruning: bool | None = None
+) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]:
     use_pruner = settings.pruner == "median" if pruning is None else pruning
     pruner = (
         optuna.pruners.MedianPruner(

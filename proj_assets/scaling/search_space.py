@@ -19,6 +19,7 @@ infeasible (`micro_batch == 0`) are not in the space at all.
 from __future__ import annotations
 
 import math
+from typing import TypedDict, cast
 
 import numpy as np
 import polars as pl
@@ -32,6 +33,14 @@ def feasible_archs(budget_grid: pl.DataFrame) -> pl.DataFrame:
     if "micro_batch" in budget_grid.columns:
         return budget_grid.filter(pl.col("micro_batch") > 0)
     return budget_grid
+
+
+class ArchBounds(TypedDict):
+    """(low, high) of each encoded parameter (`ARCH_PARAMS`)."""
+
+    log2_d_model: tuple[float, float]
+    n_layers: tuple[int, int]
+    log2_n_heads: tuple[float, float]
 
 
 class ArchSpace:
@@ -51,10 +60,13 @@ class ArchSpace:
             for d in shapes["d_model"].unique().to_list()
         }
         all_heads = grid["n_heads"]
-        self.bounds = {
+        self.bounds: ArchBounds = {
             "log2_d_model": (math.log2(self.d.min()), math.log2(self.d.max())),
             "n_layers": (int(self.n.min()), int(self.n.max())),
-            "log2_n_heads": (math.log2(all_heads.min()), math.log2(all_heads.max())),
+            "log2_n_heads": (
+                math.log2(cast(int, all_heads.min())),
+                math.log2(cast(int, all_heads.max())),
+            ),
         }
 
     def snap(self, log2_d_model: float, n_layers: int, log2_n_heads: float) -> dict:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -89,7 +90,7 @@ class StudyLocation:
 
     def storage(self, budget: str, horizon: str) -> optuna.storages.BaseStorage:
         if self.url:
-            engine = {"pool_pre_ping": True}
+            engine: dict[str, Any] = {"pool_pre_ping": True}
             if self.url.startswith(
                 "postgresql"
             ):  # an unreachable server fails in seconds, not minutes
@@ -340,6 +341,7 @@ def enqueue_missing_extremes(study: optuna.Study, extremes: list[tuple[str, dict
     added = []
     for label, params in extremes:
         arch = _architecture(params)
+        assert arch is not None  # extremes carry the encoded architecture (hpo.extreme_trials)
         values = dict(zip(ARCH_DIMS, arch, strict=True))
         if any(
             values[dim] not in present[dim]

@@ -113,17 +113,18 @@ def evaluate(model: nn.Module, data: WindowData, split: str, batch_size: int) ->
     """Metrics on one split, `batch_size` windows at a time (the training micro-batch)."""
     model.eval()
     ends = data.ends[split]
-    probs, labels = [], []
+    prob_batches: list[torch.Tensor] = []
+    label_batches: list[torch.Tensor] = []
     for start in range(0, len(ends), batch_size):
         x, y = data.batch(ends[start : start + batch_size])
-        probs.append(torch.sigmoid(model(x)).double().cpu())
-        labels.append(y.cpu())
-    probs = torch.cat(probs).numpy()
+        prob_batches.append(torch.sigmoid(model(x)).double().cpu())
+        label_batches.append(y.cpu())
+    probs = torch.cat(prob_batches).numpy()
     if not np.isfinite(probs).all():
         raise NonFiniteLoss(
             f"{split} predictions are not finite ({int((~np.isfinite(probs)).sum())} NaN/inf)"
         )
-    return classification_metrics(torch.cat(labels).numpy(), probs)
+    return classification_metrics(torch.cat(label_batches).numpy(), probs)
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -69,13 +69,15 @@ def with_time_estimates(grid: pl.DataFrame, model: TrialTimeModel) -> pl.DataFra
 def time_left_out(grid: pl.DataFrame) -> pl.DataFrame:
     """Per budget, the memory-feasible architectures the time limit leaves out of the extremes, and
     why: how many, their d_model and n_layers ranges and the shortest estimate among them."""
-    schema = {
-        "budget": pl.Utf8,
-        "n_archs_over_time_limit": pl.UInt32,
-        "over_limit_d_model": pl.Utf8,
-        "over_limit_n_layers": pl.Utf8,
-        "shortest_over_limit_s": pl.Float64,
-    }
+    schema = pl.Schema(
+        {
+            "budget": pl.Utf8,
+            "n_archs_over_time_limit": pl.UInt32,
+            "over_limit_d_model": pl.Utf8,
+            "over_limit_n_layers": pl.Utf8,
+            "shortest_over_limit_s": pl.Float64,
+        }
+    )
     if "fits_time_limit" not in grid.columns:
         return pl.DataFrame(schema=schema)
     over = grid.filter((pl.col("micro_batch") > 0) & ~pl.col("fits_time_limit"))

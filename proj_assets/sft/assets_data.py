@@ -2,11 +2,12 @@
 
 import json
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 import polars as pl
 
-from proj_assets.sft.assets_sampling import model_revision_of
+from proj_assets.sft.assets_sampling import TableArgs, model_revision_of
 from proj_assets.sft.input_versions import data_code_version
 from proj_assets.sft.iterations import selected_iteration
 from proj_assets.sft.keys import CRITIC, SHARDS, TEST_INSTRUCTIONS, TRAINING_SET
@@ -17,7 +18,7 @@ from proj_assets.shared.metadata import ui_metadata
 from proj_resources import ArtifactStore, Provenance, Warehouse
 from proj_resources.hashing import canonical_hash
 
-TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
+TABLE: TableArgs = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 
 
 def held_out_items(cfg: SftSettings, artifacts: ArtifactStore) -> tuple[dict, Path, list, list]:
@@ -138,8 +139,8 @@ def data_assets(
         df = provenance.stamp(df, context.run_id, None, inputs, None, revision, inputs=inputs)
         meta = {
             **report,
-            "critic_precision": float(df["answer_correct"].mean()),
-            "candidate_accuracy": float(candidates["answer_correct"].mean()),
+            "critic_precision": float(cast(float, df["answer_correct"].mean())),
+            "candidate_accuracy": float(cast(float, candidates["answer_correct"].mean())),
             **{k: dg.MetadataValue.json(v) for k, v in stale.items()},
         }
         return dg.Output(df, metadata=ui_metadata(meta))

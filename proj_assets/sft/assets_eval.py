@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import dagster as dg
 import polars as pl
 
+from proj_assets.sft.assets_sampling import TableArgs
 from proj_assets.sft.budget_guard import guard_step
 from proj_assets.sft.evaluation import ARMS, EVAL_CODE_VERSION, GATE_JUDGE, OVERALL
 from proj_assets.sft.keys import ADAPTER, BASE_MODEL, PAIRED, STATS, TEST_INSTRUCTIONS
@@ -23,7 +24,7 @@ from proj_resources import ArtifactStore, Compute, Provenance, Warehouse
 from proj_resources.fingerprints import current_rows, staleness, table_version
 from proj_resources.models import ModelSource
 
-TABLE = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
+TABLE: TableArgs = {"group_name": "sft", "kinds": {"polars", "duckdb"}, "pool": DUCKDB_POOL}
 ANSWER_KINDS = ("answer", "strict", "lenient", "correct", "runaway", "token_limit")
 
 

@@ -1,6 +1,8 @@
 """What the sft generating assets share: the base model they load, the revision rows are stamped
 with, sampling a pilot or shard with QC flags and provenance, and the selected pilot's current rows."""
 
+from typing import TypedDict
+
 import dagster as dg
 import polars as pl
 
@@ -12,7 +14,21 @@ from proj_assets.sft.settings import SamplingSettings, SftSettings
 from proj_resources import Compute, Warehouse
 from proj_resources.models import ModelSource
 
-GRAPH = {"group_name": "sft", "kinds": {"polars", "duckdb"}}
+
+class GraphArgs(TypedDict):
+    """Asset arguments the sft assets share (typed, so `**GRAPH` matches dagster's overloads)."""
+
+    group_name: str
+    kinds: set[str]
+
+
+class TableArgs(GraphArgs):
+    """GraphArgs plus the pool of an asset that writes its table itself."""
+
+    pool: str
+
+
+GRAPH: GraphArgs = {"group_name": "sft", "kinds": {"polars", "duckdb"}}
 AFTER = dg.In(dg.Nothing)  # an upstream asset the compute op depends on without loading it
 
 

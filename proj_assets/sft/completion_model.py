@@ -6,6 +6,7 @@ any accidental `apply_chat_template` raises instead of silently wrapping prompts
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from proj_assets.sft.generation import generate
 from proj_assets.sft.prompts import STOP_SEQUENCE, PromptBuilder
@@ -36,8 +37,9 @@ SENTINEL_INSTRUCTIONS = (
 
 @dataclass
 class CompletionModel:
-    model: object
-    tokenizer: object
+    # a transformers causal LM and its tokenizer (the loaders are untyped; used by duck typing)
+    model: Any
+    tokenizer: Any
     shipped_chat_template: bool  # the folder's tokenizer had one (it is removed, never applied)
 
 

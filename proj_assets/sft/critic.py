@@ -14,7 +14,7 @@ maximising Youden's J (TPR - FPR) on the ROC curve. ROC-AUC per task type says h
 ranks answers at all (0.5 = chance).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from proj_assets.sft.prompts import CRITIC_TOKENS, PromptBuilder
@@ -72,8 +72,8 @@ def critic_scores(
     model,
     tokenizer,
     builder: PromptBuilder,
-    instructions: Sequence[str],
-    answers: Sequence[str],
+    instructions: Iterable[str],
+    answers: Iterable[str],
     batch_size: int = 64,
     log: Callable[[str], None] | None = None,
 ) -> CriticScores:

@@ -14,7 +14,8 @@ Statistics come from statsmodels: per arm Wilson 95% intervals; for SFT against 
 the per-type p-values, in columns suffixed `_vs_<baseline>`.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import polars as pl
 
@@ -67,7 +68,7 @@ def judge(
 
 
 def answer_columns(
-    outputs: dict[str, Sequence], references: Sequence[str | None], qc
+    outputs: Mapping[str, Sequence], references: Sequence[str | None], qc
 ) -> dict[str, list]:
     """Per arm (`base`, `few_shot`, `sft`: the keys of `outputs`): the answer, strict and lenient judgements, runaway and token-limit
     flags; `<model>_correct` is the gate's judge (strict). `outputs` holds generation.Generation rows."""
@@ -145,7 +146,7 @@ def _arm_stats(arm: str, part: pl.DataFrame) -> dict:
         f"{arm}_ci_low": float(low),
         f"{arm}_ci_high": float(high),
         **{
-            f"{arm}_{what}": float(part[f"{arm}_{column}"].cast(pl.Float64).mean())
+            f"{arm}_{what}": float(cast(float, part[f"{arm}_{column}"].cast(pl.Float64).mean()))
             for what, column in (
                 ("lenient_accuracy", "lenient"),
                 ("runaway_rate", "runaway"),

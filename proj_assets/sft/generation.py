@@ -84,9 +84,9 @@ def generate(
             done = finish(text, n + int(hit_eos), hit_eos, stop, max_new_tokens)
             results.append(dataclasses.replace(done, seed=seed + lo) if do_sample else done)
         if log is not None:
-            done = len(results)
-            rate = done / (time.perf_counter() - start)
+            n_done = len(results)
+            rate = n_done / (time.perf_counter() - start)
             log(
-                f"generated {done}/{len(prompts)} ({rate:.1f}/s, ETA {(len(prompts) - done) / rate:.0f}s)"
+                f"generated {n_done}/{len(prompts)} ({rate:.1f}/s, ETA {(len(prompts) - n_done) / rate:.0f}s)"
             )
     return results

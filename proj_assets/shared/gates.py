@@ -14,7 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from proj_assets.shared import reviews
 from proj_assets.shared.instance_reads import PAGE
@@ -35,9 +38,9 @@ def _describe(record) -> str:
 
 def latest_check_results(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey
-) -> dict[str | None, object]:
+) -> dict[str | None, AssetCheckExecutionRecord]:
     """Partition (None when unpartitioned) -> the latest finished execution record of check `key`."""
-    latest: dict[str | None, object] = {}
+    latest: dict[str | None, AssetCheckExecutionRecord] = {}
     cursor = None
     while True:  # newest first, a page at a time
         history = instance.event_log_storage.get_asset_check_execution_history(

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,14 +65,20 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     folder = check_model_dir(path)
-    kwargs = {"trust_remote_code": False, "local_files_only": True, "use_safetensors": True}
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": False,
+        "local_files_only": True,
+        "use_safetensors": True,
+    }
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    return model if quantization_config is not None else model.to(device)
+    # PreTrainedModel.to is `@wraps(nn.Module.to)`: typeshed's _Wrapped keeps the unbound
+    # signature, so mypy takes `device` for `self`
+    return model if quantization_config is not None else model.to(device)  # type: ignore[arg-type]
 
 
 def load_encoder(path: str | Path, device: str = "cpu"):
